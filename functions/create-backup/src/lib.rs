@@ -1,0 +1,30 @@
+//! create-backup: `POST /service-instances/{id}/backups` starts a backup point; the
+//! scheduled tick runs the policies that are due.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use snapnest::api::{self, Route};
+use snapnest::backup::{BackupOrigin, BackupRequest};
+use snapnest::runtime::{HandlerError, Invocation};
+use snapnest::{Error, Snapnest};
+
+pub async fn handle(app: Arc<Snapnest>, event: Value) -> Result<Value, HandlerError> {
+    let now = chrono::Utc::now();
+    match Invocation::classify(event)? {
+        Invocation::Http(request) => {
+            let outcome = async {
+                match request.route()? {
+                    Route::CreateBackup { service_instance_id } => {
+                        let body: BackupRequest = request.json_body()?;
+                        app.create_backup(&service_instance_id, &body, BackupOrigin::manual(), now).await
+                    }
+                    other => Err(Error::not_found("route", format!("{other:?} (not served by create-backup)"))),
+                }
+            }
+            .await;
+            Ok(json!(api::respond(202, outcome)))
+        }
+        Invocation::Scheduled(_) => Ok(json!(app.run_due_policies(now).await?)),
+    }
+}

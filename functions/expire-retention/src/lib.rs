@@ -1,0 +1,13 @@
+//! expire-retention: deletes the snapshots of expired backup points (scheduled, hourly).
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use snapnest::runtime::HandlerError;
+use snapnest::Snapnest;
+
+/// Any event runs one pass; the answer is what the pass did.
+pub async fn handle(app: Arc<Snapnest>, _event: Value) -> Result<Value, HandlerError> {
+    let now = chrono::Utc::now();
+    Ok(json!(app.expire_due(now).await?))
+}

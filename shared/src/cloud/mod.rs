@@ -1,0 +1,258 @@
+//! The `Cloud` port: what snapnest needs from EC2, EBS and RDS, in its own vocabulary.
+//!
+//! One [`Cloud`] speaks to one region, as an AWS client does; a [`CloudProvider`] hands
+//! out the cloud of any region (copies are made by the destination region's cloud, as
+//! `CopySnapshot` is called in the destination region). Every call is one non-blocking
+//! step: long operations (snapshots, copies, volume creation, DB restores) are started by
+//! one call and followed with the batched `describe_*` calls, so a Lambda never waits.
+//! Adapters: [`simulated::SimulatedCloud`] and [`aws::AwsCloud`].
+
+pub mod aws;
+pub mod contract;
+pub mod retry;
+pub mod simulated;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+/// Tags to put on what snapnest creates.
+pub type Tags = BTreeMap<String, String>;
+
+/// Tag keys snapnest writes on everything it creates.
+pub mod tag {
+    pub const BACKUP_ID: &str = "snapnest:backup-id";
+    pub const SERVICE_INSTANCE: &str = "snapnest:service-instance-id";
+    pub const EXPIRES_AT: &str = "snapnest:expires-at";
+    pub const SOURCE_VOLUME: &str = "snapnest:source-volume-id";
+    pub const RESTORE_ID: &str = "snapnest:restore-id";
+    /// On a volume or database an in-place restore took out of service, kept for roll-back.
+    pub const REPLACED_BY_RESTORE: &str = "snapnest:replaced-by-restore";
+    /// Every resource snapnest manages carries this; IAM conditions on destructive calls use it.
+    pub const MANAGED: &str = "snapnest:managed";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    ShuttingDown,
+    Terminated,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedVolume {
+    pub volume_id: String,
+    pub device: String,
+    pub size_gib: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub instance_id: String,
+    pub state: InstanceState,
+    pub availability_zone: String,
+    pub volumes: Vec<AttachedVolume>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Database {
+    pub db_id: String,
+    pub engine: String,
+    pub status: String,
+    pub availability_zone: Option<String>,
+}
+
+/// Every resource of a service instance, found by tag.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inventory {
+    pub instances: Vec<Instance>,
+    pub databases: Vec<Database>,
+}
+
+/// Which of an instance's volumes go into its consistent group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSelection {
+    /// "Protect All Disks": whatever is attached when the snapshot is taken.
+    All,
+    /// Only these volumes; the instance's others are excluded.
+    Only(Vec<String>),
+}
+
+/// A snapshot just started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedSnapshot {
+    pub snapshot_id: String,
+    pub volume_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotState {
+    Pending,
+    Completed,
+    Error(String),
+}
+
+/// What the cloud reports of one snapshot (EBS or RDS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotStatus {
+    pub snapshot_id: String,
+    pub state: SnapshotState,
+    /// 0–100.
+    pub progress: u8,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeState {
+    Creating,
+    Available,
+    InUse,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeStatus {
+    pub volume_id: String,
+    pub state: VolumeState,
+    /// (instance id, device) while attached.
+    pub attachment: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseStatus {
+    pub db_id: String,
+    /// RDS's own status words: `creating`, `available`, `renaming`, …
+    pub status: String,
+}
+
+impl DatabaseStatus {
+    pub fn is_available(&self) -> bool {
+        self.status == "available"
+    }
+}
+
+/// How a delete ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    /// Something uses the snapshot (an AMI, a volume being created): it is released, not deleted.
+    InUse(String),
+    /// It was already gone.
+    NotFound,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CloudError {
+    /// Rate limited; retry with backoff.
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// A transient failure (5xx, timeout); retry with backoff.
+    #[error("transient failure: {0}")]
+    Transient(String),
+    /// The EC2 instance was terminated ("This instance has been released.").
+    #[error("This instance has been released.")]
+    InstanceReleased(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A multi-volume consistent group is not possible for this instance.
+    #[error("consistent group not supported: {0}")]
+    GroupUnsupported(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// The cloud refused the call; `code` is its error code.
+    #[error("{code}: {message}")]
+    Rejected { code: String, message: String },
+}
+
+impl CloudError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Throttled(_) | Self::Transient(_))
+    }
+}
+
+pub type CloudResult<T> = Result<T, CloudError>;
+
+/// EC2, EBS and RDS in one region.
+#[async_trait]
+pub trait Cloud: Send + Sync {
+    fn region(&self) -> &str;
+
+    /// Instances (with their attached volumes) and DB instances tagged `tag_key=value`.
+    /// Terminated instances are left out.
+    async fn discover(&self, tag_key: &str, value: &str) -> CloudResult<Inventory>;
+
+    /// One crash-consistent snapshot group of an instance's volumes (`CreateSnapshots`).
+    async fn snapshot_instance(
+        &self,
+        instance_id: &str,
+        volumes: &VolumeSelection,
+        tags: &Tags,
+    ) -> CloudResult<Vec<StartedSnapshot>>;
+
+    /// One volume on its own (`CreateSnapshot`), where a group is not possible.
+    async fn snapshot_volume(&self, volume_id: &str, tags: &Tags) -> CloudResult<StartedSnapshot>;
+
+    /// A DB snapshot under a name snapnest chooses, so a retried call finds the first one.
+    async fn snapshot_database(&self, db_id: &str, snapshot_id: &str, tags: &Tags) -> CloudResult<()>;
+
+    /// Status of many EBS snapshots in one batched call; ids the cloud does not know are absent.
+    async fn describe_snapshots(&self, snapshot_ids: &[String]) -> CloudResult<Vec<SnapshotStatus>>;
+
+    /// Status of many DB snapshots; ids the cloud does not know are absent.
+    async fn describe_db_snapshots(&self, snapshot_ids: &[String]) -> CloudResult<Vec<SnapshotStatus>>;
+
+    /// EBS snapshots carrying `key=value`, as (snapshot id, source volume id): how a
+    /// backup that crashed after `CreateSnapshots` finds what it already started.
+    async fn find_snapshots(&self, key: &str, value: &str) -> CloudResult<Vec<StartedSnapshot>>;
+
+    async fn delete_snapshot(&self, snapshot_id: &str) -> CloudResult<DeleteOutcome>;
+    async fn delete_db_snapshot(&self, snapshot_id: &str) -> CloudResult<DeleteOutcome>;
+
+    /// Replaces the snapnest tags of a snapshot (the expiry follows retention changes).
+    async fn tag_snapshot(&self, snapshot_id: &str, tags: &Tags) -> CloudResult<()>;
+
+    /// Copies an EBS snapshot from `source_region` into this region; returns the copy's id.
+    async fn copy_snapshot(&self, source_region: &str, snapshot_id: &str, tags: &Tags) -> CloudResult<String>;
+
+    /// Copies a DB snapshot from `source_region` into this region under `target_id`.
+    async fn copy_db_snapshot(
+        &self,
+        source_region: &str,
+        snapshot_id: &str,
+        target_id: &str,
+        tags: &Tags,
+    ) -> CloudResult<()>;
+
+    async fn stop_instances(&self, instance_ids: &[String]) -> CloudResult<()>;
+    async fn start_instances(&self, instance_ids: &[String]) -> CloudResult<()>;
+    /// States of instances; ids the cloud does not know are absent.
+    async fn describe_instances(&self, instance_ids: &[String]) -> CloudResult<Vec<(String, InstanceState)>>;
+
+    /// A new volume from a snapshot in an availability zone; returns the volume id.
+    async fn create_volume(&self, snapshot_id: &str, availability_zone: &str, tags: &Tags) -> CloudResult<String>;
+    async fn describe_volumes(&self, volume_ids: &[String]) -> CloudResult<Vec<VolumeStatus>>;
+    async fn detach_volume(&self, instance_id: &str, volume_id: &str) -> CloudResult<()>;
+    async fn attach_volume(&self, instance_id: &str, volume_id: &str, device: &str) -> CloudResult<()>;
+    async fn tag_resource(&self, resource_id: &str, tags: &Tags) -> CloudResult<()>;
+
+    /// A new DB instance `new_db_id` from a DB snapshot.
+    async fn restore_database(&self, snapshot_id: &str, new_db_id: &str, tags: &Tags) -> CloudResult<()>;
+    async fn describe_databases(&self, db_ids: &[String]) -> CloudResult<Vec<DatabaseStatus>>;
+    /// Renames a DB instance (`ModifyDBInstance NewDBInstanceIdentifier`, applied immediately).
+    async fn rename_database(&self, db_id: &str, new_db_id: &str) -> CloudResult<()>;
+}
+
+/// Hands out the cloud of a region.
+pub trait CloudProvider: Send + Sync {
+    /// The region the service instances live in.
+    fn home_region(&self) -> &str;
+    /// The cloud of the home region.
+    fn home(&self) -> Arc<dyn Cloud>;
+    /// The cloud of any region (`CloudError::Rejected` for a name the cloud does not know).
+    fn region(&self, region: &str) -> CloudResult<Arc<dyn Cloud>>;
+}

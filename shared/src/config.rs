@@ -1,0 +1,135 @@
+//! Configuration, read once from the environment at cold start (SPEC "Configuration").
+//! A bad value fails start-up with a message naming the variable, not each request.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cloud::simulated::Faults;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Embedded,
+    DynamoDb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloudKind {
+    Simulated,
+    Aws,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub store: StoreKind,
+    pub table: Option<String>,
+    pub cloud: CloudKind,
+    pub data_dir: PathBuf,
+    pub tag_key: String,
+    pub home_region: String,
+    pub sim_operation_time: Duration,
+    pub sim_latency: Duration,
+    pub sim_faults: Faults,
+    /// Retention of a manual backup that names none.
+    pub default_retention_days: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads the configuration through `get` (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let err = |variable: &'static str, message: String| ConfigError { variable, message };
+        let store = match get("SNAPNEST_STORE").as_deref() {
+            None | Some("embedded") => StoreKind::Embedded,
+            Some("dynamodb") => StoreKind::DynamoDb,
+            Some(other) => return Err(err("SNAPNEST_STORE", format!("'{other}' is not embedded or dynamodb"))),
+        };
+        let table = get("SNAPNEST_TABLE");
+        if store == StoreKind::DynamoDb && table.is_none() {
+            return Err(err("SNAPNEST_TABLE", "required when SNAPNEST_STORE=dynamodb".into()));
+        }
+        let cloud = match get("SNAPNEST_CLOUD").as_deref() {
+            None | Some("simulated") => CloudKind::Simulated,
+            Some("aws") => CloudKind::Aws,
+            Some(other) => return Err(err("SNAPNEST_CLOUD", format!("'{other}' is not simulated or aws"))),
+        };
+        let number = |variable: &'static str, default: f64| -> Result<f64, ConfigError> {
+            match get(variable) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite() && *n >= 0.0)
+                    .ok_or_else(|| err(variable, format!("'{v}' is not a non-negative number"))),
+            }
+        };
+        let home_region = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")).unwrap_or_else(|| "us-east-1".into());
+        if !crate::validate::is_region_name(&home_region) {
+            return Err(err("AWS_REGION", format!("'{home_region}' is not a region name")));
+        }
+        Ok(Self {
+            store,
+            table,
+            cloud,
+            data_dir: get("SNAPNEST_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".snapnest")),
+            tag_key: get("SNAPNEST_TAG_KEY").unwrap_or_else(|| "service-instance-id".into()),
+            home_region,
+            sim_operation_time: Duration::from_secs_f64(number("SNAPNEST_SIM_SNAPSHOT_SECONDS", 2.0)?),
+            sim_latency: Duration::from_secs_f64(number("SNAPNEST_SIM_LATENCY_MS", 0.0)? / 1000.0),
+            sim_faults: match get("SNAPNEST_SIM_FAULTS") {
+                None => Faults::default(),
+                Some(spec) => spec.parse().map_err(|m| err("SNAPNEST_SIM_FAULTS", m))?,
+            },
+            default_retention_days: match get("SNAPNEST_DEFAULT_RETENTION_DAYS") {
+                None => 7,
+                Some(v) => v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|d| (1..=crate::validate::MAX_RETENTION_DAYS).contains(d))
+                    .ok_or_else(|| err("SNAPNEST_DEFAULT_RETENTION_DAYS", format!("'{v}' is not 1 to 65536")))?,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_store_and_simulated_cloud() {
+        let c = config(&[]).unwrap();
+        assert_eq!((c.store, c.cloud), (StoreKind::Embedded, CloudKind::Simulated));
+        assert_eq!(c.data_dir, PathBuf::from(".snapnest"));
+        assert_eq!(c.tag_key, "service-instance-id");
+        assert_eq!(c.sim_operation_time, Duration::from_secs(2));
+        assert_eq!(c.default_retention_days, 7);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        assert_eq!(config(&[("SNAPNEST_STORE", "redis")]).unwrap_err().variable, "SNAPNEST_STORE");
+        assert_eq!(config(&[("SNAPNEST_STORE", "dynamodb")]).unwrap_err().variable, "SNAPNEST_TABLE");
+        assert_eq!(
+            config(&[("SNAPNEST_SIM_SNAPSHOT_SECONDS", "-1")]).unwrap_err().variable,
+            "SNAPNEST_SIM_SNAPSHOT_SECONDS"
+        );
+        assert_eq!(config(&[("SNAPNEST_SIM_FAULTS", "throttle=9")]).unwrap_err().variable, "SNAPNEST_SIM_FAULTS");
+        assert_eq!(config(&[("AWS_REGION", "mars")]).unwrap_err().variable, "AWS_REGION");
+    }
+}

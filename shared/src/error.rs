@@ -1,0 +1,63 @@
+//! The domain's error type. Every failure a user can see is one of these variants;
+//! [`crate::api`] maps them to HTTP status codes in one place.
+
+use crate::cloud::CloudError;
+use crate::store::StoreError;
+
+/// What went wrong, in terms a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request itself is wrong; nothing was written.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// An id that does not exist (or is not this caller's).
+    #[error("{what} '{id}' does not exist")]
+    NotFound { what: &'static str, id: String },
+    /// The request is valid but the current state forbids it.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// The record store failed; the operation is safe to retry and nothing was lost.
+    #[error("Failed to synchronize metadata.")]
+    Store(#[source] StoreError),
+    /// The cloud refused or failed a call the request depended on.
+    #[error("cloud call failed: {0}")]
+    Cloud(#[from] CloudError),
+}
+
+impl Error {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest { code, message: message.into() }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict { code, message: message.into() }
+    }
+
+    pub fn not_found(what: &'static str, id: impl Into<String>) -> Self {
+        Self::NotFound { what, id: id.into() }
+    }
+
+    /// Whether an asynchronous invocation should be retried by Lambda.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(e) => e.is_retryable(),
+            Self::Cloud(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            // A lost optimistic-concurrency race is a conflict the caller can see and retry.
+            StoreError::VersionConflict { collection, id } => Self::conflict(
+                "ConcurrentModification",
+                format!("{collection} '{id}' was changed by another request; read it again and retry"),
+            ),
+            other => Self::Store(other),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,377 @@
+//! The records users read: backup points and restores, with one item per resource.
+//!
+//! Field names and shapes are the SPEC's HTTP API; fields the API does not show
+//! (`version`, leases, the plan of an in-place restore) are `#[serde(skip_serializing…)]`
+//! only where a user has no use for them. Records are plain data: the workflows in
+//! [`crate::backup`], [`crate::restore`], [`crate::retention`] and [`crate::replication`] change them,
+//! [`crate::records`] stores them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::status::{aggregate, ItemStatus, JobStatus};
+
+pub type Timestamp = DateTime<Utc>;
+
+/// What a backup item protects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    Volume,
+    Database,
+}
+
+/// Why a backup was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Manual,
+    Scheduled,
+    /// Taken by an in-place restore before it overwrites anything.
+    SafetyBackup,
+}
+
+/// One volume or database of a backup point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupItem {
+    /// Volume id or DB instance identifier.
+    pub resource_id: String,
+    pub kind: ResourceKind,
+    /// The EC2 instance the volume was attached to.
+    pub instance_id: Option<String>,
+    /// The device name the volume was attached at (`/dev/xvda`…).
+    pub device: Option<String>,
+    pub availability_zone: Option<String>,
+    pub snapshot_id: Option<String>,
+    /// Whether the snapshot was taken in one crash-consistent group with the instance's other volumes.
+    pub consistent_group: bool,
+    pub status: ItemStatus,
+    /// 0–100.
+    pub progress: u8,
+    pub size_bytes: u64,
+    pub error: Option<String>,
+    /// The cloud refused to delete the snapshot because something uses it: snapnest no longer
+    /// manages its lifecycle (seed: "Cloud Backup no longer manages the lifecycle of the snapshot").
+    #[serde(default)]
+    pub released: bool,
+}
+
+impl BackupItem {
+    pub fn new(resource_id: &str, kind: ResourceKind) -> Self {
+        Self {
+            resource_id: resource_id.to_owned(),
+            kind,
+            instance_id: None,
+            device: None,
+            availability_zone: None,
+            snapshot_id: None,
+            consistent_group: false,
+            status: ItemStatus::Pending,
+            progress: 0,
+            size_bytes: 0,
+            error: None,
+            released: false,
+        }
+    }
+
+    pub fn fail(&mut self, cause: impl Into<String>) {
+        self.status = ItemStatus::Failed;
+        self.error = Some(cause.into());
+    }
+}
+
+/// The copy of one snapshot in the destination region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaItem {
+    pub resource_id: String,
+    pub kind: ResourceKind,
+    pub source_snapshot_id: String,
+    pub replica_snapshot_id: Option<String>,
+    pub status: ItemStatus,
+    pub progress: u8,
+    pub error: Option<String>,
+    /// Copy attempts that failed on a transient error; retried until the limit.
+    #[serde(default)]
+    pub attempts: u32,
+}
+
+/// Remote replication of a backup point ("Replication to Other Region").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replication {
+    pub region: String,
+    pub status: JobStatus,
+    /// When the replicas expire (their own retention); null = never.
+    pub expires_at: Option<Timestamp>,
+    pub items: Vec<ReplicaItem>,
+}
+
+impl Replication {
+    pub fn refresh_status(&mut self) {
+        if !matches!(self.status, JobStatus::Expired | JobStatus::Cancelled) {
+            self.status = aggregate(self.items.iter().map(|i| i.status));
+        }
+    }
+}
+
+/// What a backup was asked to cover, kept so a crashed start can be finished the same way.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    /// Only these EC2 instances; empty = every instance of the service instance.
+    #[serde(default)]
+    pub instance_ids: Vec<String>,
+    /// Only these volumes ("Protect All Disks" off); empty = all attached volumes.
+    #[serde(default)]
+    pub volume_ids: Vec<String>,
+}
+
+/// A backup point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupRecord {
+    pub backup_id: String,
+    pub service_instance_id: String,
+    /// The region the resources and the snapshots live in.
+    pub region: String,
+    pub status: JobStatus,
+    pub trigger: Trigger,
+    pub policy_id: Option<String>,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    /// Null = never expires.
+    pub expires_at: Option<Timestamp>,
+    pub snapshot_bytes: u64,
+    pub items: Vec<BackupItem>,
+    pub replication: Option<Replication>,
+    /// A snapshot of this point was deleted behind snapnest's back: it cannot be fully restored.
+    #[serde(default)]
+    pub damaged: bool,
+    /// Why the whole point failed when no item could say (e.g. nothing to back up).
+    pub error: Option<String>,
+    #[serde(default)]
+    pub selection: Selection,
+    pub client_token: Option<String>,
+    /// Until when the invocation that started this backup owns the right to issue its
+    /// snapshots; after that poll-status takes over (the starter died half way).
+    pub start_lease_until: Option<Timestamp>,
+    /// Optimistic-concurrency version: every save must name the version it read.
+    pub version: u64,
+}
+
+impl BackupRecord {
+    /// Recomputes the status from the items, stamping `finished_at` and the byte total
+    /// when the point becomes terminal. Cancelled and expired points keep their status.
+    pub fn refresh_status(&mut self, now: Timestamp) {
+        if matches!(self.status, JobStatus::Cancelled | JobStatus::Expired) {
+            return;
+        }
+        let derived = aggregate(self.items.iter().map(|i| i.status));
+        debug_assert!(self.status.can_become(derived) || self.status == JobStatus::Pending);
+        self.status = derived;
+        self.snapshot_bytes =
+            self.items.iter().filter(|i| i.status == ItemStatus::Succeeded).map(|i| i.size_bytes).sum();
+        if derived.is_terminal() && self.finished_at.is_none() {
+            self.finished_at = Some(now);
+        }
+    }
+
+    /// Work remains for a scheduled function: snapshots to poll, or copies to make.
+    pub fn needs_work(&self) -> bool {
+        !self.status.is_terminal() || self.replication.as_ref().is_some_and(|r| !r.status.is_terminal())
+    }
+
+    /// The earliest moment something of this point is due for deletion.
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        let own = (self.status != JobStatus::Expired && self.status.is_terminal()).then_some(self.expires_at).flatten();
+        let replica = self
+            .replication
+            .as_ref()
+            .filter(|r| r.status != JobStatus::Expired && r.status.is_terminal())
+            .and_then(|r| r.expires_at);
+        match (own, replica) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// How a restore brings the data back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreMode {
+    /// Swap restored volumes in at the same devices and restored databases in under the same ids.
+    InPlace,
+    /// New volumes and a new database id; the originals are untouched.
+    Clone,
+    /// A clone made in the destination region from the replicated snapshots.
+    DisasterRecovery,
+}
+
+/// The step an in-place restore is at. Each step is finished (as seen in the cloud)
+/// before the next starts, so a restore can be resumed by any poll after a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestorePhase {
+    SafetyBackup,
+    StoppingInstances,
+    Restoring,
+    StartingInstances,
+    Done,
+}
+
+/// Where one resource's restore stands, finer than its [`ItemStatus`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreStep {
+    NotStarted,
+    /// New volume or database being created from the snapshot.
+    Creating,
+    /// In place: the old volume is being detached.
+    DetachingOld,
+    /// In place: the new volume is being attached at the old device.
+    AttachingNew,
+    /// In place: the original database is being renamed out of the way.
+    RenamingOld,
+    /// In place: the restored database is being renamed to the original id.
+    RenamingNew,
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreItem {
+    pub resource_id: String,
+    pub kind: ResourceKind,
+    pub snapshot_id: Option<String>,
+    /// The volume or DB id holding the restored data (in place: the id now in service).
+    pub new_resource_id: Option<String>,
+    pub status: ItemStatus,
+    pub error: Option<String>,
+    pub instance_id: Option<String>,
+    pub device: Option<String>,
+    pub availability_zone: Option<String>,
+    /// In place: the volume or database that was replaced, kept (tagged) for roll-back.
+    pub replaced_resource_id: Option<String>,
+    pub step: RestoreStep,
+}
+
+impl RestoreItem {
+    pub fn fail(&mut self, cause: impl Into<String>) {
+        self.status = ItemStatus::Failed;
+        self.error = Some(cause.into());
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreRecord {
+    pub restore_id: String,
+    pub backup_id: String,
+    pub service_instance_id: String,
+    pub mode: RestoreMode,
+    /// Where the restored resources are created.
+    pub region: String,
+    pub status: JobStatus,
+    pub phase: RestorePhase,
+    pub safety_backup: bool,
+    pub safety_backup_id: Option<String>,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub items: Vec<RestoreItem>,
+    /// Instances this restore stopped and must start again, whatever happens.
+    #[serde(default)]
+    pub stopped_instance_ids: Vec<String>,
+    pub error: Option<String>,
+    pub client_token: Option<String>,
+    pub version: u64,
+}
+
+impl RestoreRecord {
+    pub fn refresh_status(&mut self, now: Timestamp) {
+        if self.status == JobStatus::Cancelled {
+            return;
+        }
+        let derived = if self.phase == RestorePhase::Done {
+            aggregate(self.items.iter().map(|i| i.status))
+        } else if self.phase == RestorePhase::SafetyBackup && self.safety_backup_id.is_none() {
+            JobStatus::Pending
+        } else {
+            JobStatus::Running
+        };
+        self.status = derived;
+        if derived.is_terminal() && self.finished_at.is_none() {
+            self.finished_at = Some(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(items: &[ItemStatus]) -> BackupRecord {
+        BackupRecord {
+            backup_id: "b".into(),
+            service_instance_id: "si".into(),
+            region: "us-east-1".into(),
+            status: JobStatus::Pending,
+            trigger: Trigger::Manual,
+            policy_id: None,
+            started_at: Utc::now(),
+            finished_at: None,
+            expires_at: None,
+            snapshot_bytes: 0,
+            items: items
+                .iter()
+                .enumerate()
+                .map(|(n, &status)| BackupItem {
+                    status,
+                    size_bytes: 10 << n,
+                    ..BackupItem::new(&format!("vol-{n}"), ResourceKind::Volume)
+                })
+                .collect(),
+            replication: None,
+            damaged: false,
+            error: None,
+            selection: Selection::default(),
+            client_token: None,
+            start_lease_until: None,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn finished_point_counts_only_succeeded_bytes_and_stamps_the_end() {
+        let now = Utc::now();
+        let mut point = record(&[ItemStatus::Succeeded, ItemStatus::Failed, ItemStatus::Succeeded]);
+        point.refresh_status(now);
+        assert_eq!(point.status, JobStatus::PartiallyFailed);
+        assert_eq!(point.snapshot_bytes, 10 + 40);
+        assert_eq!(point.finished_at, Some(now));
+    }
+
+    #[test]
+    fn running_point_has_no_end_and_needs_work() {
+        let mut point = record(&[ItemStatus::Succeeded, ItemStatus::Running]);
+        point.refresh_status(Utc::now());
+        assert_eq!(point.status, JobStatus::Running);
+        assert!(point.finished_at.is_none());
+        assert!(point.needs_work());
+    }
+
+    #[test]
+    fn next_expiry_is_the_earlier_of_point_and_replicas() {
+        let now = Utc::now();
+        let mut point = record(&[ItemStatus::Succeeded]);
+        point.refresh_status(now);
+        assert_eq!(point.next_expiry(), None);
+        point.expires_at = Some(now + chrono::Duration::days(7));
+        assert_eq!(point.next_expiry(), point.expires_at);
+        point.replication = Some(Replication {
+            region: "us-west-2".into(),
+            status: JobStatus::Succeeded,
+            expires_at: Some(now + chrono::Duration::days(3)),
+            items: vec![],
+        });
+        assert_eq!(point.next_expiry(), Some(now + chrono::Duration::days(3)));
+        point.status = JobStatus::Expired;
+        point.replication.as_mut().unwrap().status = JobStatus::Expired;
+        assert_eq!(point.next_expiry(), None);
+    }
+}

@@ -1,0 +1,215 @@
+//! The status rules of backup and restore records, as pure functions.
+//!
+//! A record's status is never stored on its own authority: it is derived from the
+//! statuses of its items (one per volume or database) by [`aggregate`], and the
+//! only statuses a user or the scheduler can impose on top of that (`Cancelled`,
+//! `Expired`) go through [`JobStatus::can_become`]. Keeping this in one pure module
+//! lets every combination be tested without a store or a cloud.
+
+use serde::{Deserialize, Serialize};
+
+/// Where one resource of a backup, restore or copy stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ItemStatus {
+    /// Planned; no cloud call has been made for it yet.
+    Pending,
+    /// The cloud is working on it (snapshot in progress, volume being created…).
+    Running,
+    Succeeded,
+    Failed,
+    /// The job was cancelled before this item finished.
+    Cancelled,
+}
+
+impl ItemStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// Where a whole backup point, restore or replication stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobStatus {
+    /// Written, nothing started yet (the seeds' empty record).
+    Pending,
+    /// At least one item is still being worked on (the seeds' "backing up" / "restoring").
+    Running,
+    Succeeded,
+    /// Every item is terminal, some succeeded and some failed.
+    PartiallyFailed,
+    /// Every item is terminal and none succeeded.
+    Failed,
+    Cancelled,
+    /// A backup point whose retention ran out; its snapshots are deleted.
+    Expired,
+}
+
+impl JobStatus {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::Pending | Self::Running)
+    }
+
+    /// A finished point that still holds snapshots someone may restore from.
+    pub fn is_restorable(self) -> bool {
+        matches!(self, Self::Succeeded | Self::PartiallyFailed)
+    }
+
+    /// The transitions a record may make. Everything else is a bug or a lost race.
+    pub fn can_become(self, next: JobStatus) -> bool {
+        use JobStatus::*;
+        match (self, next) {
+            (a, b) if a == b => true,
+            (Pending, Running | Succeeded | PartiallyFailed | Failed | Cancelled) => true,
+            (Running, Succeeded | PartiallyFailed | Failed | Cancelled) => true,
+            // A point that finished keeps its snapshots until its retention runs out.
+            (Succeeded | PartiallyFailed | Failed | Cancelled, Expired) => true,
+            _ => false,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Running => "Running",
+            Self::Succeeded => "Succeeded",
+            Self::PartiallyFailed => "PartiallyFailed",
+            Self::Failed => "Failed",
+            Self::Cancelled => "Cancelled",
+            Self::Expired => "Expired",
+        }
+    }
+}
+
+impl std::str::FromStr for JobStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use JobStatus::*;
+        [Pending, Running, Succeeded, PartiallyFailed, Failed, Cancelled, Expired]
+            .into_iter()
+            .find(|status| status.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown status '{s}'"))
+    }
+}
+
+/// The status of a job derived from its items (SPEC "Backup" 4):
+/// - no items, or all `Pending` → `Pending`;
+/// - any item `Pending` or `Running` (and not all pending) → `Running`;
+/// - all terminal and any `Cancelled` → `Cancelled`;
+/// - all terminal with failures → `PartiallyFailed` when some succeeded, else `Failed`;
+/// - all succeeded → `Succeeded`.
+pub fn aggregate<I>(items: I) -> JobStatus
+where
+    I: IntoIterator<Item = ItemStatus>,
+{
+    let (mut pending, mut running, mut succeeded, mut failed, mut cancelled) = (0, 0, 0, 0, 0);
+    for status in items {
+        match status {
+            ItemStatus::Pending => pending += 1,
+            ItemStatus::Running => running += 1,
+            ItemStatus::Succeeded => succeeded += 1,
+            ItemStatus::Failed => failed += 1,
+            ItemStatus::Cancelled => cancelled += 1,
+        }
+    }
+    let total = pending + running + succeeded + failed + cancelled;
+    if total == pending {
+        JobStatus::Pending
+    } else if pending + running > 0 {
+        JobStatus::Running
+    } else if cancelled > 0 {
+        JobStatus::Cancelled
+    } else if failed > 0 && succeeded > 0 {
+        JobStatus::PartiallyFailed
+    } else if failed > 0 {
+        JobStatus::Failed
+    } else {
+        JobStatus::Succeeded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ItemStatus as I;
+    use JobStatus as J;
+
+    const ALL_ITEMS: [ItemStatus; 5] = [I::Pending, I::Running, I::Succeeded, I::Failed, I::Cancelled];
+    const ALL_JOBS: [JobStatus; 7] =
+        [J::Pending, J::Running, J::Succeeded, J::PartiallyFailed, J::Failed, J::Cancelled, J::Expired];
+
+    /// The rule written independently of `aggregate`, from the counts of each status.
+    fn expected(items: &[ItemStatus]) -> JobStatus {
+        let count = |s: ItemStatus| items.iter().filter(|&&i| i == s).count();
+        if items.iter().all(|&i| i == I::Pending) {
+            J::Pending
+        } else if items.iter().any(|i| !i.is_terminal()) {
+            J::Running
+        } else if count(I::Cancelled) > 0 {
+            J::Cancelled
+        } else if count(I::Failed) == items.len() {
+            J::Failed
+        } else if count(I::Failed) > 0 {
+            J::PartiallyFailed
+        } else {
+            J::Succeeded
+        }
+    }
+
+    #[test]
+    fn every_combination_of_up_to_four_items_aggregates_by_the_rule() {
+        // 5^1 + 5^2 + 5^3 + 5^4 combinations, order included.
+        let mut checked = 0;
+        for len in 1..=4u32 {
+            for code in 0..5usize.pow(len) {
+                let mut n = code;
+                let items: Vec<_> = (0..len)
+                    .map(|_| {
+                        let s = ALL_ITEMS[n % 5];
+                        n /= 5;
+                        s
+                    })
+                    .collect();
+                assert_eq!(aggregate(items.iter().copied()), expected(&items), "{items:?}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 5 + 25 + 125 + 625);
+    }
+
+    #[test]
+    fn named_cases_match_the_spec() {
+        assert_eq!(aggregate([]), J::Pending);
+        assert_eq!(aggregate([I::Succeeded, I::Running]), J::Running);
+        assert_eq!(aggregate([I::Succeeded, I::Pending]), J::Running);
+        assert_eq!(aggregate([I::Succeeded; 7]), J::Succeeded);
+        assert_eq!(aggregate([I::Succeeded, I::Failed]), J::PartiallyFailed);
+        assert_eq!(aggregate([I::Failed, I::Failed]), J::Failed);
+        assert_eq!(aggregate([I::Succeeded, I::Cancelled]), J::Cancelled);
+        assert_eq!(aggregate([I::Failed, I::Cancelled, I::Running]), J::Running);
+    }
+
+    #[test]
+    fn transitions_only_go_forward() {
+        for from in ALL_JOBS {
+            for to in ALL_JOBS {
+                let allowed = from.can_become(to);
+                let forward = from == to
+                    || (!from.is_terminal() && to.is_terminal() && to != J::Expired)
+                    || (from == J::Pending && to == J::Running)
+                    || (from.is_terminal() && from != J::Expired && to == J::Expired);
+                assert_eq!(allowed, forward, "{from:?} -> {to:?}");
+            }
+        }
+        assert!(!J::Expired.can_become(J::Succeeded));
+        assert!(!J::Running.can_become(J::Pending));
+        assert!(!J::Running.can_become(J::Expired));
+    }
+
+    #[test]
+    fn statuses_parse_case_insensitively() {
+        for status in ALL_JOBS {
+            assert_eq!(status.as_str().to_lowercase().parse::<JobStatus>(), Ok(status));
+        }
+        assert!("Done".parse::<JobStatus>().is_err());
+    }
+}

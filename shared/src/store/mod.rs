@@ -1,0 +1,125 @@
+//! The `Store` port: where records live, in snapnest's vocabulary.
+//!
+//! A store keeps [`Document`]s: a record's JSON body plus the few attributes the store
+//! must index or check (owner, creation time, version, the "active" and "due" indexes,
+//! the lock it holds). The typed layer over it is [`crate::records`]. Two adapters
+//! implement it with the same conditional-write semantics:
+//! [`embedded::EmbeddedStore`] (SQLite, shared by every local function process) and
+//! the DynamoDB store.
+
+pub mod dynamodb;
+pub mod embedded;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::model::Timestamp;
+
+/// A kind of record, each in its own key space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Collection {
+    Backups,
+    Restores,
+}
+
+impl Collection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Backups => "backup",
+            Self::Restores => "restore",
+        }
+    }
+}
+
+impl std::fmt::Display for Collection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A record as the store sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub collection: Collection,
+    pub id: String,
+    /// The version this document has once written: 1 on insert, stored + 1 on update.
+    pub version: u64,
+    /// The service instance the record belongs to; lists are per owner.
+    pub owner: String,
+    /// Lists are newest first by this.
+    pub created_at: Timestamp,
+    /// Needs work by a scheduled function (the sparse "active" index).
+    pub active: bool,
+    /// When something of it is next due (expiry); in the "due" index while set.
+    pub due_at: Option<Timestamp>,
+    /// The lock this record holds while set: at most one record holds a given key.
+    /// Inserting with a held key fails; updating with `None` releases it.
+    pub lock: Option<String>,
+    pub body: Value,
+}
+
+/// A page of a newest-first listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub documents: Vec<Document>,
+    /// Pass back to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stored version is not the one the writer read: someone else wrote first.
+    #[error("{collection} '{id}' was changed concurrently")]
+    VersionConflict { collection: Collection, id: String },
+    #[error("{collection} '{id}' already exists")]
+    AlreadyExists { collection: Collection, id: String },
+    /// Another record holds the lock (e.g. a backup already running for the service instance).
+    #[error("lock '{key}' is held by '{holder}'")]
+    LockHeld { key: String, holder: String },
+    /// The client token was used before; the first request's record is `existing_id`.
+    #[error("client token already used by '{existing_id}'")]
+    TokenUsed { existing_id: String },
+    #[error("invalid page cursor")]
+    BadCursor,
+    /// A transient failure of the backing store (throttling, network): retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: corrupt data, a misconfigured table.
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Writes a new document (version 1), atomically with its client token (when given,
+    /// scoped to the collection and owner) and its lock (when set).
+    /// Fails with `TokenUsed` before `LockHeld`, so a retried request finds its record.
+    async fn insert(&self, doc: &Document, client_token: Option<&str>) -> Result<(), StoreError>;
+
+    /// Replaces a document if the stored version is `doc.version - 1`, releasing the
+    /// lock the stored document held when `doc.lock` is `None`.
+    async fn update(&self, doc: &Document) -> Result<(), StoreError>;
+
+    async fn get(&self, collection: Collection, id: &str) -> Result<Option<Document>, StoreError>;
+
+    /// Documents of one owner, newest first.
+    async fn list_owned(
+        &self,
+        collection: Collection,
+        owner: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, StoreError>;
+
+    /// Every document with `active` set, read from an index that holds only those.
+    async fn list_active(&self, collection: Collection) -> Result<Vec<Document>, StoreError>;
+
+    /// Every document whose `due_at` is at or before `now`, read from an index of due times.
+    async fn list_due(&self, collection: Collection, now: Timestamp) -> Result<Vec<Document>, StoreError>;
+}

@@ -1,0 +1,75 @@
+//! Helpers shared by snapnest's end-to-end tests and the demo: events from `events/`,
+//! a service on a throwaway data directory, and moto.
+
+pub mod moto;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use snapnest::cloud::simulated::{SimSettings, SimulatedCloud};
+use snapnest::config::Config;
+use snapnest::Snapnest;
+
+/// An event file of `events/`, parsed.
+pub fn event(name: &str) -> Value {
+    let path = moto::repo_root().join("events").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
+
+/// An HTTP event from an `events/` file with the path's placeholders filled in and,
+/// when given, another body.
+pub fn http_event(name: &str, replacements: &[(&str, &str)], body: Option<&Value>) -> Value {
+    let mut event = event(name);
+    for field in ["rawPath"] {
+        let mut text = event[field].as_str().unwrap_or_default().to_owned();
+        for (from, to) in replacements {
+            text = text.replace(from, to);
+        }
+        event[field] = Value::String(text.clone());
+        event["requestContext"]["http"]["path"] = Value::String(text);
+    }
+    if let Some(body) = body {
+        event["body"] = Value::String(body.to_string());
+    }
+    event
+}
+
+/// The status code and JSON body of a handler's HTTP answer.
+pub fn http_answer(answer: &Value) -> (u16, Value) {
+    let status = answer["statusCode"].as_u64().expect("an HTTP answer has a statusCode") as u16;
+    let body = serde_json::from_str(answer["body"].as_str().unwrap_or("null")).expect("a JSON body");
+    (status, body)
+}
+
+/// A service on the embedded store and simulated cloud in `data_dir`, plus a direct
+/// handle on that simulated cloud for arranging and inspecting it.
+pub async fn local_service(data_dir: &Path, extra_env: &[(&str, &str)]) -> (Arc<Snapnest>, SimulatedCloud) {
+    let mut env: Vec<(String, String)> = vec![
+        ("SNAPNEST_DATA_DIR".into(), data_dir.display().to_string()),
+        ("SNAPNEST_SIM_SNAPSHOT_SECONDS".into(), "0.2".into()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+    ];
+    env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = Config::from_lookup(|name| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        .expect("valid test configuration");
+    let app = snapnest::runtime::build(&config).await.expect("build the local service");
+    let sim = SimulatedCloud::open(
+        &config.data_dir,
+        SimSettings {
+            home_region: config.home_region.clone(),
+            operation_time: config.sim_operation_time,
+            latency: Duration::ZERO,
+            faults: Default::default(),
+        },
+    )
+    .expect("open the simulated cloud");
+    (Arc::new(app), sim)
+}
+
+/// Where the demo keeps its state unless `SNAPNEST_DATA_DIR` says otherwise.
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os("SNAPNEST_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".snapnest"))
+}
