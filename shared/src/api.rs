@@ -42,6 +42,11 @@ pub struct HttpDescription {
 pub struct HttpResponse {
     pub status_code: u16,
     pub headers: HashMap<String, String>,
+    /// Always empty; present because some API Gateway emulators require the field.
+    #[serde(default)]
+    pub multi_value_headers: HashMap<String, Vec<String>>,
+    #[serde(default)]
+    pub cookies: Vec<String>,
     pub body: String,
     pub is_base64_encoded: bool,
 }
@@ -53,6 +58,8 @@ impl HttpResponse {
         Self {
             status_code,
             headers: HashMap::from([("content-type".to_owned(), "application/json".to_owned())]),
+            multi_value_headers: HashMap::new(),
+            cookies: Vec::new(),
             body,
             is_base64_encoded: false,
         }

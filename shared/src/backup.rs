@@ -263,12 +263,14 @@ impl Snapnest {
         match self.insert(&mut record, request.client_token.as_deref()).await {
             Ok(()) => {}
             Err(StoreError::TokenUsed { existing_id }) => return self.load(&existing_id).await,
-            Err(StoreError::LockHeld { holder, .. }) => return Err(Error::conflict(
-                "BackupAlreadyRunning",
-                format!(
+            Err(StoreError::LockHeld { holder, .. }) => {
+                return Err(Error::conflict(
+                    "BackupAlreadyRunning",
+                    format!(
                     "backup {holder} of service instance {service_instance_id} is still running; wait for it to finish"
                 ),
-            )),
+                ))
+            }
             Err(other) => return Err(other.into()),
         }
         info!(backup_id = %record.backup_id, service_instance_id, items = record.items.len(), "backup record written");

@@ -38,14 +38,9 @@ impl Invocation {
 
 /// A failed scheduled invocation, as Lambda sees it: the type says whether an asynchronous
 /// retry can help (`Retryable`) or the event should go to the failure destination.
-#[derive(Debug)]
-pub struct HandlerError(pub Error);
-
-impl From<Error> for HandlerError {
-    fn from(e: Error) -> Self {
-        Self(e)
-    }
-}
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct HandlerError(#[from] pub Error);
 
 impl From<HandlerError> for Diagnostic {
     fn from(e: HandlerError) -> Self {

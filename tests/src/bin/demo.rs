@@ -1,0 +1,80 @@
+//! The one-command demo: backs up the demo service instance `si-demo`, polls it to
+//! success, restores it in place and prints both records — by calling the functions'
+//! own handlers with the events in `events/`, on the embedded store and simulated cloud
+//! in `SNAPNEST_DATA_DIR` (default `.snapnest`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use snapnest::config::Config;
+use snapnest_e2e::{event, http_answer, http_event};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    snapnest::runtime::init_tracing();
+    let config = Config::from_env()?;
+    let app = Arc::new(snapnest::runtime::build(&config).await?);
+    let started = Instant::now();
+
+    let (status, backup) = http_answer(&create_backup::handle(app.clone(), event("create-backup.json")).await?);
+    if status != 202 {
+        return Err(format!("create-backup answered {status}: {backup}").into());
+    }
+    let backup_id = backup["backup_id"].as_str().unwrap_or_default().to_owned();
+    eprintln!("backup {backup_id} started with {} items", backup["items"].as_array().map_or(0, Vec::len));
+    let backup = poll(&app, "admin-api-get-backup.json", "BACKUP_ID", &backup_id).await?;
+    println!("{}", serde_json::to_string_pretty(&backup)?);
+
+    let ev = http_event("restore.json", &[("BACKUP_ID", &backup_id)], None);
+    let (status, restore) = http_answer(&restore::handle(app.clone(), ev).await?);
+    if status != 202 {
+        return Err(format!("restore answered {status}: {restore}").into());
+    }
+    let restore_id = restore["restore_id"].as_str().unwrap_or_default().to_owned();
+    eprintln!("in-place restore {restore_id} started");
+    let restore = poll(&app, "admin-api-get-restore.json", "RESTORE_ID", &restore_id).await?;
+    println!("{}", serde_json::to_string_pretty(&restore)?);
+
+    eprintln!(
+        "backup {} and restore {} in {:.1} s (state in {})",
+        backup["status"].as_str().unwrap_or("?"),
+        restore["status"].as_str().unwrap_or("?"),
+        started.elapsed().as_secs_f64(),
+        config.data_dir.display()
+    );
+    if backup["status"] == "Succeeded" && restore["status"] == "Succeeded" {
+        Ok(())
+    } else {
+        Err("the demo did not succeed".into())
+    }
+}
+
+/// Runs poll-status once a second until the record leaves Pending/Running.
+async fn poll(
+    app: &Arc<snapnest::Snapnest>,
+    file: &str,
+    placeholder: &str,
+    id: &str,
+) -> Result<Value, Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let summary = poll_status::handle(app.clone(), event("poll-status.json")).await?;
+        let (_, record) =
+            http_answer(&admin_api::handle(app.clone(), http_event(file, &[(placeholder, id)], None)).await?);
+        let status = record["status"].as_str().unwrap_or("?");
+        let done =
+            record["items"].as_array().map_or(0, |items| items.iter().filter(|i| i["status"] == "Succeeded").count());
+        eprintln!(
+            "  {id}: {status} ({done}/{} items done; poll {summary})",
+            record["items"].as_array().map_or(0, Vec::len)
+        );
+        if !matches!(status, "Pending" | "Running") {
+            return Ok(record);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{id} did not finish in time").into());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
