@@ -2,6 +2,7 @@
 //! a service on a throwaway data directory, and moto.
 
 pub mod moto;
+pub mod template;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

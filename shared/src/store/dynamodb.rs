@@ -1,7 +1,1274 @@
-//! (being written)
-pub struct DynamoStore;
+//! The DynamoDB store: every record in one table with generic string keys `pk`/`sk`,
+//! defined once as `SnapnestTable` in `template.yaml`. The full key design, and why it is
+//! so, is in `docs/dynamodb.md`; in short:
+//!
+//! | item | `pk` | `sk` |
+//! |---|---|---|
+//! | document | `<collection>#<id>` | `doc` |
+//! | part of a large body | `<collection>#<id>` | `part#<version>#<write id>#<n>` |
+//! | client token (expires by TTL) | `token#<collection>#<owner>` | `token#<token>` |
+//! | lock | `lock#<key>` | `lock` |
+//!
+//! Three KEYS_ONLY global secondary indexes serve the lists without a scan: `by-owner`
+//! (newest first per owner), `active` (sparse: only documents with work to do) and `due`
+//! (sparse, sorted by due time). Index reads are eventually consistent, so lists read the
+//! documents themselves afterwards (consistently) and re-check what the index claimed.
+//!
+//! Every write is conditional: an insert is one transaction of token, lock and document,
+//! each put-if-absent; an update is a transaction on the version that was read, with the
+//! lock release in it. Bodies above [`MAX_INLINE_BODY`] are stored as part items written
+//! before the document points at them, because an item is at most 400 KB.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::client::Waiters;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::config::retry::{RetryConfig, RetryMode};
+use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, CancellationReason, Delete, DeleteRequest, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, KeysAndAttributes, PointInTimeRecoverySpecification, Projection, ProjectionType, Put,
+    PutRequest, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TableClass, TimeToLiveSpecification, TransactWriteItem, WriteRequest,
+};
+use aws_sdk_dynamodb::Client;
+use chrono::{TimeZone, Utc};
+use serde_json::Value;
+
+use super::{Collection, Document, Page, Store, StoreError};
+use crate::model::Timestamp;
+
+/// The logical id of the table in `template.yaml`.
+pub const TABLE_RESOURCE: &str = "SnapnestTable";
+/// Newest-first listing per owner: `owner_key` / `created_key`.
+pub const INDEX_BY_OWNER: &str = "by-owner";
+/// Sparse: documents with `active` set: `active_key` / `created_key`.
+pub const INDEX_ACTIVE: &str = "active";
+/// Sparse: documents with a due time: `due_key` / `due_at` (a number, so it sorts numerically).
+pub const INDEX_DUE: &str = "due";
+
+/// Bodies longer than this (bytes of JSON) are stored as part items. An item is at most
+/// 400 KB including attribute names and the other attributes (keys, owner, lock, index
+/// keys), which are small but unbounded strings: 100 KB of headroom.
+pub const MAX_INLINE_BODY: usize = 300 * 1024;
+/// The size of one part of a large body (at most; parts end on a UTF-8 character boundary).
+const PART_BYTES: usize = 300 * 1024;
+/// How long a client token is remembered: a client retries within minutes, and an expired
+/// token item is removed by DynamoDB's TTL sweep (within days of expiry, not at once).
+pub const TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// Reads of a document whose parts a concurrent writer replaced, before giving up.
+const MAX_READ_ROUNDS: usize = 8;
+/// Transaction attempts of an insert whose blocking item (token or lock) vanished in between.
+const MAX_INSERT_ROUNDS: usize = 3;
+/// Rounds of unprocessed batch items before giving up (with backoff between rounds).
+const MAX_BATCH_ROUNDS: u32 = 10;
+/// BatchWriteItem takes at most 25 requests; BatchGetItem at most 100 keys.
+const BATCH_WRITE_MAX: usize = 25;
+const BATCH_GET_MAX: usize = 100;
+
+/// Attribute names. Expressions always refer to them through `#` placeholders, because
+/// several (`owner`, `data`, `ttl`, `version`...) are DynamoDB reserved words.
+mod attr {
+    pub const PK: &str = "pk";
+    pub const SK: &str = "sk";
+    pub const ID: &str = "id";
+    pub const VERSION: &str = "version";
+    pub const OWNER: &str = "owner";
+    pub const CREATED_AT: &str = "created_at";
+    pub const OWNER_KEY: &str = "owner_key";
+    pub const CREATED_KEY: &str = "created_key";
+    pub const ACTIVE_KEY: &str = "active_key";
+    pub const DUE_KEY: &str = "due_key";
+    pub const DUE_AT: &str = "due_at";
+    pub const LOCK_KEY: &str = "lock_key";
+    pub const BODY: &str = "body";
+    pub const PARTS: &str = "parts";
+    pub const PART_COUNT: &str = "part_count";
+    pub const DATA: &str = "data";
+    pub const HOLDER: &str = "holder";
+    pub const COLLECTION: &str = "collection";
+    pub const TTL: &str = "ttl";
+}
+
+const DOC_SK: &str = "doc";
+const LOCK_SK: &str = "lock";
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The DynamoDB-backed [`Store`].
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
 impl DynamoStore {
-    pub async fn from_env(_t: &str) -> crate::store::embedded::EmbeddedStore {
-        unimplemented!()
+    /// A store on `table` with the SDK's own configuration from the environment
+    /// (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL` for an emulator, `AWS_MAX_ATTEMPTS`).
+    pub async fn from_env(table: &str) -> DynamoStore {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        DynamoStore::new(Client::from_conf(client_config(&sdk)), table)
+    }
+
+    /// A store on `table` through `client`.
+    pub fn new(client: Client, table: impl Into<String>) -> DynamoStore {
+        DynamoStore { client, table: table.into() }
+    }
+
+    /// The table this store writes.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The client, for tooling that inspects the table.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// The DynamoDB client configuration of `sdk` with adaptive retry: the client slows down
+/// by itself when DynamoDB throttles, which a Lambda fleet needs more than a fixed backoff.
+/// The attempt count stays what the environment says (`AWS_MAX_ATTEMPTS`, default 3).
+pub fn client_config(sdk: &SdkConfig) -> aws_sdk_dynamodb::Config {
+    let retry = sdk.retry_config().cloned().unwrap_or_else(RetryConfig::standard);
+    aws_sdk_dynamodb::config::Builder::from(sdk).retry_config(retry.with_retry_mode(RetryMode::Adaptive)).build()
+}
+
+// ---------------------------------------------------------------------------------------
+// Keys and attribute values
+
+fn doc_pk(collection: Collection, id: &str) -> String {
+    format!("{collection}#{id}")
+}
+
+/// Tokens are scoped to collection and owner (as in the embedded store). The owner is in
+/// the partition key and the token in the sort key, so no token can be read as another
+/// owner's, whatever `#` they contain.
+fn token_key(collection: Collection, owner: &str, token: &str) -> Item {
+    key(format!("token#{collection}#{owner}"), format!("token#{token}"))
+}
+
+fn lock_key(lock: &str) -> Item {
+    key(format!("lock#{lock}"), LOCK_SK.to_owned())
+}
+
+fn key(pk: String, sk: String) -> Item {
+    HashMap::from([(attr::PK.to_owned(), AttributeValue::S(pk)), (attr::SK.to_owned(), AttributeValue::S(sk))])
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// Millis either side of 1970 the `created_key` encoding covers (about 31,700 years).
+const MILLIS_SPAN: i64 = 1_000_000_000_000_000;
+
+/// Millis as a string that sorts like the number (index sort keys compare bytes):
+/// 15 zero-padded digits, negative times as `-` and their distance above `-MILLIS_SPAN`
+/// (`-` sorts before every digit).
+fn sortable_millis(ms: i64) -> Result<String, StoreError> {
+    if !(-MILLIS_SPAN < ms && ms < MILLIS_SPAN) {
+        return Err(StoreError::Internal(format!("time {ms} ms since 1970 is out of the indexable range")));
+    }
+    Ok(if ms >= 0 { format!("{ms:015}") } else { format!("-{:015}", ms + MILLIS_SPAN) })
+}
+
+fn parse_sortable_millis(text: &str) -> Option<i64> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(digits) => (true, digits),
+        None => (false, text),
+    };
+    if digits.len() != 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let value: i64 = digits.parse().ok()?;
+    Some(if negative { value - MILLIS_SPAN } else { value })
+}
+
+/// The `by-owner` sort key: creation time, then id, so documents created in the same
+/// millisecond still have one order (id descending in a newest-first list, as embedded).
+fn created_key(ms: i64, id: &str) -> Result<String, StoreError> {
+    Ok(format!("{}#{id}", sortable_millis(ms)?))
+}
+
+/// A page cursor: `<created millis>:<id>` of the last document returned, the same
+/// position encoding as the embedded store's.
+fn parse_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
+    let (ms, id) = cursor.split_once(':').ok_or(StoreError::BadCursor)?;
+    let ms: i64 = ms.parse().map_err(|_| StoreError::BadCursor)?;
+    if id.is_empty() || sortable_millis(ms).is_err() {
+        return Err(StoreError::BadCursor);
+    }
+    Ok((ms, id.to_owned()))
+}
+
+fn cursor_of(index_key: &Item) -> Result<String, StoreError> {
+    let created = attr_s(index_key, attr::CREATED_KEY)?;
+    created
+        .split_once('#')
+        .and_then(|(ms, id)| Some(format!("{}:{id}", parse_sortable_millis(ms)?)))
+        .ok_or_else(|| StoreError::Internal(format!("malformed {} '{created}'", attr::CREATED_KEY)))
+}
+
+fn millis(t: Timestamp) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_millis(ms: i64) -> Result<Timestamp, StoreError> {
+    Utc.timestamp_millis_opt(ms).single().ok_or_else(|| StoreError::Internal(format!("time {ms} ms is out of range")))
+}
+
+fn attr_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    opt_s(item, name).ok_or_else(|| StoreError::Internal(format!("item lacks string attribute '{name}'")))
+}
+
+fn opt_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => Some(value),
+        _ => None,
+    }
+}
+
+fn attr_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
+    opt_n(item, name)?.ok_or_else(|| StoreError::Internal(format!("item lacks number attribute '{name}'")))
+}
+
+fn opt_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::N(value)) => value
+            .parse()
+            .map(Some)
+            .map_err(|_| StoreError::Internal(format!("attribute '{name}' is not a valid number: {value}"))),
+        _ => Ok(None),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Documents and their bodies
+
+/// How a document's body is stored.
+enum Body {
+    /// In the document item's `body` attribute.
+    Inline(String),
+    /// In part items `<prefix><n>` (n = 00000, 00001...), named in the document item's
+    /// `parts` attribute. The prefix holds the version and a fresh id per write, so two
+    /// writers racing for the same version never overwrite each other's parts.
+    Parts { prefix: String, chunks: Vec<String> },
+}
+
+fn plan_body(doc: &Document, version: u64) -> Body {
+    let json = doc.body.to_string();
+    if json.len() <= MAX_INLINE_BODY {
+        return Body::Inline(json);
+    }
+    let prefix = format!("part#{version}#{}#", uuid::Uuid::new_v4().simple());
+    let chunks = split_utf8(&json, PART_BYTES).into_iter().map(str::to_owned).collect();
+    Body::Parts { prefix, chunks }
+}
+
+/// Splits `text` into pieces of at most `max` bytes (`max` >= 4), each ending on a
+/// character boundary so every piece is a valid DynamoDB string.
+fn split_utf8(text: &str, max: usize) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(max);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (head, tail) = rest.split_at(end);
+        pieces.push(head);
+        rest = tail;
+    }
+    pieces
+}
+
+fn part_sk(prefix: &str, index: usize) -> String {
+    format!("{prefix}{index:05}")
+}
+
+/// The owner and creation time of a document: set by its insert and kept by every update
+/// (as the embedded store does), since they place it in its owner's list.
+struct Placement<'a> {
+    owner: &'a str,
+    created_ms: i64,
+}
+
+/// The document item of `doc` at `version`. A put replaces the whole item, so an index
+/// key left out here (inactive, no due time, no lock) is removed from the stored item:
+/// that is how the sparse indexes drop a document.
+fn document_item(doc: &Document, placement: &Placement<'_>, version: u64, body: &Body) -> Result<Item, StoreError> {
+    let collection = doc.collection.as_str();
+    let Placement { owner, created_ms } = *placement;
+    let mut item = key(doc_pk(doc.collection, &doc.id), DOC_SK.to_owned());
+    item.insert(attr::ID.into(), s(&doc.id));
+    item.insert(attr::VERSION.into(), n(version));
+    item.insert(attr::OWNER.into(), s(owner));
+    item.insert(attr::CREATED_AT.into(), n(created_ms));
+    item.insert(attr::OWNER_KEY.into(), s(format!("{collection}#{owner}")));
+    item.insert(attr::CREATED_KEY.into(), s(created_key(created_ms, &doc.id)?));
+    if doc.active {
+        item.insert(attr::ACTIVE_KEY.into(), s(collection));
+    }
+    if let Some(due) = doc.due_at {
+        item.insert(attr::DUE_KEY.into(), s(collection));
+        item.insert(attr::DUE_AT.into(), n(millis(due)));
+    }
+    if let Some(lock) = &doc.lock {
+        item.insert(attr::LOCK_KEY.into(), s(lock));
+    }
+    match body {
+        Body::Inline(json) => {
+            item.insert(attr::BODY.into(), s(json));
+        }
+        Body::Parts { prefix, chunks } => {
+            item.insert(attr::PARTS.into(), s(prefix));
+            item.insert(attr::PART_COUNT.into(), n(chunks.len()));
+        }
+    }
+    Ok(item)
+}
+
+fn decode_document(collection: Collection, item: &Item, body: &str) -> Result<Document, StoreError> {
+    let id = attr_s(item, attr::ID)?.to_owned();
+    let body = serde_json::from_str(body)
+        .map_err(|e| StoreError::Internal(format!("{collection} '{id}' has an unreadable body: {e}")))?;
+    Ok(Document {
+        collection,
+        version: attr_n(item, attr::VERSION)?,
+        owner: attr_s(item, attr::OWNER)?.to_owned(),
+        created_at: from_millis(attr_n(item, attr::CREATED_AT)?)?,
+        active: item.contains_key(attr::ACTIVE_KEY),
+        due_at: opt_n::<i64>(item, attr::DUE_AT)?.map(from_millis).transpose()?,
+        lock: opt_s(item, attr::LOCK_KEY).map(str::to_owned),
+        body,
+        id,
+    })
+}
+
+/// The outcome of completing a document item with its parts.
+enum Read {
+    Document(Document),
+    /// The parts the item names are (partly) gone: a newer write replaced them after the
+    /// item was read. Re-read the item.
+    PartsGone {
+        version: u64,
+        prefix: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors
+
+/// Error codes DynamoDB returns for load, not for a bad request: worth retrying later.
+const TRANSIENT_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "LimitExceededException",
+];
+
+/// Maps any SDK error: throttling, 5xx, timeouts and network failures are
+/// [`StoreError::Unavailable`] (retryable); the rest (validation, missing table, access
+/// denied) is [`StoreError::Internal`] with DynamoDB's message.
+fn sdk_error<E>(operation: &str, err: SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &err {
+        SdkError::ServiceError(context) => {
+            let code = context.err().code().unwrap_or("Unknown");
+            let text = format!("DynamoDB {operation}: {code}: {}", context.err().message().unwrap_or_default());
+            if context.raw().status().is_server_error() || TRANSIENT_CODES.contains(&code) {
+                StoreError::Unavailable(text)
+            } else {
+                StoreError::Internal(text)
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StoreError::Unavailable(format!("DynamoDB {operation}: {}", DisplayErrorContext(&err)))
+        }
+        _ => StoreError::Internal(format!("DynamoDB {operation}: {}", DisplayErrorContext(&err))),
+    }
+}
+
+fn build_error(e: BuildError) -> StoreError {
+    StoreError::Internal(format!("DynamoDB request: {e}"))
+}
+
+fn condition_failed(reason: Option<&CancellationReason>) -> bool {
+    reason.and_then(CancellationReason::code) == Some("ConditionalCheckFailed")
+}
+
+/// The error for a cancelled transaction none of whose conditions failed.
+fn cancellation_error(operation: &str, reasons: &[CancellationReason]) -> StoreError {
+    let codes: Vec<&str> = reasons.iter().filter_map(CancellationReason::code).filter(|c| *c != "None").collect();
+    let text = format!("DynamoDB {operation} cancelled: {codes:?}");
+    let transient = ["TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"];
+    if codes.iter().all(|c| transient.contains(c)) {
+        StoreError::Unavailable(text)
+    } else {
+        StoreError::Internal(text)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests
+
+/// A Query, paginated by [`DynamoStore::query`].
+struct Query<'a> {
+    operation: &'static str,
+    index: Option<&'static str>,
+    condition: &'a str,
+    names: &'a [(&'a str, &'a str)],
+    values: Vec<(&'a str, AttributeValue)>,
+    forward: bool,
+    start: Option<Item>,
+}
+
+impl DynamoStore {
+    /// One consistent GetItem, reading only `projection` when given.
+    async fn get_item(&self, operation: &str, key: Item, projection: &[&str]) -> Result<Option<Item>, StoreError> {
+        let mut request = self.client.get_item().table_name(&self.table).set_key(Some(key)).consistent_read(true);
+        if !projection.is_empty() {
+            let placeholders: Vec<String> = (0..projection.len()).map(|i| format!("#p{i}")).collect();
+            request = request.projection_expression(placeholders.join(", "));
+            for (placeholder, name) in placeholders.iter().zip(projection) {
+                request = request.expression_attribute_names(placeholder, *name);
+            }
+        }
+        let output = request.send().await.map_err(|e| sdk_error(operation, e))?;
+        Ok(output.item)
+    }
+
+    /// Every item of a query, or the first `max`, following `LastEvaluatedKey` (a page
+    /// ends at 1 MB whatever the limit). Index queries cannot be consistent; table
+    /// queries are.
+    async fn query(&self, spec: Query<'_>, max: usize) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = spec.start;
+        while items.len() < max {
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(spec.index.map(str::to_owned))
+                .key_condition_expression(spec.condition)
+                .scan_index_forward(spec.forward)
+                .set_exclusive_start_key(start.take());
+            if max != usize::MAX {
+                request = request.limit(i32::try_from(max - items.len()).unwrap_or(i32::MAX));
+            }
+            if spec.index.is_none() {
+                request = request.consistent_read(true);
+            }
+            for (placeholder, name) in spec.names {
+                request = request.expression_attribute_names(*placeholder, *name);
+            }
+            for (placeholder, value) in &spec.values {
+                request = request.expression_attribute_values(*placeholder, value.clone());
+            }
+            let output = request.send().await.map_err(|e| sdk_error(spec.operation, e))?;
+            items.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => break,
+            }
+        }
+        items.truncate(max);
+        Ok(items)
+    }
+
+    /// Runs a transaction: `Ok(None)` when it committed, `Ok(Some(reasons))` when it was
+    /// cancelled (one reason per item, in order), `Err` for any other failure — after
+    /// which the outcome may be unknown (a timeout can hide a commit).
+    async fn transact(
+        &self,
+        operation: &str,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Option<Vec<CancellationReason>>, StoreError> {
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(None),
+            Err(SdkError::ServiceError(context))
+                if matches!(context.err(), TransactWriteItemsError::TransactionCanceledException(_)) =>
+            {
+                let TransactWriteItemsError::TransactionCanceledException(cancelled) = context.into_err() else {
+                    unreachable!("matched above")
+                };
+                Ok(Some(cancelled.cancellation_reasons.unwrap_or_default()))
+            }
+            Err(e) => Err(sdk_error(operation, e)),
+        }
+    }
+
+    /// A conditional put for a transaction. With `return_blocker`, a failed condition
+    /// returns the item that blocked it (a token's record id, a lock's holder), sparing a
+    /// read; documents do not ask, their refusal needs no detail and they are large.
+    fn put(
+        &self,
+        item: Item,
+        condition: &str,
+        names: &[(&str, &str)],
+        values: &[(&str, AttributeValue)],
+        return_blocker: bool,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut put = Put::builder().table_name(&self.table).set_item(Some(item)).condition_expression(condition);
+        if return_blocker {
+            put = put.return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        }
+        for (placeholder, name) in names {
+            put = put.expression_attribute_names(*placeholder, *name);
+        }
+        for (placeholder, value) in values {
+            put = put.expression_attribute_values(*placeholder, value.clone());
+        }
+        Ok(TransactWriteItem::builder().put(put.build().map_err(build_error)?).build())
+    }
+
+    /// The attribute `name` of the item a failed condition names (from the cancellation
+    /// reason, or read when DynamoDB did not return it), `None` when there is no item.
+    async fn blocking_value(
+        &self,
+        reason: Option<&CancellationReason>,
+        key: Item,
+        name: &str,
+    ) -> Result<Option<String>, StoreError> {
+        if condition_failed(reason) {
+            if let Some(item) = reason.and_then(CancellationReason::item) {
+                return Ok(Some(attr_s(item, name)?.to_owned()));
+            }
+        }
+        let item = self.get_item("GetItem", key, &[name]).await?;
+        Ok(item.as_ref().and_then(|item| opt_s(item, name)).map(str::to_owned))
+    }
+
+    /// Batch writes, retrying what DynamoDB leaves unprocessed (under load) with backoff.
+    async fn batch_write(&self, operation: &str, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        for chunk in requests.chunks(BATCH_WRITE_MAX) {
+            let mut pending = chunk.to_vec();
+            let mut round = 0;
+            while !pending.is_empty() {
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(operation, e))?;
+                pending = output.unprocessed_items.and_then(|mut left| left.remove(&self.table)).unwrap_or_default();
+                if !pending.is_empty() {
+                    round += 1;
+                    backoff(operation, round).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The items with `keys` (consistent), by `pk`, retrying unprocessed keys with backoff.
+    async fn batch_get(&self, keys: Vec<Item>) -> Result<HashMap<String, Item>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(BATCH_GET_MAX) {
+            let mut pending = chunk.to_vec();
+            let mut round = 0;
+            while !pending.is_empty() {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(pending))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(build_error)?;
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("BatchGetItem", e))?;
+                for item in output.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                    found.insert(attr_s(&item, attr::PK)?.to_owned(), item);
+                }
+                pending = output
+                    .unprocessed_keys
+                    .and_then(|mut left| left.remove(&self.table))
+                    .map(|left| left.keys)
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    round += 1;
+                    backoff("BatchGetItem", round).await?;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Writes the parts of a large body (nothing for an inline one).
+    async fn write_parts(&self, pk: &str, body: &Body) -> Result<(), StoreError> {
+        let Body::Parts { prefix, chunks } = body else {
+            return Ok(());
+        };
+        let mut requests = Vec::with_capacity(chunks.len());
+        for (index, chunk) in chunks.iter().enumerate() {
+            let mut item = key(pk.to_owned(), part_sk(prefix, index));
+            item.insert(attr::DATA.into(), s(chunk));
+            let put = PutRequest::builder().set_item(Some(item)).build().map_err(build_error)?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        self.batch_write("BatchWriteItem parts", requests).await
+    }
+
+    /// Deletes parts no document points at (any more). A failure only leaves unreferenced
+    /// items behind, so it is logged, not returned: the write it follows has its outcome.
+    async fn delete_parts(&self, pk: &str, prefix: &str, count: usize) {
+        let requests: Result<Vec<WriteRequest>, BuildError> = (0..count)
+            .map(|index| {
+                let delete =
+                    DeleteRequest::builder().set_key(Some(key(pk.to_owned(), part_sk(prefix, index)))).build()?;
+                Ok(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect();
+        let outcome = match requests {
+            Ok(requests) => self.batch_write("BatchWriteItem delete parts", requests).await,
+            Err(e) => Err(build_error(e)),
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(pk, prefix, error = %e, "unreferenced body parts left behind");
+        }
+    }
+
+    /// Deletes the parts of a write that did not happen.
+    async fn discard_parts(&self, pk: &str, body: &Body) {
+        if let Body::Parts { prefix, chunks } = body {
+            self.delete_parts(pk, prefix, chunks.len()).await;
+        }
+    }
+
+    /// A document item with its body, reading the parts when it has them.
+    async fn complete(&self, collection: Collection, item: &Item) -> Result<Read, StoreError> {
+        let Some(prefix) = opt_s(item, attr::PARTS) else {
+            return Ok(Read::Document(decode_document(collection, item, attr_s(item, attr::BODY)?)?));
+        };
+        let count: usize = attr_n(item, attr::PART_COUNT)?;
+        let pk = attr_s(item, attr::PK)?;
+        let parts = self
+            .query(
+                Query {
+                    operation: "Query parts",
+                    index: None,
+                    condition: "#pk = :pk AND begins_with(#sk, :prefix)",
+                    names: &[("#pk", attr::PK), ("#sk", attr::SK)],
+                    values: vec![(":pk", s(pk)), (":prefix", s(prefix))],
+                    forward: true,
+                    start: None,
+                },
+                usize::MAX,
+            )
+            .await?;
+        let complete = parts.len() == count
+            && parts
+                .iter()
+                .enumerate()
+                .all(|(index, part)| opt_s(part, attr::SK) == Some(part_sk(prefix, index).as_str()));
+        if !complete {
+            return Ok(Read::PartsGone { version: attr_n(item, attr::VERSION)?, prefix: prefix.to_owned() });
+        }
+        let mut body = String::new();
+        for part in &parts {
+            body.push_str(attr_s(part, attr::DATA)?);
+        }
+        Ok(Read::Document(decode_document(collection, item, &body)?))
+    }
+
+    /// Reads a document; when a concurrent update deleted the parts of the version read
+    /// (it deletes the old parts once its own are in place), reads again. Parts missing
+    /// twice for the same version mean the table is damaged.
+    async fn read(&self, collection: Collection, id: &str) -> Result<Option<Document>, StoreError> {
+        let mut gone_before: Option<(u64, String)> = None;
+        for _ in 0..MAX_READ_ROUNDS {
+            let Some(item) = self.get_item("GetItem", key(doc_pk(collection, id), DOC_SK.into()), &[]).await? else {
+                return Ok(None);
+            };
+            match self.complete(collection, &item).await? {
+                Read::Document(doc) => return Ok(Some(doc)),
+                Read::PartsGone { version, prefix } => {
+                    let gone = Some((version, prefix));
+                    if gone == gone_before {
+                        return Err(StoreError::Internal(format!(
+                            "{collection} '{id}' version {version} points at missing body parts"
+                        )));
+                    }
+                    gone_before = gone;
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!("{collection} '{id}' kept changing while being read")))
+    }
+
+    /// The documents an index query found, in its order, read consistently from the
+    /// table; documents that vanished are skipped.
+    async fn documents(&self, collection: Collection, index_keys: &[Item]) -> Result<Vec<Document>, StoreError> {
+        let mut keys = Vec::with_capacity(index_keys.len());
+        let mut seen = std::collections::HashSet::new();
+        for index_key in index_keys {
+            let pk = attr_s(index_key, attr::PK)?;
+            if seen.insert(pk.to_owned()) {
+                keys.push(key(pk.to_owned(), DOC_SK.into()));
+            }
+        }
+        let mut items = self.batch_get(keys).await?;
+        let mut documents = Vec::with_capacity(index_keys.len());
+        for index_key in index_keys {
+            let Some(item) = items.remove(attr_s(index_key, attr::PK)?) else {
+                continue;
+            };
+            match self.complete(collection, &item).await? {
+                Read::Document(doc) => documents.push(doc),
+                Read::PartsGone { .. } => documents.extend(self.read(collection, attr_s(&item, attr::ID)?).await?),
+            }
+        }
+        Ok(documents)
+    }
+}
+
+/// Waits before retrying unprocessed batch items: 100 ms doubling up to 3.2 s.
+async fn backoff(operation: &str, round: u32) -> Result<(), StoreError> {
+    if round > MAX_BATCH_ROUNDS {
+        return Err(StoreError::Unavailable(format!("DynamoDB {operation}: items still unprocessed")));
+    }
+    tokio::time::sleep(Duration::from_millis(50 << round.min(6))).await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The port
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn insert(&self, doc: &Document, client_token: Option<&str>) -> Result<(), StoreError> {
+        let pk = doc_pk(doc.collection, &doc.id);
+        let body = plan_body(doc, 1);
+        let placement = Placement { owner: &doc.owner, created_ms: millis(doc.created_at) };
+        let doc_item = document_item(doc, &placement, 1, &body)?;
+        // Parts first: once the document item exists, readers follow its pointer.
+        self.write_parts(&pk, &body).await?;
+        let mut uncertain = false;
+        let outcome = self.insert_transaction(doc, client_token, doc_item, &mut uncertain).await;
+        // Parts are deleted only when the document surely was not written: a transaction
+        // that failed in transit (timeout, 5xx) may have committed and point at them.
+        if outcome.is_err() && !uncertain {
+            self.discard_parts(&pk, &body).await;
+        }
+        outcome
+    }
+
+    async fn update(&self, doc: &Document) -> Result<(), StoreError> {
+        let conflict = || StoreError::VersionConflict { collection: doc.collection, id: doc.id.clone() };
+        let Some(previous) = doc.version.checked_sub(1).filter(|v| *v >= 1) else {
+            return Err(conflict());
+        };
+        let pk = doc_pk(doc.collection, &doc.id);
+        // What the stored version holds (its lock, its parts, its placement), read before
+        // writing; the transaction's version condition guarantees it is still that version.
+        let projection = [attr::VERSION, attr::OWNER, attr::CREATED_AT, attr::LOCK_KEY, attr::PARTS, attr::PART_COUNT];
+        let Some(stored) = self.get_item("GetItem", key(pk.clone(), DOC_SK.into()), &projection).await? else {
+            return Err(conflict());
+        };
+        if attr_n::<u64>(&stored, attr::VERSION)? != previous {
+            return Err(conflict());
+        }
+        let placement =
+            Placement { owner: attr_s(&stored, attr::OWNER)?, created_ms: attr_n(&stored, attr::CREATED_AT)? };
+        let body = plan_body(doc, doc.version);
+        let mut items = vec![self.put(
+            document_item(doc, &placement, doc.version, &body)?,
+            "#version = :previous",
+            &[("#version", attr::VERSION)],
+            &[(":previous", n(previous))],
+            false,
+        )?];
+        let (release_at, acquire_at) = self.plan_lock_change(doc, opt_s(&stored, attr::LOCK_KEY), &mut items).await?;
+
+        self.write_parts(&pk, &body).await?;
+        let reasons = match self.transact("TransactWriteItems update", items).await {
+            Ok(None) => {
+                if let (Some(prefix), Some(count)) =
+                    (opt_s(&stored, attr::PARTS), opt_n::<usize>(&stored, attr::PART_COUNT)?)
+                {
+                    self.delete_parts(&pk, prefix, count).await;
+                }
+                return Ok(());
+            }
+            Ok(Some(reasons)) => reasons,
+            Err(e) => {
+                if !e.is_retryable() {
+                    self.discard_parts(&pk, &body).await;
+                }
+                return Err(e);
+            }
+        };
+        self.discard_parts(&pk, &body).await;
+        if condition_failed(reasons.first()) {
+            return Err(conflict());
+        }
+        if let (Some(at), Some(lock)) = (acquire_at, &doc.lock) {
+            if condition_failed(reasons.get(at)) {
+                return match self.blocking_value(reasons.get(at), lock_key(lock), attr::HOLDER).await? {
+                    Some(holder) => Err(StoreError::LockHeld { key: lock.clone(), holder }),
+                    None => Err(StoreError::Unavailable(format!("lock '{lock}' changed hands during the update"))),
+                };
+            }
+        }
+        if release_at.is_some_and(|at| condition_failed(reasons.get(at))) {
+            return Err(StoreError::Unavailable("the released lock changed hands during the update".into()));
+        }
+        Err(cancellation_error("TransactWriteItems update", &reasons))
+    }
+
+    async fn get(&self, collection: Collection, id: &str) -> Result<Option<Document>, StoreError> {
+        self.read(collection, id).await
+    }
+
+    async fn list_owned(
+        &self,
+        collection: Collection,
+        owner: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        let owner_key = format!("{collection}#{owner}");
+        // A cursor names the last document returned; its index key is the exclusive start.
+        let start = match cursor {
+            None => None,
+            Some(cursor) => {
+                let (ms, id) = parse_cursor(cursor)?;
+                let mut start = key(doc_pk(collection, &id), DOC_SK.into());
+                start.insert(attr::OWNER_KEY.into(), s(&owner_key));
+                start.insert(attr::CREATED_KEY.into(), s(created_key(ms, &id)?));
+                Some(start)
+            }
+        };
+        // One more than asked tells whether there is a next page, without an empty last page.
+        let mut keys = self
+            .query(
+                Query {
+                    operation: "Query by-owner",
+                    index: Some(INDEX_BY_OWNER),
+                    condition: "#owner_key = :owner_key",
+                    names: &[("#owner_key", attr::OWNER_KEY)],
+                    values: vec![(":owner_key", s(owner_key.as_str()))],
+                    forward: false,
+                    start,
+                },
+                limit.saturating_add(1),
+            )
+            .await?;
+        let more = keys.len() > limit;
+        keys.truncate(limit);
+        let next_cursor = match keys.last() {
+            Some(last) if more => Some(cursor_of(last)?),
+            _ => None,
+        };
+        Ok(Page { documents: self.documents(collection, &keys).await?, next_cursor })
+    }
+
+    async fn list_active(&self, collection: Collection) -> Result<Vec<Document>, StoreError> {
+        let keys = self
+            .query(
+                Query {
+                    operation: "Query active",
+                    index: Some(INDEX_ACTIVE),
+                    condition: "#active_key = :collection",
+                    names: &[("#active_key", attr::ACTIVE_KEY)],
+                    values: vec![(":collection", s(collection.as_str()))],
+                    forward: true,
+                    start: None,
+                },
+                usize::MAX,
+            )
+            .await?;
+        // The index lags the table: keep what the documents themselves say is active.
+        Ok(self.documents(collection, &keys).await?.into_iter().filter(|doc| doc.active).collect())
+    }
+
+    async fn list_due(&self, collection: Collection, now: Timestamp) -> Result<Vec<Document>, StoreError> {
+        let keys = self
+            .query(
+                Query {
+                    operation: "Query due",
+                    index: Some(INDEX_DUE),
+                    condition: "#due_key = :collection AND #due_at <= :now",
+                    names: &[("#due_key", attr::DUE_KEY), ("#due_at", attr::DUE_AT)],
+                    values: vec![(":collection", s(collection.as_str())), (":now", n(millis(now)))],
+                    forward: true,
+                    start: None,
+                },
+                usize::MAX,
+            )
+            .await?;
+        // The index lags the table: keep what the documents themselves say is due.
+        let documents = self.documents(collection, &keys).await?;
+        Ok(documents.into_iter().filter(|doc| doc.due_at.is_some_and(|due| due <= now)).collect())
+    }
+}
+
+impl DynamoStore {
+    /// One transaction of the token, the lock and the document, each put only if absent.
+    /// When it is cancelled, the first blocker in the order token, lock, document is the
+    /// error, so a retried request finds its record even while its lock is held. Each
+    /// blocker is looked up (in the reason DynamoDB returns, else read) rather than trusting
+    /// which conditions DynamoDB reports as failed; when none is there any more (a token
+    /// expired, a lock released meanwhile), the transaction is tried again.
+    /// `uncertain` is set when the transaction failed in a way that may hide a commit.
+    async fn insert_transaction(
+        &self,
+        doc: &Document,
+        token: Option<&str>,
+        doc_item: Item,
+        uncertain: &mut bool,
+    ) -> Result<(), StoreError> {
+        let absent = "attribute_not_exists(#pk)";
+        let pk_name = [("#pk", attr::PK)];
+        for _ in 0..MAX_INSERT_ROUNDS {
+            let mut items = Vec::with_capacity(3);
+            let token_key = token.map(|t| token_key(doc.collection, &doc.owner, t));
+            if let Some(token_key) = &token_key {
+                let expires = Utc::now().timestamp() + TOKEN_TTL.as_secs() as i64;
+                let mut item = token_key.clone();
+                item.insert(attr::ID.into(), s(&doc.id));
+                item.insert(attr::TTL.into(), n(expires));
+                items.push(self.put(item, absent, &pk_name, &[], true)?);
+            }
+            if let Some(lock) = &doc.lock {
+                let mut item = lock_key(lock);
+                item.insert(attr::HOLDER.into(), s(&doc.id));
+                item.insert(attr::COLLECTION.into(), s(doc.collection.as_str()));
+                items.push(self.put(item, absent, &pk_name, &[], true)?);
+            }
+            items.push(self.put(doc_item.clone(), absent, &pk_name, &[], false)?);
+
+            let reasons = match self.transact("TransactWriteItems insert", items).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(reasons)) => reasons,
+                Err(e) => {
+                    *uncertain = e.is_retryable();
+                    return Err(e);
+                }
+            };
+            if !reasons.iter().any(|reason| condition_failed(Some(reason))) {
+                return Err(cancellation_error("TransactWriteItems insert", &reasons));
+            }
+            let mut at = 0;
+            if let Some(token_key) = token_key {
+                if let Some(existing_id) = self.blocking_value(reasons.get(at), token_key, attr::ID).await? {
+                    return Err(StoreError::TokenUsed { existing_id });
+                }
+                at += 1;
+            }
+            if let Some(lock) = &doc.lock {
+                if let Some(holder) = self.blocking_value(reasons.get(at), lock_key(lock), attr::HOLDER).await? {
+                    return Err(StoreError::LockHeld { key: lock.clone(), holder });
+                }
+                at += 1;
+            }
+            if condition_failed(reasons.get(at)) {
+                return Err(StoreError::AlreadyExists { collection: doc.collection, id: doc.id.clone() });
+            }
+        }
+        Err(StoreError::Unavailable(format!("insert of {} '{}' kept conflicting", doc.collection, doc.id)))
+    }
+
+    /// Adds the lock changes of an update to its transaction, returning where the release
+    /// and the acquisition are in it. A lock is released only when this document holds it
+    /// (checked in the transaction too); a new lock is taken only when free or already ours,
+    /// so a document's `lock` always names a lock item it holds.
+    async fn plan_lock_change(
+        &self,
+        doc: &Document,
+        stored_lock: Option<&str>,
+        items: &mut Vec<TransactWriteItem>,
+    ) -> Result<(Option<usize>, Option<usize>), StoreError> {
+        if stored_lock == doc.lock.as_deref() {
+            return Ok((None, None));
+        }
+        let mut release_at = None;
+        if let Some(old) = stored_lock {
+            let held = self.get_item("GetItem lock", lock_key(old), &[attr::HOLDER]).await?;
+            if held.as_ref().and_then(|item| opt_s(item, attr::HOLDER)) == Some(doc.id.as_str()) {
+                let delete = Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(lock_key(old)))
+                    .condition_expression("#holder = :id")
+                    .expression_attribute_names("#holder", attr::HOLDER)
+                    .expression_attribute_values(":id", s(&doc.id));
+                release_at = Some(items.len());
+                items.push(TransactWriteItem::builder().delete(delete.build().map_err(build_error)?).build());
+            }
+        }
+        let mut acquire_at = None;
+        if let Some(new) = &doc.lock {
+            let mut item = lock_key(new);
+            item.insert(attr::HOLDER.into(), s(&doc.id));
+            item.insert(attr::COLLECTION.into(), s(doc.collection.as_str()));
+            acquire_at = Some(items.len());
+            items.push(self.put(
+                item,
+                "attribute_not_exists(#pk) OR #holder = :id",
+                &[("#pk", attr::PK), ("#holder", attr::HOLDER)],
+                &[(":id", s(&doc.id))],
+                true,
+            )?);
+        }
+        Ok((release_at, acquire_at))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The table, from its one definition in template.yaml
+
+/// The `SnapnestTable` resource of a CloudFormation/SAM template (as JSON; a YAML template
+/// parsed into JSON with its `!Tags` turned into `{"Fn::Tag": ...}` objects works too).
+pub fn table_resource(template: &Value) -> Result<&Value, StoreError> {
+    template
+        .get("Resources")
+        .and_then(|resources| resources.get(TABLE_RESOURCE))
+        .ok_or_else(|| StoreError::Internal(format!("the template has no resource {TABLE_RESOURCE}")))
+}
+
+/// Creates `table_name` exactly as the `AWS::DynamoDB::Table` `resource` defines it (keys,
+/// attribute definitions, global secondary indexes, billing mode, deletion protection,
+/// streams, table class), waits until it is active, then applies its time-to-live and
+/// point-in-time-recovery settings, which CreateTable does not take.
+///
+/// Properties that do not change what the store can do (tags, encryption, contributor
+/// insights...) are left to CloudFormation; ones that would (local indexes, provisioned
+/// capacity) are refused rather than silently dropped.
+pub async fn create_table_from_definition(
+    client: &Client,
+    resource: &Value,
+    table_name: &str,
+) -> Result<(), StoreError> {
+    let bad = |what: String| StoreError::Internal(format!("{TABLE_RESOURCE}: {what}"));
+    if resource.get("Type").and_then(Value::as_str) != Some("AWS::DynamoDB::Table") {
+        return Err(bad("is not an AWS::DynamoDB::Table".into()));
+    }
+    let props = resource.get("Properties").ok_or_else(|| bad("has no Properties".into()))?;
+    for unsupported in ["LocalSecondaryIndexes", "ProvisionedThroughput", "ImportSourceSpecification"] {
+        if props.get(unsupported).is_some() {
+            return Err(bad(format!("{unsupported} is not supported here")));
+        }
+    }
+    let mut request = client.create_table().table_name(table_name);
+    for definition in list(props, "AttributeDefinitions")? {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(text(definition, "AttributeName")?)
+                .attribute_type(ScalarAttributeType::from(text(definition, "AttributeType")?))
+                .build()
+                .map_err(build_error)?,
+        );
+    }
+    request = request.set_key_schema(Some(key_schema(props)?));
+    for index in optional_list(props, "GlobalSecondaryIndexes")?.unwrap_or_default() {
+        let projection = index.get("Projection").ok_or_else(|| bad("an index has no Projection".into()))?;
+        let non_key = optional_list(projection, "NonKeyAttributes")?
+            .map(|names| names.iter().map(|name| literal(name).map(str::to_owned)).collect::<Result<Vec<_>, _>>())
+            .transpose()?;
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(text(index, "IndexName")?)
+                .set_key_schema(Some(key_schema(index)?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(text(projection, "ProjectionType")?))
+                        .set_non_key_attributes(non_key)
+                        .build(),
+                )
+                .build()
+                .map_err(build_error)?,
+        );
+    }
+    match props.get("BillingMode").map(literal).transpose()? {
+        Some("PAY_PER_REQUEST") => request = request.billing_mode(BillingMode::PayPerRequest),
+        other => return Err(bad(format!("BillingMode {other:?} is not supported here (PAY_PER_REQUEST is)"))),
+    }
+    if let Some(protected) = props.get("DeletionProtectionEnabled") {
+        request = request.deletion_protection_enabled(flag(protected)?);
+    }
+    if let Some(class) = props.get("TableClass") {
+        request = request.table_class(TableClass::from(literal(class)?));
+    }
+    if let Some(stream) = props.get("StreamSpecification") {
+        request = request.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(text(stream, "StreamViewType")?))
+                .build()
+                .map_err(build_error)?,
+        );
+    }
+    request.send().await.map_err(|e| sdk_error("CreateTable", e))?;
+    client
+        .wait_until_table_exists()
+        .table_name(table_name)
+        .wait(Duration::from_secs(300))
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("table {table_name} did not become active: {e}")))?;
+
+    if let Some(ttl) = props.get("TimeToLiveSpecification") {
+        if flag(ttl.get("Enabled").unwrap_or(&Value::Bool(false)))? {
+            let spec = TimeToLiveSpecification::builder()
+                .attribute_name(text(ttl, "AttributeName")?)
+                .enabled(true)
+                .build()
+                .map_err(build_error)?;
+            client
+                .update_time_to_live()
+                .table_name(table_name)
+                .time_to_live_specification(spec)
+                .send()
+                .await
+                .map_err(|e| sdk_error("UpdateTimeToLive", e))?;
+        }
+    }
+    if let Some(pitr) = props.get("PointInTimeRecoverySpecification") {
+        if flag(pitr.get("PointInTimeRecoveryEnabled").unwrap_or(&Value::Bool(false)))? {
+            let spec = PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build()
+                .map_err(build_error)?;
+            client
+                .update_continuous_backups()
+                .table_name(table_name)
+                .point_in_time_recovery_specification(spec)
+                .send()
+                .await
+                .map_err(|e| sdk_error("UpdateContinuousBackups", e))?;
+        }
+    }
+    Ok(())
+}
+
+fn key_schema(parent: &Value) -> Result<Vec<KeySchemaElement>, StoreError> {
+    list(parent, "KeySchema")?
+        .iter()
+        .map(|element| {
+            KeySchemaElement::builder()
+                .attribute_name(text(element, "AttributeName")?)
+                .key_type(KeyType::from(text(element, "KeyType")?))
+                .build()
+                .map_err(build_error)
+        })
+        .collect()
+}
+
+fn list<'a>(parent: &'a Value, name: &str) -> Result<&'a Vec<Value>, StoreError> {
+    parent
+        .get(name)
+        .and_then(Value::as_array)
+        .ok_or_else(|| StoreError::Internal(format!("{TABLE_RESOURCE}: {name} must be a list")))
+}
+
+fn optional_list<'a>(parent: &'a Value, name: &str) -> Result<Option<&'a [Value]>, StoreError> {
+    parent.get(name).map(|_| list(parent, name).map(Vec::as_slice)).transpose()
+}
+
+fn text<'a>(parent: &'a Value, name: &str) -> Result<&'a str, StoreError> {
+    literal(parent.get(name).ok_or_else(|| StoreError::Internal(format!("{TABLE_RESOURCE}: {name} is missing")))?)
+}
+
+/// A plain string; an intrinsic function (`!Ref`, `!Sub`...) only CloudFormation resolves.
+fn literal(value: &Value) -> Result<&str, StoreError> {
+    value.as_str().ok_or_else(|| {
+        StoreError::Internal(format!(
+            "{TABLE_RESOURCE}: {value} is not a literal string \
+             (intrinsic functions are not resolved here)"
+        ))
+    })
+}
+
+/// A boolean, also as CloudFormation accepts it: the strings "true" / "false".
+fn flag(value: &Value) -> Result<bool, StoreError> {
+    match value {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        other => Err(StoreError::Internal(format!("{TABLE_RESOURCE}: {other} is not a boolean"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sortable_millis_sort_like_numbers() {
+        let samples = [-MILLIS_SPAN + 1, -86_400_000, -1, 0, 1, 9, 10, 1_717_171_717_171, MILLIS_SPAN - 1];
+        let encoded: Vec<String> = samples.iter().map(|ms| sortable_millis(*ms).unwrap()).collect();
+        let mut sorted = encoded.clone();
+        sorted.sort();
+        assert_eq!(encoded, sorted);
+        for (ms, text) in samples.iter().zip(&encoded) {
+            assert_eq!(parse_sortable_millis(text), Some(*ms));
+        }
+        assert!(sortable_millis(MILLIS_SPAN).is_err());
+        assert!(sortable_millis(-MILLIS_SPAN).is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let mut index_key = Item::new();
+        index_key.insert(attr::CREATED_KEY.into(), s(created_key(1_717_000_000_123, "b-1:x#y").unwrap()));
+        let cursor = cursor_of(&index_key).unwrap();
+        assert_eq!(cursor, "1717000000123:b-1:x#y");
+        assert_eq!(parse_cursor(&cursor).unwrap(), (1_717_000_000_123, "b-1:x#y".to_owned()));
+        for bad in ["", "garbage", "12x:id", "12:", ":id", "99999999999999999999:id"] {
+            assert!(matches!(parse_cursor(bad), Err(StoreError::BadCursor)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn split_utf8_keeps_characters_whole() {
+        let text = "aé✓𝄞".repeat(1000);
+        for max in [4, 5, 7, 300, 4096] {
+            let pieces = split_utf8(&text, max);
+            assert!(pieces.iter().all(|p| !p.is_empty() && p.len() <= max));
+            assert_eq!(pieces.concat(), text);
+        }
+        assert!(split_utf8("", 10).is_empty());
+    }
+
+    #[test]
+    fn large_bodies_are_split_small_ones_inline() {
+        let doc = |body: Value| Document {
+            collection: Collection::Backups,
+            id: "b".into(),
+            version: 1,
+            owner: "si".into(),
+            created_at: Utc::now(),
+            active: false,
+            due_at: None,
+            lock: None,
+            body,
+        };
+        assert!(matches!(plan_body(&doc(serde_json::json!({"a": 1})), 1), Body::Inline(_)));
+        let big = doc(Value::String("x".repeat(MAX_INLINE_BODY * 2)));
+        let Body::Parts { prefix, chunks } = plan_body(&big, 3) else { panic!("not split") };
+        assert!(prefix.starts_with("part#3#") && prefix.ends_with('#'));
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks.concat(), big.body.to_string());
+        let placement = Placement { owner: "si", created_ms: 0 };
+        let item = document_item(&big, &placement, 3, &Body::Parts { prefix, chunks }).unwrap();
+        assert!(!item.contains_key(attr::BODY) && !item.contains_key(attr::ACTIVE_KEY));
+        assert_eq!(opt_n::<usize>(&item, attr::PART_COUNT).unwrap(), Some(3));
     }
 }

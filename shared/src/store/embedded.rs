@@ -207,9 +207,27 @@ impl Store for EmbeddedStore {
                 ],
             )
             .map_err(internal)?;
-            if let (Some(key), None) = (&held_lock, &doc.lock) {
-                tx.execute("DELETE FROM locks WHERE key = ?1 AND holder = ?2", params![key, doc.id])
-                    .map_err(internal)?;
+            if held_lock != doc.lock {
+                if let Some(key) = &doc.lock {
+                    let holder: Option<String> = tx
+                        .query_row("SELECT holder FROM locks WHERE key = ?1", [key], |r| r.get(0))
+                        .optional()
+                        .map_err(internal)?;
+                    match holder {
+                        Some(holder) if holder != doc.id => {
+                            return Err(StoreError::LockHeld { key: key.clone(), holder })
+                        }
+                        Some(_) => {}
+                        None => {
+                            tx.execute("INSERT INTO locks (key, holder) VALUES (?1, ?2)", params![key, doc.id])
+                                .map_err(internal)?;
+                        }
+                    }
+                }
+                if let Some(key) = &held_lock {
+                    tx.execute("DELETE FROM locks WHERE key = ?1 AND holder = ?2", params![key, doc.id])
+                        .map_err(internal)?;
+                }
             }
             tx.commit().map_err(internal)
         })

@@ -7,6 +7,7 @@
 //! [`embedded::EmbeddedStore`] (SQLite, shared by every local function process) and
 //! the DynamoDB store.
 
+pub mod contract;
 pub mod dynamodb;
 pub mod embedded;
 
@@ -102,8 +103,10 @@ pub trait Store: Send + Sync {
     /// Fails with `TokenUsed` before `LockHeld`, so a retried request finds its record.
     async fn insert(&self, doc: &Document, client_token: Option<&str>) -> Result<(), StoreError>;
 
-    /// Replaces a document if the stored version is `doc.version - 1`, releasing the
-    /// lock the stored document held when `doc.lock` is `None`.
+    /// Replaces a document if the stored version is `doc.version - 1`, releasing the lock
+    /// the stored document held when `doc.lock` no longer names it, and taking a lock
+    /// `doc.lock` newly names (`LockHeld` if another record holds it). Owner and creation
+    /// time are fixed at insert; an update keeps the stored ones.
     async fn update(&self, doc: &Document) -> Result<(), StoreError>;
 
     async fn get(&self, collection: Collection, id: &str) -> Result<Option<Document>, StoreError>;
