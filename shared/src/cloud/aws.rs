@@ -1,7 +1,1033 @@
-//! (being written)
-pub struct AwsProvider;
+//! The AWS adapter of the [`Cloud`] port: EC2/EBS through `aws-sdk-ec2`, RDS through `aws-sdk-rds`.
+//!
+//! [`AwsProvider`] is built once per process from one `SdkConfig` (credentials, endpoint
+//! and retry settings come from the SDK's own environment variables, so the same code talks
+//! to AWS and to an emulator). It hands out an [`AwsCloud`] per region; the clients of a
+//! region are built once and cached, since building one resolves endpoints and credentials.
+//!
+//! Everything AWS-specific stays here: the shapes of the calls, pagination and chunking of
+//! id lists, and the translation of the SDK's errors into [`CloudError`] (in one function,
+//! [`cloud_error`], so every call classifies throttling, transient failures and missing
+//! resources the same way). Each call is traced with its region and operation; errors are
+//! returned, not logged, because the caller decides what they mean and logs at its boundary.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types as ec2;
+use aws_sdk_rds::types as rds;
+use aws_smithy_types::retry::RetryMode;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use super::*;
+
+/// Calls in flight per API family (EC2, RDS) and region. AWS rate-limits per account and
+/// region with a token bucket; a bounded fan-out keeps one busy invocation from draining it
+/// for everyone else, and the SDK's adaptive retry handles what still gets throttled.
+const PERMITS_PER_FAMILY: usize = 8;
+
+/// Ids per EC2 describe call: EC2 accepts up to 200 values in one filter or id list.
+const EC2_IDS_PER_CALL: usize = 200;
+
+/// Ids per RDS describe call: RDS filters take fewer values than EC2's, 100 is safe.
+const RDS_IDS_PER_CALL: usize = 100;
+
+/// Error codes AWS uses for rate limiting across EC2 and RDS (and the SDK's common list).
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "RequestThrottled",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "EC2ThrottledException",
+    "BandwidthLimitExceeded",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "ProvisionedThroughputExceededException",
+    // Snapshots of one volume started too close together: the same cure as throttling.
+    "SnapshotCreationPerVolumeRateExceeded",
+];
+
+/// Error codes of server-side failures that a later attempt may not meet.
+const TRANSIENT_CODES: &[&str] = &[
+    "InternalError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "Unavailable",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+/// Every region's cloud on AWS, from one SDK configuration.
+pub struct AwsProvider {
+    home_region: String,
+    home: Arc<AwsCloud>,
+    regions: Arc<Regions>,
+}
+
+/// The shared configuration and the clients built from it so far, by region.
+struct Regions {
+    config: SdkConfig,
+    clients: Mutex<HashMap<String, Arc<RegionClients>>>,
+}
+
+/// The EC2 and RDS clients of one region and the bounds on their concurrent calls.
+struct RegionClients {
+    region: String,
+    ec2: aws_sdk_ec2::Client,
+    rds: aws_sdk_rds::Client,
+    ec2_permits: Semaphore,
+    rds_permits: Semaphore,
+}
+
+/// EC2, EBS and RDS of one AWS region.
+///
+/// It can reach the other regions' clients too: a copy is made by the destination region
+/// but needs to read the source snapshot (its volume, its ARN) in the source region.
+pub struct AwsCloud {
+    here: Arc<RegionClients>,
+    regions: Arc<Regions>,
+}
+
 impl AwsProvider {
-    pub async fn from_env(_r: &str) -> crate::cloud::simulated::SimulatedCloud {
-        unimplemented!()
+    /// Loads the SDK configuration once from the environment (credentials, `AWS_ENDPOINT_URL`,
+    /// `AWS_MAX_ATTEMPTS`, profiles) with `home_region` as its region and adaptive retries.
+    pub async fn from_env(home_region: &str) -> AwsProvider {
+        // An explicit retry config makes the loader ignore AWS_MAX_ATTEMPTS/AWS_RETRY_MODE, so
+        // read them through the SDK's own provider first and only switch the mode to adaptive
+        // (client-side rate limiting once throttled), keeping the attempts the operator chose.
+        let retry = aws_config::default_provider::retry_config::default_provider()
+            .retry_config()
+            .await
+            .with_retry_mode(RetryMode::Adaptive);
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(home_region.to_owned()))
+            .retry_config(retry)
+            .load()
+            .await;
+        let regions = Arc::new(Regions { config, clients: Mutex::new(HashMap::new()) });
+        let home = Arc::new(AwsCloud { here: regions.clients(home_region), regions: regions.clone() });
+        AwsProvider { home_region: home_region.to_owned(), home, regions }
+    }
+}
+
+impl CloudProvider for AwsProvider {
+    fn home_region(&self) -> &str {
+        &self.home_region
+    }
+
+    fn home(&self) -> Arc<dyn Cloud> {
+        self.home.clone()
+    }
+
+    fn region(&self, region: &str) -> CloudResult<Arc<dyn Cloud>> {
+        // The SDK would happily build a client for any string and fail on the first call with
+        // a DNS error that looks transient; refuse a malformed name up front instead.
+        if !crate::validate::is_region_name(region) {
+            return Err(CloudError::Rejected {
+                code: "InvalidRegion".into(),
+                message: format!("'{region}' is not a region name (like us-west-2)"),
+            });
+        }
+        Ok(Arc::new(AwsCloud { here: self.regions.clients(region), regions: self.regions.clone() }))
+    }
+}
+
+impl Regions {
+    /// The clients of `region`, built from the shared configuration on first use.
+    fn clients(&self, region: &str) -> Arc<RegionClients> {
+        let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        clients
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                let name = Region::new(region.to_owned());
+                let ec2_config = aws_sdk_ec2::config::Builder::from(&self.config).region(name.clone()).build();
+                let rds_config = aws_sdk_rds::config::Builder::from(&self.config).region(name).build();
+                Arc::new(RegionClients {
+                    region: region.to_owned(),
+                    ec2: aws_sdk_ec2::Client::from_conf(ec2_config),
+                    rds: aws_sdk_rds::Client::from_conf(rds_config),
+                    ec2_permits: Semaphore::new(PERMITS_PER_FAMILY),
+                    rds_permits: Semaphore::new(PERMITS_PER_FAMILY),
+                })
+            })
+            .clone()
+    }
+}
+
+impl RegionClients {
+    /// One EC2 call (or one paginated listing): bounded, traced, its error translated.
+    async fn ec2<T, E, Fut>(
+        &self,
+        operation: &'static str,
+        subject: &str,
+        call: impl FnOnce(aws_sdk_ec2::Client) -> Fut,
+    ) -> CloudResult<T>
+    where
+        Fut: Future<Output = Result<T, SdkError<E>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        self.run(&self.ec2_permits, "ec2", operation, subject, call(self.ec2.clone())).await
+    }
+
+    /// One RDS call (or one paginated listing): bounded, traced, its error translated.
+    async fn rds<T, E, Fut>(
+        &self,
+        operation: &'static str,
+        subject: &str,
+        call: impl FnOnce(aws_sdk_rds::Client) -> Fut,
+    ) -> CloudResult<T>
+    where
+        Fut: Future<Output = Result<T, SdkError<E>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        self.run(&self.rds_permits, "rds", operation, subject, call(self.rds.clone())).await
+    }
+
+    async fn run<T, E, Fut>(
+        &self,
+        permits: &Semaphore,
+        service: &'static str,
+        operation: &'static str,
+        subject: &str,
+        call: Fut,
+    ) -> CloudResult<T>
+    where
+        Fut: Future<Output = Result<T, SdkError<E>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let span = tracing::debug_span!("cloud_call", region = %self.region, service, operation);
+        async {
+            // The semaphores live as long as the clients and are never closed.
+            let _permit = permits.acquire().await.expect("cloud call semaphore is never closed");
+            let started = Instant::now();
+            let outcome = call.await;
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                ok = outcome.is_ok(),
+                "cloud call finished"
+            );
+            outcome.map_err(|error| cloud_error(subject, error))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The ARN of a DB snapshot: RDS tags and cross-region copies address snapshots by ARN.
+    async fn db_snapshot_arn(&self, snapshot_id: &str) -> CloudResult<String> {
+        let out = self
+            .rds("DescribeDBSnapshots", snapshot_id, |c| {
+                c.describe_db_snapshots().db_snapshot_identifier(snapshot_id).send()
+            })
+            .await?;
+        out.db_snapshots()
+            .iter()
+            .find_map(|s| s.db_snapshot_arn())
+            .map(str::to_owned)
+            .ok_or_else(|| CloudError::NotFound(snapshot_id.to_owned()))
+    }
+
+    /// The ARN of a DB instance, for `AddTagsToResource`.
+    async fn db_instance_arn(&self, db_id: &str) -> CloudResult<String> {
+        let out = self
+            .rds("DescribeDBInstances", db_id, |c| c.describe_db_instances().db_instance_identifier(db_id).send())
+            .await?;
+        out.db_instances()
+            .iter()
+            .find_map(|d| d.db_instance_arn())
+            .map(str::to_owned)
+            .ok_or_else(|| CloudError::NotFound(db_id.to_owned()))
+    }
+
+    /// States of instances by id, leaving out ids EC2 does not know.
+    async fn instance_states(&self, instance_ids: &[String]) -> CloudResult<Vec<(String, InstanceState)>> {
+        let mut states = Vec::new();
+        for chunk in instance_ids.chunks(EC2_IDS_PER_CALL) {
+            // A filter on instance-id, unlike InstanceIds, does not fail the whole call
+            // when one id is unknown.
+            let reservations = self
+                .ec2("DescribeInstances", "instances", |c| {
+                    c.describe_instances()
+                        .filters(filter("instance-id", chunk))
+                        .into_paginator()
+                        .items()
+                        .send()
+                        .try_collect()
+                })
+                .await?;
+            states.extend(
+                reservations.iter().flat_map(|r| r.instances()).filter_map(|i| {
+                    Some((i.instance_id()?.to_owned(), instance_state(i.state().and_then(|s| s.name()))))
+                }),
+            );
+        }
+        Ok(states)
+    }
+
+    /// Turns a refused start/stop into `InstanceReleased` when an instance was terminated,
+    /// as EC2 answers `IncorrectInstanceState` without saying which instance or why.
+    async fn explain_refusal(&self, instance_ids: &[String], error: CloudError) -> CloudError {
+        if !matches!(&error, CloudError::Rejected { code, .. } if code == "IncorrectInstanceState") {
+            return error;
+        }
+        match self.instance_states(instance_ids).await {
+            Ok(states) => states
+                .into_iter()
+                .find(|(_, state)| matches!(state, InstanceState::Terminated | InstanceState::ShuttingDown))
+                .map(|(id, _)| CloudError::InstanceReleased(id))
+                .unwrap_or(error),
+            Err(_) => error,
+        }
+    }
+
+    /// EC2 `CreateTags`; nothing to do for no tags (EC2 rejects an empty tag list).
+    async fn create_tags(&self, resource_id: &str, tags: &Tags) -> CloudResult<()> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        self.ec2("CreateTags", resource_id, |c| {
+            c.create_tags().resources(resource_id).set_tags(Some(ec2_tags(tags))).send()
+        })
+        .await
+        .map(drop)
+    }
+
+    /// RDS `AddTagsToResource` on an ARN.
+    async fn add_rds_tags(&self, arn: &str, tags: &Tags) -> CloudResult<()> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        self.rds("AddTagsToResource", arn, |c| {
+            c.add_tags_to_resource().resource_name(arn).set_tags(Some(rds_tags(tags))).send()
+        })
+        .await
+        .map(drop)
+    }
+}
+
+#[async_trait]
+impl Cloud for AwsCloud {
+    fn region(&self) -> &str {
+        &self.here.region
+    }
+
+    async fn discover(&self, tag_key: &str, value: &str) -> CloudResult<Inventory> {
+        let c = &self.here;
+        // Terminated instances stay listed for about an hour; the state filter leaves them out.
+        let reservations = c
+            .ec2("DescribeInstances", value, |ec2| {
+                ec2.describe_instances()
+                    .filters(filter(format!("tag:{tag_key}"), [value]))
+                    .filters(filter("instance-state-name", ["pending", "running", "stopping", "stopped"]))
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+            })
+            .await?;
+        let mut instances: Vec<Instance> = reservations
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| {
+                let state = instance_state(i.state().and_then(|s| s.name()));
+                let released = matches!(state, InstanceState::Terminated | InstanceState::ShuttingDown);
+                (!released).then(|| Instance {
+                    instance_id: i.instance_id().unwrap_or_default().to_owned(),
+                    state,
+                    availability_zone: i.placement().and_then(|p| p.availability_zone()).unwrap_or_default().to_owned(),
+                    volumes: Vec::new(),
+                })
+            })
+            .collect();
+
+        // One DescribeVolumes per 200 instances gives every attached volume with its device
+        // and size (block device mappings carry no size).
+        let instance_ids: Vec<String> = instances.iter().map(|i| i.instance_id.clone()).collect();
+        for chunk in instance_ids.chunks(EC2_IDS_PER_CALL) {
+            let volumes = c
+                .ec2("DescribeVolumes", value, |ec2| {
+                    ec2.describe_volumes()
+                        .filters(filter("attachment.instance-id", chunk))
+                        .into_paginator()
+                        .items()
+                        .send()
+                        .try_collect()
+                })
+                .await?;
+            for volume in &volumes {
+                for attachment in volume.attachments() {
+                    // A volume on its way off the instance is no longer part of it.
+                    let leaving = matches!(attachment.state().map(|s| s.as_str()), Some("detaching" | "detached"));
+                    let owner = instances.iter_mut().find(|i| Some(i.instance_id.as_str()) == attachment.instance_id());
+                    if let (false, Some(owner)) = (leaving, owner) {
+                        owner.volumes.push(AttachedVolume {
+                            volume_id: volume.volume_id().unwrap_or_default().to_owned(),
+                            device: attachment.device().unwrap_or_default().to_owned(),
+                            size_gib: volume.size().unwrap_or(0).max(0) as u64,
+                        });
+                    }
+                }
+            }
+        }
+        for instance in &mut instances {
+            instance.volumes.sort_by(|a, b| a.device.cmp(&b.device));
+        }
+
+        // DescribeDBInstances has no tag filter: list them all and read each TagList.
+        let db_instances = c
+            .rds("DescribeDBInstances", value, |rds| {
+                rds.describe_db_instances().into_paginator().items().send().try_collect()
+            })
+            .await?;
+        let databases = db_instances
+            .iter()
+            .filter(|d| d.tag_list().iter().any(|t| t.key() == Some(tag_key) && t.value() == Some(value)))
+            .map(|d| Database {
+                db_id: d.db_instance_identifier().unwrap_or_default().to_owned(),
+                engine: d.engine().unwrap_or_default().to_owned(),
+                status: d.db_instance_status().unwrap_or_default().to_owned(),
+                availability_zone: d.availability_zone().map(str::to_owned),
+            })
+            .collect();
+        Ok(Inventory { instances, databases })
+    }
+
+    async fn snapshot_instance(
+        &self,
+        instance_id: &str,
+        volumes: &VolumeSelection,
+        tags: &Tags,
+    ) -> CloudResult<Vec<StartedSnapshot>> {
+        let c = &self.here;
+        // Read the instance first: its state (EC2 may accept CreateSnapshots for a terminated
+        // instance and snapshot nothing), its root device and what is attached, which an
+        // exclusion list needs.
+        let reservations = c
+            .ec2("DescribeInstances", instance_id, |ec2| ec2.describe_instances().instance_ids(instance_id).send())
+            .await?;
+        let instance = reservations
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find(|i| i.instance_id() == Some(instance_id))
+            .ok_or_else(|| CloudError::NotFound(instance_id.to_owned()))?;
+        if matches!(
+            instance_state(instance.state().and_then(|s| s.name())),
+            InstanceState::Terminated | InstanceState::ShuttingDown
+        ) {
+            return Err(CloudError::InstanceReleased(instance_id.to_owned()));
+        }
+        let root_device = instance.root_device_name();
+        let attached: Vec<(&str, &str)> = instance
+            .block_device_mappings()
+            .iter()
+            .filter_map(|m| Some((m.device_name()?, m.ebs()?.volume_id()?)))
+            .collect();
+
+        let mut spec = ec2::InstanceSpecification::builder().instance_id(instance_id);
+        spec = match volumes {
+            VolumeSelection::All => spec.exclude_boot_volume(false),
+            VolumeSelection::Only(wanted) => {
+                let chosen = |volume: &str| wanted.iter().any(|w| w == volume);
+                if !attached.iter().any(|(_, volume)| chosen(volume)) {
+                    // Nothing selected is attached: there is no group to take.
+                    return Ok(Vec::new());
+                }
+                let is_root = |device: &str| Some(device) == root_device;
+                let root_chosen = attached.iter().any(|(device, volume)| is_root(device) && chosen(volume));
+                // The root volume cannot be named in ExcludeDataVolumeIds; it has its own flag.
+                let excluded: Vec<String> = attached
+                    .iter()
+                    .filter(|(device, volume)| !is_root(device) && !chosen(volume))
+                    .map(|(_, volume)| (*volume).to_owned())
+                    .collect();
+                spec.exclude_boot_volume(!root_chosen)
+                    .set_exclude_data_volume_ids((!excluded.is_empty()).then_some(excluded))
+            }
+        };
+        let spec = spec.build();
+
+        let created = c
+            .ec2("CreateSnapshots", instance_id, |ec2| {
+                ec2.create_snapshots()
+                    .instance_specification(spec)
+                    .set_tag_specifications(tag_specification(ec2::ResourceType::Snapshot, tags))
+                    .description(format!("snapnest consistent group of {instance_id}"))
+                    .send()
+            })
+            .await
+            .map_err(|error| match error {
+                CloudError::Rejected { code, message } if code == "UnsupportedOperation" => {
+                    CloudError::GroupUnsupported(if message.is_empty() { code } else { message })
+                }
+                other => other,
+            })?;
+        let started: Vec<StartedSnapshot> = created
+            .snapshots()
+            .iter()
+            .filter_map(|s| {
+                Some(StartedSnapshot { snapshot_id: s.snapshot_id()?.to_owned(), volume_id: s.volume_id()?.to_owned() })
+            })
+            .collect();
+
+        // The group call shares one tag specification, so each snapshot's own source volume
+        // is tagged afterwards. The snapshots exist and carry the backup's tags already: a
+        // failure here must not make the caller start a second group, so it is only traced.
+        for snapshot in &started {
+            let source: Tags = [(tag::SOURCE_VOLUME.to_owned(), snapshot.volume_id.clone())].into();
+            if let Err(error) = c.create_tags(&snapshot.snapshot_id, &source).await {
+                tracing::warn!(snapshot_id = %snapshot.snapshot_id, %error, "could not tag a snapshot with its source volume");
+            }
+        }
+        Ok(started)
+    }
+
+    async fn snapshot_volume(&self, volume_id: &str, tags: &Tags) -> CloudResult<StartedSnapshot> {
+        let mut tags = tags.clone();
+        tags.insert(tag::SOURCE_VOLUME.into(), volume_id.to_owned());
+        let created = self
+            .here
+            .ec2("CreateSnapshot", volume_id, |ec2| {
+                ec2.create_snapshot()
+                    .volume_id(volume_id)
+                    .set_tag_specifications(tag_specification(ec2::ResourceType::Snapshot, &tags))
+                    .description(format!("snapnest snapshot of {volume_id}"))
+                    .send()
+            })
+            .await?;
+        let snapshot_id = created.snapshot_id().ok_or_else(|| missing_field("CreateSnapshot", "SnapshotId"))?;
+        Ok(StartedSnapshot { snapshot_id: snapshot_id.to_owned(), volume_id: volume_id.to_owned() })
+    }
+
+    async fn snapshot_database(&self, db_id: &str, snapshot_id: &str, tags: &Tags) -> CloudResult<()> {
+        self.here
+            .rds("CreateDBSnapshot", db_id, |rds| {
+                rds.create_db_snapshot()
+                    .db_instance_identifier(db_id)
+                    .db_snapshot_identifier(snapshot_id)
+                    .set_tags(Some(rds_tags(tags)))
+                    .send()
+            })
+            .await
+            .map(drop)
+            .map_err(|error| already_exists_is(error, snapshot_id))
+    }
+
+    async fn describe_snapshots(&self, snapshot_ids: &[String]) -> CloudResult<Vec<SnapshotStatus>> {
+        let c = &self.here;
+        let mut statuses = Vec::new();
+        for chunk in snapshot_ids.chunks(EC2_IDS_PER_CALL) {
+            let by_ids = c
+                .ec2("DescribeSnapshots", "snapshots", |ec2| {
+                    ec2.describe_snapshots()
+                        .set_snapshot_ids(Some(chunk.to_vec()))
+                        .into_paginator()
+                        .items()
+                        .send()
+                        .try_collect()
+                })
+                .await;
+            let snapshots = match by_ids {
+                Ok(snapshots) => snapshots,
+                // One unknown id fails the whole call with InvalidSnapshot.NotFound; a filter on
+                // snapshot-id lists the ones that exist and skips the rest.
+                Err(CloudError::NotFound(_)) => {
+                    c.ec2("DescribeSnapshots", "snapshots", |ec2| {
+                        ec2.describe_snapshots()
+                            .owner_ids("self")
+                            .filters(filter("snapshot-id", chunk))
+                            .into_paginator()
+                            .items()
+                            .send()
+                            .try_collect()
+                    })
+                    .await?
+                }
+                Err(other) => return Err(other),
+            };
+            statuses.extend(snapshots.iter().filter_map(ebs_snapshot_status));
+        }
+        Ok(statuses)
+    }
+
+    async fn describe_db_snapshots(&self, snapshot_ids: &[String]) -> CloudResult<Vec<SnapshotStatus>> {
+        let mut statuses = Vec::new();
+        for chunk in snapshot_ids.chunks(RDS_IDS_PER_CALL) {
+            // The db-snapshot-id filter skips unknown ids where DBSnapshotIdentifier would fail;
+            // snapnest only makes manual snapshots, RDS's automated ones are not ours.
+            let snapshots = self
+                .here
+                .rds("DescribeDBSnapshots", "db snapshots", |rds| {
+                    rds.describe_db_snapshots()
+                        .snapshot_type("manual")
+                        .filters(rds_filter("db-snapshot-id", chunk))
+                        .into_paginator()
+                        .items()
+                        .send()
+                        .try_collect()
+                })
+                .await?;
+            statuses.extend(snapshots.iter().filter_map(db_snapshot_status));
+        }
+        Ok(statuses)
+    }
+
+    async fn find_snapshots(&self, key: &str, value: &str) -> CloudResult<Vec<StartedSnapshot>> {
+        // OwnerIds=self keeps the listing to this account's snapshots (not public ones).
+        let snapshots = self
+            .here
+            .ec2("DescribeSnapshots", value, |ec2| {
+                ec2.describe_snapshots()
+                    .owner_ids("self")
+                    .filters(filter(format!("tag:{key}"), [value]))
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+            })
+            .await?;
+        Ok(snapshots
+            .iter()
+            .filter_map(|s| {
+                // A copy's VolumeId is a placeholder in AWS; the source-volume tag is the truth.
+                let volume_id = ec2_tag(s.tags(), tag::SOURCE_VOLUME).or(s.volume_id())?;
+                Some(StartedSnapshot { snapshot_id: s.snapshot_id()?.to_owned(), volume_id: volume_id.to_owned() })
+            })
+            .collect())
+    }
+
+    async fn delete_snapshot(&self, snapshot_id: &str) -> CloudResult<DeleteOutcome> {
+        let outcome = self
+            .here
+            .ec2("DeleteSnapshot", snapshot_id, |ec2| ec2.delete_snapshot().snapshot_id(snapshot_id).send())
+            .await;
+        match outcome {
+            Ok(_) => Ok(DeleteOutcome::Deleted),
+            Err(CloudError::NotFound(_)) => Ok(DeleteOutcome::NotFound),
+            Err(CloudError::Rejected { code, message }) if code == "InvalidSnapshot.InUse" => {
+                Ok(DeleteOutcome::InUse(if message.is_empty() { code } else { message }))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn delete_db_snapshot(&self, snapshot_id: &str) -> CloudResult<DeleteOutcome> {
+        let outcome = self
+            .here
+            .rds("DeleteDBSnapshot", snapshot_id, |rds| {
+                rds.delete_db_snapshot().db_snapshot_identifier(snapshot_id).send()
+            })
+            .await;
+        match outcome {
+            Ok(_) => Ok(DeleteOutcome::Deleted),
+            Err(CloudError::NotFound(_)) => Ok(DeleteOutcome::NotFound),
+            Err(CloudError::Rejected { code, message }) if code.starts_with("InvalidDBSnapshotState") => {
+                Ok(DeleteOutcome::InUse(if message.is_empty() { code } else { message }))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn tag_snapshot(&self, snapshot_id: &str, tags: &Tags) -> CloudResult<()> {
+        // EBS snapshot ids have a fixed shape; anything else is a DB snapshot name snapnest chose.
+        if is_ec2_id(snapshot_id) {
+            self.here.create_tags(snapshot_id, tags).await
+        } else {
+            let arn = self.here.db_snapshot_arn(snapshot_id).await?;
+            self.here.add_rds_tags(&arn, tags).await
+        }
+    }
+
+    async fn copy_snapshot(&self, source_region: &str, snapshot_id: &str, tags: &Tags) -> CloudResult<String> {
+        // Read the source first: its source volume goes on the copy (CopySnapshot copies no
+        // tags and gives the copy a placeholder VolumeId), and a missing source fails early.
+        let source = self.regions.clients(source_region);
+        let found = source
+            .ec2("DescribeSnapshots", snapshot_id, |ec2| ec2.describe_snapshots().snapshot_ids(snapshot_id).send())
+            .await?;
+        let original = found.snapshots().first().ok_or_else(|| CloudError::NotFound(snapshot_id.to_owned()))?;
+        let mut tags = tags.clone();
+        if let Some(volume) = ec2_tag(original.tags(), tag::SOURCE_VOLUME).or(original.volume_id()) {
+            tags.entry(tag::SOURCE_VOLUME.to_owned()).or_insert_with(|| volume.to_owned());
+        }
+        let copied = self
+            .here
+            .ec2("CopySnapshot", snapshot_id, |ec2| {
+                ec2.copy_snapshot()
+                    .source_region(source_region)
+                    .source_snapshot_id(snapshot_id)
+                    .description(format!("snapnest copy of {snapshot_id} from {source_region}"))
+                    .set_tag_specifications(tag_specification(ec2::ResourceType::Snapshot, &tags))
+                    .send()
+            })
+            .await?;
+        copied.snapshot_id().map(str::to_owned).ok_or_else(|| missing_field("CopySnapshot", "SnapshotId"))
+    }
+
+    async fn copy_db_snapshot(
+        &self,
+        source_region: &str,
+        snapshot_id: &str,
+        target_id: &str,
+        tags: &Tags,
+    ) -> CloudResult<()> {
+        // A cross-region CopyDBSnapshot names its source by ARN, which also carries the source
+        // region (the Rust SDK has no SourceRegion parameter for it).
+        let source_arn = self.regions.clients(source_region).db_snapshot_arn(snapshot_id).await?;
+        self.here
+            .rds("CopyDBSnapshot", snapshot_id, |rds| {
+                rds.copy_db_snapshot()
+                    .source_db_snapshot_identifier(&source_arn)
+                    .target_db_snapshot_identifier(target_id)
+                    .set_tags(Some(rds_tags(tags)))
+                    .send()
+            })
+            .await
+            .map(drop)
+            .map_err(|error| already_exists_is(error, target_id))
+    }
+
+    async fn stop_instances(&self, instance_ids: &[String]) -> CloudResult<()> {
+        if instance_ids.is_empty() {
+            return Ok(());
+        }
+        let outcome = self
+            .here
+            .ec2("StopInstances", "instances", |ec2| {
+                ec2.stop_instances().set_instance_ids(Some(instance_ids.to_vec())).send()
+            })
+            .await;
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(error) => Err(self.here.explain_refusal(instance_ids, error).await),
+        }
+    }
+
+    async fn start_instances(&self, instance_ids: &[String]) -> CloudResult<()> {
+        if instance_ids.is_empty() {
+            return Ok(());
+        }
+        let outcome = self
+            .here
+            .ec2("StartInstances", "instances", |ec2| {
+                ec2.start_instances().set_instance_ids(Some(instance_ids.to_vec())).send()
+            })
+            .await;
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(error) => Err(self.here.explain_refusal(instance_ids, error).await),
+        }
+    }
+
+    async fn describe_instances(&self, instance_ids: &[String]) -> CloudResult<Vec<(String, InstanceState)>> {
+        self.here.instance_states(instance_ids).await
+    }
+
+    async fn create_volume(&self, snapshot_id: &str, availability_zone: &str, tags: &Tags) -> CloudResult<String> {
+        let created = self
+            .here
+            .ec2("CreateVolume", snapshot_id, |ec2| {
+                ec2.create_volume()
+                    .snapshot_id(snapshot_id)
+                    .availability_zone(availability_zone)
+                    .set_tag_specifications(tag_specification(ec2::ResourceType::Volume, tags))
+                    .send()
+            })
+            .await?;
+        created.volume_id().map(str::to_owned).ok_or_else(|| missing_field("CreateVolume", "VolumeId"))
+    }
+
+    async fn describe_volumes(&self, volume_ids: &[String]) -> CloudResult<Vec<VolumeStatus>> {
+        let mut statuses = Vec::new();
+        for chunk in volume_ids.chunks(EC2_IDS_PER_CALL) {
+            // A volume-id filter skips unknown ids where VolumeIds would fail the call.
+            let volumes = self
+                .here
+                .ec2("DescribeVolumes", "volumes", |ec2| {
+                    ec2.describe_volumes()
+                        .filters(filter("volume-id", chunk))
+                        .into_paginator()
+                        .items()
+                        .send()
+                        .try_collect()
+                })
+                .await?;
+            statuses.extend(volumes.iter().filter_map(|v| {
+                Some(VolumeStatus {
+                    volume_id: v.volume_id()?.to_owned(),
+                    state: match v.state().map(|s| s.as_str()) {
+                        Some("creating") => VolumeState::Creating,
+                        Some("available") => VolumeState::Available,
+                        Some("in-use") => VolumeState::InUse,
+                        // deleting, deleted, error: not usable any more.
+                        _ => VolumeState::Error,
+                    },
+                    // An attachment counts from "attached" until it is fully detached, the way
+                    // the device stays taken on the instance until then.
+                    attachment: v.attachments().iter().find_map(|a| match a.state().map(|s| s.as_str()) {
+                        Some("attached" | "busy" | "detaching") => {
+                            Some((a.instance_id()?.to_owned(), a.device()?.to_owned()))
+                        }
+                        _ => None,
+                    }),
+                })
+            }));
+        }
+        Ok(statuses)
+    }
+
+    async fn detach_volume(&self, instance_id: &str, volume_id: &str) -> CloudResult<()> {
+        // InstanceId is passed although optional: it guards against detaching a volume that
+        // has meanwhile moved to another instance (and some emulators need it).
+        self.here
+            .ec2("DetachVolume", volume_id, |ec2| {
+                ec2.detach_volume().volume_id(volume_id).instance_id(instance_id).send()
+            })
+            .await
+            .map(drop)
+    }
+
+    async fn attach_volume(&self, instance_id: &str, volume_id: &str, device: &str) -> CloudResult<()> {
+        self.here
+            .ec2("AttachVolume", volume_id, |ec2| {
+                ec2.attach_volume().volume_id(volume_id).instance_id(instance_id).device(device).send()
+            })
+            .await
+            .map(drop)
+    }
+
+    async fn tag_resource(&self, resource_id: &str, tags: &Tags) -> CloudResult<()> {
+        // EC2 ids (instances, volumes, snapshots) have a fixed shape; anything else is a DB
+        // instance identifier, which RDS tags by ARN.
+        if is_ec2_id(resource_id) {
+            self.here.create_tags(resource_id, tags).await
+        } else {
+            let arn = self.here.db_instance_arn(resource_id).await?;
+            self.here.add_rds_tags(&arn, tags).await
+        }
+    }
+
+    async fn restore_database(&self, snapshot_id: &str, new_db_id: &str, tags: &Tags) -> CloudResult<()> {
+        self.here
+            .rds("RestoreDBInstanceFromDBSnapshot", snapshot_id, |rds| {
+                rds.restore_db_instance_from_db_snapshot()
+                    .db_snapshot_identifier(snapshot_id)
+                    .db_instance_identifier(new_db_id)
+                    .set_tags(Some(rds_tags(tags)))
+                    .send()
+            })
+            .await
+            .map(drop)
+            .map_err(|error| already_exists_is(error, new_db_id))
+    }
+
+    async fn describe_databases(&self, db_ids: &[String]) -> CloudResult<Vec<DatabaseStatus>> {
+        let mut statuses = Vec::new();
+        for chunk in db_ids.chunks(RDS_IDS_PER_CALL) {
+            // The db-instance-id filter skips unknown ids where DBInstanceIdentifier would fail.
+            let databases = self
+                .here
+                .rds("DescribeDBInstances", "databases", |rds| {
+                    rds.describe_db_instances()
+                        .filters(rds_filter("db-instance-id", chunk))
+                        .into_paginator()
+                        .items()
+                        .send()
+                        .try_collect()
+                })
+                .await?;
+            statuses.extend(databases.iter().filter_map(|d| {
+                Some(DatabaseStatus {
+                    db_id: d.db_instance_identifier()?.to_owned(),
+                    status: d.db_instance_status().unwrap_or_default().to_owned(),
+                })
+            }));
+        }
+        Ok(statuses)
+    }
+
+    async fn rename_database(&self, db_id: &str, new_db_id: &str) -> CloudResult<()> {
+        self.here
+            .rds("ModifyDBInstance", db_id, |rds| {
+                rds.modify_db_instance()
+                    .db_instance_identifier(db_id)
+                    .new_db_instance_identifier(new_db_id)
+                    .apply_immediately(true)
+                    .send()
+            })
+            .await
+            .map(drop)
+            .map_err(|error| already_exists_is(error, new_db_id))
+    }
+}
+
+/// Translates any SDK error into a [`CloudError`]; `subject` is the resource the call was about.
+///
+/// Classification goes by error code and HTTP status, never by message: EC2 messages are
+/// free text (and empty on some emulators), codes are the API's contract.
+fn cloud_error<E>(subject: &str, error: SdkError<E>) -> CloudError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &error {
+        // No answer at all (connection refused or reset, DNS, timeouts): worth another try.
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
+            return CloudError::Transient(DisplayErrorContext(&error).to_string())
+        }
+        // The request could not even be built: a bug or bad input, never retried.
+        SdkError::ConstructionFailure(_) => {
+            return CloudError::Rejected {
+                code: "ConstructionFailure".into(),
+                message: DisplayErrorContext(&error).to_string(),
+            }
+        }
+        _ => {}
+    }
+    let status = error.raw_response().map(|r| r.status().as_u16()).unwrap_or_default();
+    let code = error.code().unwrap_or_default().to_owned();
+    let message = error.message().unwrap_or_default().to_owned();
+    let summary = || if message.is_empty() { code.clone() } else { format!("{code}: {message}") };
+    if THROTTLING_CODES.contains(&code.as_str()) || status == 429 {
+        CloudError::Throttled(summary())
+    } else if status >= 500 || TRANSIENT_CODES.contains(&code.as_str()) {
+        CloudError::Transient(if code.is_empty() { format!("HTTP {status} from the cloud") } else { summary() })
+    } else if code.ends_with("NotFound") || code.ends_with("NotFoundFault") {
+        // InvalidVolume.NotFound, InvalidSnapshot.NotFound, DBInstanceNotFound, …
+        CloudError::NotFound(subject.to_owned())
+    } else if code.ends_with("AlreadyExists") || code.ends_with("AlreadyExistsFault") {
+        CloudError::AlreadyExists(subject.to_owned())
+    } else if code.is_empty() {
+        // An answer that could not be parsed (e.g. an HTML error page).
+        CloudError::Rejected { code: format!("HTTP {status}"), message: DisplayErrorContext(&error).to_string() }
+    } else {
+        CloudError::Rejected { code, message }
+    }
+}
+
+/// `AlreadyExists` names the identifier being created, not the source the call was about.
+fn already_exists_is(error: CloudError, created: &str) -> CloudError {
+    match error {
+        CloudError::AlreadyExists(_) => CloudError::AlreadyExists(created.to_owned()),
+        other => other,
+    }
+}
+
+fn missing_field(operation: &str, field: &str) -> CloudError {
+    CloudError::Rejected { code: "MalformedResponse".into(), message: format!("{operation} answered without {field}") }
+}
+
+/// Whether `id` has the shape of an EC2 resource id (`i-`, `vol-`, `snap-`, `ami-` + 8 or 17 hex).
+fn is_ec2_id(id: &str) -> bool {
+    let Some((prefix, hex)) = id.split_once('-') else { return false };
+    matches!(prefix, "i" | "vol" | "snap" | "ami")
+        && matches!(hex.len(), 8 | 17)
+        && hex.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+fn instance_state(name: Option<&ec2::InstanceStateName>) -> InstanceState {
+    match name.map(|n| n.as_str()) {
+        Some("running") => InstanceState::Running,
+        Some("stopping") => InstanceState::Stopping,
+        Some("stopped") => InstanceState::Stopped,
+        Some("shutting-down") => InstanceState::ShuttingDown,
+        Some("terminated") => InstanceState::Terminated,
+        // "pending", and anything EC2 may add later, is on its way somewhere.
+        _ => InstanceState::Pending,
+    }
+}
+
+/// An EBS snapshot's status: `pending`/`completed`/`error`, progress `"NN%"`, size in GiB.
+fn ebs_snapshot_status(s: &ec2::Snapshot) -> Option<SnapshotStatus> {
+    let state = match s.state().map(|s| s.as_str()) {
+        Some("completed") => SnapshotState::Completed,
+        Some("error") => SnapshotState::Error(s.state_message().unwrap_or("snapshot failed").to_owned()),
+        // pending, recoverable, recovering: not usable yet.
+        _ => SnapshotState::Pending,
+    };
+    let progress = s
+        .progress()
+        .and_then(|p| p.trim().trim_end_matches('%').parse::<u8>().ok())
+        .unwrap_or(if state == SnapshotState::Completed { 100 } else { 0 })
+        .min(100);
+    let size_gib = s.volume_size().unwrap_or(0).max(0) as u64;
+    Some(SnapshotStatus { snapshot_id: s.snapshot_id()?.to_owned(), state, progress, size_bytes: size_gib << 30 })
+}
+
+/// A DB snapshot's status: RDS says `creating`/`copying`/`available`/`failed`, in percent.
+fn db_snapshot_status(s: &rds::DbSnapshot) -> Option<SnapshotStatus> {
+    let status = s.status().unwrap_or_default();
+    let state = match status {
+        "available" => SnapshotState::Completed,
+        "failed" | "error" => SnapshotState::Error(format!("DB snapshot {status}")),
+        _ if status.starts_with("incompatible") => SnapshotState::Error(format!("DB snapshot {status}")),
+        _ => SnapshotState::Pending,
+    };
+    // PercentProgress is often absent once a snapshot is available.
+    let progress = s
+        .percent_progress()
+        .map(|p| p.clamp(0, 100) as u8)
+        .filter(|_| state != SnapshotState::Completed)
+        .unwrap_or(if state == SnapshotState::Completed { 100 } else { 0 });
+    let size_gib = s.allocated_storage().unwrap_or(0).max(0) as u64;
+    Some(SnapshotStatus {
+        snapshot_id: s.db_snapshot_identifier()?.to_owned(),
+        state,
+        progress,
+        size_bytes: size_gib << 30,
+    })
+}
+
+fn filter<V: AsRef<str>>(name: impl Into<String>, values: impl IntoIterator<Item = V>) -> ec2::Filter {
+    ec2::Filter::builder()
+        .name(name)
+        .set_values(Some(values.into_iter().map(|v| v.as_ref().to_owned()).collect()))
+        .build()
+}
+
+fn rds_filter<V: AsRef<str>>(name: impl Into<String>, values: impl IntoIterator<Item = V>) -> rds::Filter {
+    rds::Filter::builder()
+        .name(name)
+        .set_values(Some(values.into_iter().map(|v| v.as_ref().to_owned()).collect()))
+        .build()
+}
+
+fn ec2_tags(tags: &Tags) -> Vec<ec2::Tag> {
+    tags.iter().map(|(k, v)| ec2::Tag::builder().key(k).value(v).build()).collect()
+}
+
+/// Tags for a resource a call creates; none for no tags (EC2 rejects an empty specification).
+fn tag_specification(resource: ec2::ResourceType, tags: &Tags) -> Option<Vec<ec2::TagSpecification>> {
+    (!tags.is_empty())
+        .then(|| vec![ec2::TagSpecification::builder().resource_type(resource).set_tags(Some(ec2_tags(tags))).build()])
+}
+
+fn ec2_tag<'a>(tags: &'a [ec2::Tag], key: &str) -> Option<&'a str> {
+    tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+}
+
+fn rds_tags(tags: &Tags) -> Vec<rds::Tag> {
+    tags.iter().map(|(k, v)| rds::Tag::builder().key(k).value(v).build()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ec2_ids_are_told_from_rds_names() {
+        assert!(is_ec2_id("snap-0123456789abcdef0"));
+        assert!(is_ec2_id("vol-12345678"));
+        assert!(is_ec2_id("i-9607aa1742a44e9a6"));
+        assert!(!is_ec2_id("snapnest-b-123"));
+        assert!(!is_ec2_id("si-demo-mysql"));
+        assert!(!is_ec2_id("snap-notahexid12345"));
     }
 }

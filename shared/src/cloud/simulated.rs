@@ -1024,6 +1024,12 @@ impl CloudProvider for SimulatedCloud {
     }
 
     fn region(&self, region: &str) -> CloudResult<Arc<dyn Cloud>> {
+        if !crate::validate::is_region_name(region) {
+            return Err(CloudError::Rejected {
+                code: "InvalidRegion".into(),
+                message: format!("'{region}' is not a region name"),
+            });
+        }
         Ok(Arc::new(SimulatedRegion { cloud: self.clone(), region: region.to_owned() }))
     }
 }

@@ -881,6 +881,27 @@ impl Store for DynamoStore {
         Ok(Page { documents: self.documents(collection, &keys).await?, next_cursor })
     }
 
+    async fn list_collection(
+        &self,
+        _collection: Collection,
+        _limit: usize,
+        _cursor: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        Err(StoreError::Internal("list_collection: being written".into()))
+    }
+
+    async fn delete(&self, _collection: Collection, _id: &str, _version: u64) -> Result<(), StoreError> {
+        Err(StoreError::Internal("delete: being written".into()))
+    }
+
+    async fn acquire_lock(&self, _key: &str, _holder: &str) -> Result<(), StoreError> {
+        Err(StoreError::Internal("acquire_lock: being written".into()))
+    }
+
+    async fn release_lock(&self, _key: &str, _holder: &str) -> Result<(), StoreError> {
+        Err(StoreError::Internal("release_lock: being written".into()))
+    }
+
     async fn list_active(&self, collection: Collection) -> Result<Vec<Document>, StoreError> {
         let keys = self
             .query(

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS documents (
     PRIMARY KEY (collection, id)
 );
 CREATE INDEX IF NOT EXISTS documents_by_owner ON documents (collection, owner, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS documents_by_time ON documents (collection, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS documents_active ON documents (collection) WHERE active = 1;
 CREATE INDEX IF NOT EXISTS documents_due ON documents (collection, due_at) WHERE due_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS client_tokens (scope TEXT PRIMARY KEY, id TEXT NOT NULL);
@@ -90,6 +91,47 @@ fn millis(t: Timestamp) -> i64 {
 
 fn from_millis(ms: i64) -> Timestamp {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+impl EmbeddedStore {
+    /// A newest-first page of a collection, of one owner or of all.
+    async fn newest_first(
+        &self,
+        collection: Collection,
+        owner: Option<String>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        let after = match cursor {
+            None => None,
+            Some(c) => {
+                let (ms, id) = c.split_once(':').ok_or(StoreError::BadCursor)?;
+                Some((ms.parse::<i64>().map_err(|_| StoreError::BadCursor)?, id.to_owned()))
+            }
+        };
+        self.with_conn(move |conn| {
+            let (start_ms, start_id) = after.unwrap_or((i64::MAX, String::new()));
+            let sql = format!(
+                "SELECT {COLUMNS} FROM documents WHERE collection = ?1 AND (?2 IS NULL OR owner = ?2)
+                 AND (created_at < ?3 OR (created_at = ?3 AND (?4 = '' OR id < ?4)))
+                 ORDER BY created_at DESC, id DESC LIMIT ?5"
+            );
+            let mut documents = query_documents(
+                conn,
+                collection,
+                &sql,
+                params![collection.as_str(), owner, start_ms, start_id, limit as i64 + 1],
+            )?;
+            let next_cursor = if documents.len() > limit {
+                documents.truncate(limit);
+                documents.last().map(|d| format!("{}:{}", millis(d.created_at), d.id))
+            } else {
+                None
+            };
+            Ok(Page { documents, next_cursor })
+        })
+        .await
+    }
 }
 
 fn token_scope(doc: &Document, token: &str) -> String {
@@ -250,34 +292,69 @@ impl Store for EmbeddedStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, StoreError> {
-        let owner = owner.to_owned();
-        let after = match cursor {
-            None => None,
-            Some(c) => {
-                let (ms, id) = c.split_once(':').ok_or(StoreError::BadCursor)?;
-                Some((ms.parse::<i64>().map_err(|_| StoreError::BadCursor)?, id.to_owned()))
-            }
-        };
+        self.newest_first(collection, Some(owner.to_owned()), limit, cursor).await
+    }
+
+    async fn list_collection(
+        &self,
+        collection: Collection,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        self.newest_first(collection, None, limit, cursor).await
+    }
+
+    async fn delete(&self, collection: Collection, id: &str, version: u64) -> Result<(), StoreError> {
+        let id = id.to_owned();
         self.with_conn(move |conn| {
-            let (start_ms, start_id) = after.unwrap_or((i64::MAX, String::new()));
-            let sql = format!(
-                "SELECT {COLUMNS} FROM documents WHERE collection = ?1 AND owner = ?2
-                 AND (created_at < ?3 OR (created_at = ?3 AND (?4 = '' OR id < ?4)))
-                 ORDER BY created_at DESC, id DESC LIMIT ?5"
-            );
-            let mut documents = query_documents(
-                conn,
-                collection,
-                &sql,
-                params![collection.as_str(), owner, start_ms, start_id, limit as i64 + 1],
-            )?;
-            let next_cursor = if documents.len() > limit {
-                documents.truncate(limit);
-                documents.last().map(|d| format!("{}:{}", millis(d.created_at), d.id))
-            } else {
-                None
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(internal)?;
+            let held: Option<Option<String>> = tx
+                .query_row(
+                    "SELECT lock_key FROM documents WHERE collection = ?1 AND id = ?2 AND version = ?3",
+                    params![collection.as_str(), id, version as i64],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(internal)?;
+            let Some(held_lock) = held else {
+                return Err(StoreError::VersionConflict { collection, id: id.clone() });
             };
-            Ok(Page { documents, next_cursor })
+            tx.execute("DELETE FROM documents WHERE collection = ?1 AND id = ?2", params![collection.as_str(), id])
+                .map_err(internal)?;
+            if let Some(key) = held_lock {
+                tx.execute("DELETE FROM locks WHERE key = ?1 AND holder = ?2", params![key, id]).map_err(internal)?;
+            }
+            tx.commit().map_err(internal)
+        })
+        .await
+    }
+
+    async fn acquire_lock(&self, key: &str, holder: &str) -> Result<(), StoreError> {
+        let (key, holder) = (key.to_owned(), holder.to_owned());
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(internal)?;
+            let current: Option<String> = tx
+                .query_row("SELECT holder FROM locks WHERE key = ?1", [&key], |r| r.get(0))
+                .optional()
+                .map_err(internal)?;
+            match current {
+                Some(current) if current != holder => return Err(StoreError::LockHeld { key, holder: current }),
+                Some(_) => {}
+                None => {
+                    tx.execute("INSERT INTO locks (key, holder) VALUES (?1, ?2)", params![key, holder])
+                        .map_err(internal)?;
+                }
+            }
+            tx.commit().map_err(internal)
+        })
+        .await
+    }
+
+    async fn release_lock(&self, key: &str, holder: &str) -> Result<(), StoreError> {
+        let (key, holder) = (key.to_owned(), holder.to_owned());
+        self.with_conn(move |conn| {
+            conn.execute("DELETE FROM locks WHERE key = ?1 AND holder = ?2", params![key, holder]).map_err(internal)?;
+            Ok(())
         })
         .await
     }

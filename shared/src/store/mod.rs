@@ -21,6 +21,9 @@ use crate::model::Timestamp;
 pub enum Collection {
     Backups,
     Restores,
+    Policies,
+    /// One record per expire-retention run that found something due.
+    ExpiryRuns,
 }
 
 impl Collection {
@@ -28,6 +31,8 @@ impl Collection {
         match self {
             Self::Backups => "backup",
             Self::Restores => "restore",
+            Self::Policies => "policy",
+            Self::ExpiryRuns => "expiry",
         }
     }
 }
@@ -119,6 +124,25 @@ pub trait Store: Send + Sync {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, StoreError>;
+
+    /// Every document of a collection whatever its owner, newest first (the jobs list).
+    async fn list_collection(
+        &self,
+        collection: Collection,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, StoreError>;
+
+    /// Deletes a document if the stored version is `version`, releasing the lock it holds.
+    /// `VersionConflict` when it changed or is gone.
+    async fn delete(&self, collection: Collection, id: &str, version: u64) -> Result<(), StoreError>;
+
+    /// Takes the lock `key` for `holder`; taking a lock one already holds succeeds.
+    /// `LockHeld` with the holder when another holds it.
+    async fn acquire_lock(&self, key: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Releases the lock `key` if `holder` holds it; otherwise does nothing.
+    async fn release_lock(&self, key: &str, holder: &str) -> Result<(), StoreError>;
 
     /// Every document with `active` set, read from an index that holds only those.
     async fn list_active(&self, collection: Collection) -> Result<Vec<Document>, StoreError>;
