@@ -1,8 +1,10 @@
 //! Helpers shared by snapnest's end-to-end tests and the demo: events from `events/`,
 //! a service on a throwaway data directory, and moto.
 
+pub mod aws_fixture;
 pub mod moto;
 pub mod template;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -5,12 +5,13 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ec2::types::{self as ec2, Filter, ResourceType, TagSpecification};
+use aws_sdk_ec2::types::{self as ec2, Filter};
 use aws_sdk_rds::types as rds;
 use snapnest::cloud::aws::AwsProvider;
 use snapnest::cloud::contract::{check_cloud_contract, check_cloud_contract_with, EmulatorGaps};
 use snapnest::cloud::simulated::{Faults, SimSettings, SimulatedCloud};
 use snapnest::cloud::{tag, CloudError, CloudProvider, DeleteOutcome, Tags, VolumeSelection};
+use snapnest_e2e::aws_fixture::create_service_instance;
 use snapnest_e2e::moto::Moto;
 
 const TAG_KEY: &str = "service-instance-id";
@@ -58,7 +59,7 @@ async fn aws_cloud_on_moto_meets_the_contract() {
     let west = aws_sdk_ec2::Client::from_conf(
         aws_sdk_ec2::config::Builder::from(&config).region(Region::new(DESTINATION)).build(),
     );
-    let db_id = create_service_instance(&ec2, &rds, &si).await;
+    let db_id = create_service_instance(&ec2, &rds, TAG_KEY, &si).await;
 
     let provider = AwsProvider::from_env(HOME).await;
     assert_eq!(provider.home_region(), HOME);
@@ -177,56 +178,6 @@ async fn aws_cloud_on_moto_meets_the_contract() {
 
     // A malformed region name is refused rather than sent to DNS.
     assert!(matches!(provider.region("moon-base-1"), Err(CloudError::Rejected { .. })));
-}
-
-/// Two running instances, each with its root volume (moto gives `/dev/sda1`, 8 GiB) and two
-/// data volumes at `/dev/sdf` and `/dev/sdg`, and one MySQL DB instance, all tagged
-/// `service-instance-id=<si>`. Returns the DB instance id.
-async fn create_service_instance(ec2: &aws_sdk_ec2::Client, rds: &aws_sdk_rds::Client, si: &str) -> String {
-    for _ in 0..2 {
-        let tags = TagSpecification::builder()
-            .resource_type(ResourceType::Instance)
-            .tags(ec2::Tag::builder().key(TAG_KEY).value(si).build())
-            .tags(ec2::Tag::builder().key("Name").value(si).build())
-            .build();
-        let reservation = ec2
-            .run_instances()
-            .image_id("ami-1e749f67")
-            .instance_type(ec2::InstanceType::T3Micro)
-            .min_count(1)
-            .max_count(1)
-            .tag_specifications(tags)
-            .send()
-            .await
-            .expect("run an instance");
-        let instance = &reservation.instances()[0];
-        let instance_id = instance.instance_id().expect("instance id");
-        let az = instance.placement().and_then(|p| p.availability_zone()).expect("an AZ");
-        for (device, size) in [("/dev/sdf", 50), ("/dev/sdg", 100)] {
-            let volume = ec2.create_volume().availability_zone(az).size(size).send().await.expect("create a volume");
-            let volume_id = volume.volume_id().expect("volume id");
-            ec2.attach_volume()
-                .volume_id(volume_id)
-                .instance_id(instance_id)
-                .device(device)
-                .send()
-                .await
-                .expect("attach");
-        }
-    }
-    let db_id = format!("{si}-mysql");
-    rds.create_db_instance()
-        .db_instance_identifier(&db_id)
-        .engine("mysql")
-        .db_instance_class("db.t3.micro")
-        .allocated_storage(20)
-        .master_username("admin")
-        .master_user_password("contract-password-1")
-        .tags(rds::Tag::builder().key(TAG_KEY).value(si).build())
-        .send()
-        .await
-        .expect("create the database");
-    db_id
 }
 
 fn filter(name: impl Into<String>, value: impl Into<String>) -> Filter {

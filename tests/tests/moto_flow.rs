@@ -1,0 +1,250 @@
+//! snapnest against the AWS APIs on moto, through the real SDK: the DynamoDB store and the
+//! AWS provider, the whole flow through the functions' handlers, then the functions
+//! themselves under `cargo lambda watch`. Every step is checked in the emulator itself
+//! (snapshots and their tags, attached volumes, DB identifiers, table items), not only in
+//! what snapnest answers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_ec2::types::Filter;
+use serde_json::{json, Value};
+use snapnest::cloud::tag;
+use snapnest::Snapnest;
+use snapnest_e2e::aws_fixture::{MotoSnapnest, WEST};
+use snapnest_e2e::watch::{backup_and_restore_over_http, Watch};
+use snapnest_e2e::{event, http_answer, http_event};
+
+async fn get(app: &Arc<Snapnest>, file: &str, placeholder: &str, id: &str) -> Value {
+    let (status, body) =
+        http_answer(&admin_api::handle(app.clone(), http_event(file, &[(placeholder, id)], None)).await.unwrap());
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Runs `step` (a scheduled function) until `done` says the record at `file` is finished.
+async fn run_until(
+    app: &Arc<Snapnest>,
+    file: &str,
+    placeholder: &str,
+    id: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        poll_status::handle(app.clone(), event("poll-status.json")).await.unwrap();
+        replicate::handle(app.clone(), event("replicate.json")).await.unwrap();
+        let record = get(app, file, placeholder, id).await;
+        if done(&record) {
+            return record;
+        }
+        assert!(Instant::now() < deadline, "{id} did not finish: {record:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn snapshots_tagged(ec2: &aws_sdk_ec2::Client, backup_id: &str) -> Vec<aws_sdk_ec2::types::Snapshot> {
+    ec2.describe_snapshots()
+        .owner_ids("self")
+        .filters(Filter::builder().name(format!("tag:{}", tag::BACKUP_ID)).values(backup_id).build())
+        .send()
+        .await
+        .unwrap()
+        .snapshots
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_whole_flow_on_dynamodb_and_the_aws_apis() {
+    let moto = MotoSnapnest::start("flow").await;
+    let (app, si) = (moto.app.clone(), moto.service_instance_id.clone());
+
+    // Backup, replicated to us-west-2.
+    let body = json!({"retention_days": 1, "destination_region": WEST});
+    let ev = http_event("create-backup.json", &[("si-demo", &si)], Some(&body));
+    let (status, created) = http_answer(&create_backup::handle(app.clone(), ev).await.unwrap());
+    assert_eq!(status, 202, "{created}");
+    let backup_id = created["backup_id"].as_str().unwrap().to_owned();
+    let backup = run_until(&app, "admin-api-get-backup.json", "BACKUP_ID", &backup_id, |b| {
+        b["status"] == "Succeeded" && b["replication"]["status"] == "Succeeded"
+    })
+    .await;
+    let items = backup["items"].as_array().unwrap();
+    assert_eq!(items.len(), 7, "2 instances x 3 volumes + 1 database: {backup:#}");
+    assert!(items.iter().filter(|i| i["kind"] == "volume").all(|i| i["consistent_group"] == true));
+
+    // In the emulator: six EBS snapshots carrying the point's tags, one manual DB snapshot.
+    let ebs = snapshots_tagged(&moto.ec2, &backup_id).await;
+    assert_eq!(ebs.len(), 6);
+    for snapshot in &ebs {
+        let tags = snapshot.tags();
+        let value = |k: &str| tags.iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_owned);
+        assert_eq!(value(tag::SERVICE_INSTANCE).as_deref(), Some(si.as_str()));
+        assert_eq!(value(tag::EXPIRES_AT), backup["expires_at"].as_str().map(|e| e.replace('Z', "+00:00")));
+        assert!(value(tag::SOURCE_VOLUME).is_some());
+    }
+    let db_snapshot = items.iter().find(|i| i["kind"] == "database").unwrap()["snapshot_id"].as_str().unwrap();
+    let described = moto.rds.describe_db_snapshots().db_snapshot_identifier(db_snapshot).send().await.unwrap();
+    assert_eq!(described.db_snapshots()[0].db_instance_identifier(), Some(moto.db_id.as_str()));
+    // ...and the copies in us-west-2.
+    assert_eq!(snapshots_tagged(&moto.ec2_west, &backup_id).await.len(), 6);
+    let west_db = moto.rds_west.describe_db_snapshots().snapshot_type("manual").send().await.unwrap();
+    assert!(west_db
+        .db_snapshots()
+        .iter()
+        .any(|s| s.db_snapshot_identifier().is_some_and(|id| id.contains(&backup_id))));
+
+    // In-place restore: volumes swapped at the same devices, the DB id swapped.
+    let ev = http_event("restore.json", &[("BACKUP_ID", &backup_id)], None);
+    let (status, restore) = http_answer(&restore::handle(app.clone(), ev).await.unwrap());
+    assert_eq!(status, 202, "{restore}");
+    let restore_id = restore["restore_id"].as_str().unwrap().to_owned();
+    let restore = run_until(&app, "admin-api-get-restore.json", "RESTORE_ID", &restore_id, |r| {
+        !matches!(r["status"].as_str(), Some("Pending" | "Running"))
+    })
+    .await;
+    assert_eq!(restore["status"], "Succeeded", "{restore:#}");
+    for item in restore["items"].as_array().unwrap().iter().filter(|i| i["kind"] == "volume") {
+        let (new_id, old_id) = (item["new_resource_id"].as_str().unwrap(), item["resource_id"].as_str().unwrap());
+        let volumes = moto.ec2.describe_volumes().volume_ids(new_id).volume_ids(old_id).send().await.unwrap();
+        let new = volumes.volumes().iter().find(|v| v.volume_id() == Some(new_id)).unwrap();
+        let attachment = &new.attachments()[0];
+        assert_eq!(attachment.instance_id(), item["instance_id"].as_str());
+        assert_eq!(attachment.device(), item["device"].as_str());
+        let old = volumes.volumes().iter().find(|v| v.volume_id() == Some(old_id)).unwrap();
+        assert!(old.attachments().is_empty(), "the old volume is detached and kept");
+        assert!(old.tags().iter().any(|t| t.key() == Some(tag::REPLACED_BY_RESTORE) && t.value() == Some(&restore_id)));
+    }
+    let databases = moto.rds.describe_db_instances().send().await.unwrap();
+    let ids: Vec<&str> = databases.db_instances().iter().filter_map(|d| d.db_instance_identifier()).collect();
+    let serving =
+        databases.db_instances().iter().find(|d| d.db_instance_identifier() == Some(moto.db_id.as_str())).unwrap();
+    assert!(
+        serving.tag_list().iter().any(|t| t.key() == Some(tag::RESTORE_ID) && t.value() == Some(&restore_id)),
+        "the original identifier now names the restored database"
+    );
+    assert!(
+        ids.iter().any(|id| id.starts_with(&format!("{}-old", moto.db_id))),
+        "the replaced database is kept: {ids:?}"
+    );
+    let instances = moto
+        .ec2
+        .describe_instances()
+        .filters(Filter::builder().name("tag:service-instance-id").values(&si).build())
+        .send()
+        .await
+        .unwrap();
+    for instance in instances.reservations().iter().flat_map(|r| r.instances()) {
+        assert_eq!(instance.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"));
+    }
+
+    // Expiry two days later: the point's and the replicas' snapshots are gone.
+    let summary = app.expire_due(chrono::Utc::now() + chrono::Duration::days(2)).await.unwrap();
+    assert!(summary.points_expired >= 1 && summary.replicas_expired >= 1, "{summary:?}");
+    let expired = get(&app, "admin-api-get-backup.json", "BACKUP_ID", &backup_id).await;
+    assert_eq!(expired["status"], "Expired");
+    assert_eq!(expired["replication"]["status"], "Expired");
+    assert!(snapshots_tagged(&moto.ec2, &backup_id).await.is_empty());
+    assert!(snapshots_tagged(&moto.ec2_west, &backup_id).await.is_empty());
+    let left = moto.rds.describe_db_snapshots().db_snapshot_identifier(db_snapshot).send().await;
+    assert!(left.is_err() || left.unwrap().db_snapshots().is_empty(), "the DB snapshot is deleted");
+
+    // In the table: the expired point left both indexes and the lock was released.
+    let item = moto
+        .dynamodb
+        .get_item()
+        .table_name(&moto.table)
+        .key("pk", AttributeValue::S(format!("backup#{backup_id}")))
+        .key("sk", AttributeValue::S("doc".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the backup's document item");
+    assert!(!item.contains_key("active_key") && !item.contains_key("due_key"), "{item:?}");
+    let body: Value = serde_json::from_str(item["body"].as_s().unwrap()).unwrap();
+    assert_eq!(body["status"], "Expired");
+    let lock = moto
+        .dynamodb
+        .get_item()
+        .table_name(&moto.table)
+        .key("pk", AttributeValue::S(format!("lock#backup#{si}")))
+        .key("sk", AttributeValue::S("lock".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(lock.item.is_none(), "no backup of {si} is running");
+}
+
+#[tokio::test]
+async fn the_functions_under_cargo_lambda_watch_on_dynamodb_and_the_aws_apis() {
+    let moto = MotoSnapnest::start("watch").await;
+    let logs = tempfile::tempdir().unwrap();
+    let env = moto.function_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let watch = Watch::start(logs.path(), &env);
+    let (backup, restore) = backup_and_restore_over_http(&watch, &moto.service_instance_id).await;
+    assert_eq!(backup["items"].as_array().unwrap().len(), 7);
+    // What the functions did is in the emulator.
+    let backup_id = backup["backup_id"].as_str().unwrap();
+    assert_eq!(snapshots_tagged(&moto.ec2, backup_id).await.len(), 6);
+    let restore_id = restore["restore_id"].as_str().unwrap();
+    let new_volumes = moto
+        .ec2
+        .describe_volumes()
+        .filters(Filter::builder().name(format!("tag:{}", tag::RESTORE_ID)).values(restore_id).build())
+        .send()
+        .await
+        .unwrap();
+    for volume in new_volumes.volumes() {
+        assert_eq!(volume.attachments().len(), 1, "every restored volume is attached: {volume:?}");
+    }
+    assert_eq!(new_volumes.volumes().len(), 6);
+}
+
+#[tokio::test]
+async fn a_backup_of_99_instances_with_16_volumes_and_10_databases_stores_and_polls_on_dynamodb() {
+    let moto = MotoSnapnest::start("large").await;
+    let data = tempfile::tempdir().unwrap();
+    // The cloud is simulated (moto would take minutes to create 1,584 volumes); the store is
+    // DynamoDB on moto, whose 400 KB item limit is what this checks.
+    let env = [
+        ("SNAPNEST_STORE", "dynamodb".to_owned()),
+        ("SNAPNEST_TABLE", moto.table.clone()),
+        ("SNAPNEST_DATA_DIR", data.path().display().to_string()),
+        ("SNAPNEST_SIM_SNAPSHOT_SECONDS", "0.5".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+    ];
+    let config =
+        snapnest::config::Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
+    let app = Arc::new(snapnest::runtime::build(&config).await.unwrap());
+    let sim = snapnest::cloud::simulated::SimulatedCloud::open(
+        data.path(),
+        snapnest::cloud::simulated::SimSettings {
+            home_region: "us-east-1".into(),
+            operation_time: Duration::from_millis(500),
+            latency: Duration::ZERO,
+            faults: Default::default(),
+        },
+    )
+    .unwrap();
+    sim.add_service_instance("us-east-1", "si-large", 99, 16, 10, true).unwrap();
+
+    let ev = http_event("create-backup.json", &[("si-demo", "si-large")], Some(&json!({})));
+    let (status, created) = http_answer(&create_backup::handle(app.clone(), ev).await.unwrap());
+    assert_eq!(status, 202, "{}", &created.to_string()[..300.min(created.to_string().len())]);
+    let id = created["backup_id"].as_str().unwrap().to_owned();
+    let backup = run_until(&app, "admin-api-get-backup.json", "BACKUP_ID", &id, |b| b["status"] == "Succeeded").await;
+    let items = backup["items"].as_array().unwrap();
+    assert_eq!(items.len(), 99 * 16 + 10);
+    assert!(items.iter().all(|i| i["status"] == "Succeeded" && i["snapshot_id"].is_string()));
+    // Stored as parts under the item limit: no item of the table is near 400 KB.
+    let scan = moto.dynamodb.scan().table_name(&moto.table).send().await.unwrap();
+    let parts = scan.items().iter().filter(|i| i["sk"].as_s().is_ok_and(|sk| sk.starts_with("part#"))).count();
+    assert!(parts >= 2, "a body of {} items is stored in parts", items.len());
+    for item in scan.items() {
+        let size: usize = item.iter().map(|(k, v)| k.len() + v.as_s().map_or(16, String::len)).sum();
+        assert!(size < 400 * 1024, "an item of {size} bytes");
+    }
+}
