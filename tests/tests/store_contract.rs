@@ -1,8 +1,9 @@
 //! The store contract (`snapnest::store::contract`) against both adapters: the embedded
 //! SQLite store, and the DynamoDB store on moto with its table created from the one
 //! definition in `template.yaml`. The DynamoDB test then reads the raw items to check the
-//! key design itself (docs/dynamodb.md): lock and token items, sparse index keys, large
-//! bodies as parts with no item over 400 KB and no part left unreferenced.
+//! key design itself (docs/dynamodb.md): lock and token items, index keys (sparse ones
+//! only while they apply), large bodies as parts with no item over 400 KB and no part left
+//! unreferenced, and nothing left of a deleted document.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -53,7 +54,7 @@ async fn dynamodb_store_on_moto_meets_the_contract() {
 
     let raw = Raw { client: &client, table: &table };
     check_document_lock_and_token_items(&store, &raw).await;
-    check_lock_taken_by_update(&store, &raw).await;
+    check_delete_and_stand_alone_lock_items(&store, &raw).await;
     check_large_body_parts(&store, &raw).await;
     check_damaged_parts_are_an_error(&store, &raw).await;
     check_every_item(&raw).await;
@@ -81,6 +82,7 @@ async fn check_table_matches_template(client: &Client, table: &str) {
     indexes.sort();
     let expected = [
         (dynamodb::INDEX_ACTIVE, ["active_key", "created_key"]),
+        (dynamodb::INDEX_BY_COLLECTION, ["collection_key", "created_key"]),
         (dynamodb::INDEX_BY_OWNER, ["owner_key", "created_key"]),
         (dynamodb::INDEX_DUE, ["due_key", "due_at"]),
     ]
@@ -244,6 +246,7 @@ async fn check_document_lock_and_token_items(store: &DynamoStore, raw: &Raw<'_>)
     assert_eq!(text(&item, "owner"), Some(owner.as_str()));
     assert_eq!(number(&item, "created_at"), Some(doc.created_at.timestamp_millis()));
     assert_eq!(text(&item, "owner_key"), Some(format!("backup#{owner}").as_str()));
+    assert_eq!(text(&item, "collection_key"), Some("backup"));
     assert_eq!(
         text(&item, "created_key"),
         Some(format!("{:015}#{}", doc.created_at.timestamp_millis(), doc.id).as_str())
@@ -280,31 +283,39 @@ async fn check_document_lock_and_token_items(store: &DynamoStore, raw: &Raw<'_>)
     assert!(raw.item(&format!("token#backup#{owner}"), &format!("token#{token}")).await.is_some(), "tokens stay");
 }
 
-/// Beyond the shared contract (the embedded store does not take a lock on update): an
-/// update that sets a new lock takes it, or fails with LockHeld when another holds it.
-async fn check_lock_taken_by_update(store: &DynamoStore, raw: &Raw<'_>) {
+/// A delete leaves no item of the document: not its item, not its parts, not the lock it
+/// held (its client token stays, as tokens do). A stand-alone lock is a lock item with its
+/// holder while held, and none once released.
+async fn check_delete_and_stand_alone_lock_items(store: &DynamoStore, raw: &Raw<'_>) {
     let tag = tag();
-    let lock = format!("raw-late-lock-{tag}");
-    let doc = new_doc(format!("raw-late-{tag}"), "raw-owner");
-    store.insert(&doc, None).await.expect("insert");
-    let locked = next(&doc, |d| d.lock = Some(lock.clone()));
-    store.update(&locked).await.expect("update taking a lock");
-    let lock_item = raw.item(&format!("lock#{lock}"), "lock").await.expect("the lock taken by an update");
-    assert_eq!(text(&lock_item, "holder"), Some(doc.id.as_str()));
+    let lock = format!("raw-delete-lock-{tag}");
+    let token = format!("raw-delete-token-{tag}");
+    let mut doc = new_doc(format!("raw-delete-{tag}"), "raw-owner");
+    doc.body = large_backup_body(&doc.id, 1);
+    doc.lock = Some(lock.clone());
+    store.insert(&doc, Some(&token)).await.expect("insert");
+    let v2 = next(&doc, |d| d.body = large_backup_body(&d.id, 2));
+    store.update(&v2).await.expect("update");
+    let pk = format!("backup#{}", doc.id);
+    let items = raw.partition(&pk).await;
+    assert!(items.len() > 2, "a document with parts before the delete: {} items", items.len());
+    assert!(raw.item(&format!("lock#{lock}"), "lock").await.is_some(), "the lock item before the delete");
 
-    let mut other = new_doc(format!("raw-late-other-{tag}"), "raw-owner");
-    store.insert(&other, None).await.expect("insert");
-    other = next(&other, |d| d.lock = Some(lock.clone()));
-    let outcome = store.update(&other).await;
-    assert!(
-        matches!(&outcome, Err(StoreError::LockHeld { key, holder }) if *key == lock && *holder == doc.id),
-        "update taking a held lock: {outcome:?}"
-    );
-    assert_eq!(store.get(Collection::Backups, &other.id).await.unwrap().map(|d| d.version), Some(1));
+    store.delete(Collection::Backups, &doc.id, 2).await.expect("delete");
+    let left: Vec<_> = raw.partition(&pk).await.iter().map(|i| text(i, "sk").unwrap_or_default().to_owned()).collect();
+    assert!(left.is_empty(), "a deleted document left items: {left:?}");
+    assert!(raw.item(&format!("lock#{lock}"), "lock").await.is_none(), "a deleted document left its lock item");
+    assert!(raw.item("token#backup#raw-owner", &format!("token#{token}")).await.is_some(), "tokens stay");
 
-    store.update(&next(&locked, |d| d.lock = None)).await.expect("release");
-    assert!(raw.item(&format!("lock#{lock}"), "lock").await.is_none(), "released");
-    store.update(&other).await.expect("update taking the freed lock");
+    let job = format!("raw-job-{tag}");
+    store.acquire_lock(&lock, &job).await.expect("acquire_lock");
+    let lock_item = raw.item(&format!("lock#{lock}"), "lock").await.expect("the stand-alone lock item");
+    assert_eq!(text(&lock_item, "holder"), Some(job.as_str()));
+    for index_key in ["owner_key", "collection_key", "created_key"] {
+        assert!(!lock_item.contains_key(index_key), "a lock item has {index_key}");
+    }
+    store.release_lock(&lock, &job).await.expect("release_lock");
+    assert!(raw.item(&format!("lock#{lock}"), "lock").await.is_none(), "the released lock item is deleted");
 }
 
 /// A large body is parts (none over 400 KB) named by the document item; an update
@@ -375,6 +386,7 @@ async fn check_damaged_parts_are_an_error(store: &DynamoStore, raw: &Raw<'_>) {
         .item("owner", s("raw-owner"))
         .item("created_at", AttributeValue::N(ms.to_string()))
         .item("owner_key", s("backup#raw-damaged-owner"))
+        .item("collection_key", s("backup"))
         .item("created_key", s(&format!("{ms:015}#{id}")))
         .item("parts", s("part#1#gone#"))
         .item("part_count", AttributeValue::N("2".into()))
@@ -386,7 +398,8 @@ async fn check_damaged_parts_are_an_error(store: &DynamoStore, raw: &Raw<'_>) {
 }
 
 /// Across everything the contract and these checks wrote: no item over 400 KB, every part
-/// belongs to the current version of its document, and only documents have index keys.
+/// belongs to the current version of its document, every document has its collection's
+/// `collection_key`, and only documents have index keys.
 async fn check_every_item(raw: &Raw<'_>) {
     let items = raw.scan().await;
     let largest = items.iter().map(item_size).max().unwrap_or(0);
@@ -404,6 +417,10 @@ async fn check_every_item(raw: &Raw<'_>) {
             _ => panic!("unexpected item {pk} / {sk}"),
         };
         *kinds.entry(kind).or_default() += 1;
+        if kind == "document" {
+            let collection = pk.split_once('#').map(|(collection, _)| collection);
+            assert_eq!(text(item, "collection_key"), collection, "document {pk}: collection_key");
+        }
         if kind == "part" {
             assert!(
                 referenced.iter().any(|(doc, prefix)| doc == pk && sk.starts_with(prefix.as_str())),
@@ -411,7 +428,7 @@ async fn check_every_item(raw: &Raw<'_>) {
             );
         }
         if kind != "document" {
-            for index_key in ["owner_key", "created_key", "active_key", "due_key", "due_at"] {
+            for index_key in ["owner_key", "collection_key", "created_key", "active_key", "due_key", "due_at"] {
                 assert!(!item.contains_key(index_key), "{kind} item {pk} has {index_key}");
             }
         }

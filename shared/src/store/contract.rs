@@ -2,13 +2,14 @@
 //! (the embedded store on a temporary folder, the DynamoDB store on moto) by
 //! `tests/tests/store_contract.rs`, so the adapters cannot drift apart.
 //!
-//! [`check_store_contract`] panics on the first breach, saying which. It only adds
-//! documents, all with ids, owners, tokens and lock keys unique to the run, so it can run
-//! against a store that holds other data (moto's state is shared by the test process).
-//! The lists of the active and due indexes hold every document of a collection, so those
-//! checks are about the run's own documents plus invariants on the rest (all active, all
-//! due, in due order). Index checks are retried for a few seconds, because a DynamoDB
-//! index is eventually consistent; against moto and SQLite they pass at once.
+//! [`check_store_contract`] panics on the first breach, saying which. It only writes,
+//! deletes and locks with ids, owners, tokens, lock keys and holders unique to the run,
+//! so it can run against a store that holds other data (moto's state is shared by the
+//! test process). The collection list and the lists of the active and due indexes hold
+//! every document of a collection, so those checks are about the run's own documents plus
+//! invariants on the rest (newest first and each once; all active; all due, in due order).
+//! Index checks are retried for a few seconds, because a DynamoDB index is eventually
+//! consistent; against moto and SQLite they pass at once.
 //!
 //! Not covered: concurrent writers racing each other. moto applies a transaction without
 //! isolation from concurrent requests, so a race there would test moto, not the adapter.
@@ -19,7 +20,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 
-use super::{Collection, Document, Store, StoreError};
+use super::{Collection, Document, Page, Store, StoreError};
 use crate::model::Timestamp;
 
 /// Runs every check of the store contract against `store`; panics on the first breach.
@@ -29,7 +30,11 @@ pub async fn check_store_contract(store: &dyn Store) {
     insert_conflicts(store, &run).await;
     versioned_updates(store, &run).await;
     lock_release(store, &run).await;
+    lock_taken_by_update(store, &run).await;
     owned_lists(store, &run).await;
+    collection_lists(store, &run).await;
+    deletes(store, &run).await;
+    standalone_locks(store, &run).await;
     active_index(store, &run).await;
     due_index(store, &run).await;
     large_bodies(store, &run).await;
@@ -156,6 +161,33 @@ fn not_listed(docs: &[Document], unexpected: &Document, list: &str) -> Result<()
         Some(doc) => Err(format!("{list} lists '{}' (version {}), it should not", doc.id, doc.version)),
         None => Ok(()),
     }
+}
+
+/// Every page of a paginated list, following its cursors from the first page (`list`
+/// gets the cursor, `None` for the first page).
+async fn pages<F, Fut>(what: &str, mut list: F) -> Result<Vec<Vec<Document>>, String>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<Page, StoreError>>,
+{
+    let mut pages = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = list(cursor.take()).await.map_err(|e| format!("{what} page {}: {e:?}", pages.len() + 1))?;
+        pages.push(page.documents);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(pages),
+        }
+        if pages.len() > 1_000 {
+            return Err(format!("{what}: pages do not end"));
+        }
+    }
+}
+
+/// Newest first: creation time descending, then id descending.
+fn newest_first(a: &Document, b: &Document) -> std::cmp::Ordering {
+    b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id))
 }
 
 /// Every field survives insert and get; collections are separate key spaces.
@@ -354,7 +386,7 @@ async fn owned_lists(store: &dyn Store, run: &Run) {
     update(store, &docs[0]).await;
 
     let mut expected = docs.clone();
-    expected.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+    expected.sort_by(newest_first);
     let whole = store.list_owned(Collection::Backups, &owner, 10, None).await.expect("list_owned");
     assert_eq!(whole.documents, expected, "list_owned newest first");
     assert_eq!(whole.next_cursor, None, "list_owned: a complete list has no cursor");
@@ -362,21 +394,15 @@ async fn owned_lists(store: &dyn Store, run: &Run) {
     assert_eq!((exact.documents.len(), exact.next_cursor), (5, None), "list_owned with limit = count");
 
     // Pages of two: every document exactly once, in order; the tie spans pages 1 and 2.
-    let mut paged = Vec::new();
-    let mut sizes = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = store.list_owned(Collection::Backups, &owner, 2, cursor.as_deref()).await.expect("list_owned page");
-        sizes.push(page.documents.len());
-        paged.extend(page.documents);
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-        assert!(sizes.len() < 10, "list_owned pages do not end: {sizes:?}");
-    }
+    let owner_ref = &owner;
+    let paged = pages("list_owned", |cursor| async move {
+        store.list_owned(Collection::Backups, owner_ref, 2, cursor.as_deref()).await
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let sizes: Vec<usize> = paged.iter().map(Vec::len).collect();
     assert_eq!(sizes, [2, 2, 1], "list_owned page sizes");
-    assert_eq!(paged, expected, "list_owned pages");
+    assert_eq!(paged.concat(), expected, "list_owned pages");
 
     let restores = store.list_owned(Collection::Restores, &owner, 10, None).await.expect("list_owned restores");
     assert_eq!(restores.documents, [restore], "list_owned is per collection");
@@ -484,6 +510,222 @@ async fn due_index(store: &dyn Store, run: &Run) {
         not_listed(&listed_due, no_longer, "list_due")
     })
     .await;
+}
+
+/// An update that newly names a lock takes it, or fails with `LockHeld` and changes
+/// nothing when another record holds it; an update naming another lock moves to it.
+async fn lock_taken_by_update(store: &dyn Store, run: &Run) {
+    let lock = run.name("contract-lock#update");
+    let doc = run.doc(Collection::Backups, "late-lock");
+    insert(store, &doc, None).await;
+    let locked = next(&doc, |d| d.lock = Some(lock.clone()));
+    update(store, &locked).await;
+    assert_stored(store, &locked, "update taking a lock").await;
+    let mut contender = run.doc(Collection::Restores, "late-lock-contender");
+    contender.lock = Some(lock.clone());
+    let e = expect_err(store.insert(&contender, None).await, "insert with a lock an update took");
+    assert!(is_lock_held(&e, &lock, &doc.id), "lock taken by an update: {e:?}");
+
+    let other = run.doc(Collection::Backups, "late-lock-other");
+    insert(store, &other, None).await;
+    let other_locked = next(&other, |d| d.lock = Some(lock.clone()));
+    let e = expect_err(store.update(&other_locked).await, "update taking a held lock");
+    assert!(is_lock_held(&e, &lock, &doc.id), "update taking a held lock: {e:?}");
+    assert_stored(store, &other, "an update refused for a held lock changes nothing").await;
+
+    update(store, &next(&locked, |d| d.lock = None)).await;
+    update(store, &other_locked).await;
+    assert_stored(store, &other_locked, "update taking the freed lock").await;
+
+    let moved_lock = run.name("contract-lock#update-moved");
+    let moved = next(&other_locked, |d| d.lock = Some(moved_lock.clone()));
+    update(store, &moved).await;
+    assert_stored(store, &moved, "update moving to another lock").await;
+    let e = expect_err(store.acquire_lock(&moved_lock, &run.name("job")).await, "acquire of the lock moved to");
+    assert!(is_lock_held(&e, &moved_lock, &other.id), "lock moved to: {e:?}");
+    insert(store, &contender, None).await;
+}
+
+/// Every document of a collection whatever its owner, newest first (same creation time:
+/// id descending), in pages, each exactly once; collections are separate.
+async fn collection_lists(store: &dyn Store, run: &Run) {
+    let base = run.now - chrono::Duration::hours(2);
+    let specs =
+        [("all-a", "one", 5), ("all-b", "two", 4), ("all-c", "three", 4), ("all-d", "one", 2), ("all-e", "four", 1)];
+    let mut docs: Vec<Document> = specs
+        .iter()
+        .map(|(name, owner, minute)| {
+            let mut doc = run.doc(Collection::Policies, name);
+            doc.owner = run.name(owner);
+            doc.created_at = base + chrono::Duration::minutes(*minute);
+            doc
+        })
+        .collect();
+    for index in [3, 0, 4, 2, 1] {
+        insert(store, &docs[index], None).await;
+    }
+    // Another collection, with one of the ids too.
+    let mut same_id = run.doc(Collection::ExpiryRuns, "all-b");
+    same_id.created_at = base + chrono::Duration::minutes(3);
+    same_id.body = json!({ "kind": "expiry" });
+    let mut expiry = run.doc(Collection::ExpiryRuns, "all-expiry");
+    expiry.owner = run.name("one");
+    for doc in [&same_id, &expiry] {
+        insert(store, doc, None).await;
+    }
+    // The list shows the stored version.
+    docs[0] = next(&docs[0], |d| d.body = json!({ "revision": 2 }));
+    update(store, &docs[0]).await;
+    let mut expected = docs.clone();
+    expected.sort_by(newest_first);
+
+    let expected_ref = &expected;
+    eventually("list_collection in pages of two", || async move {
+        let paged = pages("list_collection", |cursor| async move {
+            store.list_collection(Collection::Policies, 2, cursor.as_deref()).await
+        })
+        .await?;
+        let sizes: Vec<usize> = paged.iter().map(Vec::len).collect();
+        if sizes.split_last().is_some_and(|(last, full)| !(1..=2).contains(last) || full.iter().any(|s| *s != 2)) {
+            return Err(format!("list_collection page sizes {sizes:?}: 2 on every page, 1 or 2 on the last"));
+        }
+        let all = paged.concat();
+        if let Some(foreign) = all.iter().find(|d| d.collection != Collection::Policies) {
+            return Err(format!("list_collection(policies) lists {} '{}'", foreign.collection, foreign.id));
+        }
+        if all.windows(2).any(|pair| newest_first(&pair[0], &pair[1]).is_ge()) {
+            return Err("list_collection is not newest first, each document once".into());
+        }
+        let ours: Vec<Document> = all.into_iter().filter(|d| find(expected_ref, d).is_some()).collect();
+        if ours != *expected_ref {
+            return Err(format!("list_collection lists this run's documents as {ours:?}, expected {expected_ref:?}"));
+        }
+        Ok(())
+    })
+    .await;
+    let (same_id_ref, expiry_ref) = (&same_id, &expiry);
+    eventually("list_collection per collection", || async move {
+        let listed_all = store.list_collection(Collection::ExpiryRuns, 1_000, None).await;
+        let listed_all = listed_all.map_err(|e| format!("{e:?}"))?.documents;
+        listed(&listed_all, same_id_ref, "list_collection(expiry)")?;
+        listed(&listed_all, expiry_ref, "list_collection(expiry)")?;
+        match listed_all.iter().find(|d| d.collection != Collection::ExpiryRuns) {
+            Some(doc) => Err(format!("list_collection(expiry) lists {} '{}'", doc.collection, doc.id)),
+            None => Ok(()),
+        }
+    })
+    .await;
+    for bad in ["not-a-cursor", "soon:all-a"] {
+        let outcome = store.list_collection(Collection::Policies, 2, Some(bad)).await;
+        assert!(matches!(outcome, Err(StoreError::BadCursor)), "list_collection cursor '{bad}': {outcome:?}");
+    }
+}
+
+/// A delete applies only on the stored version, releases the lock the document holds (and
+/// only that), takes it out of every list, and leaves its id free for a new insert.
+async fn deletes(store: &dyn Store, run: &Run) {
+    let lock = run.name("contract-lock#delete");
+    let mut doc = run.doc(Collection::Backups, "delete");
+    doc.lock = Some(lock.clone());
+    doc.active = true;
+    doc.due_at = Some(run.now - chrono::Duration::minutes(1));
+    insert(store, &doc, None).await;
+    let v2 = next(&doc, |d| d.body = json!({ "name": "delete", "revision": 2 }));
+    update(store, &v2).await;
+    let mut contender = run.doc(Collection::Restores, "delete-contender");
+    contender.lock = Some(lock.clone());
+
+    for stale in [0, 1, 3] {
+        let e = expect_err(store.delete(doc.collection, &doc.id, stale).await, "delete on a stale version");
+        assert!(is_conflict(&e, &doc), "delete on version {stale}: {e:?}");
+    }
+    assert_stored(store, &v2, "refused deletes change nothing").await;
+    let e = expect_err(store.insert(&contender, None).await, "insert after a refused delete");
+    assert!(is_lock_held(&e, &lock, &doc.id), "lock after a refused delete: {e:?}");
+
+    if let Err(e) = store.delete(doc.collection, &doc.id, v2.version).await {
+        panic!("delete on the stored version failed: {e:?}");
+    }
+    assert_absent(store, doc.collection, &doc.id, "delete").await;
+    insert(store, &contender, None).await;
+    let owned = store.list_owned(doc.collection, &doc.owner, 1_000, None).await.expect("list_owned");
+    not_listed(&owned.documents, &v2, "list_owned after a delete").unwrap_or_else(|e| panic!("{e}"));
+    let v2_ref = &v2;
+    eventually("lists after a delete", || async move {
+        let active = store.list_active(v2_ref.collection).await.map_err(|e| format!("{e:?}"))?;
+        not_listed(&active, v2_ref, "list_active after a delete")?;
+        let due = store.list_due(v2_ref.collection, run.now).await.map_err(|e| format!("{e:?}"))?;
+        not_listed(&due, v2_ref, "list_due after a delete")
+    })
+    .await;
+
+    let e = expect_err(store.delete(doc.collection, &doc.id, v2.version).await, "delete of a deleted document");
+    assert!(is_conflict(&e, &doc), "delete of a deleted document: {e:?}");
+    let never = run.doc(Collection::Backups, "delete-never-written");
+    let e = expect_err(store.delete(never.collection, &never.id, 1).await, "delete of a missing document");
+    assert!(is_conflict(&e, &never), "delete of a missing document: {e:?}");
+    let mut again = run.doc(Collection::Backups, "delete");
+    again.body = json!({ "name": "delete", "reborn": true });
+    insert(store, &again, None).await;
+    assert_stored(store, &again, "insert of a deleted id").await;
+
+    // A document whose lock was released and taken by another: its delete leaves it.
+    let other_lock = run.name("contract-lock#delete-lost");
+    let mut held = run.doc(Collection::Restores, "delete-lost-lock");
+    held.lock = Some(other_lock.clone());
+    insert(store, &held, None).await;
+    let job = run.name("job-after-release");
+    store.release_lock(&other_lock, &held.id).await.expect("release_lock by the holding document");
+    store.acquire_lock(&other_lock, &job).await.expect("acquire_lock of the released lock");
+    store.delete(held.collection, &held.id, 1).await.expect("delete of a document whose lock was taken");
+    let e = expect_err(store.acquire_lock(&other_lock, &run.name("job-third")).await, "acquire after that delete");
+    assert!(is_lock_held(&e, &other_lock, &job), "a delete released another's lock: {e:?}");
+    store.release_lock(&other_lock, &job).await.expect("release_lock");
+
+    // A large body goes with its document.
+    let mut large = run.doc(Collection::Backups, "delete-large");
+    large.body = large_backup_body(&large.id, 1);
+    large.lock = Some(run.name("contract-lock#delete-large"));
+    insert(store, &large, None).await;
+    store.delete(large.collection, &large.id, 1).await.expect("delete of a large document");
+    assert_absent(store, large.collection, &large.id, "delete of a large document").await;
+    insert(store, &large, None).await;
+    assert_stored(store, &large, "insert of a deleted large document").await;
+}
+
+/// Stand-alone locks: taken by one holder at a time (again by the same holder), released
+/// only by their holder, and the same locks documents take.
+async fn standalone_locks(store: &dyn Store, run: &Run) {
+    let key = run.name("contract-lock#standalone");
+    let (a, b) = (run.name("job-a"), run.name("job-b"));
+
+    store.acquire_lock(&key, &a).await.expect("acquire_lock of a free lock");
+    store.acquire_lock(&key, &a).await.expect("acquire_lock by its holder again");
+    let e = expect_err(store.acquire_lock(&key, &b).await, "acquire_lock of a held lock");
+    assert!(is_lock_held(&e, &key, &a), "held lock: {e:?}");
+    store.release_lock(&key, &b).await.expect("release_lock by another");
+    let e = expect_err(store.acquire_lock(&key, &b).await, "acquire_lock after a release by another");
+    assert!(is_lock_held(&e, &key, &a), "a release by another released the lock: {e:?}");
+
+    let mut doc = run.doc(Collection::Backups, "standalone-lock");
+    doc.lock = Some(key.clone());
+    let e = expect_err(store.insert(&doc, None).await, "insert with a lock held stand-alone");
+    assert!(is_lock_held(&e, &key, &a), "insert with a stand-alone lock: {e:?}");
+    assert_absent(store, doc.collection, &doc.id, "insert with a lock held stand-alone").await;
+
+    store.release_lock(&key, &a).await.expect("release_lock by its holder");
+    store.release_lock(&key, &a).await.expect("release_lock of a free lock");
+    store.acquire_lock(&key, &b).await.expect("acquire_lock after the release");
+    let e = expect_err(store.acquire_lock(&key, &a).await, "acquire_lock taken over");
+    assert!(is_lock_held(&e, &key, &b), "lock taken over: {e:?}");
+    store.release_lock(&key, &b).await.expect("release_lock");
+
+    insert(store, &doc, None).await;
+    let e = expect_err(store.acquire_lock(&key, &a).await, "acquire_lock of a document's lock");
+    assert!(is_lock_held(&e, &key, &doc.id), "a document's lock: {e:?}");
+    store.release_lock(&key, &a).await.expect("release_lock of a document's lock by another");
+    let e = expect_err(store.acquire_lock(&key, &a).await, "acquire_lock after a release by another");
+    assert!(is_lock_held(&e, &key, &doc.id), "a document's lock released by another: {e:?}");
 }
 
 /// A backup of 99 instances × 16 volumes + 10 databases: 1,594 items, over 400 KB of JSON

@@ -9,14 +9,16 @@
 //! | client token (expires by TTL) | `token#<collection>#<owner>` | `token#<token>` |
 //! | lock | `lock#<key>` | `lock` |
 //!
-//! Three KEYS_ONLY global secondary indexes serve the lists without a scan: `by-owner`
-//! (newest first per owner), `active` (sparse: only documents with work to do) and `due`
-//! (sparse, sorted by due time). Index reads are eventually consistent, so lists read the
+//! Four KEYS_ONLY global secondary indexes serve the lists without a scan: `by-owner`
+//! (newest first per owner), `by-collection` (newest first across owners), `active`
+//! (sparse: only documents with work to do) and `due` (sparse, sorted by due time). Index reads are eventually consistent, so lists read the
 //! documents themselves afterwards (consistently) and re-check what the index claimed.
 //!
 //! Every write is conditional: an insert is one transaction of token, lock and document,
 //! each put-if-absent; an update is a transaction on the version that was read, with the
-//! lock release in it. Bodies above [`MAX_INLINE_BODY`] are stored as part items written
+//! lock release in it; a delete is a transaction on the version too, releasing the lock.
+//! Stand-alone locks (`acquire_lock`) are the same lock items, each one conditional write.
+//! Bodies above [`MAX_INLINE_BODY`] are stored as part items written
 //! before the document points at them, because an item is at most 400 KB.
 
 use std::collections::HashMap;
@@ -28,6 +30,7 @@ use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::retry::{RetryConfig, RetryMode};
 use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, CancellationReason, Delete, DeleteRequest, GlobalSecondaryIndex,
@@ -46,6 +49,8 @@ use crate::model::Timestamp;
 pub const TABLE_RESOURCE: &str = "SnapnestTable";
 /// Newest-first listing per owner: `owner_key` / `created_key`.
 pub const INDEX_BY_OWNER: &str = "by-owner";
+/// Newest-first listing of a whole collection (the jobs list): `collection_key` / `created_key`.
+pub const INDEX_BY_COLLECTION: &str = "by-collection";
 /// Sparse: documents with `active` set: `active_key` / `created_key`.
 pub const INDEX_ACTIVE: &str = "active";
 /// Sparse: documents with a due time: `due_key` / `due_at` (a number, so it sorts numerically).
@@ -63,7 +68,8 @@ pub const TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// Reads of a document whose parts a concurrent writer replaced, before giving up.
 const MAX_READ_ROUNDS: usize = 8;
-/// Transaction attempts of an insert whose blocking item (token or lock) vanished in between.
+/// Attempts of an insert (or a lock acquisition) whose blocking item (token or lock)
+/// vanished in between.
 const MAX_INSERT_ROUNDS: usize = 3;
 /// Rounds of unprocessed batch items before giving up (with backoff between rounds).
 const MAX_BATCH_ROUNDS: u32 = 10;
@@ -81,6 +87,7 @@ mod attr {
     pub const OWNER: &str = "owner";
     pub const CREATED_AT: &str = "created_at";
     pub const OWNER_KEY: &str = "owner_key";
+    pub const COLLECTION_KEY: &str = "collection_key";
     pub const CREATED_KEY: &str = "created_key";
     pub const ACTIVE_KEY: &str = "active_key";
     pub const DUE_KEY: &str = "due_key";
@@ -157,6 +164,22 @@ fn lock_key(lock: &str) -> Item {
     key(format!("lock#{lock}"), LOCK_SK.to_owned())
 }
 
+/// The lock item of `lock` held by `holder`: a document (with its collection) or a
+/// stand-alone holder of [`Store::acquire_lock`].
+fn lock_item(lock: &str, holder: &str, collection: Option<Collection>) -> Item {
+    let mut item = lock_key(lock);
+    item.insert(attr::HOLDER.into(), s(holder));
+    if let Some(collection) = collection {
+        item.insert(attr::COLLECTION.into(), s(collection.as_str()));
+    }
+    item
+}
+
+/// The condition of taking a lock (`#pk`, `#holder`, `:holder`): free, or already ours.
+const LOCK_FREE_OR_OURS: &str = "attribute_not_exists(#pk) OR #holder = :holder";
+/// The condition of releasing a lock (`#holder`, `:holder`): it is ours.
+const LOCK_OURS: &str = "#holder = :holder";
+
 fn key(pk: String, sk: String) -> Item {
     HashMap::from([(attr::PK.to_owned(), AttributeValue::S(pk)), (attr::SK.to_owned(), AttributeValue::S(sk))])
 }
@@ -194,7 +217,7 @@ fn parse_sortable_millis(text: &str) -> Option<i64> {
     Some(if negative { value - MILLIS_SPAN } else { value })
 }
 
-/// The `by-owner` sort key: creation time, then id, so documents created in the same
+/// The `by-owner` and `by-collection` sort key: creation time, then id, so documents created in the same
 /// millisecond still have one order (id descending in a newest-first list, as embedded).
 fn created_key(ms: i64, id: &str) -> Result<String, StoreError> {
     Ok(format!("{}#{id}", sortable_millis(ms)?))
@@ -315,6 +338,7 @@ fn document_item(doc: &Document, placement: &Placement<'_>, version: u64, body: 
     item.insert(attr::OWNER.into(), s(owner));
     item.insert(attr::CREATED_AT.into(), n(created_ms));
     item.insert(attr::OWNER_KEY.into(), s(format!("{collection}#{owner}")));
+    item.insert(attr::COLLECTION_KEY.into(), s(collection));
     item.insert(attr::CREATED_KEY.into(), s(created_key(created_ms, &doc.id)?));
     if doc.active {
         item.insert(attr::ACTIVE_KEY.into(), s(collection));
@@ -437,6 +461,15 @@ struct Query<'a> {
     start: Option<Item>,
 }
 
+/// One partition of an index sorted by `created_key`, listed by [`DynamoStore::newest_first`].
+struct Listing {
+    operation: &'static str,
+    index: &'static str,
+    /// The index's partition key attribute, and the partition's value of it.
+    partition: &'static str,
+    value: String,
+}
+
 impl DynamoStore {
     /// One consistent GetItem, reading only `projection` when given.
     async fn get_item(&self, operation: &str, key: Item, projection: &[&str]) -> Result<Option<Item>, StoreError> {
@@ -544,10 +577,20 @@ impl DynamoStore {
         key: Item,
         name: &str,
     ) -> Result<Option<String>, StoreError> {
-        if condition_failed(reason) {
-            if let Some(item) = reason.and_then(CancellationReason::item) {
-                return Ok(Some(attr_s(item, name)?.to_owned()));
-            }
+        let returned = reason.filter(|reason| condition_failed(Some(reason))).and_then(CancellationReason::item);
+        self.current_value(returned, key, name).await
+    }
+
+    /// The attribute `name` of the item that failed a condition: from `returned` (what
+    /// DynamoDB sent back with the failure), else read; `None` when there is no item.
+    async fn current_value(
+        &self,
+        returned: Option<&Item>,
+        key: Item,
+        name: &str,
+    ) -> Result<Option<String>, StoreError> {
+        if let Some(item) = returned {
+            return Ok(Some(attr_s(item, name)?.to_owned()));
         }
         let item = self.get_item("GetItem", key, &[name]).await?;
         Ok(item.as_ref().and_then(|item| opt_s(item, name)).map(str::to_owned))
@@ -651,6 +694,59 @@ impl DynamoStore {
         if let Body::Parts { prefix, chunks } = body {
             self.delete_parts(pk, prefix, chunks.len()).await;
         }
+    }
+
+    /// Deletes the parts `stored` (a document item, as read before a write) names, once the
+    /// write that replaced or deleted it has committed.
+    async fn delete_stored_parts(&self, pk: &str, stored: &Item) -> Result<(), StoreError> {
+        if let (Some(prefix), Some(count)) = (opt_s(stored, attr::PARTS), opt_n::<usize>(stored, attr::PART_COUNT)?) {
+            self.delete_parts(pk, prefix, count).await;
+        }
+        Ok(())
+    }
+
+    /// A newest-first page of the documents in one partition of an index sorted by
+    /// `created_key` (`by-owner`: one owner's, `by-collection`: the whole collection's).
+    async fn newest_first(
+        &self,
+        collection: Collection,
+        listing: Listing,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        // A cursor names the last document returned; its index key is the exclusive start.
+        let start = match cursor {
+            None => None,
+            Some(cursor) => {
+                let (ms, id) = parse_cursor(cursor)?;
+                let mut start = key(doc_pk(collection, &id), DOC_SK.into());
+                start.insert(listing.partition.into(), s(listing.value.as_str()));
+                start.insert(attr::CREATED_KEY.into(), s(created_key(ms, &id)?));
+                Some(start)
+            }
+        };
+        // One more than asked tells whether there is a next page, without an empty last page.
+        let mut keys = self
+            .query(
+                Query {
+                    operation: listing.operation,
+                    index: Some(listing.index),
+                    condition: "#partition = :partition",
+                    names: &[("#partition", listing.partition)],
+                    values: vec![(":partition", s(listing.value))],
+                    forward: false,
+                    start,
+                },
+                limit.saturating_add(1),
+            )
+            .await?;
+        let more = keys.len() > limit;
+        keys.truncate(limit);
+        let next_cursor = match keys.last() {
+            Some(last) if more => Some(cursor_of(last)?),
+            _ => None,
+        };
+        Ok(Page { documents: self.documents(collection, &keys).await?, next_cursor })
     }
 
     /// A document item with its body, reading the parts when it has them.
@@ -800,14 +896,7 @@ impl Store for DynamoStore {
 
         self.write_parts(&pk, &body).await?;
         let reasons = match self.transact("TransactWriteItems update", items).await {
-            Ok(None) => {
-                if let (Some(prefix), Some(count)) =
-                    (opt_s(&stored, attr::PARTS), opt_n::<usize>(&stored, attr::PART_COUNT)?)
-                {
-                    self.delete_parts(&pk, prefix, count).await;
-                }
-                return Ok(());
-            }
+            Ok(None) => return self.delete_stored_parts(&pk, &stored).await,
             Ok(Some(reasons)) => reasons,
             Err(e) => {
                 if !e.is_retryable() {
@@ -845,61 +934,116 @@ impl Store for DynamoStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, StoreError> {
-        let owner_key = format!("{collection}#{owner}");
-        // A cursor names the last document returned; its index key is the exclusive start.
-        let start = match cursor {
-            None => None,
-            Some(cursor) => {
-                let (ms, id) = parse_cursor(cursor)?;
-                let mut start = key(doc_pk(collection, &id), DOC_SK.into());
-                start.insert(attr::OWNER_KEY.into(), s(&owner_key));
-                start.insert(attr::CREATED_KEY.into(), s(created_key(ms, &id)?));
-                Some(start)
-            }
+        let listing = Listing {
+            operation: "Query by-owner",
+            index: INDEX_BY_OWNER,
+            partition: attr::OWNER_KEY,
+            value: format!("{collection}#{owner}"),
         };
-        // One more than asked tells whether there is a next page, without an empty last page.
-        let mut keys = self
-            .query(
-                Query {
-                    operation: "Query by-owner",
-                    index: Some(INDEX_BY_OWNER),
-                    condition: "#owner_key = :owner_key",
-                    names: &[("#owner_key", attr::OWNER_KEY)],
-                    values: vec![(":owner_key", s(owner_key.as_str()))],
-                    forward: false,
-                    start,
-                },
-                limit.saturating_add(1),
-            )
-            .await?;
-        let more = keys.len() > limit;
-        keys.truncate(limit);
-        let next_cursor = match keys.last() {
-            Some(last) if more => Some(cursor_of(last)?),
-            _ => None,
-        };
-        Ok(Page { documents: self.documents(collection, &keys).await?, next_cursor })
+        self.newest_first(collection, listing, limit, cursor).await
     }
 
     async fn list_collection(
         &self,
-        _collection: Collection,
-        _limit: usize,
-        _cursor: Option<&str>,
+        collection: Collection,
+        limit: usize,
+        cursor: Option<&str>,
     ) -> Result<Page, StoreError> {
-        Err(StoreError::Internal("list_collection: being written".into()))
+        let listing = Listing {
+            operation: "Query by-collection",
+            index: INDEX_BY_COLLECTION,
+            partition: attr::COLLECTION_KEY,
+            value: collection.as_str().to_owned(),
+        };
+        self.newest_first(collection, listing, limit, cursor).await
     }
 
-    async fn delete(&self, _collection: Collection, _id: &str, _version: u64) -> Result<(), StoreError> {
-        Err(StoreError::Internal("delete: being written".into()))
+    async fn delete(&self, collection: Collection, id: &str, version: u64) -> Result<(), StoreError> {
+        let conflict = || StoreError::VersionConflict { collection, id: id.to_owned() };
+        let pk = doc_pk(collection, id);
+        // What the stored version holds (its lock, its parts), read before deleting; the
+        // transaction's version condition guarantees it is still that version.
+        let projection = [attr::VERSION, attr::LOCK_KEY, attr::PARTS, attr::PART_COUNT];
+        let Some(stored) = self.get_item("GetItem", key(pk.clone(), DOC_SK.into()), &projection).await? else {
+            return Err(conflict());
+        };
+        if attr_n::<u64>(&stored, attr::VERSION)? != version {
+            return Err(conflict());
+        }
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(pk.clone(), DOC_SK.into())))
+            .condition_expression("#version = :version")
+            .expression_attribute_names("#version", attr::VERSION)
+            .expression_attribute_values(":version", n(version));
+        let mut items = vec![TransactWriteItem::builder().delete(delete.build().map_err(build_error)?).build()];
+        let release_at = match opt_s(&stored, attr::LOCK_KEY) {
+            Some(lock) => self.plan_release(lock, id, &mut items).await?,
+            None => None,
+        };
+        match self.transact("TransactWriteItems delete", items).await? {
+            None => self.delete_stored_parts(&pk, &stored).await,
+            Some(reasons) if condition_failed(reasons.first()) => Err(conflict()),
+            Some(reasons) if release_at.is_some_and(|at| condition_failed(reasons.get(at))) => {
+                Err(StoreError::Unavailable("the released lock changed hands during the delete".into()))
+            }
+            Some(reasons) => Err(cancellation_error("TransactWriteItems delete", &reasons)),
+        }
     }
 
-    async fn acquire_lock(&self, _key: &str, _holder: &str) -> Result<(), StoreError> {
-        Err(StoreError::Internal("acquire_lock: being written".into()))
+    async fn acquire_lock(&self, key: &str, holder: &str) -> Result<(), StoreError> {
+        // A failed condition returns the lock item, naming its holder; when it does not
+        // and the lock is free again by the time it is read, try again.
+        for _ in 0..MAX_INSERT_ROUNDS {
+            let outcome = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(lock_item(key, holder, None)))
+                .condition_expression(LOCK_FREE_OR_OURS)
+                .expression_attribute_names("#pk", attr::PK)
+                .expression_attribute_names("#holder", attr::HOLDER)
+                .expression_attribute_values(":holder", s(holder))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            let returned = match outcome {
+                Ok(_) => return Ok(()),
+                Err(SdkError::ServiceError(context)) if context.err().is_conditional_check_failed_exception() => {
+                    let PutItemError::ConditionalCheckFailedException(failed) = context.into_err() else {
+                        unreachable!("matched above")
+                    };
+                    failed.item
+                }
+                Err(e) => return Err(sdk_error("PutItem lock", e)),
+            };
+            match self.current_value(returned.as_ref(), lock_key(key), attr::HOLDER).await? {
+                Some(current) if current != holder => {
+                    return Err(StoreError::LockHeld { key: key.to_owned(), holder: current })
+                }
+                _ => continue,
+            }
+        }
+        Err(StoreError::Unavailable(format!("lock '{key}' kept changing hands")))
     }
 
-    async fn release_lock(&self, _key: &str, _holder: &str) -> Result<(), StoreError> {
-        Err(StoreError::Internal("release_lock: being written".into()))
+    async fn release_lock(&self, key: &str, holder: &str) -> Result<(), StoreError> {
+        let outcome = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(lock_key(key)))
+            .condition_expression(LOCK_OURS)
+            .expression_attribute_names("#holder", attr::HOLDER)
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        match outcome {
+            Ok(_) => Ok(()),
+            // Free, or held by another: not ours to release.
+            Err(SdkError::ServiceError(context)) if context.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(e) => Err(sdk_error("DeleteItem lock", e)),
+        }
     }
 
     async fn list_active(&self, collection: Collection) -> Result<Vec<Document>, StoreError> {
@@ -970,9 +1114,7 @@ impl DynamoStore {
                 items.push(self.put(item, absent, &pk_name, &[], true)?);
             }
             if let Some(lock) = &doc.lock {
-                let mut item = lock_key(lock);
-                item.insert(attr::HOLDER.into(), s(&doc.id));
-                item.insert(attr::COLLECTION.into(), s(doc.collection.as_str()));
+                let item = lock_item(lock, &doc.id, Some(doc.collection));
                 items.push(self.put(item, absent, &pk_name, &[], true)?);
             }
             items.push(self.put(doc_item.clone(), absent, &pk_name, &[], false)?);
@@ -1021,35 +1163,44 @@ impl DynamoStore {
         if stored_lock == doc.lock.as_deref() {
             return Ok((None, None));
         }
-        let mut release_at = None;
-        if let Some(old) = stored_lock {
-            let held = self.get_item("GetItem lock", lock_key(old), &[attr::HOLDER]).await?;
-            if held.as_ref().and_then(|item| opt_s(item, attr::HOLDER)) == Some(doc.id.as_str()) {
-                let delete = Delete::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(lock_key(old)))
-                    .condition_expression("#holder = :id")
-                    .expression_attribute_names("#holder", attr::HOLDER)
-                    .expression_attribute_values(":id", s(&doc.id));
-                release_at = Some(items.len());
-                items.push(TransactWriteItem::builder().delete(delete.build().map_err(build_error)?).build());
-            }
-        }
+        let release_at = match stored_lock {
+            Some(old) => self.plan_release(old, &doc.id, items).await?,
+            None => None,
+        };
         let mut acquire_at = None;
         if let Some(new) = &doc.lock {
-            let mut item = lock_key(new);
-            item.insert(attr::HOLDER.into(), s(&doc.id));
-            item.insert(attr::COLLECTION.into(), s(doc.collection.as_str()));
             acquire_at = Some(items.len());
             items.push(self.put(
-                item,
-                "attribute_not_exists(#pk) OR #holder = :id",
+                lock_item(new, &doc.id, Some(doc.collection)),
+                LOCK_FREE_OR_OURS,
                 &[("#pk", attr::PK), ("#holder", attr::HOLDER)],
-                &[(":id", s(&doc.id))],
+                &[(":holder", s(&doc.id))],
                 true,
             )?);
         }
         Ok((release_at, acquire_at))
+    }
+
+    /// Adds the release of `lock` to a transaction when `holder` holds it (checked in the
+    /// transaction too), returning where it is; a lock held by another is left alone.
+    async fn plan_release(
+        &self,
+        lock: &str,
+        holder: &str,
+        items: &mut Vec<TransactWriteItem>,
+    ) -> Result<Option<usize>, StoreError> {
+        let held = self.get_item("GetItem lock", lock_key(lock), &[attr::HOLDER]).await?;
+        if held.as_ref().and_then(|item| opt_s(item, attr::HOLDER)) != Some(holder) {
+            return Ok(None);
+        }
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(lock_key(lock)))
+            .condition_expression(LOCK_OURS)
+            .expression_attribute_names("#holder", attr::HOLDER)
+            .expression_attribute_values(":holder", s(holder));
+        items.push(TransactWriteItem::builder().delete(delete.build().map_err(build_error)?).build());
+        Ok(Some(items.len() - 1))
     }
 }
 
