@@ -31,7 +31,28 @@ pub struct Config {
     pub sim_faults: Faults,
     /// Retention of a manual backup that names none.
     pub default_retention_days: u32,
+    /// Where a policy that turns replication on without naming a region copies to.
+    pub default_destination_region: Option<String>,
 }
+
+/// The variables a deployed function reads (the template must set each of them).
+pub const DEPLOYED_VARIABLES: &[&str] = &[
+    "SNAPNEST_STORE",
+    "SNAPNEST_TABLE",
+    "SNAPNEST_CLOUD",
+    "SNAPNEST_TAG_KEY",
+    "SNAPNEST_DEFAULT_RETENTION_DAYS",
+    "SNAPNEST_DESTINATION_REGION",
+];
+
+/// The variables only local runs use: the embedded store and the simulated cloud.
+pub const LOCAL_VARIABLES: &[&str] = &[
+    "SNAPNEST_DATA_DIR",
+    "SNAPNEST_SIM_SNAPSHOT_SECONDS",
+    "SNAPNEST_SIM_LATENCY_MS",
+    "SNAPNEST_SIM_FAULTS",
+    "SNAPNEST_LOG_FORMAT",
+];
 
 #[derive(Debug, thiserror::Error)]
 #[error("{variable}: {message}")]
@@ -76,7 +97,17 @@ impl Config {
         if !crate::validate::is_region_name(&home_region) {
             return Err(err("AWS_REGION", format!("'{home_region}' is not a region name")));
         }
+        let default_destination_region = get("SNAPNEST_DESTINATION_REGION");
+        if let Some(region) = &default_destination_region {
+            if !crate::validate::is_region_name(region) || *region == home_region {
+                return Err(err(
+                    "SNAPNEST_DESTINATION_REGION",
+                    format!("'{region}' is not a region name other than {home_region}"),
+                ));
+            }
+        }
         Ok(Self {
+            default_destination_region,
             store,
             table,
             cloud,

@@ -36,6 +36,8 @@ use store::Store;
 pub struct Settings {
     pub tag_key: String,
     pub default_retention_days: u32,
+    /// Where a policy that turns replication on without naming a region copies to.
+    pub default_destination_region: Option<String>,
 }
 
 /// The service: the ports and settings every workflow runs on. Built once per process.

@@ -89,7 +89,11 @@ pub async fn build(config: &Config) -> anyhow::Result<Snapnest> {
     Ok(Snapnest::new(
         store,
         clouds,
-        Settings { tag_key: config.tag_key.clone(), default_retention_days: config.default_retention_days },
+        Settings {
+            tag_key: config.tag_key.clone(),
+            default_retention_days: config.default_retention_days,
+            default_destination_region: config.default_destination_region.clone(),
+        },
     ))
 }
 
