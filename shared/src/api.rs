@@ -79,6 +79,17 @@ pub enum Route {
     ChangeRetention { backup_id: String },
     CreateRestore { backup_id: String },
     GetRestore { restore_id: String },
+    ListJobs,
+    CancelJob { job_id: String },
+    Capacity { service_instance_id: String },
+    CreatePolicy,
+    ListPolicies,
+    GetPolicy { policy_id: String },
+    UpdatePolicy { policy_id: String },
+    DeletePolicy { policy_id: String },
+    SuspendPolicy { policy_id: String },
+    ResumePolicy { policy_id: String },
+    ChangeTargets { policy_id: String },
 }
 
 /// Method and path templates, as API Gateway and `cargo lambda watch` declare them.
@@ -89,6 +100,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/backups/{backup_id}/retention"),
     ("POST", "/backups/{backup_id}/restores"),
     ("GET", "/restores/{restore_id}"),
+    ("GET", "/jobs"),
+    ("POST", "/jobs/{job_id}/cancel"),
+    ("GET", "/service-instances/{id}/capacity"),
+    ("POST", "/policies"),
+    ("GET", "/policies"),
+    ("GET", "/policies/{id}"),
+    ("PUT", "/policies/{id}"),
+    ("DELETE", "/policies/{id}"),
+    ("POST", "/policies/{id}/suspend"),
+    ("POST", "/policies/{id}/resume"),
+    ("POST", "/policies/{id}/targets"),
 ];
 
 impl Route {
@@ -103,6 +125,17 @@ impl Route {
             ("PATCH", ["backups", id, "retention"]) => Route::ChangeRetention { backup_id: owned(id) },
             ("POST", ["backups", id, "restores"]) => Route::CreateRestore { backup_id: owned(id) },
             ("GET", ["restores", id]) => Route::GetRestore { restore_id: owned(id) },
+            ("GET", ["jobs"]) => Route::ListJobs,
+            ("POST", ["jobs", id, "cancel"]) => Route::CancelJob { job_id: owned(id) },
+            ("GET", ["service-instances", id, "capacity"]) => Route::Capacity { service_instance_id: owned(id) },
+            ("POST", ["policies"]) => Route::CreatePolicy,
+            ("GET", ["policies"]) => Route::ListPolicies,
+            ("GET", ["policies", id]) => Route::GetPolicy { policy_id: owned(id) },
+            ("PUT", ["policies", id]) => Route::UpdatePolicy { policy_id: owned(id) },
+            ("DELETE", ["policies", id]) => Route::DeletePolicy { policy_id: owned(id) },
+            ("POST", ["policies", id, "suspend"]) => Route::SuspendPolicy { policy_id: owned(id) },
+            ("POST", ["policies", id, "resume"]) => Route::ResumePolicy { policy_id: owned(id) },
+            ("POST", ["policies", id, "targets"]) => Route::ChangeTargets { policy_id: owned(id) },
             _ => return Err(Error::not_found("route", format!("{method} {path}"))),
         };
         Ok(route)
@@ -131,6 +164,11 @@ impl HttpRequest {
             let code = if e.is_syntax() || e.is_eof() { "MalformedJson" } else { "InvalidRequest" };
             Error::bad_request(code, format!("request body: {e}"))
         })
+    }
+
+    /// A query-string parameter.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query_string_parameters.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
     /// `limit` (1–100, default 20) and `next_token` of a listing.
@@ -210,7 +248,11 @@ mod tests {
     #[test]
     fn every_declared_route_parses_and_others_are_404() {
         for (method, template) in ROUTES {
-            let path = template.replace("{id}", "si-1").replace("{backup_id}", "bk-1").replace("{restore_id}", "rs-1");
+            let path = template
+                .replace("{id}", "si-1")
+                .replace("{backup_id}", "bk-1")
+                .replace("{restore_id}", "rs-1")
+                .replace("{job_id}", "bk-1");
             assert!(Route::parse(method, &path).is_ok(), "{method} {path}");
         }
         assert_eq!(

@@ -254,6 +254,7 @@ impl Snapnest {
                 items: Vec::new(),
             }),
             damaged: false,
+            cleanup_pending: false,
             error: None,
             selection: plan.selection,
             client_token: request.client_token.clone(),
@@ -315,6 +316,10 @@ impl Snapnest {
             }
         }
         for (instance_id, positions) in by_instance {
+            if self.was_cancelled(&record.backup_id).await {
+                info!(backup_id = %record.backup_id, "backup cancelled while starting: no more snapshots issued");
+                return;
+            }
             self.snapshot_instance_items(record, cloud, &instance_id, &positions, &tags).await;
         }
 
@@ -332,6 +337,12 @@ impl Snapnest {
         }
         record.start_lease_until = None;
         record.refresh_status(now);
+    }
+
+    /// Whether the stored record says the backup was cancelled (checked between instances,
+    /// so a cancel stops a long start from issuing more snapshots).
+    async fn was_cancelled(&self, backup_id: &str) -> bool {
+        matches!(self.load::<BackupRecord>(backup_id).await, Ok(stored) if stored.status == JobStatus::Cancelled)
     }
 
     /// One instance: a crash-consistent group when the instance allows it, else one

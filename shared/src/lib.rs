@@ -12,6 +12,7 @@ pub mod backup;
 pub mod cloud;
 pub mod config;
 pub mod error;
+pub mod jobs;
 pub mod model;
 pub mod policy;
 pub mod poll;

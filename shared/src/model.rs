@@ -144,6 +144,9 @@ pub struct BackupRecord {
     /// A snapshot of this point was deleted behind snapnest's back: it cannot be fully restored.
     #[serde(default)]
     pub damaged: bool,
+    /// Cancelled without keeping its snapshots, and not all of them are deleted yet.
+    #[serde(default)]
+    pub cleanup_pending: bool,
     /// Why the whole point failed when no item could say (e.g. nothing to back up).
     pub error: Option<String>,
     #[serde(default)]
@@ -175,7 +178,9 @@ impl BackupRecord {
 
     /// Work remains for a scheduled function: snapshots to poll, or copies to make.
     pub fn needs_work(&self) -> bool {
-        !self.status.is_terminal() || self.replication.as_ref().is_some_and(|r| !r.status.is_terminal())
+        !self.status.is_terminal()
+            || self.cleanup_pending
+            || self.replication.as_ref().is_some_and(|r| !r.status.is_terminal())
     }
 
     /// The earliest moment something of this point is due for deletion.
@@ -328,6 +333,7 @@ mod tests {
                 .collect(),
             replication: None,
             damaged: false,
+            cleanup_pending: false,
             error: None,
             selection: Selection::default(),
             client_token: None,

@@ -24,6 +24,14 @@ impl Snapnest {
     pub async fn poll_active(&self, now: Timestamp) -> Result<PollSummary> {
         let mut summary = PollSummary::default();
         for backup in self.active::<BackupRecord>().await? {
+            if backup.cleanup_pending {
+                let backup_id = backup.backup_id.clone();
+                if let Err(e) = self.clean_up_cancelled(backup, now).await {
+                    summary.deferred += 1;
+                    warn!(backup_id, error = %e, "cancelled backup's snapshots not all deleted yet");
+                }
+                continue;
+            }
             if backup.status.is_terminal() {
                 continue; // active only for replication: the replicate function's work
             }

@@ -9,7 +9,7 @@ use chrono::Duration;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::{BackupRecord, RestoreMode, RestoreRecord, Timestamp};
+use crate::model::{BackupRecord, RestoreMode, RestorePhase, RestoreRecord, Timestamp};
 use crate::store::{Collection, Document, StoreError};
 use crate::Snapnest;
 
@@ -86,13 +86,14 @@ impl StoredRecord for RestoreRecord {
         self.started_at
     }
     fn active(&self) -> bool {
-        !self.status.is_terminal()
+        // A cancelled in-place restore still has instances to start again.
+        self.phase != RestorePhase::Done
     }
     fn due_at(&self) -> Option<Timestamp> {
         None
     }
     fn lock(&self) -> Option<String> {
-        (self.mode == RestoreMode::InPlace && !self.status.is_terminal())
+        (self.mode == RestoreMode::InPlace && self.phase != RestorePhase::Done)
             .then(|| restore_lock(&self.service_instance_id))
     }
 }

@@ -202,7 +202,7 @@ impl Snapnest {
 
     /// Moves a restore on as far as the cloud allows now, and saves it.
     pub async fn advance_restore(&self, mut record: RestoreRecord, now: Timestamp) -> Result<RestoreRecord> {
-        if record.status.is_terminal() {
+        if record.phase == RestorePhase::Done {
             return Ok(record);
         }
         let cloud = self.clouds.region(&record.region)?;

@@ -11,8 +11,9 @@ use tracing::{info, warn};
 
 use crate::backup::snapshot_tags;
 use crate::cloud::retry::retrying;
-use crate::cloud::{Cloud, CloudResult, DeleteOutcome};
+use crate::cloud::DeleteOutcome;
 use crate::error::{Error, Result};
+use crate::jobs::delete;
 use crate::model::{BackupRecord, ResourceKind, Timestamp};
 use crate::records::from_document;
 use crate::status::{ItemStatus, JobStatus};
@@ -30,7 +31,7 @@ pub struct RetentionRequest {
 }
 
 /// What one run of expire-retention did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExpirySummary {
     pub points_expired: usize,
     pub replicas_expired: usize,
@@ -118,6 +119,7 @@ impl Snapnest {
 
     /// Deletes everything that is due: expired points' snapshots and expired replicas.
     pub async fn expire_due(&self, now: Timestamp) -> Result<ExpirySummary> {
+        let started_at = chrono::Utc::now();
         let mut summary = ExpirySummary::default();
         for doc in self.store.list_due(Collection::Backups, now).await? {
             let record: BackupRecord = from_document(doc)?;
@@ -127,6 +129,7 @@ impl Snapnest {
                 warn!(backup_id, error = %e, "expiry deferred to the next run");
             }
         }
+        self.record_expiry_run(started_at, &summary, chrono::Utc::now()).await;
         Ok(summary)
     }
 
@@ -188,12 +191,5 @@ impl Snapnest {
         self.save(&mut record).await?;
         info!(backup_id = %record.backup_id, status = record.status.as_str(), damaged = record.damaged, "backup point expired");
         Ok(())
-    }
-}
-
-async fn delete(cloud: &dyn Cloud, kind: ResourceKind, snapshot_id: &str) -> CloudResult<DeleteOutcome> {
-    match kind {
-        ResourceKind::Volume => retrying("delete_snapshot", || cloud.delete_snapshot(snapshot_id)).await,
-        ResourceKind::Database => retrying("delete_db_snapshot", || cloud.delete_db_snapshot(snapshot_id)).await,
     }
 }
