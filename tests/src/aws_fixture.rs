@@ -12,7 +12,26 @@ pub async fn create_service_instance(
     tag_key: &str,
     si: &str,
 ) -> String {
-    for _ in 0..2 {
+    create_instances(ec2, tag_key, si, 2).await;
+    let db_id = format!("{si}-mysql");
+    rds.create_db_instance()
+        .db_instance_identifier(&db_id)
+        .engine("mysql")
+        .db_instance_class("db.t3.micro")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("contract-password-1")
+        .tags(rds::Tag::builder().key(tag_key).value(si).build())
+        .send()
+        .await
+        .expect("create the database");
+    db_id
+}
+
+/// `count` running instances tagged `tag_key=si`, each with its root volume and two data
+/// volumes at `/dev/sdf` and `/dev/sdg`.
+pub async fn create_instances(ec2: &aws_sdk_ec2::Client, tag_key: &str, si: &str, count: usize) {
+    for _ in 0..count {
         let tags = TagSpecification::builder()
             .resource_type(ResourceType::Instance)
             .tags(ec2::Tag::builder().key(tag_key).value(si).build())
@@ -43,19 +62,6 @@ pub async fn create_service_instance(
                 .expect("attach");
         }
     }
-    let db_id = format!("{si}-mysql");
-    rds.create_db_instance()
-        .db_instance_identifier(&db_id)
-        .engine("mysql")
-        .db_instance_class("db.t3.micro")
-        .allocated_storage(20)
-        .master_username("admin")
-        .master_user_password("contract-password-1")
-        .tags(rds::Tag::builder().key(tag_key).value(si).build())
-        .send()
-        .await
-        .expect("create the database");
-    db_id
 }
 
 /// snapnest on moto: a DynamoDB table made from `template.yaml`, a service instance of two

@@ -1,0 +1,565 @@
+//! Policies, retention, replication, restore modes, jobs with cancel and capacity — each
+//! scenario run twice: on the embedded store and the simulated cloud, and on DynamoDB and
+//! the AWS APIs (moto). What cannot be arranged on moto (a fault in the middle of a call)
+//! is said where it is skipped.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use serde_json::{json, Value};
+use snapnest::model::{BackupRecord, Timestamp};
+use snapnest::policy::{PolicyRequest, NO_DESTINATION_REGION, PERMANENT_RETENTION, SUSPENDED};
+use snapnest::status::JobStatus;
+use snapnest::store::{Collection, Document, Page, Store, StoreError};
+use snapnest::{Error, Snapnest};
+use snapnest_e2e::aws_fixture::MotoSnapnest;
+use snapnest_e2e::{event, http_answer, http_event, local_service};
+
+const HOME: &str = "us-east-1";
+const WEST: &str = "us-west-2";
+
+/// One of the two ways to run snapnest, with what a test needs to arrange and inspect it.
+struct Backend {
+    app: Arc<Snapnest>,
+    si: String,
+    sim: Option<snapnest::cloud::simulated::SimulatedCloud>,
+    moto: Option<MotoSnapnest>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Backend {
+    async fn simulated() -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, sim) = local_service(dir.path(), &[]).await;
+        Backend { app, si: "si-demo".into(), sim: Some(sim), moto: None, _dir: Some(dir) }
+    }
+
+    async fn moto(name: &str) -> Backend {
+        let moto = MotoSnapnest::start(name).await;
+        Backend { app: moto.app.clone(), si: moto.service_instance_id.clone(), sim: None, moto: Some(moto), _dir: None }
+    }
+
+    /// Terminates an EC2 instance of the service instance.
+    async fn release(&self, instance_id: &str) {
+        if let Some(sim) = &self.sim {
+            sim.release_instance(HOME, instance_id).unwrap();
+        }
+        if let Some(moto) = &self.moto {
+            moto.ec2.terminate_instances().instance_ids(instance_id).send().await.unwrap();
+        }
+    }
+
+    /// Whether an EBS snapshot exists in a region, asked of the cloud itself.
+    async fn snapshot_exists(&self, region: &str, snapshot_id: &str) -> bool {
+        let cloud = self.app.clouds.region(region).unwrap();
+        !cloud.describe_snapshots(&[snapshot_id.to_owned()]).await.unwrap().is_empty()
+    }
+
+    /// A service instance with 8 instances x 3 volumes + 1 database (25 snapshots).
+    async fn large_service_instance(&self) -> String {
+        if let Some(sim) = &self.sim {
+            sim.add_service_instance(HOME, "si-wide", 8, 3, 1, true).unwrap();
+            return "si-wide".into();
+        }
+        let moto = self.moto.as_ref().unwrap();
+        let si = format!("{}-wide", self.si);
+        snapnest_e2e::aws_fixture::create_service_instance(&moto.ec2, &moto.rds, "service-instance-id", &si).await;
+        for _ in 0..3 {
+            // three more pairs of instances under the same tag: 8 in all
+            snapnest_e2e::aws_fixture::create_instances(&moto.ec2, "service-instance-id", &si, 2).await;
+        }
+        si
+    }
+}
+
+async fn admin(app: &Arc<Snapnest>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut ev = event("admin-api-get-backup.json");
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    ev["rawPath"] = json!(path);
+    ev["requestContext"]["http"]["method"] = json!(method);
+    ev["requestContext"]["http"]["path"] = json!(path);
+    let params: serde_json::Map<String, Value> =
+        query.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_owned(), json!(v))).collect();
+    ev["queryStringParameters"] = Value::Object(params);
+    if let Some(body) = body {
+        ev["body"] = json!(body.to_string());
+    }
+    http_answer(&admin_api::handle(app.clone(), ev).await.unwrap())
+}
+
+async fn start_backup(app: &Arc<Snapnest>, si: &str, body: Value) -> Value {
+    let ev = http_event("create-backup.json", &[("si-demo", si)], Some(&body));
+    let (status, created) = http_answer(&create_backup::handle(app.clone(), ev).await.unwrap());
+    assert_eq!(status, 202, "{created}");
+    created
+}
+
+/// Polls and replicates until `done` holds for the backup.
+async fn backup_until(app: &Arc<Snapnest>, id: &str, done: impl Fn(&BackupRecord) -> bool) -> BackupRecord {
+    wait_for(app, id, true, done).await
+}
+
+/// Polls (without replicating) until the backup is finished.
+async fn poll_until_finished(app: &Arc<Snapnest>, id: &str) -> BackupRecord {
+    wait_for(app, id, false, finished).await
+}
+
+async fn wait_for(app: &Arc<Snapnest>, id: &str, replicate: bool, done: impl Fn(&BackupRecord) -> bool) -> BackupRecord {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        app.poll_active(Utc::now()).await.unwrap();
+        if replicate {
+            app.replicate_due().await.unwrap();
+        }
+        let record: BackupRecord = app.load(id).await.unwrap();
+        if done(&record) {
+            return record;
+        }
+        assert!(Instant::now() < deadline, "{id}: {record:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn finished(b: &BackupRecord) -> bool {
+    b.status.is_terminal()
+}
+
+// ---------------------------------------------------------------------------------------
+// Policies
+
+/// A store that fails chosen policy writes, as DynamoDB does under throttling.
+struct FlakyStore {
+    inner: Arc<dyn Store>,
+    fail_policy_updates: AtomicUsize,
+}
+
+#[async_trait]
+impl Store for FlakyStore {
+    async fn insert(&self, doc: &Document, token: Option<&str>) -> Result<(), StoreError> {
+        self.inner.insert(doc, token).await
+    }
+    async fn update(&self, doc: &Document) -> Result<(), StoreError> {
+        if doc.collection == Collection::Policies
+            && self.fail_policy_updates.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+        {
+            return Err(StoreError::Unavailable("ProvisionedThroughputExceededException".into()));
+        }
+        self.inner.update(doc).await
+    }
+    async fn get(&self, c: Collection, id: &str) -> Result<Option<Document>, StoreError> {
+        self.inner.get(c, id).await
+    }
+    async fn list_owned(&self, c: Collection, o: &str, l: usize, cur: Option<&str>) -> Result<Page, StoreError> {
+        self.inner.list_owned(c, o, l, cur).await
+    }
+    async fn list_collection(&self, c: Collection, l: usize, cur: Option<&str>) -> Result<Page, StoreError> {
+        self.inner.list_collection(c, l, cur).await
+    }
+    async fn delete(&self, c: Collection, id: &str, v: u64) -> Result<(), StoreError> {
+        self.inner.delete(c, id, v).await
+    }
+    async fn acquire_lock(&self, k: &str, h: &str) -> Result<(), StoreError> {
+        self.inner.acquire_lock(k, h).await
+    }
+    async fn release_lock(&self, k: &str, h: &str) -> Result<(), StoreError> {
+        self.inner.release_lock(k, h).await
+    }
+    async fn list_active(&self, c: Collection) -> Result<Vec<Document>, StoreError> {
+        self.inner.list_active(c).await
+    }
+    async fn list_due(&self, c: Collection, now: Timestamp) -> Result<Vec<Document>, StoreError> {
+        self.inner.list_due(c, now).await
+    }
+}
+
+async fn backups_of(app: &Arc<Snapnest>, si: &str) -> Vec<BackupRecord> {
+    app.list_backups(si, 100, None).await.unwrap().0
+}
+
+async fn policies(b: &Backend) {
+    let app = &b.app;
+    // The first slot is a second away; the tick below runs just after it.
+    let start = Utc::now() + chrono::Duration::seconds(1);
+    let body = json!({"name": "every six hours", "interval_hours": 6, "start_time": start.to_rfc3339(),
+                      "retention_days": 7, "destination_region": WEST, "destination_retention_days": 3,
+                      "targets": [b.si]});
+    let (status, policy) = admin(app, "POST", "/policies", Some(body)).await;
+    assert_eq!(status, 201, "{policy}");
+    let policy_id = policy["policy_id"].as_str().unwrap().to_owned();
+    assert_eq!(policy["targets"], json!([b.si]));
+
+    // The seeds' errors.
+    let (status, e) =
+        admin(app, "POST", "/policies", Some(json!({"name": "x", "interval_days": 1, "never_expire": true}))).await;
+    assert_eq!((status, e["message"].as_str()), (400, Some(PERMANENT_RETENTION)));
+    let (status, e) = admin(
+        app,
+        "POST",
+        "/policies",
+        Some(json!({"name": "x", "interval_days": 1, "retention_days": 3, "replicate": true})),
+    )
+    .await;
+    assert_eq!((status, e["message"].as_str()), (400, Some(NO_DESTINATION_REGION)));
+    // One policy per service instance.
+    let (_, other) =
+        admin(app, "POST", "/policies", Some(json!({"name": "y", "interval_days": 1, "retention_days": 3}))).await;
+    let other_id = other["policy_id"].as_str().unwrap();
+    let (status, e) =
+        admin(app, "POST", &format!("/policies/{other_id}/targets"), Some(json!({"attach": [b.si]}))).await;
+    assert_eq!(status, 409, "{e}");
+    assert!(e["message"].as_str().unwrap().contains(&policy_id), "the message names the holder: {e}");
+
+    // Due now: one tick runs the slot once; a retried tick and an overlapping one start nothing more.
+    let now = start + chrono::Duration::seconds(1);
+    assert_eq!(app.run_due_policies(start - chrono::Duration::seconds(1)).await.unwrap().policies_due, 0, "not due yet");
+    let (first, retried) = tokio::join!(app.run_due_policies(now), app.run_due_policies(now));
+    let started = first.unwrap().backups_started.max(retried.unwrap().backups_started);
+    assert_eq!(started, 1);
+    app.run_due_policies(now).await.unwrap();
+    let backups = backups_of(app, &b.si).await;
+    assert_eq!(backups.len(), 1, "one backup for the slot");
+    assert_eq!(backups[0].policy_id.as_deref(), Some(policy_id.as_str()));
+    assert_eq!(backups[0].replication.as_ref().unwrap().region, WEST);
+    let first_backup = backup_until(app, &backups[0].backup_id, finished).await;
+    assert_eq!(first_backup.status, JobStatus::Succeeded);
+
+    // The function was down for five slots: the latest slot runs once.
+    let late = now + chrono::Duration::hours(31);
+    let summary = app.run_due_policies(late).await.unwrap();
+    assert_eq!(summary.backups_started, 1, "{summary:?}");
+    assert_eq!(backups_of(app, &b.si).await.len(), 2);
+    let second = &backups_of(app, &b.si).await[0];
+    backup_until(app, &second.backup_id, finished).await;
+    let (_, policy) = admin(app, "GET", &format!("/policies/{policy_id}"), None).await;
+    let next: chrono::DateTime<Utc> = policy["next_run_at"].as_str().unwrap().parse().unwrap();
+    assert!(next > late && next <= late + chrono::Duration::hours(6), "{policy}");
+
+    // Suspended: never runs, says why.
+    let (status, _) = admin(app, "POST", &format!("/policies/{policy_id}/suspend"), None).await;
+    assert_eq!(status, 200);
+    let summary = app.run_due_policies(late + chrono::Duration::hours(7)).await.unwrap();
+    assert_eq!((summary.backups_started, summary.policies_skipped), (0, 1));
+    let (_, policy) = admin(app, "GET", &format!("/policies/{policy_id}"), None).await;
+    assert_eq!(policy["last_run"]["skipped"], SUSPENDED);
+    assert_eq!(backups_of(app, &b.si).await.len(), 2);
+
+    // A store write failing mid-run: the tick fails with the seed's message, and its retry
+    // finishes the slot without a second backup.
+    admin(app, "POST", &format!("/policies/{policy_id}/resume"), None).await;
+    let flaky = Snapnest::new(
+        Arc::new(FlakyStore { inner: app.store.clone(), fail_policy_updates: AtomicUsize::new(1) }),
+        app.clouds.clone(),
+        app.settings.clone(),
+    );
+    let then = late + chrono::Duration::hours(13);
+    let failed = flaky.run_due_policies(then).await.unwrap_err();
+    assert!(matches!(failed, Error::Store(_)));
+    assert_eq!(failed.to_string(), "Failed to synchronize metadata.");
+    let retried = flaky.run_due_policies(then).await.unwrap();
+    assert_eq!(retried.policies_due, 1);
+    assert_eq!(backups_of(app, &b.si).await.len(), 3, "the retry found the slot's backup instead of starting another");
+
+    // Deleting the policy frees the service instance for the other one.
+    let (status, _) = admin(app, "DELETE", &format!("/policies/{policy_id}"), None).await;
+    assert_eq!(status, 200);
+    let (status, attached) =
+        admin(app, "POST", &format!("/policies/{other_id}/targets"), Some(json!({"attach": [b.si]}))).await;
+    assert_eq!(status, 200, "{attached}");
+    let (_, listed) = admin(app, "GET", "/policies", None).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn policies_on_the_simulated_cloud() {
+    policies(&Backend::simulated().await).await;
+}
+
+#[tokio::test]
+async fn policies_on_moto() {
+    policies(&Backend::moto("policies").await).await;
+}
+
+#[tokio::test]
+async fn a_released_instance_fails_its_items_and_the_policy_run_goes_on() {
+    // Simulated only: the instance must be released between discovery and the snapshot
+    // call, which moto cannot arrange (the cloud contract checks the AWS mapping of a
+    // terminated instance to "This instance has been released." on moto).
+    let dir = tempfile::tempdir().unwrap();
+    let (app, sim) = local_service(dir.path(), &[("SNAPNEST_SIM_FAULTS", "release=1")]).await;
+    sim.add_service_instance(HOME, "si-other", 1, 1, 1, true).unwrap();
+    let request = PolicyRequest {
+        name: "p".into(),
+        interval_days: Some(1),
+        retention_days: Some(3),
+        targets: Some(vec!["si-demo".into(), "si-other".into()]),
+        ..Default::default()
+    };
+    app.create_policy(&request, Utc::now()).await.unwrap();
+    let summary = app.run_due_policies(Utc::now()).await.unwrap();
+    assert_eq!(summary.backups_started, 2, "both targets ran: {summary:?}");
+    for si in ["si-demo", "si-other"] {
+        let backup = backup_until(&app, &backups_of(&app, si).await[0].backup_id, finished).await;
+        assert_eq!(backup.status, JobStatus::PartiallyFailed, "the databases still succeed");
+        let volume = backup.items.iter().find(|i| i.instance_id.is_some()).unwrap();
+        assert_eq!(volume.error.as_deref(), Some("This instance has been released."));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Retention, replication, restore modes
+
+async fn retention_replication_and_restores(b: &Backend) {
+    let app = &b.app;
+    let created = start_backup(
+        app,
+        &b.si,
+        json!({"retention_days": 5, "destination_region": WEST, "destination_retention_days": 2}),
+    )
+    .await;
+    let id = created["backup_id"].as_str().unwrap().to_owned();
+    let backup = backup_until(app, &id, |b| {
+        b.status.is_terminal() && b.replication.as_ref().is_some_and(|r| r.status.is_terminal())
+    })
+    .await;
+    assert_eq!(backup.replication.as_ref().unwrap().status, JobStatus::Succeeded);
+
+    // Retention: extend, refuse to shorten, follow on the snapshots' tags.
+    let (status, extended) =
+        admin(app, "PATCH", &format!("/backups/{id}/retention"), Some(json!({"extend_days": 10}))).await;
+    assert_eq!(status, 200, "{extended}");
+    let (status, _) =
+        admin(app, "PATCH", &format!("/backups/{id}/retention"), Some(json!({"expires_at": Utc::now().to_rfc3339()})))
+            .await;
+    assert_eq!(status, 409);
+    let snapshot = backup.items[0].snapshot_id.clone().unwrap();
+    let cloud = app.clouds.home();
+    let found = cloud
+        .find_snapshots(
+            snapnest::cloud::tag::EXPIRES_AT,
+            extended["expires_at"].as_str().unwrap().replace('Z', "+00:00").as_str(),
+        )
+        .await
+        .unwrap();
+    assert!(found.iter().any(|s| s.snapshot_id == snapshot), "the expiry tag followed the extension");
+
+    // Disaster recovery from the copies, a clone at home.
+    for (mode, region) in [("disaster_recovery", WEST), ("clone", HOME)] {
+        let ev = http_event("restore.json", &[("BACKUP_ID", &id)], Some(&json!({"mode": mode})));
+        let (status, restore) = http_answer(&restore::handle(app.clone(), ev).await.unwrap());
+        assert_eq!(status, 202, "{restore}");
+        assert_eq!(restore["region"], region);
+        let restore_id = restore["restore_id"].as_str().unwrap().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let done = loop {
+            app.poll_active(Utc::now()).await.unwrap();
+            let r: snapnest::model::RestoreRecord = app.load(&restore_id).await.unwrap();
+            if r.status.is_terminal() {
+                break r;
+            }
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(done.status, JobStatus::Succeeded, "{mode}: {done:#?}");
+        let volumes: Vec<String> =
+            done.items.iter().filter(|i| i.instance_id.is_some()).filter_map(|i| i.new_resource_id.clone()).collect();
+        let described = app.clouds.region(region).unwrap().describe_volumes(&volumes).await.unwrap();
+        assert_eq!(described.len(), volumes.len(), "{mode}: the new volumes exist in {region}");
+        assert!(described.iter().all(|v| v.attachment.is_none()), "{mode}: the originals are untouched");
+    }
+
+    // Replicas expire by their own (shorter) retention, the point by its own.
+    let replica = backup.replication.as_ref().unwrap().items[0].replica_snapshot_id.clone().unwrap();
+    let summary = app.expire_due(Utc::now() + chrono::Duration::days(3)).await.unwrap();
+    assert_eq!((summary.replicas_expired, summary.points_expired), (1, 0), "{summary:?}");
+    assert!(!b.snapshot_exists(WEST, &replica).await);
+    assert!(b.snapshot_exists(HOME, &snapshot).await);
+
+    // In place on a released instance: the seed's 409; a clone still works.
+    b.release(backup.items[0].instance_id.as_deref().unwrap()).await;
+    let ev = http_event("restore.json", &[("BACKUP_ID", &id)], None);
+    let (status, refused) = http_answer(&restore::handle(app.clone(), ev).await.unwrap());
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused["message"].as_str().unwrap().starts_with("This instance has been released."));
+}
+
+#[tokio::test]
+async fn retention_replication_and_restore_modes_on_the_simulated_cloud() {
+    retention_replication_and_restores(&Backend::simulated().await).await;
+}
+
+#[tokio::test]
+async fn retention_replication_and_restore_modes_on_moto() {
+    retention_replication_and_restores(&Backend::moto("modes").await).await;
+}
+
+async fn replication_limit(b: &Backend) {
+    let app = &b.app;
+    let si = b.large_service_instance().await;
+    let created = start_backup(app, &si, json!({"destination_region": WEST})).await;
+    let id = created["backup_id"].as_str().unwrap().to_owned();
+    let backup = poll_until_finished(app, &id).await;
+    assert_eq!(backup.items.len(), 25);
+    // The first run starts 20 copies (the AWS limit per destination region); the rest wait.
+    let first = app.replicate_due().await.unwrap();
+    assert_eq!(first.copies_started, 20, "{first:?}");
+    let record: BackupRecord = app.load(&id).await.unwrap();
+    let replication = record.replication.unwrap();
+    assert_eq!(replication.items.iter().filter(|i| i.status == snapnest::status::ItemStatus::Pending).count(), 5);
+    assert_eq!(replication.status, JobStatus::Running);
+    let done = backup_until(app, &id, |b| b.replication.as_ref().is_some_and(|r| r.status.is_terminal())).await;
+    assert_eq!(done.replication.unwrap().status, JobStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn at_most_twenty_copies_in_flight_on_the_simulated_cloud() {
+    replication_limit(&Backend::simulated().await).await;
+}
+
+#[tokio::test]
+async fn at_most_twenty_copies_in_flight_on_moto() {
+    replication_limit(&Backend::moto("limit").await).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Jobs, cancel, capacity
+
+async fn jobs_cancel_and_capacity(b: &Backend) {
+    let app = &b.app;
+    let (_, empty) = admin(app, "GET", &format!("/service-instances/{}/capacity", b.si), None).await;
+    assert_eq!((empty["snapshot_bytes"].as_u64(), empty["backup_points"].as_u64()), (Some(0), Some(0)));
+
+    // A finished point counts at once.
+    let kept = start_backup(app, &b.si, json!({"retention_days": 1})).await;
+    let kept_id = kept["backup_id"].as_str().unwrap().to_owned();
+    let kept = backup_until(app, &kept_id, finished).await;
+    let (_, capacity) = admin(app, "GET", &format!("/service-instances/{}/capacity", b.si), None).await;
+    assert_eq!(capacity["backup_points"], 1);
+    assert_eq!(capacity["snapshot_bytes"].as_u64(), Some(kept.snapshot_bytes));
+    assert!(kept.snapshot_bytes > 0);
+
+    // Cancel a running backup: it becomes Cancelled and its snapshots are deleted.
+    let running = start_backup(app, &b.si, json!({})).await;
+    let running_id = running["backup_id"].as_str().unwrap().to_owned();
+    let (status, job) = admin(app, "POST", &format!("/jobs/{running_id}/cancel"), Some(json!({}))).await;
+    assert_eq!(status, 202, "{job}");
+    assert_eq!((job["kind"].as_str(), job["status"].as_str()), (Some("backup"), Some("Cancelled")));
+    let cancelled = backup_until(app, &running_id, |b| !b.cleanup_pending).await;
+    for item in running["items"].as_array().unwrap().iter().filter(|i| i["kind"] == "volume") {
+        if let Some(snapshot) = item["snapshot_id"].as_str() {
+            assert!(!b.snapshot_exists(HOME, snapshot).await, "{snapshot} deleted on cancel");
+        }
+    }
+    assert!(cancelled.items.iter().all(|i| i.snapshot_id.is_none()));
+    let (status, again) = admin(app, "POST", &format!("/jobs/{running_id}/cancel"), Some(json!({}))).await;
+    assert_eq!((status, again["error"].as_str()), (409, Some("JobNotRunning")));
+
+    // Cancel keeping the snapshots.
+    let keep = start_backup(app, &b.si, json!({"destination_region": WEST})).await;
+    let keep_id = keep["backup_id"].as_str().unwrap().to_owned();
+    admin(app, "POST", &format!("/jobs/{keep_id}/cancel"), Some(json!({"keep_snapshots": true}))).await;
+    let snapshot = keep["items"][0]["snapshot_id"].as_str().unwrap();
+    assert!(b.snapshot_exists(HOME, snapshot).await, "kept on request");
+
+    // Cancel a replication: the copies made so far are deleted.
+    let replicated = start_backup(app, &b.si, json!({"destination_region": WEST})).await;
+    let replicated_id = replicated["backup_id"].as_str().unwrap().to_owned();
+    poll_until_finished(app, &replicated_id).await;
+    app.replicate_due().await.unwrap();
+    let copies: Vec<String> = app
+        .load::<BackupRecord>(&replicated_id)
+        .await
+        .unwrap()
+        .replication
+        .unwrap()
+        .items
+        .iter()
+        .filter_map(|i| i.replica_snapshot_id.clone())
+        .filter(|s| s.starts_with("snap-"))
+        .collect();
+    assert!(!copies.is_empty());
+    let job_id = replicated_id.replacen("bk-", "rp-", 1);
+    let (status, job) = admin(app, "POST", &format!("/jobs/{job_id}/cancel"), Some(json!({}))).await;
+    assert_eq!(
+        (status, job["kind"].as_str(), job["status"].as_str()),
+        (202, Some("replication"), Some("Cancelled")),
+        "{job}"
+    );
+    for copy in &copies {
+        assert!(!b.snapshot_exists(WEST, copy).await, "copy {copy} deleted");
+    }
+
+    // Cancel an in-place restore: it stops, and the instances it stopped run again.
+    let ev = http_event(
+        "restore.json",
+        &[("BACKUP_ID", &kept_id)],
+        Some(&json!({"mode": "in_place", "safety_backup": false})),
+    );
+    let (status, restore) = http_answer(&restore::handle(app.clone(), ev).await.unwrap());
+    assert_eq!(status, 202, "{restore}");
+    let restore_id = restore["restore_id"].as_str().unwrap().to_owned();
+    let (status, job) = admin(app, "POST", &format!("/jobs/{restore_id}/cancel"), Some(json!({}))).await;
+    assert_eq!((status, job["status"].as_str()), (202, Some("Cancelled")), "{job}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        app.poll_active(Utc::now()).await.unwrap();
+        let r: snapnest::model::RestoreRecord = app.load(&restore_id).await.unwrap();
+        if r.phase == snapnest::model::RestorePhase::Done {
+            let states = app.clouds.home().describe_instances(&r.stopped_instance_ids).await.unwrap();
+            assert!(states.iter().all(|(_, s)| *s == snapnest::cloud::InstanceState::Running), "{states:?}");
+            assert_eq!(r.status, JobStatus::Cancelled);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{r:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Expiry: the expired point leaves the capacity at once and an expiry job is listed.
+    app.expire_due(Utc::now() + chrono::Duration::days(2)).await.unwrap();
+    let (_, capacity) = admin(app, "GET", &format!("/service-instances/{}/capacity", b.si), None).await;
+    assert!(capacity["backup_points"].as_u64().unwrap() < 3, "{capacity}");
+    let points_left = capacity["backup_points"].as_u64().unwrap();
+    let (_, kept_after) = admin(app, "GET", &format!("/backups/{kept_id}"), None).await;
+    assert_eq!(kept_after["status"], "Expired");
+    assert!(points_left <= 2);
+
+    // The jobs list: every kind, newest first, filters, pages of 2 that list each job once.
+    let (status, all) = admin(app, "GET", "/jobs", None).await;
+    assert_eq!(status, 200);
+    let kinds: std::collections::HashSet<&str> =
+        all["items"].as_array().unwrap().iter().filter_map(|j| j["kind"].as_str()).collect();
+    assert_eq!(kinds, ["backup", "restore", "replication", "expiry"].into_iter().collect());
+    let times: Vec<&str> = all["items"].as_array().unwrap().iter().map(|j| j["started_at"].as_str().unwrap()).collect();
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(times, sorted, "newest first");
+    let (_, cancelled_backups) = admin(app, "GET", "/jobs?kind=backup&status=Cancelled", None).await;
+    assert_eq!(cancelled_backups["items"].as_array().unwrap().len(), 2);
+    let mut paged = Vec::new();
+    let mut path = "/jobs?limit=2".to_owned();
+    loop {
+        let (_, page) = admin(app, "GET", &path, None).await;
+        paged.extend(page["items"].as_array().unwrap().iter().map(|j| j["job_id"].as_str().unwrap().to_owned()));
+        match page["next_token"].as_str() {
+            Some(next) => path = format!("/jobs?limit=2&next_token={next}"),
+            None => break,
+        }
+    }
+    let every: Vec<String> =
+        all["items"].as_array().unwrap().iter().map(|j| j["job_id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(paged, every);
+    let (status, bad) = admin(app, "GET", "/jobs?kind=snapshot", None).await;
+    assert_eq!((status, bad["error"].as_str()), (400, Some("InvalidKind")));
+}
+
+#[tokio::test]
+async fn jobs_cancel_and_capacity_on_the_simulated_cloud() {
+    jobs_cancel_and_capacity(&Backend::simulated().await).await;
+}
+
+#[tokio::test]
+async fn jobs_cancel_and_capacity_on_moto() {
+    jobs_cancel_and_capacity(&Backend::moto("jobs").await).await;
+}
