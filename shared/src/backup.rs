@@ -495,14 +495,7 @@ impl Snapnest {
         cursor: Option<&str>,
     ) -> Result<(Vec<BackupRecord>, Option<String>)> {
         validate::identifier("service instance id", service_instance_id)?;
-        let page = self
-            .store
-            .list_owned(crate::store::Collection::Backups, service_instance_id, limit, cursor)
-            .await
-            .map_err(|e| match e {
-            StoreError::BadCursor => Error::bad_request("InvalidNextToken", "next_token is not one this API returned"),
-            other => other.into(),
-        })?;
+        let page = self.store.list_owned(crate::store::Collection::Backups, service_instance_id, limit, cursor).await?;
         let records = page.documents.into_iter().map(crate::records::from_document).collect::<Result<_>>()?;
         Ok((records, page.next_cursor))
     }

@@ -55,6 +55,7 @@ impl From<StoreError> for Error {
                 "ConcurrentModification",
                 format!("{collection} '{id}' was changed by another request; read it again and retry"),
             ),
+            StoreError::BadCursor => Self::bad_request("InvalidNextToken", "next_token is not one this API returned"),
             other => Self::Store(other),
         }
     }

@@ -17,7 +17,7 @@ use crate::model::{BackupRecord, ResourceKind, RestorePhase, RestoreRecord, Time
 use crate::records::{from_document, StoredRecord};
 use crate::retention::ExpirySummary;
 use crate::status::{ItemStatus, JobStatus};
-use crate::store::{Collection, Document, StoreError};
+use crate::store::{Collection, Document};
 use crate::validate;
 use crate::Snapnest;
 
@@ -98,15 +98,6 @@ impl StoredRecord for ExpiryRun {
     }
     fn created_at(&self) -> Timestamp {
         self.started_at
-    }
-    fn active(&self) -> bool {
-        false
-    }
-    fn due_at(&self) -> Option<Timestamp> {
-        None
-    }
-    fn lock(&self) -> Option<String> {
-        None
     }
 }
 
@@ -239,14 +230,7 @@ impl Snapnest {
             let mut documents = Vec::new();
             let mut frontier: Option<(i64, String)> = None;
             for &collection in &collections {
-                let page = self.store.list_collection(collection, limit.max(10), cursor.as_deref()).await.map_err(
-                    |e| match e {
-                        StoreError::BadCursor => {
-                            Error::bad_request("InvalidNextToken", "next_token is not one this API returned")
-                        }
-                        other => other.into(),
-                    },
-                )?;
+                let page = self.store.list_collection(collection, limit.max(10), cursor.as_deref()).await?;
                 if page.next_cursor.is_some() {
                     if let Some(last) = page.documents.last().map(position) {
                         frontier = Some(frontier.map_or(last.clone(), |f: (i64, String)| f.max(last)));

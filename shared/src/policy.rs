@@ -132,15 +132,9 @@ impl StoredRecord for Policy {
     fn created_at(&self) -> Timestamp {
         self.created_at
     }
-    fn active(&self) -> bool {
-        false
-    }
     fn due_at(&self) -> Option<Timestamp> {
         // Suspended policies stay in the due index so the tick can say they were skipped.
         Some(self.next_run_at)
-    }
-    fn lock(&self) -> Option<String> {
-        None
     }
 }
 
@@ -308,7 +302,7 @@ impl Snapnest {
 
     /// A page of policies, newest first.
     pub async fn list_policies(&self, limit: usize, cursor: Option<&str>) -> Result<(Vec<Policy>, Option<String>)> {
-        let page = self.store.list_collection(Collection::Policies, limit, cursor).await.map_err(bad_cursor)?;
+        let page = self.store.list_collection(Collection::Policies, limit, cursor).await?;
         let policies = page.documents.into_iter().map(from_document).collect::<Result<_>>()?;
         Ok((policies, page.next_cursor))
     }
@@ -470,13 +464,6 @@ impl Snapnest {
             Err(Error::Conflict { .. }) => Ok(()),
             other => other,
         }
-    }
-}
-
-fn bad_cursor(e: StoreError) -> Error {
-    match e {
-        StoreError::BadCursor => Error::bad_request("InvalidNextToken", "next_token is not one this API returned"),
-        other => other.into(),
     }
 }
 

@@ -23,9 +23,18 @@ pub trait StoredRecord: Serialize + DeserializeOwned + Send + Sync {
     fn set_version(&mut self, version: u64);
     fn owner(&self) -> &str;
     fn created_at(&self) -> Timestamp;
-    fn active(&self) -> bool;
-    fn due_at(&self) -> Option<Timestamp>;
-    fn lock(&self) -> Option<String>;
+    /// In the store's index of records a scheduled function has work on.
+    fn active(&self) -> bool {
+        false
+    }
+    /// In the store's index of due times until then.
+    fn due_at(&self) -> Option<Timestamp> {
+        None
+    }
+    /// The lock the record holds while set.
+    fn lock(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The lock key of the one running backup of a service instance.

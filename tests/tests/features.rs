@@ -107,7 +107,12 @@ async fn poll_until_finished(app: &Arc<Snapnest>, id: &str) -> BackupRecord {
     wait_for(app, id, false, finished).await
 }
 
-async fn wait_for(app: &Arc<Snapnest>, id: &str, replicate: bool, done: impl Fn(&BackupRecord) -> bool) -> BackupRecord {
+async fn wait_for(
+    app: &Arc<Snapnest>,
+    id: &str,
+    replicate: bool,
+    done: impl Fn(&BackupRecord) -> bool,
+) -> BackupRecord {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         app.poll_active(Utc::now()).await.unwrap();
@@ -214,7 +219,11 @@ async fn policies(b: &Backend) {
 
     // Due now: one tick runs the slot once; a retried tick and an overlapping one start nothing more.
     let now = start + chrono::Duration::seconds(1);
-    assert_eq!(app.run_due_policies(start - chrono::Duration::seconds(1)).await.unwrap().policies_due, 0, "not due yet");
+    assert_eq!(
+        app.run_due_policies(start - chrono::Duration::seconds(1)).await.unwrap().policies_due,
+        0,
+        "not due yet"
+    );
     let (first, retried) = tokio::join!(app.run_due_policies(now), app.run_due_policies(now));
     let started = first.unwrap().backups_started.max(retried.unwrap().backups_started);
     assert_eq!(started, 1);
