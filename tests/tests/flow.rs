@@ -275,6 +275,13 @@ async fn a_backup_whose_starter_died_is_finished_by_poll_status_without_duplicat
     assert_eq!(sim.snapshot_ids(REGION).unwrap().len(), snapshots_before + 4);
 }
 
+/// A second point of si-demo, finished, to make permanent.
+async fn create_never_expiring(app: &Arc<Snapnest>) -> (u16, Value) {
+    let (status, created) = start_backup(app, "si-demo", json!({"retention_days": 2})).await;
+    poll_until_done(app, "admin-api-get-backup.json", "BACKUP_ID", created["backup_id"].as_str().unwrap()).await;
+    (status, created)
+}
+
 async fn created_id(app: &Arc<Snapnest>) -> String {
     let (_, list) = get(app, "admin-api-list-backups.json", "si-demo", "si-demo").await;
     list["items"][0]["backup_id"].as_str().unwrap().to_owned()
@@ -303,18 +310,40 @@ async fn retention_extends_never_shortens_and_expiry_deletes_only_due_points() {
     let (status, _) = http_answer(&admin_api::handle(app.clone(), patch(json!({"extend_days": 65536}))).await.unwrap());
     assert_eq!(status, 400, "the total may not pass 65,536 days");
 
+    // Never expiring, then no date can shorten it; a permanent point is never due.
+    let (_, never) = create_never_expiring(&app).await;
+    let never_id = never["backup_id"].as_str().unwrap().to_owned();
+    let patch_never =
+        |body: Value| http_event("admin-api-change-retention.json", &[("BACKUP_ID", &never_id)], Some(&body));
+    let (status, forever) =
+        http_answer(&admin_api::handle(app.clone(), patch_never(json!({"never_expire": true}))).await.unwrap());
+    assert_eq!((status, forever["expires_at"].clone()), (200, Value::Null), "{forever}");
+    let (status, _) =
+        http_answer(&admin_api::handle(app.clone(), patch_never(json!({"extend_days": 1}))).await.unwrap());
+    assert_eq!(status, 409);
+
     // Not due yet: nothing happens.
     let summary = expire_retention::handle(app.clone(), event("expire-retention.json")).await.unwrap();
     assert_eq!(summary["points_expired"], 0);
     // Due four days later (through the domain with a later clock): deleted, one released.
+    // One snapshot is used by an AMI (released, kept), one was deleted behind snapnest's back.
     let used = backup["items"][1]["snapshot_id"].as_str().unwrap();
     sim.tamper_snapshot(REGION, used, Some("ami-0123")).unwrap();
+    let vanished = backup["items"][2]["snapshot_id"].as_str().unwrap();
+    sim.tamper_snapshot(REGION, vanished, None).unwrap();
     let summary = app.expire_due(chrono::Utc::now() + chrono::Duration::days(4)).await.unwrap();
-    assert_eq!((summary.points_expired, summary.snapshots_deleted, summary.snapshots_released), (1, 6, 1));
+    assert_eq!((summary.points_expired, summary.snapshots_deleted, summary.snapshots_released), (1, 5, 1));
+    assert_eq!(summary.points_damaged, 1);
     let (_, expired) = get(&app, "admin-api-get-backup.json", "BACKUP_ID", &id).await;
     assert_eq!(expired["status"], "Expired");
+    assert_eq!(expired["damaged"], true);
     assert_eq!(expired["items"][1]["released"], true);
-    assert_eq!(sim.snapshot_ids(REGION).unwrap(), vec![used.to_owned()]);
+    assert!(expired["items"][2]["error"].as_str().unwrap().contains("deleted outside snapnest"));
+    let left = sim.snapshot_ids(REGION).unwrap();
+    for item in backup["items"].as_array().unwrap() {
+        let snapshot = item["snapshot_id"].as_str().unwrap();
+        assert_eq!(left.iter().any(|s| s == snapshot), snapshot == used, "{snapshot}");
+    }
     // Read through the due index: a second run finds nothing.
     let again = app.expire_due(chrono::Utc::now() + chrono::Duration::days(4)).await.unwrap();
     assert_eq!(again.points_expired, 0);
