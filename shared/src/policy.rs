@@ -289,7 +289,15 @@ impl Snapnest {
         match &request.targets {
             Some(targets) if !targets.is_empty() => {
                 let attach = TargetsRequest { attach: targets.clone(), detach: Vec::new() };
-                self.change_targets(&policy.policy_id, &attach, now).await
+                match self.change_targets(&policy.policy_id, &attach, now).await {
+                    Ok(attached) => Ok(attached),
+                    // A refused request leaves nothing behind: the policy goes again.
+                    Err(refused) => {
+                        let current: Policy = self.load(&policy.policy_id).await?;
+                        self.store.delete(Collection::Policies, &policy.policy_id, current.version).await?;
+                        Err(refused)
+                    }
+                }
             }
             _ => Ok(policy),
         }

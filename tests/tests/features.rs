@@ -216,6 +216,18 @@ async fn policies(b: &Backend) {
         admin(app, "POST", &format!("/policies/{other_id}/targets"), Some(json!({"attach": [b.si]}))).await;
     assert_eq!(status, 409, "{e}");
     assert!(e["message"].as_str().unwrap().contains(&policy_id), "the message names the holder: {e}");
+    // Creating a policy with a target another policy holds writes nothing.
+    let (_, before) = admin(app, "GET", "/policies", None).await;
+    let (status, _) = admin(
+        app,
+        "POST",
+        "/policies",
+        Some(json!({"name": "z", "interval_days": 1, "retention_days": 3, "targets": [b.si]})),
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (_, after) = admin(app, "GET", "/policies", None).await;
+    assert_eq!(before["items"].as_array().unwrap().len(), after["items"].as_array().unwrap().len());
 
     // Due now: one tick runs the slot once; a retried tick and an overlapping one start nothing more.
     let now = start + chrono::Duration::seconds(1);
