@@ -511,7 +511,10 @@ fn log_finished(record: &BackupRecord) {
         .filter(|i| i.status == ItemStatus::Failed)
         .map(|i| format!("{}: {}", i.resource_id, i.error.as_deref().unwrap_or("unknown")))
         .collect();
+    // CloudWatch extracts a metric only from a log line whose top level is the embedded
+    // metric format object, so it is printed on its own line, not as a tracing field.
     let emf = serde_json::json!({
+        "level": "INFO",
         "_aws": {
             "Timestamp": chrono::Utc::now().timestamp_millis(),
             "CloudWatchMetrics": [{
@@ -524,10 +527,11 @@ fn log_finished(record: &BackupRecord) {
         "BackupFailed": failed,
         "BackupSnapshotBytes": record.snapshot_bytes,
     });
+    println!("{emf}");
     if failed == 1 {
-        warn!(backup_id = %record.backup_id, service_instance_id = %record.service_instance_id, status = record.status.as_str(), failed_items = ?failed_items, metrics = %emf, "backup finished with failures");
+        warn!(backup_id = %record.backup_id, service_instance_id = %record.service_instance_id, status = record.status.as_str(), failed_items = ?failed_items, "backup finished with failures");
     } else {
-        info!(backup_id = %record.backup_id, service_instance_id = %record.service_instance_id, status = record.status.as_str(), snapshot_bytes = record.snapshot_bytes, metrics = %emf, "backup finished");
+        info!(backup_id = %record.backup_id, service_instance_id = %record.service_instance_id, status = record.status.as_str(), snapshot_bytes = record.snapshot_bytes, "backup finished");
     }
 }
 

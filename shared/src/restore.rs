@@ -213,7 +213,9 @@ impl Snapnest {
             let outcome = match phase {
                 RestorePhase::SafetyBackup => self.safety_backup_step(&mut record, now).await,
                 RestorePhase::StoppingInstances => stop_step(&mut record, cloud.as_ref()).await,
-                RestorePhase::Restoring => restore_items_step(&mut record, cloud.as_ref()).await,
+                RestorePhase::Restoring => {
+                    restore_items_step(&mut record, cloud.as_ref(), &self.settings.tag_key).await
+                }
                 RestorePhase::StartingInstances => start_step(&mut record, cloud.as_ref()).await,
                 RestorePhase::Done => Ok(()),
             };
@@ -292,14 +294,21 @@ fn instance_ids(record: &RestoreRecord) -> Vec<String> {
     ids
 }
 
-fn restore_tags(record: &RestoreRecord, source: &str) -> Tags {
-    Tags::from([
+/// Tags on what a restore creates: snapnest's and, in place, the service instance's own tag,
+/// so the next backup's discovery finds a database restored under its original id (a clone
+/// is not part of the service instance).
+fn restore_tags(record: &RestoreRecord, source: &str, tag_key: &str) -> Tags {
+    let mut tags = Tags::from([
         (tag::RESTORE_ID.to_owned(), record.restore_id.clone()),
         (tag::SERVICE_INSTANCE.to_owned(), record.service_instance_id.clone()),
         (tag::BACKUP_ID.to_owned(), record.backup_id.clone()),
         (tag::SOURCE_VOLUME.to_owned(), source.to_owned()),
         (tag::MANAGED.to_owned(), "true".to_owned()),
-    ])
+    ]);
+    if record.mode == RestoreMode::InPlace {
+        tags.insert(tag_key.to_owned(), record.service_instance_id.clone());
+    }
+    tags
 }
 
 async fn stop_step(record: &mut RestoreRecord, cloud: &dyn Cloud) -> Result<()> {
@@ -359,14 +368,14 @@ async fn start_step(record: &mut RestoreRecord, cloud: &dyn Cloud) -> Result<()>
     Ok(())
 }
 
-async fn restore_items_step(record: &mut RestoreRecord, cloud: &dyn Cloud) -> Result<()> {
+async fn restore_items_step(record: &mut RestoreRecord, cloud: &dyn Cloud, tag_key: &str) -> Result<()> {
     let in_place = record.mode == RestoreMode::InPlace;
     let suffix = short(&record.restore_id);
     for n in 0..record.items.len() {
         if record.items[n].status.is_terminal() {
             continue;
         }
-        let tags = restore_tags(record, &record.items[n].resource_id);
+        let tags = restore_tags(record, &record.items[n].resource_id, tag_key);
         let item = &mut record.items[n];
         let outcome = match item.kind {
             ResourceKind::Volume => advance_volume(item, cloud, in_place, &tags).await,

@@ -125,6 +125,10 @@ async fn the_whole_flow_on_dynamodb_and_the_aws_apis() {
         "the original identifier now names the restored database"
     );
     assert!(
+        serving.tag_list().iter().any(|t| t.key() == Some("service-instance-id") && t.value() == Some(si.as_str())),
+        "the restored database is still part of the service instance"
+    );
+    assert!(
         ids.iter().any(|id| id.starts_with(&format!("{}-old", moto.db_id))),
         "the replaced database is kept: {ids:?}"
     );

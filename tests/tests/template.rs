@@ -1,0 +1,515 @@
+//! `template.yaml` (the AWS SAM deployment) checked against the code, so that a new
+//! function, route, variable or cloud call cannot be forgotten in it:
+//!
+//! 1. cfn-lint passes with nothing to say;
+//! 2. one function per package of `functions/`, and no other;
+//! 3. every deployed variable is set on every function, and the code reads no variable
+//!    that is neither deployed nor local-only;
+//! 4. no IAM action has a wildcard, and every destructive action is granted only under a
+//!    condition on the resource's tags;
+//! 5. the HTTP API's events are exactly `snapnest::api::ROUTES`, all authenticated;
+//! 6. `cargo lambda watch`'s router (Cargo.toml) sends each route to the same function.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Map, Value};
+use snapnest_e2e::moto::{repo_root, tools_bin};
+use snapnest_e2e::template::load_template;
+
+/// Actions that destroy, detach or change something snapnest did not necessarily make:
+/// granted only in statements with a `Condition` on the resource's tags.
+const DESTRUCTIVE_ACTIONS: &[&str] = &[
+    "ec2:DeleteSnapshot",
+    "ec2:DetachVolume",
+    "ec2:AttachVolume",
+    "ec2:StopInstances",
+    "ec2:StartInstances",
+    "ec2:RebootInstances",
+    "ec2:TerminateInstances",
+    "ec2:DeleteVolume",
+    "ec2:ModifyInstanceAttribute",
+    "ec2:DeleteTags",
+    "rds:DeleteDBSnapshot",
+    "rds:DeleteDBInstance",
+    "rds:ModifyDBInstance",
+    "rds:StopDBInstance",
+    "rds:StartDBInstance",
+    "rds:RebootDBInstance",
+    "rds:RemoveTagsFromResource",
+];
+
+fn template() -> Value {
+    load_template(&repo_root().join("template.yaml"))
+}
+
+fn resources(template: &Value) -> &Map<String, Value> {
+    template["Resources"].as_object().expect("template.yaml has Resources")
+}
+
+/// The `AWS::Serverless::Function` resources by logical id.
+fn functions(template: &Value) -> BTreeMap<String, Value> {
+    resources(template)
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+        .map(|(id, r)| (id.clone(), r.clone()))
+        .collect()
+}
+
+/// The package a function is built from (`Metadata.BuildProperties.Binary`).
+fn binary_of(function: &Value) -> String {
+    function["Metadata"]["BuildProperties"]["Binary"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a function without Metadata.BuildProperties.Binary: {function}"))
+        .to_owned()
+}
+
+/// A function property with the SAM `Globals.Function` value merged in (maps merged,
+/// the function's own keys winning), as SAM does.
+fn merged_property(template: &Value, function: &Value, name: &str) -> Value {
+    fn merge(global: &Value, local: &Value) -> Value {
+        match (global, local) {
+            (Value::Object(g), Value::Object(l)) if !is_intrinsic(g) && !is_intrinsic(l) => {
+                let mut merged = g.clone();
+                for (key, value) in l {
+                    let combined = match g.get(key) {
+                        Some(existing) => merge(existing, value),
+                        None => value.clone(),
+                    };
+                    merged.insert(key.clone(), combined);
+                }
+                Value::Object(merged)
+            }
+            (Value::Array(g), Value::Array(l)) => Value::Array(g.iter().chain(l).cloned().collect()),
+            (global, Value::Null) => global.clone(),
+            (_, local) => local.clone(),
+        }
+    }
+    merge(&template["Globals"]["Function"][name], &function["Properties"][name])
+}
+
+fn is_intrinsic(map: &Map<String, Value>) -> bool {
+    map.len() == 1 && map.keys().all(|k| k == "Ref" || k == "Condition" || k.starts_with("Fn::"))
+}
+
+/// The package names of `functions/*/Cargo.toml`.
+fn function_packages() -> BTreeSet<String> {
+    let dir = repo_root().join("functions");
+    let mut packages = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).expect("read functions/") {
+        let manifest = entry.expect("a functions/ entry").path().join("Cargo.toml");
+        if !manifest.exists() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&manifest).expect("read a function's Cargo.toml");
+        let parsed: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+        let name = parsed["package"]["name"].as_str().expect("[package] name").to_owned();
+        packages.insert(name);
+    }
+    packages
+}
+
+#[test]
+fn cfn_lint_passes_without_errors_or_warnings() {
+    let template = repo_root().join("template.yaml");
+    let output = Command::new(tools_bin().join("cfn-lint"))
+        .arg(&template)
+        .current_dir(repo_root())
+        .output()
+        .expect("run cfn-lint from .tools/venv");
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && said.trim().is_empty(), "cfn-lint {}:\n{said}", template.display());
+}
+
+#[test]
+fn every_function_package_has_exactly_one_function_and_no_other() {
+    let template = template();
+    let packages = function_packages();
+    assert!(packages.len() >= 6, "functions/ holds the six function packages: {packages:?}");
+    let mut built: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (id, function) in functions(&template) {
+        built.entry(binary_of(&function)).or_default().push(id.clone());
+        assert_eq!(function["Metadata"]["BuildMethod"], "rust-cargolambda", "{id}: built with cargo-lambda");
+        assert_eq!(function["Properties"]["CodeUri"], ".", "{id}: CodeUri is the workspace root");
+        assert_eq!(merged_property(&template, &function, "Runtime"), "provided.al2023", "{id}: Runtime");
+        assert_eq!(merged_property(&template, &function, "Handler"), "bootstrap", "{id}: Handler");
+        assert_eq!(merged_property(&template, &function, "Architectures"), json!(["arm64"]), "{id}: Architectures");
+    }
+    for package in &packages {
+        match built.get(package).map(Vec::as_slice) {
+            Some([_]) => {}
+            Some(many) => panic!("package {package} is built by more than one function: {many:?}"),
+            None => panic!("package functions/{package} has no AWS::Serverless::Function in template.yaml"),
+        }
+    }
+    for (binary, ids) in &built {
+        assert!(packages.contains(binary), "{ids:?} build {binary}, which is no package in functions/");
+    }
+}
+
+#[test]
+fn every_deployed_variable_is_set_on_every_function_and_none_is_unlisted() {
+    let template = template();
+    let deployed = snapnest::config::DEPLOYED_VARIABLES;
+    let local = snapnest::config::LOCAL_VARIABLES;
+    let functions = functions(&template);
+    assert!(!functions.is_empty());
+    for (id, function) in &functions {
+        let environment = merged_property(&template, function, "Environment");
+        let variables = environment["Variables"].as_object().cloned().unwrap_or_default();
+        for name in deployed {
+            let value = variables.get(*name).unwrap_or_else(|| panic!("{id} does not set {name}"));
+            assert!(!value.is_null(), "{id}: {name} is null");
+        }
+        for name in variables.keys() {
+            assert!(!name.starts_with("AWS_"), "{id} sets {name}: AWS_* variables are Lambda's own");
+            assert!(!local.contains(&name.as_str()), "{id} sets {name}, a local-only variable");
+        }
+        // AWS_LAMBDA_LOG_FORMAT=JSON (which the runtime reads) comes from LoggingConfig, into
+        // a log group of the template that has a retention.
+        let logging = merged_property(&template, function, "LoggingConfig");
+        assert_eq!(logging["LogFormat"], "JSON", "{id}: LoggingConfig.LogFormat");
+        let group = logging["LogGroup"]["Ref"].as_str().unwrap_or_else(|| panic!("{id}: LoggingConfig.LogGroup"));
+        let group = &resources(&template)[group];
+        assert_eq!(group["Type"], "AWS::Logs::LogGroup", "{id}: its log group");
+        assert!(!group["Properties"]["RetentionInDays"].is_null(), "{id}: its log group has a retention");
+    }
+
+    // The variables the code reads: every complete "SNAPNEST_…" string literal in the
+    // domain crate and the functions.
+    let root = repo_root();
+    let mut sources = Vec::new();
+    rust_files(&root.join("shared/src"), &mut sources);
+    rust_files(&root.join("functions"), &mut sources);
+    let mut found = BTreeSet::new();
+    for file in &sources {
+        let text = std::fs::read_to_string(file).expect("read a source file");
+        for name in snapnest_literals(&text) {
+            found.insert((name, file.strip_prefix(&root).unwrap_or(file).display().to_string()));
+        }
+    }
+    assert!(found.iter().any(|(name, _)| name == "SNAPNEST_TABLE"), "the scan finds the variables the code reads");
+    for (name, file) in &found {
+        assert!(
+            deployed.contains(&name.as_str()) || local.contains(&name.as_str()),
+            "{file} reads {name}, which is in neither config::DEPLOYED_VARIABLES (set it in template.yaml) \
+             nor config::LOCAL_VARIABLES"
+        );
+    }
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != "target") {
+                rust_files(&path, out);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The names in string literals that are exactly a variable name: `"SNAPNEST_[A-Z0-9_]+"`.
+fn snapnest_literals(text: &str) -> Vec<String> {
+    const PREFIX: &str = "\"SNAPNEST_";
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(PREFIX) {
+        let after = &rest[at + 1..];
+        let len =
+            after.find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')).unwrap_or(after.len());
+        if after[len..].starts_with('"') {
+            names.push(after[..len].to_owned());
+        }
+        rest = &after[len..];
+    }
+    names
+}
+
+/// Every IAM statement in the template, with where it is: SAM function `Policies`
+/// (and `Globals`), and the policy documents of `AWS::IAM::*` resources, including those
+/// written as a JSON string under `Fn::Sub`.
+fn iam_statements(template: &Value) -> Vec<(String, Value)> {
+    let mut statements = Vec::new();
+    let mut documents: Vec<(String, Value)> = Vec::new();
+    fn sam_policies(documents: &mut Vec<(String, Value)>, place: String, policies: &Value) {
+        let list = match policies {
+            Value::Null => return,
+            Value::Array(list) => list.clone(),
+            other => vec![other.clone()],
+        };
+        for (n, policy) in list.into_iter().enumerate() {
+            let place = format!("{place}.Policies[{n}]");
+            assert!(
+                policy.get("Statement").is_some(),
+                "{place}: only inline policy documents (no managed policy names or SAM policy templates, which \
+                 hide their actions): {policy}"
+            );
+            documents.push((place, policy));
+        }
+    }
+    sam_policies(&mut documents, "Globals.Function".into(), &template["Globals"]["Function"]["Policies"]);
+    for (id, resource) in resources(template) {
+        let properties = &resource["Properties"];
+        match resource["Type"].as_str().unwrap_or_default() {
+            "AWS::Serverless::Function" | "AWS::Serverless::StateMachine" => {
+                sam_policies(&mut documents, id.clone(), &properties["Policies"])
+            }
+            "AWS::IAM::Role" => {
+                documents
+                    .push((format!("{id}.AssumeRolePolicyDocument"), properties["AssumeRolePolicyDocument"].clone()));
+                for (n, policy) in properties["Policies"].as_array().into_iter().flatten().enumerate() {
+                    documents.push((format!("{id}.Policies[{n}]"), policy["PolicyDocument"].clone()));
+                }
+            }
+            "AWS::IAM::Policy"
+            | "AWS::IAM::ManagedPolicy"
+            | "AWS::IAM::RolePolicy"
+            | "AWS::IAM::UserPolicy"
+            | "AWS::IAM::GroupPolicy" => {
+                documents.push((format!("{id}.PolicyDocument"), properties["PolicyDocument"].clone()));
+            }
+            _ => {}
+        }
+    }
+    for (place, document) in documents {
+        let document = policy_document(&place, document);
+        let list = match &document["Statement"] {
+            Value::Array(list) => list.clone(),
+            Value::Object(_) => vec![document["Statement"].clone()],
+            other => panic!("{place}: Statement is {other}"),
+        };
+        for (n, statement) in list.into_iter().enumerate() {
+            let sid = statement["Sid"].as_str().map(|s| format!(" ({s})")).unwrap_or_default();
+            statements.push((format!("{place}.Statement[{n}]{sid}"), statement));
+        }
+    }
+    statements
+}
+
+/// A policy document as an object; a JSON string (plain or under `Fn::Sub`, its `${…}`
+/// references replaced by a placeholder) is parsed.
+fn policy_document(place: &str, document: Value) -> Value {
+    let text = match &document {
+        Value::Object(map) if map.contains_key("Statement") => return document,
+        Value::String(text) => text.clone(),
+        Value::Object(map) => match map.get("Fn::Sub") {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Array(parts)) => parts[0].as_str().unwrap_or_default().to_owned(),
+            _ => panic!("{place}: a policy document the test cannot read: {document}"),
+        },
+        other => panic!("{place}: a policy document the test cannot read: {other}"),
+    };
+    let mut substituted = String::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("${") {
+        substituted.push_str(&rest[..at]);
+        let end = rest[at..].find('}').map(|e| at + e).unwrap_or_else(|| panic!("{place}: unclosed ${{"));
+        let name = &rest[at + 2..end];
+        substituted.push_str(&name.strip_prefix('!').map(|n| format!("${{{n}}}")).unwrap_or_else(|| "X".into()));
+        rest = &rest[end + 1..];
+    }
+    substituted.push_str(rest);
+    serde_json::from_str(&substituted).unwrap_or_else(|e| panic!("{place}: the policy JSON does not parse: {e}"))
+}
+
+fn string_list(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => {
+            items.iter().map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string())).collect()
+        }
+        Value::Null => Vec::new(),
+        other => vec![other.to_string()],
+    }
+}
+
+#[test]
+fn no_wildcard_actions_and_destructive_actions_only_on_tagged_resources() {
+    let template = template();
+    let statements = iam_statements(&template);
+    // Every function has its own policy; the scan must see them.
+    for (id, function) in functions(&template) {
+        assert!(
+            statements.iter().any(|(place, _)| place.starts_with(&format!("{id}.Policies"))),
+            "{id} has no inline policy of its own"
+        );
+        assert!(function["Properties"]["Role"].is_null(), "{id}: a Role from elsewhere escapes these checks");
+    }
+    let mut destructive_granted = BTreeSet::new();
+    for (place, statement) in &statements {
+        assert!(statement.get("NotAction").is_none(), "{place}: NotAction grants everything else");
+        let actions = string_list(&statement["Action"]);
+        assert!(!actions.is_empty(), "{place}: a statement without Action");
+        for action in &actions {
+            assert!(!action.contains('*') && !action.contains('?'), "{place}: wildcard action {action}");
+            assert!(action.contains(':') && !action.starts_with('{'), "{place}: not a literal action: {action}");
+        }
+        if statement["Effect"] != "Allow" {
+            continue;
+        }
+        // Resource "*" only for what supports no resource-level permissions: the describes.
+        if string_list(&statement["Resource"]).iter().any(|r| r == "*") && !place.contains("AssumeRolePolicyDocument") {
+            for action in &actions {
+                let verb = action.split(':').nth(1).unwrap_or_default();
+                assert!(verb.starts_with("Describe"), "{place}: {action} on Resource \"*\"");
+            }
+        }
+        for action in actions.iter().filter(|a| DESTRUCTIVE_ACTIONS.contains(&a.as_str())) {
+            destructive_granted.insert(action.clone());
+            let condition = statement["Condition"].as_object().filter(|c| !c.is_empty());
+            let condition = condition.unwrap_or_else(|| panic!("{place}: {action} without a Condition"));
+            let on_tags = condition.values().filter_map(Value::as_object).flat_map(|keys| keys.keys()).any(|key| {
+                key.starts_with("aws:ResourceTag/") || key.starts_with("ec2:ResourceTag/") || key.contains("-tag/")
+            });
+            assert!(on_tags, "{place}: {action} is conditioned, but not on the resource's tags: {statement}");
+        }
+    }
+    // The conditions above are only worth something if the grants exist at all.
+    for action in ["ec2:DeleteSnapshot", "rds:DeleteDBSnapshot", "ec2:StopInstances", "rds:ModifyDBInstance"] {
+        assert!(destructive_granted.contains(action), "{action} is granted nowhere: is the scan reading the policies?");
+    }
+}
+
+/// Every `HttpApi` event: (method, path) → (function logical id, event properties).
+fn http_events(template: &Value) -> BTreeMap<(String, String), Vec<(String, Value)>> {
+    let mut events: BTreeMap<(String, String), Vec<(String, Value)>> = BTreeMap::new();
+    for (id, function) in functions(template) {
+        for (name, event) in function["Properties"]["Events"].as_object().into_iter().flatten() {
+            if event["Type"] != "HttpApi" {
+                continue;
+            }
+            let properties = &event["Properties"];
+            let method = properties["Method"].as_str().unwrap_or_else(|| panic!("{id}.{name}: no Method"));
+            let path = properties["Path"].as_str().unwrap_or_else(|| panic!("{id}.{name}: no Path"));
+            events
+                .entry((method.to_ascii_uppercase(), path.to_owned()))
+                .or_default()
+                .push((id.clone(), properties.clone()));
+        }
+    }
+    events
+}
+
+#[test]
+fn the_http_api_has_exactly_the_routes_of_the_code_and_all_are_authenticated() {
+    let template = template();
+    let events = http_events(&template);
+    let routes: BTreeSet<(String, String)> =
+        snapnest::api::ROUTES.iter().map(|(method, path)| (method.to_ascii_uppercase(), (*path).to_owned())).collect();
+
+    // The API: IAM by default; the JWT authorizer only through the AuthMode condition.
+    let apis: Vec<(&String, &Value)> =
+        resources(&template).iter().filter(|(_, r)| r["Type"] == "AWS::Serverless::HttpApi").collect();
+    assert_eq!(apis.len(), 1, "one HTTP API");
+    let (api_id, api) = apis[0];
+    let auth = &api["Properties"]["Auth"];
+    assert_eq!(auth["DefaultAuthorizer"], "AWS_IAM", "{api_id}: IAM authorization by default");
+    assert_eq!(auth["EnableIamAuthorizer"], true, "{api_id}: the IAM authorizer is enabled");
+    let jwt_or_iam = json!({ "Fn::If": ["UseJwt", [{ "SnapnestJwt": [] }], [{ "AWS_IAM": [] }]] });
+
+    let mut problems = Vec::new();
+    for ((method, path), handlers) in &events {
+        if !routes.contains(&(method.clone(), path.clone())) {
+            problems.push(format!("template event {method} {path} ({}) is not in api::ROUTES", handlers[0].0));
+        }
+        if handlers.len() > 1 {
+            problems.push(format!("{method} {path} is an event of more than one function: {handlers:?}"));
+        }
+        for (function, properties) in handlers {
+            // Without ApiId SAM puts the event on an implicit API without our authorizers.
+            if properties["ApiId"] != json!({ "Ref": api_id }) {
+                problems.push(format!("{function} {method} {path}: ApiId is not !Ref {api_id}"));
+            }
+            let authorizer = &properties["Auth"]["Authorizer"];
+            if !authorizer.is_null() && authorizer != "AWS_IAM" {
+                problems.push(format!(
+                    "{function} {method} {path}: Auth.Authorizer {authorizer} (anonymous or not the API's)"
+                ));
+            }
+        }
+        // The route's declaration in DefinitionBody, which picks IAM or JWT.
+        let declared = &api["Properties"]["DefinitionBody"]["paths"][path][method.to_ascii_lowercase()];
+        if declared["security"] != jwt_or_iam {
+            problems.push(format!(
+                "{method} {path}: DefinitionBody security is {}, not {jwt_or_iam}",
+                declared["security"]
+            ));
+        }
+    }
+    for (method, path) in &routes {
+        if !events.contains_key(&(method.clone(), path.clone())) {
+            problems.push(format!("api::ROUTES has {method} {path}, which has no HttpApi event in template.yaml"));
+        }
+    }
+    for (path, item) in api["Properties"]["DefinitionBody"]["paths"].as_object().into_iter().flatten() {
+        for method in item.as_object().into_iter().flatten().map(|(m, _)| m.to_ascii_uppercase()) {
+            if !events.contains_key(&(method.clone(), path.clone())) {
+                problems.push(format!("DefinitionBody declares {method} {path}, which no function serves"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "HTTP routes of template.yaml vs snapnest::api::ROUTES:\n  {}", problems.join("\n  "));
+}
+
+#[test]
+fn the_cargo_lambda_watch_router_sends_each_route_to_the_function_of_the_template() {
+    let template = template();
+    let events = http_events(&template);
+    let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml")).expect("read Cargo.toml");
+    let manifest: toml::Table = toml::from_str(&manifest).expect("parse Cargo.toml");
+    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"]
+        .as_table()
+        .expect("[workspace.metadata.lambda.watch.router] in Cargo.toml");
+    assert!(!router.is_empty());
+    let functions = functions(&template);
+    let mut checked = 0;
+    for (path, target) in router {
+        // `"/path" = "function"` (every method) or `"/path" = [{ method, function }, …]`.
+        let entries: Vec<(Option<String>, String)> = match target {
+            toml::Value::String(function) => vec![(None, function.clone())],
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|item| {
+                    let method = item.get("method").and_then(|m| m.as_str()).map(str::to_ascii_uppercase);
+                    let function = item.get("function").and_then(|f| f.as_str()).expect("a router entry's function");
+                    (method, function.to_owned())
+                })
+                .collect(),
+            other => panic!("router entry {path} = {other}"),
+        };
+        for (method, function) in entries {
+            let matching: Vec<_> = events
+                .iter()
+                .filter(|((m, p), _)| p == path && method.as_ref().is_none_or(|want| want == m))
+                .flat_map(|(_, handlers)| handlers)
+                .collect();
+            assert!(
+                !matching.is_empty(),
+                "router {} {path} has no HttpApi event in template.yaml",
+                method.as_deref().unwrap_or("*")
+            );
+            for (id, _) in matching {
+                assert_eq!(
+                    binary_of(&functions[id]),
+                    function,
+                    "router {} {path} runs {function}, the template's event is on {id}",
+                    method.as_deref().unwrap_or("*")
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
+}
+
+#[test]
+fn literal_scan_reads_only_whole_variable_names() {
+    let text = r#"get("SNAPNEST_STORE") "SNAPNEST_TABLE: required" x"SNAPNEST_SIM_FAULTS""#;
+    assert_eq!(snapnest_literals(text), ["SNAPNEST_STORE", "SNAPNEST_SIM_FAULTS"]);
+    let sub = json!({ "Fn::Sub": r#"{"Statement": [{"Action": "a:B", "Resource": "arn:${AWS::Partition}:x:${!Literal}"}]}"# });
+    assert_eq!(policy_document("p", sub)["Statement"][0]["Resource"], "arn:X:x:${Literal}");
+}
