@@ -271,7 +271,7 @@ impl Snapnest {
         Ok(())
     }
 
-    /// A page of restores of a service instance, newest first.
+    /// A restore record; 404 when there is none.
     pub async fn get_restore(&self, restore_id: &str) -> Result<RestoreRecord> {
         validate::identifier("restore id", restore_id)?;
         self.load(restore_id).await
