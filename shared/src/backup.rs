@@ -445,24 +445,12 @@ impl Snapnest {
     }
 
     async fn poll_snapshots(&self, record: &mut BackupRecord, cloud: &dyn Cloud, now: Timestamp) -> Result<()> {
-        let running = |kind| -> Vec<String> {
-            record
-                .items
-                .iter()
-                .filter(|i| i.status == ItemStatus::Running && i.kind == kind)
-                .filter_map(|i| i.snapshot_id.clone())
-                .collect()
-        };
-        let (volume_ids, db_ids) = (running(ResourceKind::Volume), running(ResourceKind::Database));
-        let mut reported: HashMap<String, SnapshotStatus> = HashMap::new();
-        if !volume_ids.is_empty() {
-            let found = retrying("describe_snapshots", || cloud.describe_snapshots(&volume_ids)).await?;
-            reported.extend(found.into_iter().map(|s| (s.snapshot_id.clone(), s)));
-        }
-        if !db_ids.is_empty() {
-            let found = retrying("describe_db_snapshots", || cloud.describe_db_snapshots(&db_ids)).await?;
-            reported.extend(found.into_iter().map(|s| (s.snapshot_id.clone(), s)));
-        }
+        let running = record
+            .items
+            .iter()
+            .filter(|i| i.status == ItemStatus::Running)
+            .filter_map(|i| Some((i.kind, i.snapshot_id.clone()?)));
+        let reported = describe_snapshots_of(cloud, running).await?;
         for item in record.items.iter_mut().filter(|i| i.status == ItemStatus::Running) {
             let Some(snapshot_id) = item.snapshot_id.clone() else { continue };
             match reported.get(&snapshot_id) {
@@ -499,6 +487,31 @@ impl Snapnest {
         let records = page.documents.into_iter().map(crate::records::from_document).collect::<Result<_>>()?;
         Ok((records, page.next_cursor))
     }
+}
+
+/// What the cloud reports of EBS and DB snapshots, by id, in one batched describe per kind
+/// (none for a kind with no id). Ids the cloud does not know are absent.
+pub(crate) async fn describe_snapshots_of(
+    cloud: &dyn Cloud,
+    snapshots: impl IntoIterator<Item = (ResourceKind, String)>,
+) -> Result<HashMap<String, SnapshotStatus>, CloudError> {
+    let (mut volume_ids, mut db_ids) = (Vec::new(), Vec::new());
+    for (kind, id) in snapshots {
+        match kind {
+            ResourceKind::Volume => volume_ids.push(id),
+            ResourceKind::Database => db_ids.push(id),
+        }
+    }
+    let mut reported = HashMap::new();
+    if !volume_ids.is_empty() {
+        let found = retrying("describe_snapshots", || cloud.describe_snapshots(&volume_ids)).await?;
+        reported.extend(found.into_iter().map(|s| (s.snapshot_id.clone(), s)));
+    }
+    if !db_ids.is_empty() {
+        let found = retrying("describe_db_snapshots", || cloud.describe_db_snapshots(&db_ids)).await?;
+        reported.extend(found.into_iter().map(|s| (s.snapshot_id.clone(), s)));
+    }
+    Ok(reported)
 }
 
 /// One structured line per finished point, with a CloudWatch embedded-metric block so a

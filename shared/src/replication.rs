@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::backup::{db_snapshot_name, snapshot_tags};
+use crate::backup::{db_snapshot_name, describe_snapshots_of, snapshot_tags};
 use crate::cloud::retry::retrying;
-use crate::cloud::{Cloud, CloudError, SnapshotState, SnapshotStatus};
+use crate::cloud::{Cloud, CloudError, SnapshotState};
 use crate::error::Result;
 use crate::model::{BackupRecord, ReplicaItem, ResourceKind};
 use crate::status::{ItemStatus, JobStatus};
@@ -157,23 +157,11 @@ async fn poll_copies(
     in_flight: &mut usize,
     (completed, failed): (&mut usize, &mut usize),
 ) -> Result<()> {
-    let running = |kind| -> Vec<String> {
-        items
-            .iter()
-            .filter(|i| i.status == ItemStatus::Running && i.kind == kind)
-            .filter_map(|i| i.replica_snapshot_id.clone())
-            .collect()
-    };
-    let (volumes, databases) = (running(ResourceKind::Volume), running(ResourceKind::Database));
-    let mut reported: HashMap<String, SnapshotStatus> = HashMap::new();
-    if !volumes.is_empty() {
-        let found = retrying("describe_snapshots", || destination.describe_snapshots(&volumes)).await?;
-        reported.extend(found.into_iter().map(|s| (s.snapshot_id.clone(), s)));
-    }
-    if !databases.is_empty() {
-        let found = retrying("describe_db_snapshots", || destination.describe_db_snapshots(&databases)).await?;
-        reported.extend(found.into_iter().map(|s| (s.snapshot_id.clone(), s)));
-    }
+    let running = items
+        .iter()
+        .filter(|i| i.status == ItemStatus::Running)
+        .filter_map(|i| Some((i.kind, i.replica_snapshot_id.clone()?)));
+    let reported = describe_snapshots_of(destination, running).await?;
     for item in items.iter_mut().filter(|i| i.status == ItemStatus::Running) {
         let id = item.replica_snapshot_id.clone().unwrap_or_default();
         let outcome = match reported.get(&id) {

@@ -183,9 +183,7 @@ impl Snapnest {
 
     /// In place: every instance the point covers must still exist (the seed's error otherwise).
     async fn check_instances_exist(&self, backup: &BackupRecord, items: &[RestoreItem]) -> Result<()> {
-        let mut ids: Vec<String> = items.iter().filter_map(|i| i.instance_id.clone()).collect();
-        ids.sort();
-        ids.dedup();
+        let ids = instance_ids(items);
         if ids.is_empty() {
             return Ok(());
         }
@@ -287,8 +285,9 @@ fn abort(record: &mut RestoreRecord, cause: String) {
     record.phase = RestorePhase::Done;
 }
 
-fn instance_ids(record: &RestoreRecord) -> Vec<String> {
-    let mut ids: Vec<String> = record.items.iter().filter_map(|i| i.instance_id.clone()).collect();
+/// The EC2 instances the items' volumes belong to, each once.
+fn instance_ids(items: &[RestoreItem]) -> Vec<String> {
+    let mut ids: Vec<String> = items.iter().filter_map(|i| i.instance_id.clone()).collect();
     ids.sort();
     ids.dedup();
     ids
@@ -312,7 +311,7 @@ fn restore_tags(record: &RestoreRecord, source: &str, tag_key: &str) -> Tags {
 }
 
 async fn stop_step(record: &mut RestoreRecord, cloud: &dyn Cloud) -> Result<()> {
-    let ids = instance_ids(record);
+    let ids = instance_ids(&record.items);
     let states = retrying("describe_instances", || cloud.describe_instances(&ids)).await?;
     let state_of = |id: &str| states.iter().find(|(i, _)| i == id).map(|(_, s)| *s);
     for item in record.items.iter_mut().filter(|i| i.status == ItemStatus::Pending) {
