@@ -12,7 +12,6 @@ use chrono::Duration;
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use crate::cloud::retry::retrying;
 use crate::cloud::{tag, Cloud, CloudError, Inventory, SnapshotState, SnapshotStatus, Tags, VolumeSelection};
 use crate::error::{Error, Result};
 use crate::model::{BackupItem, BackupRecord, Replication, ResourceKind, Selection, Timestamp, Trigger};
@@ -232,7 +231,7 @@ impl Snapnest {
         validate::identifier("service instance id", service_instance_id)?;
         let cloud = self.clouds.home();
         let plan = request.validate(cloud.region(), self.settings.default_retention_days, now)?;
-        let inventory = retrying("discover", || cloud.discover(&self.settings.tag_key, service_instance_id)).await?;
+        let inventory = cloud.discover(&self.settings.tag_key, service_instance_id).await?;
         let items = plan_items(&inventory, &plan.selection, service_instance_id)?;
 
         let mut record = BackupRecord {
@@ -289,11 +288,7 @@ impl Snapnest {
     async fn issue_snapshots(&self, record: &mut BackupRecord, cloud: &dyn Cloud, now: Timestamp) {
         let tags = snapshot_tags(record);
         // Snapshots a crashed earlier attempt already started carry the backup id: adopt them.
-        let adopted: HashMap<String, String> = match retrying("find_snapshots", || {
-            cloud.find_snapshots(tag::BACKUP_ID, &record.backup_id)
-        })
-        .await
-        {
+        let adopted: HashMap<String, String> = match cloud.find_snapshots(tag::BACKUP_ID, &record.backup_id).await {
             Ok(found) => found.into_iter().map(|s| (s.volume_id, s.snapshot_id)).collect(),
             Err(e) => {
                 warn!(backup_id = %record.backup_id, error = %e, "cannot look for earlier snapshots; will retry on the next poll");
@@ -327,7 +322,7 @@ impl Snapnest {
             record.items.iter_mut().filter(|i| i.status == ItemStatus::Pending && i.kind == ResourceKind::Database)
         {
             let name = db_snapshot_name(&record.backup_id, &item.resource_id);
-            match retrying("snapshot_database", || cloud.snapshot_database(&item.resource_id, &name, &tags)).await {
+            match cloud.snapshot_database(&item.resource_id, &name, &tags).await {
                 Ok(()) | Err(CloudError::AlreadyExists(_)) => {
                     item.snapshot_id = Some(name);
                     item.status = ItemStatus::Running;
@@ -360,7 +355,7 @@ impl Snapnest {
         } else {
             VolumeSelection::Only(positions.iter().map(|&n| record.items[n].resource_id.clone()).collect())
         };
-        match retrying("snapshot_instance", || cloud.snapshot_instance(instance_id, &volumes, tags)).await {
+        match cloud.snapshot_instance(instance_id, &volumes, tags).await {
             Ok(started) => {
                 let template = record.items[positions[0]].clone();
                 for snapshot in started {
@@ -398,7 +393,7 @@ impl Snapnest {
                 info!(backup_id = %record.backup_id, instance_id, %reason, "no consistent group; snapshotting volumes one by one");
                 for &n in positions {
                     let item = &mut record.items[n];
-                    match retrying("snapshot_volume", || cloud.snapshot_volume(&item.resource_id, tags)).await {
+                    match cloud.snapshot_volume(&item.resource_id, tags).await {
                         Ok(started) => {
                             item.snapshot_id = Some(started.snapshot_id);
                             item.status = ItemStatus::Running;
@@ -504,11 +499,11 @@ pub(crate) async fn describe_snapshots_of(
     }
     let mut reported = HashMap::new();
     if !volume_ids.is_empty() {
-        let found = retrying("describe_snapshots", || cloud.describe_snapshots(&volume_ids)).await?;
+        let found = cloud.describe_snapshots(&volume_ids).await?;
         reported.extend(found.into_iter().map(|s| (s.snapshot_id.clone(), s)));
     }
     if !db_ids.is_empty() {
-        let found = retrying("describe_db_snapshots", || cloud.describe_db_snapshots(&db_ids)).await?;
+        let found = cloud.describe_db_snapshots(&db_ids).await?;
         reported.extend(found.into_iter().map(|s| (s.snapshot_id.clone(), s)));
     }
     Ok(reported)

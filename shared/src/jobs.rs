@@ -10,7 +10,6 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::cloud::retry::retrying;
 use crate::cloud::{tag, Cloud, CloudResult, DeleteOutcome};
 use crate::error::{Error, Result};
 use crate::model::{BackupRecord, ResourceKind, RestorePhase, RestoreRecord, Timestamp};
@@ -315,7 +314,7 @@ impl Snapnest {
     pub(crate) async fn clean_up_cancelled(&self, mut backup: BackupRecord, now: Timestamp) -> Result<BackupRecord> {
         let cloud = self.clouds.region(&backup.region)?;
         let mut leftovers = 0;
-        let tagged = retrying("find_snapshots", || cloud.find_snapshots(tag::BACKUP_ID, &backup.backup_id)).await?;
+        let tagged = cloud.find_snapshots(tag::BACKUP_ID, &backup.backup_id).await?;
         let mut volume_snapshots: HashSet<String> = tagged.into_iter().map(|s| s.snapshot_id).collect();
         for item in backup.items.iter_mut() {
             let Some(id) = item.snapshot_id.clone() else { continue };
@@ -462,7 +461,7 @@ fn not_running(id: &str, status: JobStatus) -> Error {
 
 pub(crate) async fn delete(cloud: &dyn Cloud, kind: ResourceKind, snapshot_id: &str) -> CloudResult<DeleteOutcome> {
     match kind {
-        ResourceKind::Volume => retrying("delete_snapshot", || cloud.delete_snapshot(snapshot_id)).await,
-        ResourceKind::Database => retrying("delete_db_snapshot", || cloud.delete_db_snapshot(snapshot_id)).await,
+        ResourceKind::Volume => cloud.delete_snapshot(snapshot_id).await,
+        ResourceKind::Database => cloud.delete_db_snapshot(snapshot_id).await,
     }
 }

@@ -9,7 +9,6 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::backup::{db_snapshot_name, describe_snapshots_of, snapshot_tags};
-use crate::cloud::retry::retrying;
 use crate::cloud::{Cloud, CloudError, SnapshotState};
 use crate::error::Result;
 use crate::model::{BackupRecord, ReplicaItem, ResourceKind};
@@ -110,18 +109,12 @@ impl Snapnest {
                 break;
             }
             let started = match item.kind {
-                ResourceKind::Volume => retrying("copy_snapshot", || {
-                    destination.copy_snapshot(&source_region, &item.source_snapshot_id, &tags)
-                })
-                .await
-                .map(Some),
+                ResourceKind::Volume => {
+                    destination.copy_snapshot(&source_region, &item.source_snapshot_id, &tags).await.map(Some)
+                }
                 ResourceKind::Database => {
                     let target = db_snapshot_name(&backup_id, &format!("{}-replica", item.resource_id));
-                    match retrying("copy_db_snapshot", || {
-                        destination.copy_db_snapshot(&source_region, &item.source_snapshot_id, &target, &tags)
-                    })
-                    .await
-                    {
+                    match destination.copy_db_snapshot(&source_region, &item.source_snapshot_id, &target, &tags).await {
                         Ok(()) | Err(CloudError::AlreadyExists(_)) => Ok(Some(target)),
                         Err(e) => Err(e),
                     }

@@ -12,7 +12,6 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::backup::{BackupOrigin, BackupRequest};
-use crate::cloud::retry::retrying;
 use crate::cloud::{tag, Cloud, CloudError, InstanceState, Tags, VolumeState};
 use crate::error::{Error, Result};
 use crate::model::{
@@ -188,7 +187,7 @@ impl Snapnest {
             return Ok(());
         }
         let cloud = self.clouds.region(&backup.region)?;
-        let states = retrying("describe_instances", || cloud.describe_instances(&ids)).await?;
+        let states = cloud.describe_instances(&ids).await?;
         for id in &ids {
             let state = states.iter().find(|(i, _)| i == id).map(|(_, s)| *s);
             if matches!(state, None | Some(InstanceState::Terminated | InstanceState::ShuttingDown)) {
@@ -312,7 +311,7 @@ fn restore_tags(record: &RestoreRecord, source: &str, tag_key: &str) -> Tags {
 
 async fn stop_step(record: &mut RestoreRecord, cloud: &dyn Cloud) -> Result<()> {
     let ids = instance_ids(&record.items);
-    let states = retrying("describe_instances", || cloud.describe_instances(&ids)).await?;
+    let states = cloud.describe_instances(&ids).await?;
     let state_of = |id: &str| states.iter().find(|(i, _)| i == id).map(|(_, s)| *s);
     for item in record.items.iter_mut().filter(|i| i.status == ItemStatus::Pending) {
         if let Some(id) = &item.instance_id {
@@ -333,7 +332,7 @@ async fn stop_step(record: &mut RestoreRecord, cloud: &dyn Cloud) -> Result<()> 
         if !running.is_empty() {
             record.stopped_instance_ids = running.clone();
             record.status = JobStatus::Running;
-            retrying("stop_instances", || cloud.stop_instances(&running)).await?;
+            cloud.stop_instances(&running).await?;
             return Ok(());
         }
     }
@@ -349,7 +348,7 @@ async fn start_step(record: &mut RestoreRecord, cloud: &dyn Cloud) -> Result<()>
         record.phase = RestorePhase::Done;
         return Ok(());
     }
-    let states = retrying("describe_instances", || cloud.describe_instances(&ids)).await?;
+    let states = cloud.describe_instances(&ids).await?;
     let waiting: Vec<String> = states
         .iter()
         .filter(|(_, s)| !matches!(s, InstanceState::Running | InstanceState::Terminated | InstanceState::ShuttingDown))
@@ -362,7 +361,7 @@ async fn start_step(record: &mut RestoreRecord, cloud: &dyn Cloud) -> Result<()>
     let to_start: Vec<String> =
         states.iter().filter(|(_, s)| *s == InstanceState::Stopped).map(|(id, _)| id.clone()).collect();
     if !to_start.is_empty() {
-        retrying("start_instances", || cloud.start_instances(&to_start)).await?;
+        cloud.start_instances(&to_start).await?;
     }
     Ok(())
 }
@@ -402,7 +401,8 @@ async fn advance_volume(
     match item.step {
         RestoreStep::NotStarted => {
             let az = item.availability_zone.clone().unwrap_or_default();
-            let volume_id = retrying("create_volume", || cloud.create_volume(&snapshot_id, &az, tags)).await?;
+            let volume_id =
+                cloud.create_volume(&snapshot_id, &az, &volume_token(tags, &item.resource_id), tags).await?;
             item.new_resource_id = Some(volume_id);
             item.status = ItemStatus::Running;
             item.step = RestoreStep::Creating;
@@ -419,7 +419,7 @@ async fn advance_volume(
                     let current = describe_volume(cloud, &item.resource_id).await?;
                     match current.and_then(|c| c.attachment.filter(|(i, d)| *i == instance && *d == device)) {
                         Some(_) => {
-                            retrying("detach_volume", || cloud.detach_volume(&instance, &item.resource_id)).await?;
+                            cloud.detach_volume(&instance, &item.resource_id).await?;
                             item.replaced_resource_id = Some(item.resource_id.clone());
                             item.step = RestoreStep::DetachingOld;
                         }
@@ -436,7 +436,7 @@ async fn advance_volume(
             let old = item.replaced_resource_id.clone().unwrap_or_default();
             if describe_volume(cloud, &old).await?.is_some_and(|s| s.attachment.is_none()) {
                 let mark = Tags::from([(tag::REPLACED_BY_RESTORE.to_owned(), tags[tag::RESTORE_ID].clone())]);
-                retrying("tag_resource", || cloud.tag_resource(&old, &mark)).await?;
+                cloud.tag_resource(&old, &mark).await?;
                 attach_new(item, cloud).await?;
             }
         }
@@ -455,19 +455,25 @@ async fn advance_volume(
 async fn attach_new(item: &mut RestoreItem, cloud: &dyn Cloud) -> Result<(), CloudError> {
     let (instance, device) = (item.instance_id.clone().unwrap_or_default(), item.device.clone().unwrap_or_default());
     let new_id = item.new_resource_id.clone().unwrap_or_default();
-    retrying("attach_volume", || cloud.attach_volume(&instance, &new_id, &device)).await?;
+    cloud.attach_volume(&instance, &new_id, &device).await?;
     item.step = RestoreStep::AttachingNew;
     Ok(())
 }
 
 async fn describe_volume(cloud: &dyn Cloud, id: &str) -> Result<Option<crate::cloud::VolumeStatus>, CloudError> {
     let ids = [id.to_owned()];
-    Ok(retrying("describe_volumes", || cloud.describe_volumes(&ids)).await?.into_iter().next())
+    Ok(cloud.describe_volumes(&ids).await?.into_iter().next())
 }
 
 async fn database_status(cloud: &dyn Cloud, id: &str) -> Result<Option<String>, CloudError> {
     let ids = [id.to_owned()];
-    Ok(retrying("describe_databases", || cloud.describe_databases(&ids)).await?.into_iter().next().map(|d| d.status))
+    Ok(cloud.describe_databases(&ids).await?.into_iter().next().map(|d| d.status))
+}
+
+/// The `CreateVolume` client token of one item of a restore: the same on every attempt, so a
+/// call retried after a crash or a lost answer finds the volume the first one made.
+fn volume_token(tags: &Tags, resource_id: &str) -> String {
+    format!("{}-{resource_id}", tags[tag::RESTORE_ID]).chars().take(64).collect()
 }
 
 fn finish(item: &mut RestoreItem) {
@@ -490,7 +496,7 @@ async fn advance_database(
     match item.step {
         RestoreStep::NotStarted => {
             let snapshot_id = item.snapshot_id.clone().unwrap_or_default();
-            match retrying("restore_database", || cloud.restore_database(&snapshot_id, &restored, tags)).await {
+            match cloud.restore_database(&snapshot_id, &restored, tags).await {
                 Ok(()) | Err(CloudError::AlreadyExists(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -502,7 +508,7 @@ async fn advance_database(
             Some("available") if !in_place => finish(item),
             Some("available") => {
                 if database_status(cloud, &original).await?.is_some() {
-                    retrying("rename_database", || cloud.rename_database(&original, &old)).await?;
+                    cloud.rename_database(&original, &old).await?;
                     item.replaced_resource_id = Some(old);
                 }
                 item.step = RestoreStep::RenamingOld;
@@ -517,7 +523,7 @@ async fn advance_database(
             let renamed_ready = item.replaced_resource_id.is_none()
                 || database_status(cloud, &old).await?.as_deref() == Some("available");
             if original_gone && renamed_ready {
-                retrying("rename_database", || cloud.rename_database(&restored, &original)).await?;
+                cloud.rename_database(&restored, &original).await?;
                 item.step = RestoreStep::RenamingNew;
             }
         }
@@ -526,7 +532,7 @@ async fn advance_database(
             if restored_in_service {
                 if let Some(old) = &item.replaced_resource_id {
                     let mark = Tags::from([(tag::REPLACED_BY_RESTORE.to_owned(), tags[tag::RESTORE_ID].clone())]);
-                    retrying("tag_resource", || cloud.tag_resource(old, &mark)).await?;
+                    cloud.tag_resource(old, &mark).await?;
                 }
                 item.new_resource_id = Some(original);
                 finish(item);

@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::backup::snapshot_tags;
-use crate::cloud::retry::retrying;
 use crate::cloud::DeleteOutcome;
 use crate::error::{Error, Result};
 use crate::jobs::delete;
@@ -108,7 +107,7 @@ impl Snapnest {
         let tags = snapshot_tags(&record);
         for item in record.items.iter().filter(|i| i.status == ItemStatus::Succeeded && !i.released) {
             if let Some(snapshot_id) = &item.snapshot_id {
-                if let Err(e) = retrying("tag_snapshot", || cloud.tag_snapshot(snapshot_id, &tags)).await {
+                if let Err(e) = cloud.tag_snapshot(snapshot_id, &tags).await {
                     warn!(backup_id, snapshot_id, error = %e, "expiry tag not updated; the record is authoritative");
                 }
             }

@@ -9,6 +9,7 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
 
 use crate::api::HttpRequest;
+use crate::cloud::retry::RetryingProvider;
 use crate::cloud::simulated::{SimSettings, SimulatedCloud};
 use crate::config::{CloudKind, Config, StoreKind};
 use crate::error::Error;
@@ -75,7 +76,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Snapnest> {
         }
     };
     let clouds: Arc<dyn crate::cloud::CloudProvider> = match config.cloud {
-        CloudKind::Simulated => Arc::new(SimulatedCloud::open(
+        // The simulated cloud's injected throttling is retried below the port, as the SDK does for AWS.
+        CloudKind::Simulated => Arc::new(RetryingProvider(SimulatedCloud::open(
             &config.data_dir,
             SimSettings {
                 home_region: config.home_region.clone(),
@@ -83,7 +85,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Snapnest> {
                 latency: config.sim_latency,
                 faults: config.sim_faults.clone(),
             },
-        )?),
+        )?)),
         CloudKind::Aws => Arc::new(crate::cloud::aws::AwsProvider::from_env(&config.home_region).await),
     };
     Ok(Snapnest::new(

@@ -731,13 +731,24 @@ impl Cloud for AwsCloud {
         self.here.instance_states(instance_ids).await
     }
 
-    async fn create_volume(&self, snapshot_id: &str, availability_zone: &str, tags: &Tags) -> CloudResult<String> {
+    async fn create_volume(
+        &self,
+        snapshot_id: &str,
+        availability_zone: &str,
+        client_token: &str,
+        tags: &Tags,
+    ) -> CloudResult<String> {
         let created = self
             .here
             .ec2("CreateVolume", snapshot_id, |ec2| {
+                // EC2 API Reference, CreateVolume `ClientToken`: a repeated request with the same
+                // token returns the first request's volume ("Ensuring idempotency"), so the SDK's
+                // retry of a call that did reach EC2 cannot make a second volume. Without it the
+                // SDK leaves the token empty and every attempt is a new volume.
                 ec2.create_volume()
                     .snapshot_id(snapshot_id)
                     .availability_zone(availability_zone)
+                    .client_token(client_token)
                     .set_tag_specifications(tag_specification(ec2::ResourceType::Volume, tags))
                     .send()
             })

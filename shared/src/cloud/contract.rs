@@ -234,8 +234,10 @@ pub async fn check_cloud_contract_with(
     wait_for_instance(home, &a.instance_id, InstanceState::Stopped, &no_instance).await;
 
     let source = group.iter().find(|s| s.volume_id == chosen.volume_id).expect("the chosen volume is in the group");
-    let new_volume =
-        ok("create_volume", home.create_volume(&source.snapshot_id, &a.availability_zone, &restore_tags).await);
+    let new_volume = ok(
+        "create_volume",
+        home.create_volume(&source.snapshot_id, &a.availability_zone, "contract-restore-1", &restore_tags).await,
+    );
     let status = wait_for_volume(home, &new_volume, "available and unattached", |v| {
         v.state == VolumeState::Available && v.attachment.is_none()
     })
@@ -312,7 +314,7 @@ pub async fn check_cloud_contract_with(
     );
     let outcome = home.snapshot_database(&no_database, &format!("{db_snapshot}-x"), &all_tags).await;
     assert!(matches!(outcome, Err(CloudError::NotFound(_) | CloudError::Rejected { .. })), "{outcome:?}");
-    let outcome = home.create_volume(&no_snapshot, &a.availability_zone, &restore_tags).await;
+    let outcome = home.create_volume(&no_snapshot, &a.availability_zone, "contract-missing-1", &restore_tags).await;
     assert!(matches!(outcome, Err(CloudError::NotFound(_) | CloudError::Rejected { .. })), "{outcome:?}");
     let outcome = home.restore_database(&no_database, &format!("{restored}-x"), &restore_tags).await;
     assert!(matches!(outcome, Err(CloudError::NotFound(_) | CloudError::Rejected { .. })), "{outcome:?}");

@@ -233,8 +233,16 @@ pub trait Cloud: Send + Sync {
     /// States of instances; ids the cloud does not know are absent.
     async fn describe_instances(&self, instance_ids: &[String]) -> CloudResult<Vec<(String, InstanceState)>>;
 
-    /// A new volume from a snapshot in an availability zone; returns the volume id.
-    async fn create_volume(&self, snapshot_id: &str, availability_zone: &str, tags: &Tags) -> CloudResult<String>;
+    /// A new volume from a snapshot in an availability zone; returns the volume id. A second
+    /// call with the same `client_token` (at most 64 ASCII characters) returns the volume the
+    /// first one made instead of making another.
+    async fn create_volume(
+        &self,
+        snapshot_id: &str,
+        availability_zone: &str,
+        client_token: &str,
+        tags: &Tags,
+    ) -> CloudResult<String>;
     async fn describe_volumes(&self, volume_ids: &[String]) -> CloudResult<Vec<VolumeStatus>>;
     async fn detach_volume(&self, instance_id: &str, volume_id: &str) -> CloudResult<()>;
     async fn attach_volume(&self, instance_id: &str, volume_id: &str, device: &str) -> CloudResult<()>;

@@ -1,15 +1,19 @@
-//! Retries with exponential backoff and jitter for throttled and transient cloud calls.
+//! Retries with exponential backoff and jitter for throttled and transient calls of the
+//! simulated cloud, as a decorator of the `Cloud` port.
 //!
-//! The AWS adapter also has the SDK's own adaptive retry; this layer is what makes the
-//! simulated cloud's injected throttling survivable, and it bounds the total wait so a
-//! scheduled invocation finishes inside its timeout and the next poll carries on.
+//! The AWS adapter has the SDK's own adaptive retry and is not wrapped: retrying on top of
+//! it would multiply the attempts. This layer makes the simulated cloud's injected
+//! throttling survivable, and bounds the total wait so a scheduled invocation finishes
+//! inside its timeout and the next poll carries on.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use rand::{Rng, SeedableRng};
 
-use super::CloudResult;
+use super::*;
 
 const MAX_ATTEMPTS: u32 = 8;
 const FIRST_DELAY: Duration = Duration::from_millis(25);
@@ -35,6 +39,119 @@ where
             }
             outcome => return outcome,
         }
+    }
+}
+
+/// A cloud whose every call is retried with [`retrying`]: what the simulated cloud is
+/// wrapped in, so its injected throttling is absorbed below the port the way the AWS SDK's
+/// adaptive retry absorbs real throttling. The domain calls each port method once.
+pub struct RetryingCloud(pub Arc<dyn Cloud>);
+
+/// Hands out [`RetryingCloud`]s of the regions of another provider.
+pub struct RetryingProvider<P>(pub P);
+
+impl<P: CloudProvider> CloudProvider for RetryingProvider<P> {
+    fn home_region(&self) -> &str {
+        self.0.home_region()
+    }
+    fn home(&self) -> Arc<dyn Cloud> {
+        Arc::new(RetryingCloud(self.0.home()))
+    }
+    fn region(&self, region: &str) -> CloudResult<Arc<dyn Cloud>> {
+        Ok(Arc::new(RetryingCloud(self.0.region(region)?)))
+    }
+}
+
+#[async_trait]
+impl Cloud for RetryingCloud {
+    fn region(&self) -> &str {
+        self.0.region()
+    }
+    async fn discover(&self, tag_key: &str, value: &str) -> CloudResult<Inventory> {
+        retrying("discover", || self.0.discover(tag_key, value)).await
+    }
+    async fn snapshot_instance(
+        &self,
+        instance_id: &str,
+        volumes: &VolumeSelection,
+        tags: &Tags,
+    ) -> CloudResult<Vec<StartedSnapshot>> {
+        retrying("snapshot_instance", || self.0.snapshot_instance(instance_id, volumes, tags)).await
+    }
+    async fn snapshot_volume(&self, volume_id: &str, tags: &Tags) -> CloudResult<StartedSnapshot> {
+        retrying("snapshot_volume", || self.0.snapshot_volume(volume_id, tags)).await
+    }
+    async fn snapshot_database(&self, db_id: &str, snapshot_id: &str, tags: &Tags) -> CloudResult<()> {
+        retrying("snapshot_database", || self.0.snapshot_database(db_id, snapshot_id, tags)).await
+    }
+    async fn describe_snapshots(&self, snapshot_ids: &[String]) -> CloudResult<Vec<SnapshotStatus>> {
+        retrying("describe_snapshots", || self.0.describe_snapshots(snapshot_ids)).await
+    }
+    async fn describe_db_snapshots(&self, snapshot_ids: &[String]) -> CloudResult<Vec<SnapshotStatus>> {
+        retrying("describe_db_snapshots", || self.0.describe_db_snapshots(snapshot_ids)).await
+    }
+    async fn find_snapshots(&self, key: &str, value: &str) -> CloudResult<Vec<StartedSnapshot>> {
+        retrying("find_snapshots", || self.0.find_snapshots(key, value)).await
+    }
+    async fn delete_snapshot(&self, snapshot_id: &str) -> CloudResult<DeleteOutcome> {
+        retrying("delete_snapshot", || self.0.delete_snapshot(snapshot_id)).await
+    }
+    async fn delete_db_snapshot(&self, snapshot_id: &str) -> CloudResult<DeleteOutcome> {
+        retrying("delete_db_snapshot", || self.0.delete_db_snapshot(snapshot_id)).await
+    }
+    async fn tag_snapshot(&self, snapshot_id: &str, tags: &Tags) -> CloudResult<()> {
+        retrying("tag_snapshot", || self.0.tag_snapshot(snapshot_id, tags)).await
+    }
+    async fn copy_snapshot(&self, source_region: &str, snapshot_id: &str, tags: &Tags) -> CloudResult<String> {
+        retrying("copy_snapshot", || self.0.copy_snapshot(source_region, snapshot_id, tags)).await
+    }
+    async fn copy_db_snapshot(
+        &self,
+        source_region: &str,
+        snapshot_id: &str,
+        target_id: &str,
+        tags: &Tags,
+    ) -> CloudResult<()> {
+        retrying("copy_db_snapshot", || self.0.copy_db_snapshot(source_region, snapshot_id, target_id, tags)).await
+    }
+    async fn stop_instances(&self, instance_ids: &[String]) -> CloudResult<()> {
+        retrying("stop_instances", || self.0.stop_instances(instance_ids)).await
+    }
+    async fn start_instances(&self, instance_ids: &[String]) -> CloudResult<()> {
+        retrying("start_instances", || self.0.start_instances(instance_ids)).await
+    }
+    async fn describe_instances(&self, instance_ids: &[String]) -> CloudResult<Vec<(String, InstanceState)>> {
+        retrying("describe_instances", || self.0.describe_instances(instance_ids)).await
+    }
+    async fn create_volume(
+        &self,
+        snapshot_id: &str,
+        availability_zone: &str,
+        client_token: &str,
+        tags: &Tags,
+    ) -> CloudResult<String> {
+        retrying("create_volume", || self.0.create_volume(snapshot_id, availability_zone, client_token, tags)).await
+    }
+    async fn describe_volumes(&self, volume_ids: &[String]) -> CloudResult<Vec<VolumeStatus>> {
+        retrying("describe_volumes", || self.0.describe_volumes(volume_ids)).await
+    }
+    async fn detach_volume(&self, instance_id: &str, volume_id: &str) -> CloudResult<()> {
+        retrying("detach_volume", || self.0.detach_volume(instance_id, volume_id)).await
+    }
+    async fn attach_volume(&self, instance_id: &str, volume_id: &str, device: &str) -> CloudResult<()> {
+        retrying("attach_volume", || self.0.attach_volume(instance_id, volume_id, device)).await
+    }
+    async fn tag_resource(&self, resource_id: &str, tags: &Tags) -> CloudResult<()> {
+        retrying("tag_resource", || self.0.tag_resource(resource_id, tags)).await
+    }
+    async fn restore_database(&self, snapshot_id: &str, new_db_id: &str, tags: &Tags) -> CloudResult<()> {
+        retrying("restore_database", || self.0.restore_database(snapshot_id, new_db_id, tags)).await
+    }
+    async fn describe_databases(&self, db_ids: &[String]) -> CloudResult<Vec<DatabaseStatus>> {
+        retrying("describe_databases", || self.0.describe_databases(db_ids)).await
+    }
+    async fn rename_database(&self, db_id: &str, new_db_id: &str) -> CloudResult<()> {
+        retrying("rename_database", || self.0.rename_database(db_id, new_db_id)).await
     }
 }
 

@@ -90,6 +90,9 @@ struct SimVolume {
     ready_at_ms: i64,
     /// A detach or attach in progress, done at `ready_at_ms`.
     moving: Option<VolumeMove>,
+    /// The `CreateVolume` client token it was made with.
+    #[serde(default)]
+    client_token: Option<String>,
 }
 
 /// A volume's attachment change in progress. (An enum rather than `Option<Option<_>>`,
@@ -395,6 +398,7 @@ fn seed_service_instance(
                 attachment: Some((instance_id.clone(), device)),
                 ready_at_ms: 0,
                 moving: None,
+                client_token: None,
             });
         }
         let r = world.regions.entry(region.to_owned()).or_default();
@@ -813,10 +817,21 @@ impl Cloud for SimulatedRegion {
             .await
     }
 
-    async fn create_volume(&self, snapshot_id: &str, availability_zone: &str, tags: &Tags) -> CloudResult<String> {
+    async fn create_volume(
+        &self,
+        snapshot_id: &str,
+        availability_zone: &str,
+        client_token: &str,
+        tags: &Tags,
+    ) -> CloudResult<String> {
         let (id, az, tags) = (snapshot_id.to_owned(), availability_zone.to_owned(), tags.clone());
+        let token = client_token.to_owned();
         self.cloud
             .call(&self.region, move |r, world, settings, _| {
+                // EC2's idempotency: the same client token answers the volume it made before.
+                if let Some(made) = r.volumes.values().find(|v| v.client_token.as_deref() == Some(token.as_str())) {
+                    return Ok(made.id.clone());
+                }
                 let snapshot = r.snapshots.get(&id).cloned().ok_or_else(|| CloudError::NotFound(id.clone()))?;
                 if !matches!(snapshot_status(&snapshot, now_ms()).state, SnapshotState::Completed) {
                     return Err(CloudError::Rejected {
@@ -836,6 +851,7 @@ impl Cloud for SimulatedRegion {
                         fingerprint: snapshot.fingerprint,
                         ready_at_ms: now_ms() + Self::op_ms(settings),
                         moving: None,
+                        client_token: Some(token),
                     },
                 );
                 Ok(volume_id)
