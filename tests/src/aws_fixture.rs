@@ -68,7 +68,7 @@ pub async fn create_instances(ec2: &aws_sdk_ec2::Client, tag_key: &str, si: &str
 /// instances × three volumes and one database, the service built with
 /// `SNAPNEST_STORE=dynamodb SNAPNEST_CLOUD=aws`, and raw SDK clients to check the emulator.
 pub struct MotoSnapnest {
-    pub app: std::sync::Arc<snapnest::Snapnest>,
+    pub app: std::sync::Arc<snapnest_core::Snapnest>,
     pub table: String,
     pub service_instance_id: String,
     pub db_id: String,
@@ -113,11 +113,11 @@ impl MotoSnapnest {
             ("SNAPNEST_CLOUD", "aws"),
             ("AWS_REGION", HOME),
         ];
-        let config = snapnest::config::Config::from_lookup(|k| {
+        let config = snapnest_lambda::config::Config::from_lookup(|k| {
             env.iter().find(|(name, _)| *name == k).map(|(_, v)| v.to_string())
         })
         .expect("configuration");
-        let app = std::sync::Arc::new(snapnest::runtime::build(&config).await.expect("build snapnest on moto"));
+        let app = std::sync::Arc::new(snapnest_lambda::runtime::build(&config).await.expect("build snapnest on moto"));
         MotoSnapnest { app, table, service_instance_id, db_id, ec2, rds, ec2_west, rds_west, dynamodb }
     }
 

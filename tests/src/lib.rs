@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use snapnest::cloud::simulated::{SimSettings, SimulatedCloud};
-use snapnest::config::Config;
-use snapnest::Snapnest;
+use snapnest_core::Snapnest;
+use snapnest_lambda::config::Config;
+use snapnest_local::simulated::{SimSettings, SimulatedCloud};
 
 /// An event file of `events/`, parsed.
 pub fn event(name: &str) -> Value {
@@ -58,7 +58,7 @@ pub async fn local_service(data_dir: &Path, extra_env: &[(&str, &str)]) -> (Arc<
     env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::from_lookup(|name| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
         .expect("valid test configuration");
-    let app = snapnest::runtime::build(&config).await.expect("build the local service");
+    let app = snapnest_lambda::runtime::build(&config).await.expect("build the local service");
     let sim = SimulatedCloud::open(
         &config.data_dir,
         SimSettings {

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use aws_sdk_dynamodb::Client;
 use serde_json::{json, Value};
-use snapnest::store::dynamodb;
-use snapnest::store::StoreError;
+use snapnest_aws::dynamodb;
+use snapnest_core::store::StoreError;
 
 /// `template.yaml` as JSON with short-form tags in their long form.
 pub fn load_template(template: &Path) -> Value {

@@ -7,12 +7,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::types::{self as ec2, Filter};
 use aws_sdk_rds::types as rds;
-use snapnest::cloud::aws::AwsProvider;
-use snapnest::cloud::contract::{check_cloud_contract, check_cloud_contract_with, EmulatorGaps};
-use snapnest::cloud::simulated::{Faults, SimSettings, SimulatedCloud};
-use snapnest::cloud::{tag, CloudError, CloudProvider, DeleteOutcome, Tags, VolumeSelection};
+use snapnest_aws::cloud::AwsProvider;
+use snapnest_core::cloud::{tag, CloudError, CloudProvider, DeleteOutcome, Tags, VolumeSelection};
 use snapnest_e2e::aws_fixture::create_service_instance;
 use snapnest_e2e::moto::Moto;
+use snapnest_local::simulated::{Faults, SimSettings, SimulatedCloud};
+use snapnest_testkit::cloud_contract::{check_cloud_contract, check_cloud_contract_with, EmulatorGaps};
 
 const TAG_KEY: &str = "service-instance-id";
 const HOME: &str = "us-east-1";
@@ -61,7 +61,7 @@ async fn aws_cloud_on_moto_meets_the_contract() {
     );
     let db_id = create_service_instance(&ec2, &rds, TAG_KEY, &si).await;
 
-    let provider = AwsProvider::from_env(HOME).await;
+    let provider = AwsProvider::new(&snapnest_aws::sdk_config(HOME).await);
     assert_eq!(provider.home_region(), HOME);
     let home = provider.home();
     let destination = provider.region(DESTINATION).expect("the destination region");

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::{json, Value};
-use snapnest::model::{BackupRecord, Timestamp};
-use snapnest::policy::{PolicyRequest, NO_DESTINATION_REGION, PERMANENT_RETENTION, SUSPENDED};
-use snapnest::status::JobStatus;
-use snapnest::store::{Collection, Document, Page, Store, StoreError};
-use snapnest::{Error, Snapnest};
+use snapnest_core::model::{BackupRecord, Timestamp};
+use snapnest_core::policy::{PolicyRequest, NO_DESTINATION_REGION, PERMANENT_RETENTION, SUSPENDED};
+use snapnest_core::status::JobStatus;
+use snapnest_core::store::{Collection, Document, Page, Store, StoreError};
+use snapnest_core::{Error, Snapnest};
 use snapnest_e2e::aws_fixture::MotoSnapnest;
 use snapnest_e2e::{event, http_answer, http_event, local_service};
 
@@ -25,7 +25,7 @@ const WEST: &str = "us-west-2";
 struct Backend {
     app: Arc<Snapnest>,
     si: String,
-    sim: Option<snapnest::cloud::simulated::SimulatedCloud>,
+    sim: Option<snapnest_local::simulated::SimulatedCloud>,
     moto: Option<MotoSnapnest>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -359,7 +359,7 @@ async fn retention_replication_and_restores(b: &Backend) {
     let cloud = app.clouds.home();
     let found = cloud
         .find_snapshots(
-            snapnest::cloud::tag::EXPIRES_AT,
+            snapnest_core::cloud::tag::EXPIRES_AT,
             extended["expires_at"].as_str().unwrap().replace('Z', "+00:00").as_str(),
         )
         .await
@@ -376,7 +376,7 @@ async fn retention_replication_and_restores(b: &Backend) {
         let deadline = Instant::now() + Duration::from_secs(60);
         let done = loop {
             app.poll_active(Utc::now()).await.unwrap();
-            let r: snapnest::model::RestoreRecord = app.load(&restore_id).await.unwrap();
+            let r: snapnest_core::model::RestoreRecord = app.load(&restore_id).await.unwrap();
             if r.status.is_terminal() {
                 break r;
             }
@@ -428,7 +428,7 @@ async fn replication_limit(b: &Backend) {
     assert_eq!(first.copies_started, 20, "{first:?}");
     let record: BackupRecord = app.load(&id).await.unwrap();
     let replication = record.replication.unwrap();
-    assert_eq!(replication.items.iter().filter(|i| i.status == snapnest::status::ItemStatus::Pending).count(), 5);
+    assert_eq!(replication.items.iter().filter(|i| i.status == snapnest_core::status::ItemStatus::Pending).count(), 5);
     assert_eq!(replication.status, JobStatus::Running);
     let done = backup_until(app, &id, |b| b.replication.as_ref().is_some_and(|r| r.status.is_terminal())).await;
     assert_eq!(done.replication.unwrap().status, JobStatus::Succeeded);
@@ -526,10 +526,10 @@ async fn jobs_cancel_and_capacity(b: &Backend) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         app.poll_active(Utc::now()).await.unwrap();
-        let r: snapnest::model::RestoreRecord = app.load(&restore_id).await.unwrap();
-        if r.phase == snapnest::model::RestorePhase::Done {
+        let r: snapnest_core::model::RestoreRecord = app.load(&restore_id).await.unwrap();
+        if r.phase == snapnest_core::model::RestorePhase::Done {
             let states = app.clouds.home().describe_instances(&r.stopped_instance_ids).await.unwrap();
-            assert!(states.iter().all(|(_, s)| *s == snapnest::cloud::InstanceState::Running), "{states:?}");
+            assert!(states.iter().all(|(_, s)| *s == snapnest_core::cloud::InstanceState::Running), "{states:?}");
             assert_eq!(r.status, JobStatus::Cancelled);
             break;
         }

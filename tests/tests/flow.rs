@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use snapnest::cloud::simulated::SimulatedCloud;
-use snapnest::cloud::{tag, Tags, VolumeSelection};
-use snapnest::model::{BackupRecord, RestoreRecord};
-use snapnest::status::{ItemStatus, JobStatus};
-use snapnest::Snapnest;
+use snapnest_core::cloud::{tag, Tags, VolumeSelection};
+use snapnest_core::model::{BackupRecord, RestoreRecord};
+use snapnest_core::status::{ItemStatus, JobStatus};
+use snapnest_core::Snapnest;
 use snapnest_e2e::{event, http_answer, http_event, local_service};
+use snapnest_local::simulated::SimulatedCloud;
 use std::sync::Arc;
 
 const REGION: &str = "us-east-1";
@@ -116,7 +116,7 @@ async fn backup_then_in_place_restore_brings_back_the_data_of_backup_time() {
     let record: RestoreRecord = serde_json::from_value(restore.clone()).unwrap();
     let cloud = app.clouds.home();
     for (id, state) in cloud.describe_instances(&record.stopped_instance_ids).await.unwrap() {
-        assert_eq!(state, snapnest::cloud::InstanceState::Running, "{id}");
+        assert_eq!(state, snapnest_core::cloud::InstanceState::Running, "{id}");
     }
     assert_eq!(record.stopped_instance_ids.len(), 2);
 }
@@ -253,7 +253,7 @@ async fn a_backup_whose_starter_died_is_finished_by_poll_status_without_duplicat
     record.start_lease_until = Some(now - chrono::Duration::seconds(1));
     record.client_token = None;
     for item in record.items.iter_mut() {
-        *item = snapnest::model::BackupItem { status: ItemStatus::Pending, snapshot_id: None, ..item.clone() };
+        *item = snapnest_core::model::BackupItem { status: ItemStatus::Pending, snapshot_id: None, ..item.clone() };
     }
     // (the lock belongs to the first backup: finish it so the store accepts this one)
     poll_until_done(&app, "admin-api-get-backup.json", "BACKUP_ID", &created_id(&app).await).await;

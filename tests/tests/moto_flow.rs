@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::Filter;
 use serde_json::{json, Value};
-use snapnest::cloud::tag;
-use snapnest::Snapnest;
+use snapnest_core::cloud::tag;
+use snapnest_core::Snapnest;
 use snapnest_e2e::aws_fixture::{MotoSnapnest, WEST};
 use snapnest_e2e::watch::{backup_and_restore_over_http, Watch};
 use snapnest_e2e::{event, http_answer, http_event};
@@ -221,11 +221,12 @@ async fn a_backup_of_99_instances_with_16_volumes_and_10_databases_stores_and_po
         ("AWS_REGION", "us-east-1".to_owned()),
     ];
     let config =
-        snapnest::config::Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
-    let app = Arc::new(snapnest::runtime::build(&config).await.unwrap());
-    let sim = snapnest::cloud::simulated::SimulatedCloud::open(
+        snapnest_lambda::config::Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+            .unwrap();
+    let app = Arc::new(snapnest_lambda::runtime::build(&config).await.unwrap());
+    let sim = snapnest_local::simulated::SimulatedCloud::open(
         data.path(),
-        snapnest::cloud::simulated::SimSettings {
+        snapnest_local::simulated::SimSettings {
             home_region: "us-east-1".into(),
             operation_time: Duration::from_millis(500),
             latency: Duration::ZERO,

@@ -1,5 +1,5 @@
 //! `docs/openapi.yaml` checked against the code, so the description cannot drift from it:
-//! the routes are exactly `snapnest::api::ROUTES`; every error answer has an example whose
+//! the routes are exactly `snapnest_lambda::api::ROUTES`; every error answer has an example whose
 //! code the code can produce with that status; every request body the code reads with
 //! `deny_unknown_fields` is `additionalProperties: false` and lists exactly the fields the
 //! code accepts; and every example round-trips through the code's own types.
@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde_json::Value;
-use snapnest::api::ROUTES;
-use snapnest::jobs::{Capacity, Job, Progress};
+use snapnest_core::jobs::{Capacity, Job, Progress};
 use snapnest_e2e::moto::repo_root;
+use snapnest_lambda::api::ROUTES;
 
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
@@ -117,14 +117,14 @@ fn sources() -> Vec<(String, String)> {
     }
     let root = repo_root();
     let mut found = Vec::new();
-    walk(&root.join("shared/src"), &mut found);
+    walk(&root.join("shared"), &mut found);
     for function in std::fs::read_dir(root.join("functions")).expect("functions/") {
         let src = function.expect("directory entry").path().join("src");
         if src.is_dir() {
             walk(&src, &mut found);
         }
     }
-    assert!(found.iter().any(|(path, _)| path.ends_with("api.rs")), "shared/src/api.rs not found");
+    assert!(found.iter().any(|(path, _)| path.ends_with("api.rs")), "shared/lambda/src/api.rs not found");
     found
 }
 
@@ -158,7 +158,7 @@ fn literal_arguments(text: &str, needle: &str) -> Vec<String> {
 }
 
 /// Every error code the code can answer with, and the statuses it comes with
-/// (`shared/src/api.rs`: `status_of`, `code_of`).
+/// (`shared/lambda/src/api.rs`: `status_of`, `code_of`).
 fn producible_codes() -> BTreeMap<String, BTreeSet<u16>> {
     let mut codes: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
     let mut code_of = None;
@@ -178,7 +178,10 @@ fn producible_codes() -> BTreeMap<String, BTreeSet<u16>> {
     // The codes of the variants without a code of their own, as `code_of` names them.
     let code_of = code_of.expect("api.rs read");
     for (code, statuses) in [("NotFound", &[404][..]), ("MetadataSyncFailed", &[503]), ("CloudError", &[502, 503])] {
-        assert!(code_of.contains(&format!("\"{code}\"")), "code_of in shared/src/api.rs no longer answers {code}");
+        assert!(
+            code_of.contains(&format!("\"{code}\"")),
+            "code_of in shared/lambda/src/api.rs no longer answers {code}"
+        );
         codes.entry(code.to_owned()).or_default().extend(statuses);
     }
     for expected in
@@ -209,7 +212,7 @@ fn strict_structs() -> BTreeSet<String> {
 fn documented_routes_are_exactly_the_routers() {
     let doc = document();
     let routed: BTreeSet<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
-    assert_eq!(routed.len(), ROUTES.len(), "snapnest::api::ROUTES lists a route twice");
+    assert_eq!(routed.len(), ROUTES.len(), "snapnest_lambda::api::ROUTES lists a route twice");
     let documented: Vec<(String, String)> =
         operations(&doc).iter().map(|o| (o.method.clone(), o.path.clone())).collect();
     let documented_set: BTreeSet<_> = documented.iter().cloned().collect();
@@ -219,7 +222,7 @@ fn documented_routes_are_exactly_the_routers() {
     let unrouted: Vec<_> = documented_set.difference(&routed).collect();
     assert!(
         undocumented.is_empty() && unrouted.is_empty(),
-        "docs/openapi.yaml and snapnest::api::ROUTES differ.\n  in ROUTES, missing from docs/openapi.yaml: {undocumented:?}\n  in docs/openapi.yaml, missing from ROUTES: {unrouted:?}"
+        "docs/openapi.yaml and snapnest_lambda::api::ROUTES differ.\n  in ROUTES, missing from docs/openapi.yaml: {undocumented:?}\n  in docs/openapi.yaml, missing from ROUTES: {unrouted:?}"
     );
 }
 
@@ -351,11 +354,11 @@ macro_rules! accepted_fields {
 
 #[test]
 fn request_schemas_list_exactly_the_fields_the_code_accepts() {
-    use snapnest::backup::BackupRequest;
-    use snapnest::jobs::CancelRequest;
-    use snapnest::policy::{PolicyRequest, TargetsRequest};
-    use snapnest::restore::RestoreRequest;
-    use snapnest::retention::RetentionRequest;
+    use snapnest_core::backup::BackupRequest;
+    use snapnest_core::jobs::CancelRequest;
+    use snapnest_core::policy::{PolicyRequest, TargetsRequest};
+    use snapnest_core::restore::RestoreRequest;
+    use snapnest_core::retention::RetentionRequest;
 
     let doc = document();
     let mut checked = BTreeSet::new();
@@ -498,8 +501,8 @@ fn capacity_of(value: &Value) -> Capacity {
 
 /// An example of a record schema, read into the code's type and written back out.
 fn round_trip(schema: &str, value: &Value) -> Value {
-    use snapnest::model::{BackupRecord, RestoreRecord};
-    use snapnest::policy::Policy;
+    use snapnest_core::model::{BackupRecord, RestoreRecord};
+    use snapnest_core::policy::Policy;
     let unreadable = |e: serde_json::Error| format!("{schema} example does not read as the code's type: {e}\n{value}");
     let out = match schema {
         "BackupRecord" => serde_json::to_value(
@@ -518,7 +521,7 @@ fn round_trip(schema: &str, value: &Value) -> Value {
             let item = if item == "Backup" { "BackupRecord" } else { item };
             let items: Vec<Value> =
                 value["items"].as_array().expect("a page has items").iter().map(|v| round_trip(item, v)).collect();
-            Ok(snapnest::api::page_body(items, value["next_token"].as_str().map(str::to_owned)))
+            Ok(snapnest_lambda::api::page_body(items, value["next_token"].as_str().map(str::to_owned)))
         }
         other => panic!("no round trip for {other}: add one"),
     };
@@ -527,11 +530,11 @@ fn round_trip(schema: &str, value: &Value) -> Value {
 
 #[test]
 fn examples_match_their_schemas_and_the_codes_types() {
-    use snapnest::backup::BackupRequest;
-    use snapnest::jobs::CancelRequest;
-    use snapnest::policy::{PolicyRequest, TargetsRequest};
-    use snapnest::restore::RestoreRequest;
-    use snapnest::retention::RetentionRequest;
+    use snapnest_core::backup::BackupRequest;
+    use snapnest_core::jobs::CancelRequest;
+    use snapnest_core::policy::{PolicyRequest, TargetsRequest};
+    use snapnest_core::restore::RestoreRequest;
+    use snapnest_core::retention::RetentionRequest;
 
     let doc = document();
     let mut problems = Vec::new();

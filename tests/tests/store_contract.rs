@@ -1,4 +1,4 @@
-//! The store contract (`snapnest::store::contract`) against both adapters: the embedded
+//! The store contract (`snapnest_testkit::store_contract`) against both adapters: the embedded
 //! SQLite store, and the DynamoDB store on moto with its table created from the one
 //! definition in `template.yaml`. The DynamoDB test then reads the raw items to check the
 //! key design itself (docs/dynamodb.md): lock and token items, index keys (sparse ones
@@ -12,13 +12,13 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
-use snapnest::model::Timestamp;
-use snapnest::store::contract::{check_store_contract, large_backup_body};
-use snapnest::store::dynamodb::{self, DynamoStore};
-use snapnest::store::embedded::EmbeddedStore;
-use snapnest::store::{Collection, Document, Store, StoreError};
+use snapnest_aws::dynamodb::{self, DynamoStore};
+use snapnest_core::model::Timestamp;
+use snapnest_core::store::{Collection, Document, Store, StoreError};
 use snapnest_e2e::moto::{repo_root, Moto};
 use snapnest_e2e::template::create_table_from_template;
+use snapnest_local::embedded::EmbeddedStore;
+use snapnest_testkit::store_contract::{check_store_contract, large_backup_body};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -47,7 +47,7 @@ async fn dynamodb_store_on_moto_meets_the_contract() {
         .expect("create the table from template.yaml");
     check_table_matches_template(&client, &table).await;
 
-    let store = DynamoStore::from_env(&table).await;
+    let store = DynamoStore::from_config(&snapnest_aws::sdk_config("us-east-1").await, &table);
     let started = Instant::now();
     check_store_contract(&store).await;
     eprintln!("DynamoDB store contract on moto: {:?}", started.elapsed());

@@ -7,7 +7,7 @@
 //!    that is neither deployed nor local-only;
 //! 4. no IAM action has a wildcard, and every destructive action is granted only under a
 //!    condition on the resource's tags;
-//! 5. the HTTP API's events are exactly `snapnest::api::ROUTES`, all authenticated;
+//! 5. the HTTP API's events are exactly `snapnest_lambda::api::ROUTES`, all authenticated;
 //! 6. `cargo lambda watch`'s router (Cargo.toml) sends each route to the same function.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -151,8 +151,8 @@ fn every_function_package_has_exactly_one_function_and_no_other() {
 #[test]
 fn every_deployed_variable_is_set_on_every_function_and_none_is_unlisted() {
     let template = template();
-    let deployed = snapnest::config::DEPLOYED_VARIABLES;
-    let local = snapnest::config::LOCAL_VARIABLES;
+    let deployed = snapnest_lambda::config::DEPLOYED_VARIABLES;
+    let local = snapnest_lambda::config::LOCAL_VARIABLES;
     let functions = functions(&template);
     assert!(!functions.is_empty());
     for (id, function) in &functions {
@@ -180,7 +180,7 @@ fn every_deployed_variable_is_set_on_every_function_and_none_is_unlisted() {
     // domain crate and the functions.
     let root = repo_root();
     let mut sources = Vec::new();
-    rust_files(&root.join("shared/src"), &mut sources);
+    rust_files(&root.join("shared"), &mut sources);
     rust_files(&root.join("functions"), &mut sources);
     let mut found = BTreeSet::new();
     for file in &sources {
@@ -398,8 +398,10 @@ fn http_events(template: &Value) -> BTreeMap<(String, String), Vec<(String, Valu
 fn the_http_api_has_exactly_the_routes_of_the_code_and_all_are_authenticated() {
     let template = template();
     let events = http_events(&template);
-    let routes: BTreeSet<(String, String)> =
-        snapnest::api::ROUTES.iter().map(|(method, path)| (method.to_ascii_uppercase(), (*path).to_owned())).collect();
+    let routes: BTreeSet<(String, String)> = snapnest_lambda::api::ROUTES
+        .iter()
+        .map(|(method, path)| (method.to_ascii_uppercase(), (*path).to_owned()))
+        .collect();
 
     // The API: IAM by default; the JWT authorizer only through the AuthMode condition.
     let apis: Vec<(&String, &Value)> =
@@ -452,7 +454,11 @@ fn the_http_api_has_exactly_the_routes_of_the_code_and_all_are_authenticated() {
             }
         }
     }
-    assert!(problems.is_empty(), "HTTP routes of template.yaml vs snapnest::api::ROUTES:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "HTTP routes of template.yaml vs snapnest_lambda::api::ROUTES:\n  {}",
+        problems.join("\n  ")
+    );
 }
 
 #[test]

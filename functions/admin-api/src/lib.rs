@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use snapnest::api::{self, HttpRequest, Route};
-use snapnest::jobs::{CancelRequest, JobKind};
-use snapnest::model::BackupRecord;
-use snapnest::policy::{PolicyRequest, PolicyState, TargetsRequest};
-use snapnest::retention::RetentionRequest;
-use snapnest::runtime::{HandlerError, Invocation};
-use snapnest::status::JobStatus;
-use snapnest::{validate, Error, Snapnest};
+use snapnest_core::jobs::{CancelRequest, JobKind};
+use snapnest_core::model::BackupRecord;
+use snapnest_core::policy::{PolicyRequest, PolicyState, TargetsRequest};
+use snapnest_core::retention::RetentionRequest;
+use snapnest_core::status::JobStatus;
+use snapnest_core::{validate, Error, Snapnest};
+use snapnest_lambda::api::{self, HttpRequest, Route};
+use snapnest_lambda::runtime::{HandlerError, Invocation};
 
 pub async fn handle(app: Arc<Snapnest>, event: Value) -> Result<Value, HandlerError> {
     let Invocation::Http(request) = Invocation::classify(event)? else {

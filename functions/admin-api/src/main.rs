@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    snapnest::runtime::serve(admin_api::handle).await
+    snapnest_lambda::runtime::serve(admin_api::handle).await
 }

@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    snapnest::runtime::serve(create_backup::handle).await
+    snapnest_lambda::runtime::serve(create_backup::handle).await
 }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use snapnest::runtime::HandlerError;
-use snapnest::Snapnest;
+use snapnest_core::Snapnest;
+use snapnest_lambda::runtime::HandlerError;
 
 /// Any event runs one pass; the answer is what the pass did.
 pub async fn handle(app: Arc<Snapnest>, _event: Value) -> Result<Value, HandlerError> {

@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    snapnest::runtime::serve(poll_status::handle).await
+    snapnest_lambda::runtime::serve(poll_status::handle).await
 }

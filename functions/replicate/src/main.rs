@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    snapnest::runtime::serve(replicate::handle).await
+    snapnest_lambda::runtime::serve(replicate::handle).await
 }

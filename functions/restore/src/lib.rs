@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use snapnest::api::{self, Route};
-use snapnest::restore::RestoreRequest;
-use snapnest::runtime::{HandlerError, Invocation};
-use snapnest::{Error, Snapnest};
+use snapnest_core::restore::RestoreRequest;
+use snapnest_core::{Error, Snapnest};
+use snapnest_lambda::api::{self, Route};
+use snapnest_lambda::runtime::{HandlerError, Invocation};
 
 pub async fn handle(app: Arc<Snapnest>, event: Value) -> Result<Value, HandlerError> {
     let Invocation::Http(request) = Invocation::classify(event)? else {

@@ -8,13 +8,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use snapnest::backup::{BackupOrigin, BackupRequest};
-use snapnest::cloud::simulated::{SimSettings, SimulatedCloud};
-use snapnest::config::Config;
-use snapnest::model::{BackupRecord, RestoreMode};
-use snapnest::restore::RestoreRequest;
-use snapnest::status::JobStatus;
-use snapnest::Snapnest;
+use snapnest_core::backup::{BackupOrigin, BackupRequest};
+use snapnest_core::model::{BackupRecord, RestoreMode};
+use snapnest_core::restore::RestoreRequest;
+use snapnest_core::status::JobStatus;
+use snapnest_core::Snapnest;
+use snapnest_lambda::config::Config;
+use snapnest_local::simulated::{SimSettings, SimulatedCloud};
 
 const REGION: &str = "us-east-1";
 
@@ -36,7 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "embedded store + simulated cloud"
     };
     let config = Config::from_lookup(|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))?;
-    let app = Arc::new(snapnest::runtime::build(&config).await?);
+    let app = Arc::new(snapnest_lambda::runtime::build(&config).await?);
     let sim = SimulatedCloud::open(
         data.path(),
         SimSettings {

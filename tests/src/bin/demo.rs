@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use snapnest::config::Config;
 use snapnest_e2e::{event, http_answer, http_event};
+use snapnest_lambda::config::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    snapnest::runtime::init_tracing();
+    snapnest_lambda::runtime::init_tracing();
     let config = Config::from_env()?;
-    let app = Arc::new(snapnest::runtime::build(&config).await?);
+    let app = Arc::new(snapnest_lambda::runtime::build(&config).await?);
     let started = Instant::now();
 
     let (status, backup) = http_answer(&create_backup::handle(app.clone(), event("create-backup.json")).await?);
@@ -52,7 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Runs poll-status once a second until the record leaves Pending/Running.
 async fn poll(
-    app: &Arc<snapnest::Snapnest>,
+    app: &Arc<snapnest_core::Snapnest>,
     file: &str,
     placeholder: &str,
     id: &str,

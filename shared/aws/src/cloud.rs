@@ -17,15 +17,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types as ec2;
 use aws_sdk_rds::types as rds;
-use aws_smithy_types::retry::RetryMode;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use super::*;
+use snapnest_core::cloud::*;
 
 /// Calls in flight per API family (EC2, RDS) and region. AWS rate-limits per account and
 /// region with a token bucket; a bounded fan-out keeps one busy invocation from draining it
@@ -98,24 +97,13 @@ pub struct AwsCloud {
 }
 
 impl AwsProvider {
-    /// Loads the SDK configuration once from the environment (credentials, `AWS_ENDPOINT_URL`,
-    /// `AWS_MAX_ATTEMPTS`, profiles) with `home_region` as its region and adaptive retries.
-    pub async fn from_env(home_region: &str) -> AwsProvider {
-        // An explicit retry config makes the loader ignore AWS_MAX_ATTEMPTS/AWS_RETRY_MODE, so
-        // read them through the SDK's own provider first and only switch the mode to adaptive
-        // (client-side rate limiting once throttled), keeping the attempts the operator chose.
-        let retry = aws_config::default_provider::retry_config::default_provider()
-            .retry_config()
-            .await
-            .with_retry_mode(RetryMode::Adaptive);
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(home_region.to_owned()))
-            .retry_config(retry)
-            .load()
-            .await;
-        let regions = Arc::new(Regions { config, clients: Mutex::new(HashMap::new()) });
-        let home = Arc::new(AwsCloud { here: regions.clients(home_region), regions: regions.clone() });
-        AwsProvider { home_region: home_region.to_owned(), home, regions }
+    /// The clouds of every region from the process's one SDK configuration
+    /// ([`crate::sdk_config`]); its region is the home region.
+    pub fn new(config: &SdkConfig) -> AwsProvider {
+        let home_region = config.region().map_or_else(|| "us-east-1".to_owned(), |r| r.to_string());
+        let regions = Arc::new(Regions { config: config.clone(), clients: Mutex::new(HashMap::new()) });
+        let home = Arc::new(AwsCloud { here: regions.clients(&home_region), regions: regions.clone() });
+        AwsProvider { home_region, home, regions }
     }
 }
 
@@ -131,7 +119,7 @@ impl CloudProvider for AwsProvider {
     fn region(&self, region: &str) -> CloudResult<Arc<dyn Cloud>> {
         // The SDK would happily build a client for any string and fail on the first call with
         // a DNS error that looks transient; refuse a malformed name up front instead.
-        if !crate::validate::is_region_name(region) {
+        if !snapnest_core::validate::is_region_name(region) {
             return Err(CloudError::Rejected {
                 code: "InvalidRegion".into(),
                 message: format!("'{region}' is not a region name (like us-west-2)"),

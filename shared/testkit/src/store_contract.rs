@@ -20,8 +20,8 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 
-use super::{Collection, Document, Page, Store, StoreError};
-use crate::model::Timestamp;
+use snapnest_core::model::Timestamp;
+use snapnest_core::store::{Collection, Document, Page, Store, StoreError};
 
 /// Runs every check of the store contract against `store`; panics on the first breach.
 pub async fn check_store_contract(store: &dyn Store) {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use tracing::{error, warn};
 
-use crate::error::Error;
+use snapnest_core::Error;
 
 /// The part of an API Gateway HTTP API (payload 2.0) or function-URL event we read.
 #[derive(Debug, Clone, Deserialize)]

@@ -10,9 +10,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::backup::snapshot_tags;
-use crate::cloud::DeleteOutcome;
+use crate::cloud::{Cloud, CloudResult, DeleteOutcome};
 use crate::error::{Error, Result};
-use crate::jobs::delete;
 use crate::model::{BackupRecord, ResourceKind, Timestamp};
 use crate::records::from_document;
 use crate::status::{ItemStatus, JobStatus};
@@ -190,5 +189,12 @@ impl Snapnest {
         self.save(&mut record).await?;
         info!(backup_id = %record.backup_id, status = record.status.as_str(), damaged = record.damaged, "backup point expired");
         Ok(())
+    }
+}
+
+pub(crate) async fn delete(cloud: &dyn Cloud, kind: ResourceKind, snapshot_id: &str) -> CloudResult<DeleteOutcome> {
+    match kind {
+        ResourceKind::Volume => cloud.delete_snapshot(snapshot_id).await,
+        ResourceKind::Database => cloud.delete_db_snapshot(snapshot_id).await,
     }
 }

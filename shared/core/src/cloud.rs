@@ -5,12 +5,7 @@
 //! `CopySnapshot` is called in the destination region). Every call is one non-blocking
 //! step: long operations (snapshots, copies, volume creation, DB restores) are started by
 //! one call and followed with the batched `describe_*` calls, so a Lambda never waits.
-//! Adapters: [`simulated::SimulatedCloud`] and [`aws::AwsCloud`].
-
-pub mod aws;
-pub mod contract;
-pub mod retry;
-pub mod simulated;
+//! Adapters: `snapnest_local::simulated::SimulatedCloud` and `snapnest_aws::cloud::AwsCloud`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! The domain's error type. Every failure a user can see is one of these variants;
-//! [`crate::api`] maps them to HTTP status codes in one place.
+//! the Lambda edge (`snapnest_lambda::api`) maps them to HTTP status codes in one place.
 
 use crate::cloud::CloudError;
 use crate::store::StoreError;

@@ -1,16 +1,12 @@
 //! snapnest's domain: backup points and restores of *service instances* (every EC2
 //! instance, EBS volume and RDS database carrying one tag), their status rules,
 //! retention and replication, over two ports — [`store::Store`] for records and
-//! [`cloud::Cloud`] for EC2/EBS/RDS — each with an embedded or simulated adapter for
-//! local runs and an AWS adapter for production.
-//!
-//! The Lambda functions in `functions/` are thin: they parse an event, call a method of
-//! [`Snapnest`], and map the result with [`api`].
+//! [`cloud::Cloud`] for EC2/EBS/RDS. This crate knows no AWS, SQLite or Lambda type: the
+//! adapters (`snapnest-local`, `snapnest-aws`) implement its ports, and the Lambda edge
+//! (`snapnest-lambda`) wires them and maps results to HTTP.
 
-pub mod api;
 pub mod backup;
 pub mod cloud;
-pub mod config;
 pub mod error;
 pub mod jobs;
 pub mod model;
@@ -20,7 +16,6 @@ pub mod records;
 pub mod replication;
 pub mod restore;
 pub mod retention;
-pub mod runtime;
 pub mod status;
 pub mod store;
 pub mod validate;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cloud::simulated::Faults;
+use snapnest_local::simulated::Faults;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
@@ -94,12 +94,12 @@ impl Config {
             }
         };
         let home_region = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")).unwrap_or_else(|| "us-east-1".into());
-        if !crate::validate::is_region_name(&home_region) {
+        if !snapnest_core::validate::is_region_name(&home_region) {
             return Err(err("AWS_REGION", format!("'{home_region}' is not a region name")));
         }
         let default_destination_region = get("SNAPNEST_DESTINATION_REGION");
         if let Some(region) = &default_destination_region {
-            if !crate::validate::is_region_name(region) || *region == home_region {
+            if !snapnest_core::validate::is_region_name(region) || *region == home_region {
                 return Err(err(
                     "SNAPNEST_DESTINATION_REGION",
                     format!("'{region}' is not a region name other than {home_region}"),
@@ -125,7 +125,7 @@ impl Config {
                 Some(v) => v
                     .parse::<u32>()
                     .ok()
-                    .filter(|d| (1..=crate::validate::MAX_RETENTION_DAYS).contains(d))
+                    .filter(|d| (1..=snapnest_core::validate::MAX_RETENTION_DAYS).contains(d))
                     .ok_or_else(|| err("SNAPNEST_DEFAULT_RETENTION_DAYS", format!("'{v}' is not 1 to 65536")))?,
             },
         })

@@ -18,7 +18,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use super::*;
+use snapnest_core::cloud::*;
 
 /// How long an asynchronous change (a snapshot completing, a volume attaching) may take.
 const PATIENCE: Duration = Duration::from_secs(60);

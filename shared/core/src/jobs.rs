@@ -10,11 +10,11 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::cloud::{tag, Cloud, CloudResult, DeleteOutcome};
+use crate::cloud::{tag, DeleteOutcome};
 use crate::error::{Error, Result};
 use crate::model::{BackupRecord, ResourceKind, RestorePhase, RestoreRecord, Timestamp};
 use crate::records::{from_document, StoredRecord};
-use crate::retention::ExpirySummary;
+use crate::retention::{delete, ExpirySummary};
 use crate::status::{ItemStatus, JobStatus};
 use crate::store::{Collection, Document};
 use crate::validate;
@@ -457,11 +457,4 @@ impl Snapnest {
 
 fn not_running(id: &str, status: JobStatus) -> Error {
     Error::conflict("JobNotRunning", format!("job {id} is {} and cannot be cancelled", status.as_str()))
-}
-
-pub(crate) async fn delete(cloud: &dyn Cloud, kind: ResourceKind, snapshot_id: &str) -> CloudResult<DeleteOutcome> {
-    match kind {
-        ResourceKind::Volume => cloud.delete_snapshot(snapshot_id).await,
-        ResourceKind::Database => cloud.delete_db_snapshot(snapshot_id).await,
-    }
 }

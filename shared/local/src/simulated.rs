@@ -21,7 +21,7 @@ use rand::{Rng, SeedableRng};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use super::*;
+use snapnest_core::cloud::*;
 
 /// Faults to inject, parsed from `SNAPNEST_SIM_FAULTS`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -1040,7 +1040,7 @@ impl CloudProvider for SimulatedCloud {
     }
 
     fn region(&self, region: &str) -> CloudResult<Arc<dyn Cloud>> {
-        if !crate::validate::is_region_name(region) {
+        if !snapnest_core::validate::is_region_name(region) {
             return Err(CloudError::Rejected {
                 code: "InvalidRegion".into(),
                 message: format!("'{region}' is not a region name"),

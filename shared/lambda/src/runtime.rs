@@ -8,13 +8,15 @@ use std::sync::Arc;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
 
+use snapnest_core::cloud::CloudProvider;
+use snapnest_core::store::Store;
+use snapnest_core::{Error, Settings, Snapnest};
+use snapnest_local::embedded::EmbeddedStore;
+use snapnest_local::retry::RetryingProvider;
+use snapnest_local::simulated::{SimSettings, SimulatedCloud};
+
 use crate::api::HttpRequest;
-use crate::cloud::retry::RetryingProvider;
-use crate::cloud::simulated::{SimSettings, SimulatedCloud};
 use crate::config::{CloudKind, Config, StoreKind};
-use crate::error::Error;
-use crate::store::embedded::EmbeddedStore;
-use crate::{Settings, Snapnest};
 
 /// What a function was invoked with.
 #[derive(Debug)]
@@ -68,14 +70,19 @@ pub fn init_tracing() {
 
 /// Builds the service from a configuration: the store and the cloud it names.
 pub async fn build(config: &Config) -> anyhow::Result<Snapnest> {
-    let store: Arc<dyn crate::store::Store> = match config.store {
+    // One SDK configuration for both AWS adapters, loaded once, and only when one is used.
+    let needs_aws = config.store == StoreKind::DynamoDb || config.cloud == CloudKind::Aws;
+    let sdk = if needs_aws { Some(snapnest_aws::sdk_config(&config.home_region).await) } else { None };
+    let sdk = || sdk.as_ref().expect("loaded above for the AWS adapters");
+    let store: Arc<dyn Store> = match config.store {
         StoreKind::Embedded => Arc::new(EmbeddedStore::open(&config.data_dir)?),
         StoreKind::DynamoDb => {
             let table = config.table.as_deref().expect("checked by Config");
-            Arc::new(crate::store::dynamodb::DynamoStore::from_env(table).await)
+            Arc::new(snapnest_aws::dynamodb::DynamoStore::from_config(sdk(), table))
         }
     };
-    let clouds: Arc<dyn crate::cloud::CloudProvider> = match config.cloud {
+    let clouds: Arc<dyn CloudProvider> = match config.cloud {
+        CloudKind::Aws => Arc::new(snapnest_aws::cloud::AwsProvider::new(sdk())),
         // The simulated cloud's injected throttling is retried below the port, as the SDK does for AWS.
         CloudKind::Simulated => Arc::new(RetryingProvider(SimulatedCloud::open(
             &config.data_dir,
@@ -86,7 +93,6 @@ pub async fn build(config: &Config) -> anyhow::Result<Snapnest> {
                 faults: config.sim_faults.clone(),
             },
         )?)),
-        CloudKind::Aws => Arc::new(crate::cloud::aws::AwsProvider::from_env(&config.home_region).await),
     };
     Ok(Snapnest::new(
         store,

@@ -4,12 +4,8 @@
 //! must index or check (owner, creation time, version, the "active" and "due" indexes,
 //! the lock it holds). The typed layer over it is [`crate::records`]. Two adapters
 //! implement it with the same conditional-write semantics:
-//! [`embedded::EmbeddedStore`] (SQLite, shared by every local function process) and
-//! the DynamoDB store.
-
-pub mod contract;
-pub mod dynamodb;
-pub mod embedded;
+//! `snapnest_local::embedded::EmbeddedStore` (SQLite, shared by every local function
+//! process) and `snapnest_aws::dynamodb::DynamoStore`.
 
 use async_trait::async_trait;
 use serde_json::Value;

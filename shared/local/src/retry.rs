@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rand::{Rng, SeedableRng};
 
-use super::*;
+use snapnest_core::cloud::*;
 
 const MAX_ATTEMPTS: u32 = 8;
 const FIRST_DELAY: Duration = Duration::from_millis(25);
@@ -158,7 +158,7 @@ impl Cloud for RetryingCloud {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::CloudError;
+    use snapnest_core::cloud::CloudError;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     #[tokio::test]

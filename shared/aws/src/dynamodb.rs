@@ -42,8 +42,8 @@ use aws_sdk_dynamodb::Client;
 use chrono::{TimeZone, Utc};
 use serde_json::Value;
 
-use super::{Collection, Document, Page, Store, StoreError};
-use crate::model::Timestamp;
+use snapnest_core::model::Timestamp;
+use snapnest_core::store::{Collection, Document, Page, Store, StoreError};
 
 /// The logical id of the table in `template.yaml`.
 pub const TABLE_RESOURCE: &str = "SnapnestTable";
@@ -117,9 +117,9 @@ pub struct DynamoStore {
 impl DynamoStore {
     /// A store on `table` with the SDK's own configuration from the environment
     /// (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL` for an emulator, `AWS_MAX_ATTEMPTS`).
-    pub async fn from_env(table: &str) -> DynamoStore {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-        DynamoStore::new(Client::from_conf(client_config(&sdk)), table)
+    /// The store on `table`, with a client from the process's one SDK configuration.
+    pub fn from_config(sdk: &aws_config::SdkConfig, table: &str) -> DynamoStore {
+        DynamoStore::new(Client::from_conf(client_config(sdk)), table)
     }
 
     /// A store on `table` through `client`.

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{Collection, Document, Page, Store, StoreError};
-use crate::model::Timestamp;
+use snapnest_core::model::Timestamp;
+use snapnest_core::store::{Collection, Document, Page, Store, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS documents (

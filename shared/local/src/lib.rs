@@ -1,0 +1,8 @@
+//! snapnest's local adapters, for development, the demo and the tests: the embedded store
+//! ([`embedded::EmbeddedStore`], SQLite shared by every local function process) and the
+//! simulated cloud ([`simulated::SimulatedCloud`]), whose calls [`retry::RetryingProvider`]
+//! retries the way the AWS SDK retries real ones.
+
+pub mod embedded;
+pub mod retry;
+pub mod simulated;
