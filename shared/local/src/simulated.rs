@@ -1063,4 +1063,27 @@ mod tests {
         assert!("throttle".parse::<Faults>().is_err());
         assert_eq!("".parse::<Faults>().unwrap(), Faults::default());
     }
+
+    #[tokio::test]
+    async fn create_volume_with_a_used_client_token_answers_the_first_volume() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = SimSettings {
+            home_region: "us-east-1".into(),
+            operation_time: Duration::ZERO,
+            latency: Duration::ZERO,
+            faults: Faults::default(),
+        };
+        let cloud = SimulatedCloud::open(dir.path(), settings).unwrap();
+        let home = cloud.region("us-east-1").unwrap();
+        let inventory = home.discover("service-instance-id", DEMO_SERVICE_INSTANCE).await.unwrap();
+        let volume = &inventory.instances[0].volumes[0];
+        let started = home.snapshot_volume(&volume.volume_id, &Tags::new()).await.unwrap();
+        let az = &inventory.instances[0].availability_zone;
+
+        let first = home.create_volume(&started.snapshot_id, az, "rs-1-vol-a", &Tags::new()).await.unwrap();
+        let again = home.create_volume(&started.snapshot_id, az, "rs-1-vol-a", &Tags::new()).await.unwrap();
+        let other = home.create_volume(&started.snapshot_id, az, "rs-1-vol-b", &Tags::new()).await.unwrap();
+        assert_eq!(again, first, "the same token makes no second volume");
+        assert_ne!(other, first, "another token makes another volume");
+    }
 }
