@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use snapnest_core::clock::FixedClock;
 use snapnest_core::Snapnest;
 use snapnest_lambda::config::Config;
 use snapnest_local::simulated::{SimSettings, SimulatedCloud};
@@ -75,4 +76,20 @@ pub async fn local_service(data_dir: &Path, extra_env: &[(&str, &str)]) -> (Arc<
 /// Where the demo keeps its state unless `SNAPNEST_DATA_DIR` says otherwise.
 pub fn default_data_dir() -> PathBuf {
     std::env::var_os("SNAPNEST_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".snapnest"))
+}
+
+/// The policy tick as it runs at `at` (the scheduler's clock moved there).
+pub async fn run_policies_at(
+    app: &Snapnest,
+    at: chrono::DateTime<chrono::Utc>,
+) -> snapnest_core::Result<snapnest_core::policy::TickSummary> {
+    app.with_clock(Arc::new(FixedClock(at))).policies.run_due().await
+}
+
+/// expire-retention as it runs at `at`.
+pub async fn expire_at(
+    app: &Snapnest,
+    at: chrono::DateTime<chrono::Utc>,
+) -> snapnest_core::Result<snapnest_core::retention::ExpirySummary> {
+    app.with_clock(Arc::new(FixedClock(at))).retention.expire_due().await
 }

@@ -115,11 +115,11 @@ async fn wait_for(
 ) -> BackupRecord {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        app.poll_active(Utc::now()).await.unwrap();
+        app.poller.poll_active().await.unwrap();
         if replicate {
-            app.replicate_due().await.unwrap();
+            app.replication.replicate_due().await.unwrap();
         }
-        let record: BackupRecord = app.load(id).await.unwrap();
+        let record: BackupRecord = app.backups.get(id).await.unwrap();
         if done(&record) {
             return record;
         }
@@ -181,7 +181,7 @@ impl Store for FlakyStore {
 }
 
 async fn backups_of(app: &Arc<Snapnest>, si: &str) -> Vec<BackupRecord> {
-    app.list_backups(si, 100, None).await.unwrap().0
+    app.backups.list(si, 100, None).await.unwrap().0
 }
 
 async fn policies(b: &Backend) {
@@ -232,14 +232,15 @@ async fn policies(b: &Backend) {
     // Due now: one tick runs the slot once; a retried tick and an overlapping one start nothing more.
     let now = start + chrono::Duration::seconds(1);
     assert_eq!(
-        app.run_due_policies(start - chrono::Duration::seconds(1)).await.unwrap().policies_due,
+        snapnest_e2e::run_policies_at(app, start - chrono::Duration::seconds(1)).await.unwrap().policies_due,
         0,
         "not due yet"
     );
-    let (first, retried) = tokio::join!(app.run_due_policies(now), app.run_due_policies(now));
+    let (first, retried) =
+        tokio::join!(snapnest_e2e::run_policies_at(app, now), snapnest_e2e::run_policies_at(app, now));
     let started = first.unwrap().backups_started.max(retried.unwrap().backups_started);
     assert_eq!(started, 1);
-    app.run_due_policies(now).await.unwrap();
+    snapnest_e2e::run_policies_at(app, now).await.unwrap();
     let backups = backups_of(app, &b.si).await;
     assert_eq!(backups.len(), 1, "one backup for the slot");
     assert_eq!(backups[0].policy_id.as_deref(), Some(policy_id.as_str()));
@@ -249,7 +250,7 @@ async fn policies(b: &Backend) {
 
     // The function was down for five slots: the latest slot runs once.
     let late = now + chrono::Duration::hours(31);
-    let summary = app.run_due_policies(late).await.unwrap();
+    let summary = snapnest_e2e::run_policies_at(app, late).await.unwrap();
     assert_eq!(summary.backups_started, 1, "{summary:?}");
     assert_eq!(backups_of(app, &b.si).await.len(), 2);
     let second = &backups_of(app, &b.si).await[0];
@@ -261,7 +262,7 @@ async fn policies(b: &Backend) {
     // Suspended: never runs, says why.
     let (status, _) = admin(app, "POST", &format!("/policies/{policy_id}/suspend"), None).await;
     assert_eq!(status, 200);
-    let summary = app.run_due_policies(late + chrono::Duration::hours(7)).await.unwrap();
+    let summary = snapnest_e2e::run_policies_at(app, late + chrono::Duration::hours(7)).await.unwrap();
     assert_eq!((summary.backups_started, summary.policies_skipped), (0, 1));
     let (_, policy) = admin(app, "GET", &format!("/policies/{policy_id}"), None).await;
     assert_eq!(policy["last_run"]["skipped"], SUSPENDED);
@@ -273,13 +274,14 @@ async fn policies(b: &Backend) {
     let flaky = Snapnest::new(
         Arc::new(FlakyStore { inner: app.store.clone(), fail_policy_updates: AtomicUsize::new(1) }),
         app.clouds.clone(),
+        app.clock.clone(),
         app.settings.clone(),
     );
     let then = late + chrono::Duration::hours(13);
-    let failed = flaky.run_due_policies(then).await.unwrap_err();
+    let failed = snapnest_e2e::run_policies_at(&flaky, then).await.unwrap_err();
     assert!(matches!(failed, Error::Store(_)));
     assert_eq!(failed.to_string(), "Failed to synchronize metadata.");
-    let retried = flaky.run_due_policies(then).await.unwrap();
+    let retried = snapnest_e2e::run_policies_at(&flaky, then).await.unwrap();
     assert_eq!(retried.policies_due, 1);
     assert_eq!(backups_of(app, &b.si).await.len(), 3, "the retry found the slot's backup instead of starting another");
 
@@ -318,8 +320,8 @@ async fn a_released_instance_fails_its_items_and_the_policy_run_goes_on() {
         targets: Some(vec!["si-demo".into(), "si-other".into()]),
         ..Default::default()
     };
-    app.create_policy(&request, Utc::now()).await.unwrap();
-    let summary = app.run_due_policies(Utc::now()).await.unwrap();
+    app.policies.create(&request).await.unwrap();
+    let summary = snapnest_e2e::run_policies_at(&app, Utc::now()).await.unwrap();
     assert_eq!(summary.backups_started, 2, "both targets ran: {summary:?}");
     for si in ["si-demo", "si-other"] {
         let backup = backup_until(&app, &backups_of(&app, si).await[0].backup_id, finished).await;
@@ -375,8 +377,8 @@ async fn retention_replication_and_restores(b: &Backend) {
         let restore_id = restore["restore_id"].as_str().unwrap().to_owned();
         let deadline = Instant::now() + Duration::from_secs(60);
         let done = loop {
-            app.poll_active(Utc::now()).await.unwrap();
-            let r: snapnest_core::model::RestoreRecord = app.load(&restore_id).await.unwrap();
+            app.poller.poll_active().await.unwrap();
+            let r: snapnest_core::model::RestoreRecord = app.restores.get(&restore_id).await.unwrap();
             if r.status.is_terminal() {
                 break r;
             }
@@ -393,7 +395,7 @@ async fn retention_replication_and_restores(b: &Backend) {
 
     // Replicas expire by their own (shorter) retention, the point by its own.
     let replica = backup.replication.as_ref().unwrap().items[0].replica_snapshot_id.clone().unwrap();
-    let summary = app.expire_due(Utc::now() + chrono::Duration::days(3)).await.unwrap();
+    let summary = snapnest_e2e::expire_at(app, Utc::now() + chrono::Duration::days(3)).await.unwrap();
     assert_eq!((summary.replicas_expired, summary.points_expired), (1, 0), "{summary:?}");
     assert!(!b.snapshot_exists(WEST, &replica).await);
     assert!(b.snapshot_exists(HOME, &snapshot).await);
@@ -424,9 +426,9 @@ async fn replication_limit(b: &Backend) {
     let backup = poll_until_finished(app, &id).await;
     assert_eq!(backup.items.len(), 25);
     // The first run starts 20 copies (the AWS limit per destination region); the rest wait.
-    let first = app.replicate_due().await.unwrap();
+    let first = app.replication.replicate_due().await.unwrap();
     assert_eq!(first.copies_started, 20, "{first:?}");
-    let record: BackupRecord = app.load(&id).await.unwrap();
+    let record: BackupRecord = app.backups.get(&id).await.unwrap();
     let replication = record.replication.unwrap();
     assert_eq!(replication.items.iter().filter(|i| i.status == snapnest_core::status::ItemStatus::Pending).count(), 5);
     assert_eq!(replication.status, JobStatus::Running);
@@ -488,9 +490,10 @@ async fn jobs_cancel_and_capacity(b: &Backend) {
     let replicated = start_backup(app, &b.si, json!({"destination_region": WEST})).await;
     let replicated_id = replicated["backup_id"].as_str().unwrap().to_owned();
     poll_until_finished(app, &replicated_id).await;
-    app.replicate_due().await.unwrap();
+    app.replication.replicate_due().await.unwrap();
     let copies: Vec<String> = app
-        .load::<BackupRecord>(&replicated_id)
+        .backups
+        .get(&replicated_id)
         .await
         .unwrap()
         .replication
@@ -525,8 +528,8 @@ async fn jobs_cancel_and_capacity(b: &Backend) {
     assert_eq!((status, job["status"].as_str()), (202, Some("Cancelled")), "{job}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        app.poll_active(Utc::now()).await.unwrap();
-        let r: snapnest_core::model::RestoreRecord = app.load(&restore_id).await.unwrap();
+        app.poller.poll_active().await.unwrap();
+        let r: snapnest_core::model::RestoreRecord = app.restores.get(&restore_id).await.unwrap();
         if r.phase == snapnest_core::model::RestorePhase::Done {
             let states = app.clouds.home().describe_instances(&r.stopped_instance_ids).await.unwrap();
             assert!(states.iter().all(|(_, s)| *s == snapnest_core::cloud::InstanceState::Running), "{states:?}");
@@ -538,7 +541,7 @@ async fn jobs_cancel_and_capacity(b: &Backend) {
     }
 
     // Expiry: the expired point leaves the capacity at once and an expiry job is listed.
-    app.expire_due(Utc::now() + chrono::Duration::days(2)).await.unwrap();
+    snapnest_e2e::expire_at(app, Utc::now() + chrono::Duration::days(2)).await.unwrap();
     let (_, capacity) = admin(app, "GET", &format!("/service-instances/{}/capacity", b.si), None).await;
     assert!(capacity["backup_points"].as_u64().unwrap() < 3, "{capacity}");
     let points_left = capacity["backup_points"].as_u64().unwrap();

@@ -248,7 +248,7 @@ async fn a_backup_whose_starter_died_is_finished_by_poll_status_without_duplicat
     let now = chrono::Utc::now();
     let (_, created) = start_backup(&app, "si-demo", json!({})).await;
     let mut record: BackupRecord = serde_json::from_value(created).unwrap();
-    record.backup_id = "bk-crashed000000000000".into();
+    record.backup_id = snapnest_core::ids::BackupId::generate();
     record.status = JobStatus::Pending;
     record.start_lease_until = Some(now - chrono::Duration::seconds(1));
     record.client_token = None;
@@ -257,10 +257,10 @@ async fn a_backup_whose_starter_died_is_finished_by_poll_status_without_duplicat
     }
     // (the lock belongs to the first backup: finish it so the store accepts this one)
     poll_until_done(&app, "admin-api-get-backup.json", "BACKUP_ID", &created_id(&app).await).await;
-    app.insert(&mut record, None).await.unwrap();
+    snapnest_core::records::Records::new(app.store.clone()).insert(&mut record, None).await.unwrap();
     // ...after it had already snapshotted the first instance.
     let instance = record.items[0].instance_id.clone().unwrap();
-    let tags = Tags::from([(tag::BACKUP_ID.to_owned(), record.backup_id.clone())]);
+    let tags = Tags::from([(tag::BACKUP_ID.to_owned(), record.backup_id.to_string())]);
     let early = app.clouds.home().snapshot_instance(&instance, &VolumeSelection::All, &tags).await.unwrap();
     let snapshots_before = sim.snapshot_ids(REGION).unwrap().len();
 
@@ -331,7 +331,7 @@ async fn retention_extends_never_shortens_and_expiry_deletes_only_due_points() {
     sim.tamper_snapshot(REGION, used, Some("ami-0123")).unwrap();
     let vanished = backup["items"][2]["snapshot_id"].as_str().unwrap();
     sim.tamper_snapshot(REGION, vanished, None).unwrap();
-    let summary = app.expire_due(chrono::Utc::now() + chrono::Duration::days(4)).await.unwrap();
+    let summary = snapnest_e2e::expire_at(&app, chrono::Utc::now() + chrono::Duration::days(4)).await.unwrap();
     assert_eq!((summary.points_expired, summary.snapshots_deleted, summary.snapshots_released), (1, 5, 1));
     assert_eq!(summary.points_damaged, 1);
     let (_, expired) = get(&app, "admin-api-get-backup.json", "BACKUP_ID", &id).await;
@@ -345,7 +345,7 @@ async fn retention_extends_never_shortens_and_expiry_deletes_only_due_points() {
         assert_eq!(left.iter().any(|s| s == snapshot), snapshot == used, "{snapshot}");
     }
     // Read through the due index: a second run finds nothing.
-    let again = app.expire_due(chrono::Utc::now() + chrono::Duration::days(4)).await.unwrap();
+    let again = snapnest_e2e::expire_at(&app, chrono::Utc::now() + chrono::Duration::days(4)).await.unwrap();
     assert_eq!(again.points_expired, 0);
 }
 

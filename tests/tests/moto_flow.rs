@@ -144,7 +144,7 @@ async fn the_whole_flow_on_dynamodb_and_the_aws_apis() {
     }
 
     // Expiry two days later: the point's and the replicas' snapshots are gone.
-    let summary = app.expire_due(chrono::Utc::now() + chrono::Duration::days(2)).await.unwrap();
+    let summary = snapnest_e2e::expire_at(&app, chrono::Utc::now() + chrono::Duration::days(2)).await.unwrap();
     assert!(summary.points_expired >= 1 && summary.replicas_expired >= 1, "{summary:?}");
     let expired = get(&app, "admin-api-get-backup.json", "BACKUP_ID", &backup_id).await;
     assert_eq!(expired["status"], "Expired");

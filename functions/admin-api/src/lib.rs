@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use snapnest_core::jobs::{CancelRequest, JobKind};
-use snapnest_core::model::BackupRecord;
 use snapnest_core::policy::{PolicyRequest, PolicyState, TargetsRequest};
 use snapnest_core::retention::RetentionRequest;
 use snapnest_core::status::JobStatus;
-use snapnest_core::{validate, Error, Snapnest};
+use snapnest_core::{Error, Snapnest};
 use snapnest_lambda::api::{self, HttpRequest, Route};
 use snapnest_lambda::runtime::{HandlerError, Invocation};
 
@@ -27,22 +26,18 @@ pub async fn handle(app: Arc<Snapnest>, event: Value) -> Result<Value, HandlerEr
 }
 
 async fn serve(app: &Snapnest, request: &HttpRequest, route: Result<Route, Error>) -> Result<Value, Error> {
-    let now = chrono::Utc::now();
     match route? {
-        Route::GetBackup { backup_id } => {
-            validate::identifier("backup id", &backup_id)?;
-            Ok(json!(app.load::<BackupRecord>(&backup_id).await?))
-        }
+        Route::GetBackup { backup_id } => Ok(json!(app.backups.get(&backup_id).await?)),
         Route::ListBackups { service_instance_id } => {
             let (limit, cursor) = request.page()?;
-            let (items, next) = app.list_backups(&service_instance_id, limit, cursor.as_deref()).await?;
+            let (items, next) = app.backups.list(&service_instance_id, limit, cursor.as_deref()).await?;
             Ok(api::page_body(items, next))
         }
         Route::ChangeRetention { backup_id } => {
             let body: RetentionRequest = request.json_body()?;
-            Ok(json!(app.change_retention(&backup_id, &body, now).await?))
+            Ok(json!(app.retention.change(&backup_id, &body).await?))
         }
-        Route::GetRestore { restore_id } => Ok(json!(app.get_restore(&restore_id).await?)),
+        Route::GetRestore { restore_id } => Ok(json!(app.restores.get(&restore_id).await?)),
         Route::ListJobs => {
             let (limit, cursor) = request.page()?;
             let kind = request.query("kind").map(str::parse::<JobKind>).transpose()?;
@@ -52,33 +47,31 @@ async fn serve(app: &Snapnest, request: &HttpRequest, route: Result<Route, Error
                     s.parse::<JobStatus>().map_err(|m| Error::bad_request("InvalidStatus", format!("status: {m}")))
                 })
                 .transpose()?;
-            let (items, next) = app.list_jobs(kind, status, limit, cursor.as_deref()).await?;
+            let (items, next) = app.jobs.list(kind, status, limit, cursor.as_deref()).await?;
             Ok(api::page_body(items, next))
         }
         Route::CancelJob { job_id } => {
             let body: CancelRequest = request.json_body()?;
-            Ok(json!(app.cancel_job(&job_id, &body, now).await?))
+            Ok(json!(app.jobs.cancel(&job_id, &body).await?))
         }
-        Route::Capacity { service_instance_id } => Ok(json!(app.capacity(&service_instance_id).await?)),
-        Route::CreatePolicy => Ok(json!(app.create_policy(&request.json_body::<PolicyRequest>()?, now).await?)),
+        Route::Capacity { service_instance_id } => Ok(json!(app.jobs.capacity(&service_instance_id).await?)),
+        Route::CreatePolicy => Ok(json!(app.policies.create(&request.json_body::<PolicyRequest>()?).await?)),
         Route::ListPolicies => {
             let (limit, cursor) = request.page()?;
-            let (items, next) = app.list_policies(limit, cursor.as_deref()).await?;
+            let (items, next) = app.policies.list(limit, cursor.as_deref()).await?;
             Ok(api::page_body(items, next))
         }
-        Route::GetPolicy { policy_id } => Ok(json!(app.get_policy(&policy_id).await?)),
+        Route::GetPolicy { policy_id } => Ok(json!(app.policies.get(&policy_id).await?)),
         Route::UpdatePolicy { policy_id } => {
-            Ok(json!(app.update_policy(&policy_id, &request.json_body::<PolicyRequest>()?, now).await?))
+            Ok(json!(app.policies.update(&policy_id, &request.json_body::<PolicyRequest>()?).await?))
         }
-        Route::DeletePolicy { policy_id } => Ok(json!(app.delete_policy(&policy_id).await?)),
+        Route::DeletePolicy { policy_id } => Ok(json!(app.policies.delete(&policy_id).await?)),
         Route::SuspendPolicy { policy_id } => {
-            Ok(json!(app.set_policy_state(&policy_id, PolicyState::Suspended, now).await?))
+            Ok(json!(app.policies.set_state(&policy_id, PolicyState::Suspended).await?))
         }
-        Route::ResumePolicy { policy_id } => {
-            Ok(json!(app.set_policy_state(&policy_id, PolicyState::Active, now).await?))
-        }
+        Route::ResumePolicy { policy_id } => Ok(json!(app.policies.set_state(&policy_id, PolicyState::Active).await?)),
         Route::ChangeTargets { policy_id } => {
-            Ok(json!(app.change_targets(&policy_id, &request.json_body::<TargetsRequest>()?, now).await?))
+            Ok(json!(app.policies.change_targets(&policy_id, &request.json_body::<TargetsRequest>()?).await?))
         }
         other => Err(Error::not_found("route", format!("{other:?} (not served by admin-api)"))),
     }

@@ -10,14 +10,13 @@ use snapnest_lambda::api::{self, Route};
 use snapnest_lambda::runtime::{HandlerError, Invocation};
 
 pub async fn handle(app: Arc<Snapnest>, event: Value) -> Result<Value, HandlerError> {
-    let now = chrono::Utc::now();
     match Invocation::classify(event)? {
         Invocation::Http(request) => {
             let outcome = async {
                 match request.route()? {
                     Route::CreateBackup { service_instance_id } => {
                         let body: BackupRequest = request.json_body()?;
-                        app.create_backup(&service_instance_id, &body, BackupOrigin::manual(), now).await
+                        app.backups.create(&service_instance_id, &body, BackupOrigin::manual()).await
                     }
                     other => Err(Error::not_found("route", format!("{other:?} (not served by create-backup)"))),
                 }
@@ -25,6 +24,6 @@ pub async fn handle(app: Arc<Snapnest>, event: Value) -> Result<Value, HandlerEr
             .await;
             Ok(json!(api::respond(202, outcome)))
         }
-        Invocation::Scheduled(_) => Ok(json!(app.run_due_policies(now).await?)),
+        Invocation::Scheduled(_) => Ok(json!(app.policies.run_due().await?)),
     }
 }

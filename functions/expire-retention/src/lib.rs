@@ -8,6 +8,5 @@ use snapnest_lambda::runtime::HandlerError;
 
 /// Any event runs one pass; the answer is what the pass did.
 pub async fn handle(app: Arc<Snapnest>, _event: Value) -> Result<Value, HandlerError> {
-    let now = chrono::Utc::now();
-    Ok(json!(app.expire_due(now).await?))
+    Ok(json!(app.retention.expire_due().await?))
 }

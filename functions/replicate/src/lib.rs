@@ -8,5 +8,5 @@ use snapnest_lambda::runtime::HandlerError;
 
 /// Any event runs one pass; the answer is what the pass did.
 pub async fn handle(app: Arc<Snapnest>, _event: Value) -> Result<Value, HandlerError> {
-    Ok(json!(app.replicate_due().await?))
+    Ok(json!(app.replication.replicate_due().await?))
 }

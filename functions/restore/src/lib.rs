@@ -17,7 +17,7 @@ pub async fn handle(app: Arc<Snapnest>, event: Value) -> Result<Value, HandlerEr
         match request.route()? {
             Route::CreateRestore { backup_id } => {
                 let body: RestoreRequest = request.json_body()?;
-                app.create_restore(&backup_id, &body, chrono::Utc::now()).await
+                app.restores.create(&backup_id, &body).await
             }
             other => Err(Error::not_found("route", format!("{other:?} (not served by restore)"))),
         }

@@ -2,6 +2,7 @@
 //! the Lambda edge (`snapnest_lambda::api`) maps them to HTTP status codes in one place.
 
 use crate::cloud::CloudError;
+use crate::status::IllegalTransition;
 use crate::store::StoreError;
 
 /// What went wrong, in terms a caller can act on.
@@ -44,6 +45,13 @@ impl Error {
             Self::Cloud(e) => e.is_retryable(),
             _ => false,
         }
+    }
+}
+
+impl From<IllegalTransition> for Error {
+    fn from(e: IllegalTransition) -> Self {
+        // Reached when a request races a lifecycle that has moved on (cancel after finish…).
+        Self::conflict("IllegalTransition", e.to_string())
     }
 }
 

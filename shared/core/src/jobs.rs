@@ -8,17 +8,19 @@
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{info, instrument};
 
-use crate::cloud::{tag, DeleteOutcome};
+use crate::backup::BackupService;
 use crate::error::{Error, Result};
-use crate::model::{BackupRecord, ResourceKind, RestorePhase, RestoreRecord, Timestamp};
-use crate::records::{from_document, StoredRecord};
-use crate::retention::{delete, ExpirySummary};
+use crate::ids::{BackupId, ExpiryRunId, JobId};
+use crate::model::{BackupRecord, RestoreRecord, Timestamp};
+use crate::records::{from_document, Records, StoredRecord};
+use crate::replication::ReplicationService;
+use crate::restore::RestoreService;
+use crate::retention::ExpirySummary;
 use crate::status::{ItemStatus, JobStatus};
 use crate::store::{Collection, Document};
 use crate::validate;
-use crate::Snapnest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -52,7 +54,7 @@ pub struct Job {
     pub kind: JobKind,
     pub status: JobStatus,
     pub service_instance_id: Option<String>,
-    pub backup_id: Option<String>,
+    pub backup_id: Option<BackupId>,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     /// For replication jobs: the destination region.
@@ -70,7 +72,7 @@ pub struct Progress {
 /// A record of one expire-retention run that had something to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExpiryRun {
-    pub run_id: String,
+    pub run_id: ExpiryRunId,
     pub status: JobStatus,
     pub started_at: Timestamp,
     pub finished_at: Timestamp,
@@ -130,15 +132,12 @@ fn progress<I: IntoIterator<Item = ItemStatus>>(items: I) -> Progress {
     Progress { done, total }
 }
 
-const REPLICATION_PREFIX: &str = "rp-";
-const BACKUP_PREFIX: &str = "bk-";
-
 fn jobs_of(doc: Document) -> Result<Vec<Job>> {
     Ok(match doc.collection {
         Collection::Backups => {
             let b: BackupRecord = from_document(doc)?;
             let mut jobs = vec![Job {
-                job_id: b.backup_id.clone(),
+                job_id: b.backup_id.to_string(),
                 kind: JobKind::Backup,
                 status: b.status,
                 service_instance_id: Some(b.service_instance_id.clone()),
@@ -150,7 +149,7 @@ fn jobs_of(doc: Document) -> Result<Vec<Job>> {
             }];
             if let Some(r) = &b.replication {
                 jobs.push(Job {
-                    job_id: b.backup_id.replacen(BACKUP_PREFIX, REPLICATION_PREFIX, 1),
+                    job_id: JobId::replication_of(&b.backup_id),
                     kind: JobKind::Replication,
                     status: r.status,
                     service_instance_id: Some(b.service_instance_id.clone()),
@@ -166,7 +165,7 @@ fn jobs_of(doc: Document) -> Result<Vec<Job>> {
         Collection::Restores => {
             let r: RestoreRecord = from_document(doc)?;
             vec![Job {
-                job_id: r.restore_id.clone(),
+                job_id: r.restore_id.to_string(),
                 kind: JobKind::Restore,
                 status: r.status,
                 service_instance_id: Some(r.service_instance_id.clone()),
@@ -180,7 +179,7 @@ fn jobs_of(doc: Document) -> Result<Vec<Job>> {
         Collection::ExpiryRuns => {
             let e: ExpiryRun = from_document(doc)?;
             vec![Job {
-                job_id: e.run_id.clone(),
+                job_id: e.run_id.to_string(),
                 kind: JobKind::Expiry,
                 status: e.status,
                 service_instance_id: None,
@@ -203,10 +202,29 @@ fn position(doc: &Document) -> (i64, String) {
     (doc.created_at.timestamp_millis(), doc.id.clone())
 }
 
-impl Snapnest {
+/// The jobs list, cancel, and capacity: views over the backup and restore records, and
+/// the cancel of whichever lifecycle a job id names.
+#[derive(Clone)]
+pub struct Jobs {
+    records: Records,
+    backups: BackupService,
+    restores: RestoreService,
+    replication: ReplicationService,
+}
+
+impl Jobs {
+    pub fn new(
+        records: Records,
+        backups: BackupService,
+        restores: RestoreService,
+        replication: ReplicationService,
+    ) -> Self {
+        Self { records, backups, restores, replication }
+    }
+
     /// Jobs newest first, of one kind and status or all. Pages hold at most `limit` jobs
     /// (a backup and its replication, which share a record, are never split across pages).
-    pub async fn list_jobs(
+    pub async fn list(
         &self,
         kind: Option<JobKind>,
         status: Option<JobStatus>,
@@ -229,7 +247,7 @@ impl Snapnest {
             let mut documents = Vec::new();
             let mut frontier: Option<(i64, String)> = None;
             for &collection in &collections {
-                let page = self.store.list_collection(collection, limit.max(10), cursor.as_deref()).await?;
+                let page = self.records.store().list_collection(collection, limit.max(10), cursor.as_deref()).await?;
                 if page.next_cursor.is_some() {
                     if let Some(last) = page.documents.last().map(position) {
                         frontier = Some(frontier.map_or(last.clone(), |f: (i64, String)| f.max(last)));
@@ -258,134 +276,32 @@ impl Snapnest {
     }
 
     /// Cancels a running backup, restore or replication (`POST /jobs/{id}/cancel`).
-    pub async fn cancel_job(&self, job_id: &str, request: &CancelRequest, now: Timestamp) -> Result<Job> {
-        validate::identifier("job id", job_id)?;
-        let job = if job_id.starts_with(BACKUP_PREFIX) {
-            let backup = self.cancel_backup(job_id, request.keep_snapshots, now).await?;
-            self.job_view(Collection::Backups, &backup.backup_id, JobKind::Backup).await?
-        } else if let Some(rest) = job_id.strip_prefix(REPLICATION_PREFIX) {
-            let backup_id = format!("{BACKUP_PREFIX}{rest}");
-            self.cancel_replication(&backup_id, request.keep_snapshots).await?;
-            self.job_view(Collection::Backups, &backup_id, JobKind::Replication).await?
-        } else if job_id.starts_with("rs-") {
-            self.cancel_restore(job_id, now).await?;
-            self.job_view(Collection::Restores, job_id, JobKind::Restore).await?
-        } else if job_id.starts_with("ex-") {
-            return Err(Error::conflict("JobNotCancellable", format!("expiry run {job_id} is not cancellable")));
-        } else {
-            return Err(Error::not_found("job", job_id));
+    #[instrument(skip(self, request))]
+    pub async fn cancel(&self, job_id: &str, request: &CancelRequest) -> Result<Job> {
+        let job = match JobId::parse(job_id)? {
+            JobId::Backup(backup_id) => {
+                let backup = self.backups.cancel(&backup_id, request.keep_snapshots).await?;
+                self.view(Collection::Backups, &backup.backup_id, JobKind::Backup).await?
+            }
+            JobId::Replication(backup_id) => {
+                self.replication.cancel(&backup_id, request.keep_snapshots).await?;
+                self.view(Collection::Backups, &backup_id, JobKind::Replication).await?
+            }
+            JobId::Restore(restore_id) => {
+                self.restores.cancel(&restore_id).await?;
+                self.view(Collection::Restores, &restore_id, JobKind::Restore).await?
+            }
+            JobId::Expiry(run_id) => {
+                return Err(Error::conflict("JobNotCancellable", format!("expiry run {run_id} is not cancellable")))
+            }
         };
-        info!(job_id, keep_snapshots = request.keep_snapshots, "job cancelled");
+        info!(keep_snapshots = request.keep_snapshots, "job cancelled");
         Ok(job)
     }
 
-    async fn job_view(&self, collection: Collection, id: &str, kind: JobKind) -> Result<Job> {
-        let doc = self.store.get(collection, id).await?.ok_or_else(|| Error::not_found("job", id))?;
+    async fn view(&self, collection: Collection, id: &str, kind: JobKind) -> Result<Job> {
+        let doc = self.records.store().get(collection, id).await?.ok_or_else(|| Error::not_found("job", id))?;
         jobs_of(doc)?.into_iter().find(|j| j.kind == kind).ok_or_else(|| Error::not_found("job", id))
-    }
-
-    async fn cancel_backup(&self, backup_id: &str, keep: bool, now: Timestamp) -> Result<BackupRecord> {
-        let mut backup: BackupRecord = self.load(backup_id).await?;
-        if backup.status.is_terminal() {
-            return Err(not_running(backup_id, backup.status));
-        }
-        backup.status = JobStatus::Cancelled;
-        backup.finished_at = Some(now);
-        backup.cleanup_pending = !keep;
-        for item in backup.items.iter_mut().filter(|i| !i.status.is_terminal()) {
-            item.status = ItemStatus::Cancelled;
-        }
-        if let Some(replication) = backup.replication.as_mut() {
-            replication.status = JobStatus::Cancelled;
-        }
-        // Saved before any deletion: the backup lock is released and the starting
-        // invocation (if still running) sees the cancellation and stops issuing snapshots.
-        self.save(&mut backup).await?;
-        if !keep {
-            self.clean_up_cancelled(backup, now).await
-        } else {
-            Ok(backup)
-        }
-    }
-
-    /// Deletes every snapshot a cancelled backup made, including ones an invocation still
-    /// starting it made after the cancel (found by the backup-id tag). Finished once the
-    /// start lease has passed and nothing is left; poll-status repeats it until then.
-    pub(crate) async fn clean_up_cancelled(&self, mut backup: BackupRecord, now: Timestamp) -> Result<BackupRecord> {
-        let cloud = self.clouds.region(&backup.region)?;
-        let mut leftovers = 0;
-        let tagged = cloud.find_snapshots(tag::BACKUP_ID, &backup.backup_id).await?;
-        let mut volume_snapshots: HashSet<String> = tagged.into_iter().map(|s| s.snapshot_id).collect();
-        for item in backup.items.iter_mut() {
-            let Some(id) = item.snapshot_id.clone() else { continue };
-            if item.kind == ResourceKind::Volume {
-                volume_snapshots.remove(&id);
-            }
-            match delete(cloud.as_ref(), item.kind, &id).await? {
-                DeleteOutcome::Deleted | DeleteOutcome::NotFound => {
-                    item.snapshot_id = None;
-                    item.error = Some(format!("snapshot {id} deleted when the backup was cancelled"));
-                }
-                DeleteOutcome::InUse(by) => {
-                    item.released = true;
-                    item.error = Some(format!("kept: the snapshot is in use ({by})"));
-                }
-            }
-        }
-        for id in volume_snapshots {
-            if delete(cloud.as_ref(), ResourceKind::Volume, &id).await? == DeleteOutcome::Deleted {
-                leftovers += 1;
-            }
-        }
-        let starter_may_run = backup.start_lease_until.is_some_and(|lease| lease > now);
-        if !starter_may_run {
-            backup.cleanup_pending = false;
-        }
-        if leftovers > 0 {
-            warn!(backup_id = %backup.backup_id, leftovers, "deleted snapshots started after the cancel");
-        }
-        self.save(&mut backup).await?;
-        Ok(backup)
-    }
-
-    async fn cancel_replication(&self, backup_id: &str, keep: bool) -> Result<()> {
-        let mut backup: BackupRecord = self.load(backup_id).await?;
-        let Some(replication) = backup.replication.as_mut() else {
-            return Err(Error::not_found("replication job", backup_id));
-        };
-        if replication.status.is_terminal() {
-            return Err(not_running(backup_id, replication.status));
-        }
-        let cloud = self.clouds.region(&replication.region)?;
-        for item in replication.items.iter_mut() {
-            if !item.status.is_terminal() {
-                item.status = ItemStatus::Cancelled;
-            }
-            if let (false, Some(id)) = (keep, item.replica_snapshot_id.clone()) {
-                if delete(cloud.as_ref(), item.kind, &id).await? != DeleteOutcome::Deleted {
-                    warn!(backup_id, replica = %id, "replica not deleted on cancel");
-                }
-                item.replica_snapshot_id = None;
-            }
-        }
-        replication.status = JobStatus::Cancelled;
-        self.save(&mut backup).await
-    }
-
-    async fn cancel_restore(&self, restore_id: &str, now: Timestamp) -> Result<()> {
-        let mut restore: RestoreRecord = self.load(restore_id).await?;
-        if restore.status.is_terminal() {
-            return Err(not_running(restore_id, restore.status));
-        }
-        restore.status = JobStatus::Cancelled;
-        restore.finished_at = Some(now);
-        for item in restore.items.iter_mut().filter(|i| !i.status.is_terminal()) {
-            item.status = ItemStatus::Cancelled;
-        }
-        // Instances this restore stopped are started again by the next polls.
-        restore.phase =
-            if restore.stopped_instance_ids.is_empty() { RestorePhase::Done } else { RestorePhase::StartingInstances };
-        self.save(&mut restore).await
     }
 
     /// Snapshot bytes and points of a service instance, summed from its records on every
@@ -400,7 +316,11 @@ impl Snapnest {
         };
         let mut cursor: Option<String> = None;
         loop {
-            let page = self.store.list_owned(Collection::Backups, service_instance_id, 100, cursor.as_deref()).await?;
+            let page = self
+                .records
+                .store()
+                .list_owned(Collection::Backups, service_instance_id, 100, cursor.as_deref())
+                .await?;
             for doc in page.documents {
                 let backup: BackupRecord = from_document(doc)?;
                 if !backup.status.is_restorable() {
@@ -434,27 +354,9 @@ impl Snapnest {
             }
         }
     }
-
-    /// Keeps a record of an expire-retention run that had something to do.
-    pub(crate) async fn record_expiry_run(&self, started_at: Timestamp, summary: &ExpirySummary, now: Timestamp) {
-        let busy = summary.points_expired + summary.replicas_expired + summary.deferred > 0;
-        if !busy {
-            return;
-        }
-        let mut run = ExpiryRun {
-            run_id: crate::backup::new_record_id("ex"),
-            status: if summary.deferred > 0 { JobStatus::PartiallyFailed } else { JobStatus::Succeeded },
-            started_at,
-            finished_at: now,
-            summary: summary.clone(),
-            version: 0,
-        };
-        if let Err(e) = self.insert(&mut run, None).await {
-            warn!(error = %e, "expiry run not recorded; the points themselves are");
-        }
-    }
 }
 
-fn not_running(id: &str, status: JobStatus) -> Error {
+/// The 409 of a cancel that comes after the job ended.
+pub(crate) fn not_running(id: &str, status: JobStatus) -> Error {
     Error::conflict("JobNotRunning", format!("job {id} is {} and cannot be cancelled", status.as_str()))
 }

@@ -6,8 +6,10 @@
 //! (`snapnest-lambda`) wires them and maps results to HTTP.
 
 pub mod backup;
+pub mod clock;
 pub mod cloud;
 pub mod error;
+pub mod ids;
 pub mod jobs;
 pub mod model;
 pub mod policy;
@@ -20,14 +22,26 @@ pub mod status;
 pub mod store;
 pub mod validate;
 
+#[cfg(test)]
+mod fixtures;
+
 use std::sync::Arc;
 
 pub use error::{Error, Result};
 
+use backup::BackupService;
+use clock::Clock;
 use cloud::CloudProvider;
+use jobs::Jobs;
+use policy::PolicyService;
+use poll::Poller;
+use records::Records;
+use replication::ReplicationService;
+use restore::RestoreService;
+use retention::RetentionService;
 use store::Store;
 
-/// Settings the workflows need, from [`config::Config`].
+/// Settings the use cases need, from the process's configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub tag_key: String,
@@ -36,16 +50,62 @@ pub struct Settings {
     pub default_destination_region: Option<String>,
 }
 
-/// The service: the ports and settings every workflow runs on. Built once per process.
+/// Every use case of snapnest, each holding only the ports it uses. Built once per process;
+/// a handler calls one of them.
 #[derive(Clone)]
 pub struct Snapnest {
+    pub backups: BackupService,
+    pub restores: RestoreService,
+    pub replication: ReplicationService,
+    pub retention: RetentionService,
+    pub policies: PolicyService,
+    pub jobs: Jobs,
+    pub poller: Poller,
+    /// What the use cases were built on, kept to build them again (another clock).
+    pub clock: Arc<dyn Clock>,
     pub store: Arc<dyn Store>,
     pub clouds: Arc<dyn CloudProvider>,
     pub settings: Settings,
 }
 
 impl Snapnest {
-    pub fn new(store: Arc<dyn Store>, clouds: Arc<dyn CloudProvider>, settings: Settings) -> Self {
-        Self { store, clouds, settings }
+    pub fn new(
+        store: Arc<dyn Store>,
+        clouds: Arc<dyn CloudProvider>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Self {
+        let records = Records::new(store.clone());
+        let backups = BackupService::new(
+            records.clone(),
+            clouds.clone(),
+            clock.clone(),
+            settings.tag_key.clone(),
+            settings.default_retention_days,
+        );
+        let restores = RestoreService::new(
+            records.clone(),
+            clouds.clone(),
+            clock.clone(),
+            backups.clone(),
+            settings.tag_key.clone(),
+        );
+        let replication = ReplicationService::new(records.clone(), clouds.clone());
+        let retention = RetentionService::new(records.clone(), clouds.clone(), clock.clone());
+        let policies = PolicyService::new(
+            records.clone(),
+            backups.clone(),
+            clock.clone(),
+            clouds.home_region().to_owned(),
+            settings.default_destination_region.clone(),
+        );
+        let jobs = Jobs::new(records.clone(), backups.clone(), restores.clone(), replication.clone());
+        let poller = Poller::new(records, backups.clone(), restores.clone());
+        Self { backups, restores, replication, retention, policies, jobs, poller, clock, store, clouds, settings }
+    }
+
+    /// The same use cases over the same adapters, reading time from `clock`.
+    pub fn with_clock(&self, clock: Arc<dyn Clock>) -> Snapnest {
+        Snapnest::new(self.store.clone(), self.clouds.clone(), clock, self.settings.clone())
     }
 }

@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{BackupId, PolicyId, RestoreId};
 use crate::status::{aggregate, ItemStatus, JobStatus};
 
 pub type Timestamp = DateTime<Utc>;
@@ -127,13 +128,13 @@ pub struct Selection {
 /// A backup point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupRecord {
-    pub backup_id: String,
+    pub backup_id: BackupId,
     pub service_instance_id: String,
     /// The region the resources and the snapshots live in.
     pub region: String,
     pub status: JobStatus,
     pub trigger: Trigger,
-    pub policy_id: Option<String>,
+    pub policy_id: Option<PolicyId>,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     /// Null = never expires.
@@ -160,22 +161,6 @@ pub struct BackupRecord {
 }
 
 impl BackupRecord {
-    /// Recomputes the status from the items, stamping `finished_at` and the byte total
-    /// when the point becomes terminal. Cancelled and expired points keep their status.
-    pub fn refresh_status(&mut self, now: Timestamp) {
-        if matches!(self.status, JobStatus::Cancelled | JobStatus::Expired) {
-            return;
-        }
-        let derived = aggregate(self.items.iter().map(|i| i.status));
-        debug_assert!(self.status.can_become(derived) || self.status == JobStatus::Pending);
-        self.status = derived;
-        self.snapshot_bytes =
-            self.items.iter().filter(|i| i.status == ItemStatus::Succeeded).map(|i| i.size_bytes).sum();
-        if derived.is_terminal() && self.finished_at.is_none() {
-            self.finished_at = Some(now);
-        }
-    }
-
     /// Work remains for a scheduled function: snapshots to poll, or copies to make.
     pub fn needs_work(&self) -> bool {
         !self.status.is_terminal()
@@ -266,8 +251,8 @@ impl RestoreItem {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestoreRecord {
-    pub restore_id: String,
-    pub backup_id: String,
+    pub restore_id: RestoreId,
+    pub backup_id: BackupId,
     pub service_instance_id: String,
     pub mode: RestoreMode,
     /// Where the restored resources are created.
@@ -275,7 +260,7 @@ pub struct RestoreRecord {
     pub status: JobStatus,
     pub phase: RestorePhase,
     pub safety_backup: bool,
-    pub safety_backup_id: Option<String>,
+    pub safety_backup_id: Option<BackupId>,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     pub items: Vec<RestoreItem>,
@@ -311,18 +296,8 @@ mod tests {
     use super::*;
 
     fn record(items: &[ItemStatus]) -> BackupRecord {
-        BackupRecord {
-            backup_id: "b".into(),
-            service_instance_id: "si".into(),
-            region: "us-east-1".into(),
-            status: JobStatus::Pending,
-            trigger: Trigger::Manual,
-            policy_id: None,
-            started_at: Utc::now(),
-            finished_at: None,
-            expires_at: None,
-            snapshot_bytes: 0,
-            items: items
+        crate::fixtures::backup_point(
+            items
                 .iter()
                 .enumerate()
                 .map(|(n, &status)| BackupItem {
@@ -331,22 +306,14 @@ mod tests {
                     ..BackupItem::new(&format!("vol-{n}"), ResourceKind::Volume)
                 })
                 .collect(),
-            replication: None,
-            damaged: false,
-            cleanup_pending: false,
-            error: None,
-            selection: Selection::default(),
-            client_token: None,
-            start_lease_until: None,
-            version: 1,
-        }
+        )
     }
 
     #[test]
     fn finished_point_counts_only_succeeded_bytes_and_stamps_the_end() {
         let now = Utc::now();
         let mut point = record(&[ItemStatus::Succeeded, ItemStatus::Failed, ItemStatus::Succeeded]);
-        point.refresh_status(now);
+        crate::backup::lifecycle::derive_status(&mut point, now).unwrap();
         assert_eq!(point.status, JobStatus::PartiallyFailed);
         assert_eq!(point.snapshot_bytes, 10 + 40);
         assert_eq!(point.finished_at, Some(now));
@@ -355,7 +322,7 @@ mod tests {
     #[test]
     fn running_point_has_no_end_and_needs_work() {
         let mut point = record(&[ItemStatus::Succeeded, ItemStatus::Running]);
-        point.refresh_status(Utc::now());
+        crate::backup::lifecycle::derive_status(&mut point, Utc::now()).unwrap();
         assert_eq!(point.status, JobStatus::Running);
         assert!(point.finished_at.is_none());
         assert!(point.needs_work());
@@ -365,7 +332,7 @@ mod tests {
     fn next_expiry_is_the_earlier_of_point_and_replicas() {
         let now = Utc::now();
         let mut point = record(&[ItemStatus::Succeeded]);
-        point.refresh_status(now);
+        crate::backup::lifecycle::derive_status(&mut point, now).unwrap();
         assert_eq!(point.next_expiry(), None);
         point.expires_at = Some(now + chrono::Duration::days(7));
         assert_eq!(point.next_expiry(), point.expires_at);

@@ -3,11 +3,13 @@
 //! logged and left for the next pass; the others go on.
 
 use serde::Serialize;
-use tracing::warn;
+use tracing::{instrument, warn};
 
+use crate::backup::BackupService;
 use crate::error::Result;
-use crate::model::{BackupRecord, RestoreRecord, Timestamp};
-use crate::Snapnest;
+use crate::model::{BackupRecord, RestoreRecord};
+use crate::records::Records;
+use crate::restore::RestoreService;
 
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -20,15 +22,28 @@ pub struct PollSummary {
     pub deferred: usize,
 }
 
-impl Snapnest {
-    pub async fn poll_active(&self, now: Timestamp) -> Result<PollSummary> {
+/// The poll-status use case: every active backup and restore, advanced by its own service.
+#[derive(Clone)]
+pub struct Poller {
+    records: Records,
+    backups: BackupService,
+    restores: RestoreService,
+}
+
+impl Poller {
+    pub fn new(records: Records, backups: BackupService, restores: RestoreService) -> Self {
+        Self { records, backups, restores }
+    }
+
+    #[instrument(skip(self))]
+    pub async fn poll_active(&self) -> Result<PollSummary> {
         let mut summary = PollSummary::default();
-        for backup in self.active::<BackupRecord>().await? {
+        for backup in self.records.active::<BackupRecord>().await? {
             if backup.cleanup_pending {
                 let backup_id = backup.backup_id.clone();
-                if let Err(e) = self.clean_up_cancelled(backup, now).await {
+                if let Err(e) = self.backups.clean_up_cancelled(backup).await {
                     summary.deferred += 1;
-                    warn!(backup_id, error = %e, "cancelled backup's snapshots not all deleted yet");
+                    warn!(%backup_id, error = %e, "cancelled backup's snapshots not all deleted yet");
                 }
                 continue;
             }
@@ -37,24 +52,24 @@ impl Snapnest {
             }
             summary.backups_polled += 1;
             let backup_id = backup.backup_id.clone();
-            match self.advance_backup(backup, now).await {
+            match self.backups.advance(backup).await {
                 Ok(b) if b.status.is_terminal() => summary.backups_finished += 1,
                 Ok(_) => {}
                 Err(e) => {
                     summary.deferred += 1;
-                    warn!(backup_id, error = %e, "backup not advanced this pass");
+                    warn!(%backup_id, error = %e, "backup not advanced this pass");
                 }
             }
         }
-        for restore in self.active::<RestoreRecord>().await? {
+        for restore in self.records.active::<RestoreRecord>().await? {
             summary.restores_polled += 1;
             let restore_id = restore.restore_id.clone();
-            match self.advance_restore(restore, now).await {
+            match self.restores.advance(restore).await {
                 Ok(r) if r.status.is_terminal() => summary.restores_finished += 1,
                 Ok(_) => {}
                 Err(e) => {
                     summary.deferred += 1;
-                    warn!(restore_id, error = %e, "restore not advanced this pass");
+                    warn!(%restore_id, error = %e, "restore not advanced this pass");
                 }
             }
         }

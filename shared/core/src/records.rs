@@ -5,13 +5,14 @@
 //! holds (one running backup per service instance; one in-place restore per service
 //! instance). Every save is a conditional write on the version that was read.
 
+use std::sync::Arc;
+
 use chrono::Duration;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::{BackupRecord, RestoreMode, RestorePhase, RestoreRecord, Timestamp};
-use crate::store::{Collection, Document, StoreError};
-use crate::Snapnest;
+use crate::store::{Collection, Document, Store, StoreError};
 
 /// A record kept in the store.
 pub trait StoredRecord: Serialize + DeserializeOwned + Send + Sync {
@@ -134,7 +135,23 @@ pub fn start_lease() -> Duration {
     Duration::seconds(60)
 }
 
-impl Snapnest {
+/// Typed access to the store: every read, insert and conditional save of a record goes
+/// through here. Cheap to clone; each service holds one.
+#[derive(Clone)]
+pub struct Records {
+    store: Arc<dyn Store>,
+}
+
+impl Records {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// The store itself, for what has no typed form (locks, listings across collections).
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
     /// Reads a record; 404 when there is none.
     pub async fn load<R: StoredRecord>(&self, id: &str) -> Result<R> {
         match self.store.get(R::COLLECTION, id).await? {
@@ -167,5 +184,33 @@ impl Snapnest {
     /// Every record a scheduled function has work on.
     pub async fn active<R: StoredRecord>(&self) -> Result<Vec<R>> {
         self.store.list_active(R::COLLECTION).await?.into_iter().map(from_document).collect()
+    }
+
+    /// Every record due at `now`.
+    pub async fn due<R: StoredRecord>(&self, now: Timestamp) -> Result<Vec<R>> {
+        self.store.list_due(R::COLLECTION, now).await?.into_iter().map(from_document).collect()
+    }
+
+    /// A page of one owner's records, newest first.
+    pub async fn page_owned<R: StoredRecord>(
+        &self,
+        owner: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<R>, Option<String>)> {
+        let page = self.store.list_owned(R::COLLECTION, owner, limit, cursor).await?;
+        let records = page.documents.into_iter().map(from_document).collect::<Result<_>>()?;
+        Ok((records, page.next_cursor))
+    }
+
+    /// A page of every record of a kind, newest first.
+    pub async fn page_all<R: StoredRecord>(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<R>, Option<String>)> {
+        let page = self.store.list_collection(R::COLLECTION, limit, cursor).await?;
+        let records = page.documents.into_iter().map(from_document).collect::<Result<_>>()?;
+        Ok((records, page.next_cursor))
     }
 }

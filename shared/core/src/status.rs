@@ -54,6 +54,17 @@ impl JobStatus {
         matches!(self, Self::Succeeded | Self::PartiallyFailed)
     }
 
+    /// Moves to `next` if [`JobStatus::can_become`] allows it; otherwise the status stays
+    /// and the refused transition is the error (a bug or a lost race, never applied).
+    pub fn transition(&mut self, next: JobStatus) -> Result<(), IllegalTransition> {
+        if self.can_become(next) {
+            *self = next;
+            Ok(())
+        } else {
+            Err(IllegalTransition { from: *self, to: next })
+        }
+    }
+
     /// The transitions a record may make. Everything else is a bug or a lost race.
     pub fn can_become(self, next: JobStatus) -> bool {
         use JobStatus::*;
@@ -89,6 +100,14 @@ impl std::str::FromStr for JobStatus {
             .find(|status| status.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| format!("unknown status '{s}'"))
     }
+}
+
+/// A status change the lifecycle does not allow, refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a {} job cannot become {}", from.as_str(), to.as_str())]
+pub struct IllegalTransition {
+    pub from: JobStatus,
+    pub to: JobStatus,
 }
 
 /// The status of a job derived from its items (SPEC "Backup" 4):
@@ -203,6 +222,21 @@ mod tests {
         assert!(!J::Expired.can_become(J::Succeeded));
         assert!(!J::Running.can_become(J::Pending));
         assert!(!J::Running.can_become(J::Expired));
+    }
+
+    #[test]
+    fn a_refused_transition_leaves_the_status_as_it_was() {
+        // GIVEN an expired point
+        let mut status = J::Expired;
+        // WHEN something tries to make it Succeeded again
+        let refused = status.transition(J::Succeeded);
+        // THEN the change is refused and the status stays
+        assert_eq!(refused, Err(IllegalTransition { from: J::Expired, to: J::Succeeded }));
+        assert_eq!(status, J::Expired);
+        // AND an allowed change is applied
+        let mut running = J::Running;
+        assert_eq!(running.transition(J::Succeeded), Ok(()));
+        assert_eq!(running, J::Succeeded);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
 
+use snapnest_core::clock::SystemClock;
 use snapnest_core::cloud::CloudProvider;
 use snapnest_core::store::Store;
 use snapnest_core::{Error, Settings, Snapnest};
@@ -68,7 +69,8 @@ pub fn init_tracing() {
     };
 }
 
-/// Builds the service from a configuration: the store and the cloud it names.
+/// Builds the service from a configuration: the store and the cloud it names, on the
+/// system clock.
 pub async fn build(config: &Config) -> anyhow::Result<Snapnest> {
     // One SDK configuration for both AWS adapters, loaded once, and only when one is used.
     let needs_aws = config.store == StoreKind::DynamoDb || config.cloud == CloudKind::Aws;
@@ -94,15 +96,12 @@ pub async fn build(config: &Config) -> anyhow::Result<Snapnest> {
             },
         )?)),
     };
-    Ok(Snapnest::new(
-        store,
-        clouds,
-        Settings {
-            tag_key: config.tag_key.clone(),
-            default_retention_days: config.default_retention_days,
-            default_destination_region: config.default_destination_region.clone(),
-        },
-    ))
+    let settings = Settings {
+        tag_key: config.tag_key.clone(),
+        default_retention_days: config.default_retention_days,
+        default_destination_region: config.default_destination_region.clone(),
+    };
+    Ok(Snapnest::new(store, clouds, Arc::new(SystemClock), settings))
 }
 
 /// The whole of a function's `main`: logging, the service from the environment, the event loop.

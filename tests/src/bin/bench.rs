@@ -50,8 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The demo service instance, end to end.
     let started = Instant::now();
-    let backup =
-        app.create_backup("si-demo", &BackupRequest::default(), BackupOrigin::manual(), chrono::Utc::now()).await?;
+    let backup = app.backups.create("si-demo", &BackupRequest::default(), BackupOrigin::manual()).await?;
     let create = started.elapsed();
     let (backup, passes) = poll_backup(&app, backup.backup_id).await?;
     println!(
@@ -62,12 +61,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let request =
         RestoreRequest { mode: RestoreMode::InPlace, safety_backup: Some(true), region: None, client_token: None };
-    let mut restore = app.create_restore(&backup.backup_id, &request, chrono::Utc::now()).await?;
+    let mut restore = app.restores.create(&backup.backup_id, &request).await?;
     let mut passes = 0;
     while !restore.status.is_terminal() {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        app.poll_active(chrono::Utc::now()).await?;
-        restore = app.load(&restore.restore_id).await?;
+        app.poller.poll_active().await?;
+        restore = app.restores.get(&restore.restore_id).await?;
         passes += 1;
     }
     println!(
@@ -79,13 +78,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The largest request: 99 instances x 16 volumes + 10 databases.
     sim.add_service_instance(REGION, "si-large", 99, 16, 10, true)?;
     let started = Instant::now();
-    let backup =
-        app.create_backup("si-large", &BackupRequest::default(), BackupOrigin::manual(), chrono::Utc::now()).await?;
+    let backup = app.backups.create("si-large", &BackupRequest::default(), BackupOrigin::manual()).await?;
     let create = started.elapsed();
     let size = serde_json::to_vec(&backup)?.len();
     tokio::time::sleep(config.sim_operation_time).await;
     let pass = Instant::now();
-    app.poll_active(chrono::Utc::now()).await?;
+    app.poller.poll_active().await?;
     let pass = pass.elapsed();
     let (backup, passes) = poll_backup(&app, backup.backup_id).await?;
     println!(
@@ -101,7 +99,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         passes
     );
     let started = Instant::now();
-    let page = app.list_backups("si-large", 20, None).await?;
+    let page = app.backups.list("si-large", 20, None).await?;
     println!("list the service instance's backups: {:>8.1} ms ({} records)", ms(started.elapsed()), page.0.len());
     Ok(())
 }
@@ -110,15 +108,18 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn poll_backup(app: &Arc<Snapnest>, id: String) -> Result<(BackupRecord, usize), Box<dyn std::error::Error>> {
+async fn poll_backup(
+    app: &Arc<Snapnest>,
+    id: snapnest_core::ids::BackupId,
+) -> Result<(BackupRecord, usize), Box<dyn std::error::Error>> {
     let mut passes = 0;
     loop {
-        let record: BackupRecord = app.load(&id).await?;
+        let record: BackupRecord = app.backups.get(&id).await?;
         if !matches!(record.status, JobStatus::Pending | JobStatus::Running) {
             return Ok((record, passes));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        app.poll_active(chrono::Utc::now()).await?;
+        app.poller.poll_active().await?;
         passes += 1;
     }
 }

@@ -1,0 +1,326 @@
+//! Backups: the use case around the backup lifecycle. [`BackupService`] observes (discovery,
+//! the snapshots' states), lets [`lifecycle`] decide, acts (the snapshot calls) and saves.
+//!
+//! Crash safety: the record is written (Pending, with a start lease) before any cloud
+//! call, and every snapshot carries the backup id in its tags. If the invocation dies
+//! before it saved the snapshot ids, poll-status takes over once the lease ran out and first
+//! adopts the snapshots already tagged with the backup id, so a retried start never
+//! snapshots twice.
+
+pub mod lifecycle;
+pub mod request;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tracing::{info, instrument, warn};
+
+use crate::clock::Clock;
+use crate::cloud::{tag, Cloud, CloudError, CloudProvider, DeleteOutcome, SnapshotStatus};
+use crate::error::{Error, Result};
+use crate::ids::BackupId;
+use crate::model::{BackupRecord, Replication, ResourceKind, Timestamp};
+use crate::records::Records;
+use crate::retention::delete_snapshot;
+use crate::status::{ItemStatus, JobStatus};
+use crate::store::StoreError;
+use crate::validate;
+
+pub use lifecycle::db_snapshot_name;
+use lifecycle::SnapshotCall;
+pub use request::{snapshot_tags, BackupOrigin, BackupRequest};
+
+/// Creating, following and cancelling backup points.
+#[derive(Clone)]
+pub struct BackupService {
+    records: Records,
+    clouds: Arc<dyn CloudProvider>,
+    clock: Arc<dyn Clock>,
+    tag_key: String,
+    default_retention_days: u32,
+}
+
+impl BackupService {
+    pub fn new(
+        records: Records,
+        clouds: Arc<dyn CloudProvider>,
+        clock: Arc<dyn Clock>,
+        tag_key: String,
+        default_retention_days: u32,
+    ) -> Self {
+        Self { records, clouds, clock, tag_key, default_retention_days }
+    }
+
+    /// Starts a backup of a service instance: validates, discovers, writes the record, issues
+    /// the snapshots. Returns the record (status `Running`, or terminal if every call failed).
+    /// A retried request with the same client token returns the first request's record.
+    #[instrument(skip(self, request), fields(backup_id))]
+    pub async fn create(
+        &self,
+        service_instance_id: &str,
+        request: &BackupRequest,
+        origin: BackupOrigin,
+    ) -> Result<BackupRecord> {
+        let now = self.clock.now();
+        validate::identifier("service instance id", service_instance_id)?;
+        let cloud = self.clouds.home();
+        let plan = request.validate(cloud.region(), self.default_retention_days, now)?;
+        let inventory = cloud.discover(&self.tag_key, service_instance_id).await?;
+        let items = request::plan_items(&inventory, &plan.selection, service_instance_id)?;
+
+        let mut record = BackupRecord {
+            backup_id: BackupId::generate(),
+            service_instance_id: service_instance_id.to_owned(),
+            region: cloud.region().to_owned(),
+            status: JobStatus::Pending,
+            trigger: origin.trigger,
+            policy_id: origin.policy_id,
+            started_at: now,
+            finished_at: None,
+            expires_at: plan.expires_at,
+            snapshot_bytes: 0,
+            items,
+            replication: plan.replication.map(|(region, expires_at)| Replication {
+                region,
+                status: JobStatus::Pending,
+                expires_at,
+                items: Vec::new(),
+            }),
+            damaged: false,
+            cleanup_pending: false,
+            error: None,
+            selection: plan.selection,
+            client_token: request.client_token.clone(),
+            start_lease_until: Some(now + lifecycle::start_lease()),
+            version: 0,
+        };
+        tracing::Span::current().record("backup_id", record.backup_id.as_str());
+        match self.records.insert(&mut record, request.client_token.as_deref()).await {
+            Ok(()) => {}
+            Err(StoreError::TokenUsed { existing_id }) => return self.records.load(&existing_id).await,
+            Err(StoreError::LockHeld { holder, .. }) => {
+                return Err(Error::conflict(
+                    "BackupAlreadyRunning",
+                    format!(
+                    "backup {holder} of service instance {service_instance_id} is still running; wait for it to finish"
+                ),
+                ))
+            }
+            Err(other) => return Err(other.into()),
+        }
+        info!(items = record.items.len(), "backup record written");
+        self.issue_snapshots(&mut record, cloud.as_ref(), now).await?;
+        match self.records.save(&mut record).await {
+            Ok(()) => Ok(record),
+            // poll-status took the backup over (this invocation was too slow); its record wins.
+            Err(Error::Conflict { .. }) => self.records.load(&record.backup_id).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A backup point; 404 when there is none.
+    pub async fn get(&self, backup_id: &str) -> Result<BackupRecord> {
+        self.records.load(&BackupId::parse("backup id", backup_id)?).await
+    }
+
+    /// A page of a service instance's backups, newest first.
+    pub async fn list(
+        &self,
+        service_instance_id: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<BackupRecord>, Option<String>)> {
+        validate::identifier("service instance id", service_instance_id)?;
+        self.records.page_owned(service_instance_id, limit, cursor).await
+    }
+
+    /// Makes the snapshot calls for every item that has none yet. Cloud errors end up on
+    /// the items they concern; the rest of the point goes on.
+    async fn issue_snapshots(&self, record: &mut BackupRecord, cloud: &dyn Cloud, now: Timestamp) -> Result<()> {
+        let tags = snapshot_tags(record);
+        // Snapshots a crashed earlier attempt already started carry the backup id: adopt them.
+        let found = match cloud.find_snapshots(tag::BACKUP_ID, &record.backup_id).await {
+            Ok(found) => found,
+            Err(e) => {
+                warn!(backup_id = %record.backup_id, error = %e, "cannot look for earlier snapshots; will retry on the next poll");
+                return Ok(());
+            }
+        };
+        for call in lifecycle::plan_snapshot_calls(record, &found) {
+            match call {
+                SnapshotCall::Group { instance_id, volumes, positions } => {
+                    if self.was_cancelled(&record.backup_id).await {
+                        info!(backup_id = %record.backup_id, "backup cancelled while starting: no more snapshots issued");
+                        return Ok(());
+                    }
+                    match cloud.snapshot_instance(&instance_id, &volumes, &tags).await {
+                        Ok(started) => lifecycle::group_started(record, &instance_id, &positions, started),
+                        Err(CloudError::GroupUnsupported(reason)) => {
+                            info!(backup_id = %record.backup_id, instance_id, %reason, "no consistent group; snapshotting volumes one by one");
+                            for n in positions {
+                                let item = &mut record.items[n];
+                                let answer = cloud.snapshot_volume(&item.resource_id, &tags).await;
+                                lifecycle::snapshot_started(item, answer.map(|s| s.snapshot_id));
+                            }
+                        }
+                        Err(e) => lifecycle::call_failed(record, &positions, &e),
+                    }
+                }
+                SnapshotCall::Database { position, db_id, snapshot_name } => {
+                    let answer = match cloud.snapshot_database(&db_id, &snapshot_name, &tags).await {
+                        Ok(()) | Err(CloudError::AlreadyExists(_)) => Ok(snapshot_name),
+                        Err(e) => Err(e),
+                    };
+                    lifecycle::snapshot_started(&mut record.items[position], answer);
+                }
+            }
+        }
+        Ok(lifecycle::start_finished(record, now)?)
+    }
+
+    /// Whether the stored record says the backup was cancelled (checked between instances,
+    /// so a cancel stops a long start from issuing more snapshots).
+    async fn was_cancelled(&self, backup_id: &BackupId) -> bool {
+        matches!(self.records.load::<BackupRecord>(backup_id).await, Ok(stored) if stored.status == JobStatus::Cancelled)
+    }
+
+    /// One poll of a backup: takes over a start whose invoker died, and folds the cloud's
+    /// snapshot states into the items. Saves when anything changed.
+    #[instrument(skip_all, fields(backup_id = %record.backup_id, service_instance_id = %record.service_instance_id))]
+    pub async fn advance(&self, mut record: BackupRecord) -> Result<BackupRecord> {
+        let now = self.clock.now();
+        let cloud = self.clouds.region(&record.region)?;
+        let before = record.clone();
+        match record.status {
+            JobStatus::Pending => {
+                if !lifecycle::take_over_start(&mut record, now) {
+                    return Ok(record);
+                }
+                // Claim the start first: of two pollers, only one wins the version.
+                self.records.save(&mut record).await?;
+                warn!("finishing a backup whose start was interrupted");
+                self.issue_snapshots(&mut record, cloud.as_ref(), now).await?;
+            }
+            JobStatus::Running => {
+                let reported = describe_snapshots(cloud.as_ref(), lifecycle::running_snapshots(&record)).await?;
+                lifecycle::snapshots_reported(&mut record, &reported, now)?;
+            }
+            _ => return Ok(record),
+        }
+        if record != before {
+            self.records.save(&mut record).await?;
+            if record.status.is_terminal() {
+                log_finished(&record);
+            }
+        }
+        Ok(record)
+    }
+
+    /// Cancels a running point; unless `keep_snapshots`, deletes what it made.
+    pub async fn cancel(&self, backup_id: &BackupId, keep_snapshots: bool) -> Result<BackupRecord> {
+        let now = self.clock.now();
+        let mut backup: BackupRecord = self.records.load(backup_id).await?;
+        if backup.status.is_terminal() {
+            return Err(crate::jobs::not_running(backup_id, backup.status));
+        }
+        lifecycle::cancel(&mut backup, keep_snapshots, now)?;
+        // Saved before any deletion: the backup lock is released and the starting
+        // invocation (if still running) sees the cancellation and stops issuing snapshots.
+        self.records.save(&mut backup).await?;
+        if keep_snapshots {
+            Ok(backup)
+        } else {
+            self.clean_up_cancelled(backup).await
+        }
+    }
+
+    /// Deletes every snapshot a cancelled backup made, including ones an invocation still
+    /// starting it made after the cancel (found by the backup-id tag). Finished once the
+    /// start lease has passed and nothing is left; poll-status repeats it until then.
+    #[instrument(skip_all, fields(backup_id = %backup.backup_id))]
+    pub async fn clean_up_cancelled(&self, mut backup: BackupRecord) -> Result<BackupRecord> {
+        let now = self.clock.now();
+        let cloud = self.clouds.region(&backup.region)?;
+        let tagged = cloud.find_snapshots(tag::BACKUP_ID, &backup.backup_id).await?;
+        let mut untracked: Vec<String> = tagged.into_iter().map(|s| s.snapshot_id).collect();
+        for item in backup.items.iter_mut() {
+            let Some(id) = item.snapshot_id.clone() else { continue };
+            untracked.retain(|t| *t != id);
+            match delete_snapshot(cloud.as_ref(), item.kind, &id).await? {
+                DeleteOutcome::Deleted | DeleteOutcome::NotFound => lifecycle::cleanup_deleted(item, &id, None),
+                DeleteOutcome::InUse(by) => lifecycle::cleanup_deleted(item, &id, Some(by)),
+            }
+        }
+        let mut leftovers = 0;
+        for id in untracked {
+            if delete_snapshot(cloud.as_ref(), ResourceKind::Volume, &id).await? == DeleteOutcome::Deleted {
+                leftovers += 1;
+            }
+        }
+        if leftovers > 0 {
+            warn!(leftovers, "deleted snapshots started after the cancel");
+        }
+        lifecycle::cleanup_pass_done(&mut backup, now);
+        self.records.save(&mut backup).await?;
+        Ok(backup)
+    }
+}
+
+/// What the cloud reports of EBS and DB snapshots, by id, in one batched describe per kind
+/// (none for a kind with no id). Ids the cloud does not know are absent.
+pub(crate) async fn describe_snapshots(
+    cloud: &dyn Cloud,
+    snapshots: impl IntoIterator<Item = (ResourceKind, String)>,
+) -> Result<HashMap<String, SnapshotStatus>, CloudError> {
+    let (mut volume_ids, mut db_ids) = (Vec::new(), Vec::new());
+    for (kind, id) in snapshots {
+        match kind {
+            ResourceKind::Volume => volume_ids.push(id),
+            ResourceKind::Database => db_ids.push(id),
+        }
+    }
+    let mut reported = HashMap::new();
+    if !volume_ids.is_empty() {
+        let found = cloud.describe_snapshots(&volume_ids).await?;
+        reported.extend(found.into_iter().map(|s| (s.snapshot_id.clone(), s)));
+    }
+    if !db_ids.is_empty() {
+        let found = cloud.describe_db_snapshots(&db_ids).await?;
+        reported.extend(found.into_iter().map(|s| (s.snapshot_id.clone(), s)));
+    }
+    Ok(reported)
+}
+
+/// One structured line per finished point, with a CloudWatch embedded-metric block so a
+/// failed backup can raise an alarm without a metrics API call.
+fn log_finished(record: &BackupRecord) {
+    let failed = matches!(record.status, JobStatus::Failed | JobStatus::PartiallyFailed) as u8;
+    let failed_items: Vec<_> = record
+        .items
+        .iter()
+        .filter(|i| i.status == ItemStatus::Failed)
+        .map(|i| format!("{}: {}", i.resource_id, i.error.as_deref().unwrap_or("unknown")))
+        .collect();
+    // CloudWatch extracts a metric only from a log line whose top level is the embedded
+    // metric format object, so it is printed on its own line, not as a tracing field.
+    let emf = serde_json::json!({
+        "level": "INFO",
+        "_aws": {
+            "Timestamp": record.finished_at.unwrap_or(record.started_at).timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": "snapnest",
+                "Dimensions": [["ServiceInstance"]],
+                "Metrics": [{"Name": "BackupFailed", "Unit": "Count"}, {"Name": "BackupSnapshotBytes", "Unit": "Bytes"}]
+            }]
+        },
+        "ServiceInstance": record.service_instance_id,
+        "BackupFailed": failed,
+        "BackupSnapshotBytes": record.snapshot_bytes,
+    });
+    println!("{emf}");
+    if failed == 1 {
+        warn!(backup_id = %record.backup_id, service_instance_id = %record.service_instance_id, status = record.status.as_str(), failed_items = ?failed_items, "backup finished with failures");
+    } else {
+        info!(backup_id = %record.backup_id, service_instance_id = %record.service_instance_id, status = record.status.as_str(), snapshot_bytes = record.snapshot_bytes, "backup finished");
+    }
+}

@@ -1,0 +1,29 @@
+//! The `Clock` port: where the domain reads the time. Services read it once per operation
+//! and hand that instant to the pure lifecycles, so a lifecycle is a function of its inputs
+//! and tests can move time forward without sleeping.
+
+use crate::model::Timestamp;
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system's clock: what every deployed function uses.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        chrono::Utc::now()
+    }
+}
+
+/// A clock that always reads the same instant: the use cases as of that moment.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedClock(pub Timestamp);
+
+impl Clock for FixedClock {
+    fn now(&self) -> Timestamp {
+        self.0
+    }
+}

@@ -1,0 +1,33 @@
+//! Records for the lifecycles' unit tests.
+
+use chrono::Utc;
+
+use crate::ids::BackupId;
+use crate::model::{BackupItem, BackupRecord, Selection, Trigger};
+use crate::status::JobStatus;
+
+/// A manual backup point of `items` in us-east-1, just started (`Pending`), never expiring.
+pub fn backup_point(items: Vec<BackupItem>) -> BackupRecord {
+    let now = Utc::now();
+    BackupRecord {
+        backup_id: BackupId::generate(),
+        service_instance_id: "si-1".into(),
+        region: "us-east-1".into(),
+        status: JobStatus::Pending,
+        trigger: Trigger::Manual,
+        policy_id: None,
+        started_at: now,
+        finished_at: None,
+        expires_at: None,
+        snapshot_bytes: 0,
+        items,
+        replication: None,
+        damaged: false,
+        cleanup_pending: false,
+        error: None,
+        selection: Selection::default(),
+        client_token: None,
+        start_lease_until: None,
+        version: 1,
+    }
+}

@@ -1,0 +1,215 @@
+//! Replication as pure transitions: which copies a finished point needs, and what the
+//! destination's answers and reports make of each copy.
+
+use std::collections::HashMap;
+
+use crate::cloud::{CloudError, SnapshotState, SnapshotStatus};
+use crate::model::{BackupRecord, ReplicaItem, Replication};
+use crate::status::{IllegalTransition, ItemStatus, JobStatus};
+
+/// Copy attempts that fail on a transient error before the copy fails for good.
+pub const MAX_COPY_ATTEMPTS: u32 = 5;
+
+/// A finished point whose replication is not over.
+pub fn wants_replication(record: &BackupRecord) -> bool {
+    record.status.is_terminal() && record.replication.as_ref().is_some_and(|r| !r.status.is_terminal())
+}
+
+/// Prepares the point's replication: one copy per succeeded snapshot, on the first run. A
+/// point that ended with nothing usable to copy (failed, cancelled) is not replicated.
+pub fn begin(record: &mut BackupRecord) -> Result<(), IllegalTransition> {
+    let restorable = record.status.is_restorable();
+    let sources: Vec<ReplicaItem> = record
+        .items
+        .iter()
+        .filter(|i| i.status == ItemStatus::Succeeded)
+        .filter_map(|i| {
+            Some(ReplicaItem {
+                resource_id: i.resource_id.clone(),
+                kind: i.kind,
+                source_snapshot_id: i.snapshot_id.clone()?,
+                replica_snapshot_id: None,
+                status: ItemStatus::Pending,
+                progress: 0,
+                error: None,
+                attempts: 0,
+            })
+        })
+        .collect();
+    let Some(replication) = record.replication.as_mut() else { return Ok(()) };
+    if !restorable {
+        return replication.status.transition(JobStatus::Cancelled);
+    }
+    if replication.items.is_empty() {
+        replication.items = sources;
+        replication.status.transition(JobStatus::Running)?;
+    }
+    Ok(())
+}
+
+/// What a copy call answered: the copy's id (it is now running), or a failure that is
+/// retried on a later run while attempts remain.
+pub fn copy_started(item: &mut ReplicaItem, answer: Result<String, CloudError>) -> CopyStart {
+    match answer {
+        Ok(replica) => {
+            item.replica_snapshot_id = Some(replica);
+            item.status = ItemStatus::Running;
+            CopyStart::Started
+        }
+        Err(e) if e.is_retryable() && item.attempts + 1 < MAX_COPY_ATTEMPTS => {
+            item.attempts += 1;
+            item.error = Some(e.to_string());
+            CopyStart::Deferred
+        }
+        Err(e) => {
+            item.status = ItemStatus::Failed;
+            item.error = Some(e.to_string());
+            CopyStart::Failed
+        }
+    }
+}
+
+/// How a copy call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyStart {
+    Started,
+    /// Transient failure; tried again on a later run.
+    Deferred,
+    Failed,
+}
+
+/// How many running copies the destination reported finished (completed, failed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopiesEnded {
+    pub completed: usize,
+    pub failed: usize,
+}
+
+/// Folds the destination's view of the running copies into their items.
+pub fn copies_reported(items: &mut [ReplicaItem], reported: &HashMap<String, SnapshotStatus>) -> CopiesEnded {
+    let mut ended = CopiesEnded::default();
+    for item in items.iter_mut().filter(|i| i.status == ItemStatus::Running) {
+        let id = item.replica_snapshot_id.clone().unwrap_or_default();
+        let outcome = match reported.get(&id) {
+            None => Some(Err(format!("copy {id} disappeared before it completed"))),
+            Some(status) => {
+                item.progress = status.progress;
+                match &status.state {
+                    SnapshotState::Pending => None,
+                    SnapshotState::Completed => Some(Ok(())),
+                    SnapshotState::Error(e) => Some(Err(e.clone())),
+                }
+            }
+        };
+        match outcome {
+            None => {}
+            Some(Ok(())) => {
+                item.status = ItemStatus::Succeeded;
+                item.progress = 100;
+                ended.completed += 1;
+            }
+            Some(Err(cause)) => {
+                item.status = ItemStatus::Failed;
+                item.error = Some(cause);
+                ended.failed += 1;
+            }
+        }
+    }
+    ended
+}
+
+/// The replication's status, from its copies.
+pub fn derive_status(replication: &mut Replication) {
+    replication.refresh_status();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::backup_point;
+    use crate::model::{BackupItem, ResourceKind};
+    use chrono::Utc;
+
+    fn finished_point(status: JobStatus) -> BackupRecord {
+        let mut done = BackupItem::new("vol-1", ResourceKind::Volume);
+        done.status = ItemStatus::Succeeded;
+        done.snapshot_id = Some("snap-1".into());
+        let mut failed = BackupItem::new("vol-2", ResourceKind::Volume);
+        failed.status = ItemStatus::Failed;
+        BackupRecord {
+            status,
+            finished_at: Some(Utc::now()),
+            replication: Some(Replication {
+                region: "us-west-2".into(),
+                status: JobStatus::Pending,
+                expires_at: None,
+                items: vec![],
+            }),
+            ..backup_point(vec![done, failed])
+        }
+    }
+
+    #[test]
+    fn a_finished_point_copies_each_succeeded_snapshot_once() {
+        // GIVEN a partially failed point that replicates
+        let mut record = finished_point(JobStatus::PartiallyFailed);
+        assert!(wants_replication(&record));
+        // WHEN its replication begins (twice: a repeated run)
+        begin(&mut record).unwrap();
+        begin(&mut record).unwrap();
+        // THEN one copy is planned, of the succeeded snapshot only
+        let replication = record.replication.as_ref().unwrap();
+        assert_eq!(replication.status, JobStatus::Running);
+        assert_eq!(replication.items.len(), 1);
+        assert_eq!(replication.items[0].source_snapshot_id, "snap-1");
+    }
+
+    #[test]
+    fn a_failed_point_is_not_replicated() {
+        // GIVEN a failed point WHEN replication begins THEN it is cancelled
+        let mut record = finished_point(JobStatus::Failed);
+        begin(&mut record).unwrap();
+        assert_eq!(record.replication.as_ref().unwrap().status, JobStatus::Cancelled);
+        assert!(!wants_replication(&record));
+    }
+
+    #[test]
+    fn transient_copy_failures_are_retried_until_the_limit() {
+        // GIVEN a planned copy
+        let mut record = finished_point(JobStatus::Succeeded);
+        begin(&mut record).unwrap();
+        let item = &mut record.replication.as_mut().unwrap().items[0];
+        // WHEN the copy call is throttled THEN it is deferred, up to the limit
+        for _ in 1..MAX_COPY_ATTEMPTS {
+            assert_eq!(copy_started(item, Err(CloudError::Throttled("slow".into()))), CopyStart::Deferred);
+            assert_eq!(item.status, ItemStatus::Pending);
+        }
+        // AND the last attempt fails the copy
+        assert_eq!(copy_started(item, Err(CloudError::Throttled("slow".into()))), CopyStart::Failed);
+        assert_eq!(item.status, ItemStatus::Failed);
+    }
+
+    #[test]
+    fn copies_finish_as_the_destination_reports_them() {
+        // GIVEN a running copy
+        let mut record = finished_point(JobStatus::Succeeded);
+        begin(&mut record).unwrap();
+        let replication = record.replication.as_mut().unwrap();
+        assert_eq!(copy_started(&mut replication.items[0], Ok("snap-copy".into())), CopyStart::Started);
+        // WHEN the destination reports it completed
+        let reported = HashMap::from([(
+            "snap-copy".to_owned(),
+            SnapshotStatus {
+                snapshot_id: "snap-copy".into(),
+                state: SnapshotState::Completed,
+                progress: 100,
+                size_bytes: 1,
+            },
+        )]);
+        let ended = copies_reported(&mut replication.items, &reported);
+        derive_status(replication);
+        // THEN the copy and the replication succeed
+        assert_eq!(ended, CopiesEnded { completed: 1, failed: 0 });
+        assert_eq!(replication.status, JobStatus::Succeeded);
+    }
+}

@@ -1,0 +1,161 @@
+//! Replication of finished points into their destination region ("Replication to Other
+//! Region"), at most [`MAX_COPIES_IN_FLIGHT_PER_REGION`] copies at a time per destination
+//! (the AWS limit on concurrent snapshot copies): the rest wait as `Pending` and start as
+//! copies finish. Transient copy failures are retried up to
+//! [`lifecycle::MAX_COPY_ATTEMPTS`] runs. [`lifecycle`] decides; [`ReplicationService`] acts.
+
+pub mod lifecycle;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tracing::{info, instrument, warn};
+
+use crate::backup::{db_snapshot_name, describe_snapshots, snapshot_tags};
+use crate::cloud::{tag, CloudError, CloudProvider, DeleteOutcome};
+use crate::error::{Error, Result};
+use crate::ids::{BackupId, JobId};
+use crate::jobs::not_running;
+use crate::model::{BackupRecord, ResourceKind};
+use crate::records::Records;
+use crate::retention::delete_snapshot;
+use crate::status::{ItemStatus, JobStatus};
+
+use lifecycle::CopyStart;
+
+pub const MAX_COPIES_IN_FLIGHT_PER_REGION: usize = 20;
+
+/// What one run of replicate did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReplicationSummary {
+    pub points_examined: usize,
+    pub copies_started: usize,
+    pub copies_completed: usize,
+    pub copies_failed: usize,
+    /// Copies in flight per destination region after this run.
+    pub in_flight: HashMap<String, usize>,
+}
+
+/// Copying finished points to their destination region.
+#[derive(Clone)]
+pub struct ReplicationService {
+    records: Records,
+    clouds: Arc<dyn CloudProvider>,
+}
+
+impl ReplicationService {
+    pub fn new(records: Records, clouds: Arc<dyn CloudProvider>) -> Self {
+        Self { records, clouds }
+    }
+
+    /// Advances every point that waits for replication: polls copies in flight, starts new
+    /// ones within the per-region limit.
+    #[instrument(skip(self))]
+    pub async fn replicate_due(&self) -> Result<ReplicationSummary> {
+        let mut points: Vec<BackupRecord> =
+            self.records.active::<BackupRecord>().await?.into_iter().filter(lifecycle::wants_replication).collect();
+        points.sort_by_key(|p| p.finished_at);
+        let mut summary = ReplicationSummary { points_examined: points.len(), ..Default::default() };
+        for point in &points {
+            let replication = point.replication.as_ref().expect("filtered");
+            *summary.in_flight.entry(replication.region.clone()).or_default() +=
+                replication.items.iter().filter(|i| i.status == ItemStatus::Running).count();
+        }
+        for mut point in points {
+            let backup_id = point.backup_id.clone();
+            let before = point.clone();
+            if let Err(e) = self.replicate_point(&mut point, &mut summary).await {
+                warn!(%backup_id, error = %e, "replication step deferred to the next run");
+            }
+            if point != before {
+                if let Err(e) = self.records.save(&mut point).await {
+                    warn!(%backup_id, error = %e, "replication progress not saved; the next run repeats it");
+                } else if let Some(replication) = point.replication.as_ref().filter(|r| r.status.is_terminal()) {
+                    info!(%backup_id, region = %replication.region, status = replication.status.as_str(), "replication finished");
+                }
+            }
+        }
+        Ok(summary)
+    }
+
+    #[instrument(skip_all, fields(backup_id = %point.backup_id))]
+    async fn replicate_point(&self, point: &mut BackupRecord, summary: &mut ReplicationSummary) -> Result<()> {
+        lifecycle::begin(point)?;
+        let source_region = point.region.clone();
+        let backup_id = point.backup_id.clone();
+        let mut tags = snapshot_tags(point);
+        let replication = point.replication.as_mut().expect("filtered");
+        if replication.status.is_terminal() {
+            return Ok(());
+        }
+        let expiry = replication.expires_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339());
+        tags.insert(tag::EXPIRES_AT.to_owned(), expiry);
+        let destination = self.clouds.region(&replication.region)?;
+        let in_flight = summary.in_flight.entry(replication.region.clone()).or_default();
+
+        let running = replication
+            .items
+            .iter()
+            .filter(|i| i.status == ItemStatus::Running)
+            .filter_map(|i| Some((i.kind, i.replica_snapshot_id.clone()?)));
+        let reported = describe_snapshots(destination.as_ref(), running).await?;
+        let ended = lifecycle::copies_reported(&mut replication.items, &reported);
+        summary.copies_completed += ended.completed;
+        summary.copies_failed += ended.failed;
+        *in_flight = in_flight.saturating_sub(ended.completed + ended.failed);
+
+        for item in replication.items.iter_mut().filter(|i| i.status == ItemStatus::Pending) {
+            if *in_flight >= MAX_COPIES_IN_FLIGHT_PER_REGION {
+                break;
+            }
+            let answer = match item.kind {
+                ResourceKind::Volume => {
+                    destination.copy_snapshot(&source_region, &item.source_snapshot_id, &tags).await
+                }
+                ResourceKind::Database => {
+                    let target = db_snapshot_name(&backup_id, &format!("{}-replica", item.resource_id));
+                    match destination.copy_db_snapshot(&source_region, &item.source_snapshot_id, &target, &tags).await {
+                        Ok(()) | Err(CloudError::AlreadyExists(_)) => Ok(target),
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            match lifecycle::copy_started(item, answer) {
+                CopyStart::Started => {
+                    *in_flight += 1;
+                    summary.copies_started += 1;
+                }
+                CopyStart::Deferred => {}
+                CopyStart::Failed => summary.copies_failed += 1,
+            }
+        }
+        lifecycle::derive_status(replication);
+        Ok(())
+    }
+
+    /// Cancels a point's running replication; unless `keep`, deletes the copies made so far.
+    pub async fn cancel(&self, backup_id: &BackupId, keep: bool) -> Result<()> {
+        let mut backup: BackupRecord = self.records.load(backup_id).await?;
+        let Some(replication) = backup.replication.as_mut() else {
+            return Err(Error::not_found("replication job", backup_id.as_str()));
+        };
+        if replication.status.is_terminal() {
+            return Err(not_running(&JobId::replication_of(backup_id), replication.status));
+        }
+        replication.status.transition(JobStatus::Cancelled)?;
+        let cloud = self.clouds.region(&replication.region)?;
+        for item in replication.items.iter_mut() {
+            if !item.status.is_terminal() {
+                item.status = ItemStatus::Cancelled;
+            }
+            if let (false, Some(id)) = (keep, item.replica_snapshot_id.clone()) {
+                if delete_snapshot(cloud.as_ref(), item.kind, &id).await? != DeleteOutcome::Deleted {
+                    warn!(%backup_id, replica = %id, "replica not deleted on cancel");
+                }
+                item.replica_snapshot_id = None;
+            }
+        }
+        self.records.save(&mut backup).await
+    }
+}

@@ -1,0 +1,235 @@
+//! Retention as pure decisions: what a retention change makes of a point's expiry, and what
+//! the outcome of each snapshot delete makes of an expiring point. A promise is never
+//! broken: retention can be extended or made permanent, never shortened.
+
+use chrono::Duration;
+
+use crate::cloud::DeleteOutcome;
+use crate::error::{Error, Result};
+use crate::model::{BackupItem, BackupRecord, ResourceKind, Timestamp};
+use crate::status::{IllegalTransition, ItemStatus, JobStatus};
+use crate::validate::{self, MAX_RETENTION_DAYS};
+
+use super::{ExpirySummary, RetentionRequest};
+
+/// The expiry a retention request gives the point, or why it is refused (nothing changes).
+pub fn new_expiry(record: &BackupRecord, request: &RetentionRequest, now: Timestamp) -> Result<Option<Timestamp>> {
+    let given = [request.extend_days.is_some(), request.expires_at.is_some(), request.never_expire.is_some()];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(Error::bad_request(
+            "InvalidRetention",
+            "give exactly one of extend_days, expires_at or never_expire",
+        ));
+    }
+    if request.never_expire == Some(false) {
+        return Err(Error::bad_request("InvalidRetention", "never_expire can only be true"));
+    }
+    let backup_id = &record.backup_id;
+    if record.status == JobStatus::Expired {
+        return Err(Error::conflict(
+            "BackupExpired",
+            format!("backup {backup_id} has expired; its snapshots are deleted"),
+        ));
+    }
+    let limit = record.started_at + Duration::days(MAX_RETENTION_DAYS.into());
+    let expiry = match (request, record.expires_at) {
+        (RetentionRequest { never_expire: Some(true), .. }, _) => None,
+        (_, None) => {
+            return Err(Error::conflict(
+                "RetentionShortened",
+                format!("backup {backup_id} never expires; a date would shorten its retention"),
+            ))
+        }
+        (RetentionRequest { extend_days: Some(days), .. }, Some(current)) => {
+            validate::retention_days("extend_days", *days)?;
+            Some(current + Duration::days((*days).into()))
+        }
+        (RetentionRequest { expires_at: Some(date), .. }, Some(current)) => {
+            if *date < current {
+                return Err(Error::conflict(
+                    "RetentionShortened",
+                    format!("expires_at {date} is before the promised {current}; retention cannot be shortened"),
+                ));
+            }
+            Some(*date)
+        }
+        _ => unreachable!("exactly one field was checked above"),
+    };
+    if expiry.is_some_and(|e| e > limit) {
+        return Err(Error::bad_request(
+            "InvalidRetention",
+            format!("a point is kept at most {MAX_RETENTION_DAYS} days after it started (until {limit})"),
+        ));
+    }
+    if expiry.is_some_and(|e| e <= now) {
+        return Err(Error::bad_request("InvalidRetention", "expires_at must be in the future"));
+    }
+    Ok(expiry)
+}
+
+/// Whether the point's own snapshots are due for deletion at `now`.
+pub fn point_due(record: &BackupRecord, now: Timestamp) -> bool {
+    record.status.is_terminal() && record.status != JobStatus::Expired && record.expires_at.is_some_and(|e| e <= now)
+}
+
+/// Whether the point's copies in the destination region are due for deletion at `now`.
+pub fn replicas_due(record: &BackupRecord, now: Timestamp) -> bool {
+    record.replication.as_ref().is_some_and(|r| {
+        r.status.is_terminal() && r.status != JobStatus::Expired && r.expires_at.is_some_and(|e| e <= now)
+    })
+}
+
+/// The snapshots an expiring point still manages: (item position, kind, snapshot id).
+pub fn snapshots_to_delete(record: &BackupRecord) -> Vec<(usize, ResourceKind, String)> {
+    record
+        .items
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| !item.released)
+        .filter_map(|(n, item)| Some((n, item.kind, item.snapshot_id.clone()?)))
+        .collect()
+}
+
+/// How the delete of one of an expiring point's snapshots ended: deleted; in use by
+/// something else (released from snapnest's management, never retried); or already gone,
+/// which for a snapshot of a succeeded item means it was deleted behind snapnest's back.
+pub fn snapshot_deleted(
+    record: &mut BackupRecord,
+    position: usize,
+    snapshot_id: &str,
+    outcome: DeleteOutcome,
+    summary: &mut ExpirySummary,
+) {
+    let item: &mut BackupItem = &mut record.items[position];
+    match outcome {
+        DeleteOutcome::Deleted => summary.snapshots_deleted += 1,
+        DeleteOutcome::InUse(by) => {
+            item.released = true;
+            item.error = Some(format!("released from snapnest's management: the snapshot is in use ({by})"));
+            summary.snapshots_released += 1;
+        }
+        DeleteOutcome::NotFound if item.status == ItemStatus::Succeeded => {
+            record.damaged = true;
+            item.error = Some(format!("snapshot {snapshot_id} was deleted outside snapnest"));
+        }
+        DeleteOutcome::NotFound => {}
+    }
+    let item = &mut record.items[position];
+    item.snapshot_id = item.released.then(|| snapshot_id.to_owned());
+}
+
+/// Every snapshot of the point has been dealt with: it is `Expired`.
+pub fn point_expired(record: &mut BackupRecord, summary: &mut ExpirySummary) -> Result<(), IllegalTransition> {
+    record.status.transition(JobStatus::Expired)?;
+    summary.points_expired += 1;
+    summary.points_damaged += record.damaged as usize;
+    Ok(())
+}
+
+/// How the delete of one replica ended, for the run's summary.
+pub fn replica_deleted(outcome: &DeleteOutcome, summary: &mut ExpirySummary) {
+    match outcome {
+        DeleteOutcome::Deleted => summary.snapshots_deleted += 1,
+        DeleteOutcome::InUse(_) => summary.snapshots_released += 1,
+        DeleteOutcome::NotFound => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::backup_point;
+    use chrono::Utc;
+
+    fn point(expires_in_days: Option<i64>) -> BackupRecord {
+        let now = Utc::now();
+        let mut item = BackupItem::new("vol-1", ResourceKind::Volume);
+        item.status = ItemStatus::Succeeded;
+        item.snapshot_id = Some("snap-1".into());
+        let mut db = BackupItem::new("orders", ResourceKind::Database);
+        db.status = ItemStatus::Succeeded;
+        db.snapshot_id = Some("snapnest-db".into());
+        BackupRecord {
+            status: JobStatus::Succeeded,
+            finished_at: Some(now),
+            expires_at: expires_in_days.map(|d| now + Duration::days(d)),
+            ..backup_point(vec![item, db])
+        }
+    }
+
+    fn extend(days: u32) -> RetentionRequest {
+        RetentionRequest { extend_days: Some(days), ..Default::default() }
+    }
+
+    #[test]
+    fn retention_is_extended_or_made_permanent_but_never_shortened() {
+        // GIVEN a point that expires in 7 days
+        let now = Utc::now();
+        let record = point(Some(7));
+        let promised = record.expires_at.unwrap();
+        // WHEN it is extended by 3 days THEN it expires 3 days later
+        assert_eq!(new_expiry(&record, &extend(3), now).unwrap(), Some(promised + Duration::days(3)));
+        // WHEN it is made permanent THEN it never expires
+        let never = RetentionRequest { never_expire: Some(true), ..Default::default() };
+        assert_eq!(new_expiry(&record, &never, now).unwrap(), None);
+        // WHEN an earlier date is asked THEN it is refused as a shortening
+        let earlier = RetentionRequest { expires_at: Some(promised - Duration::days(1)), ..Default::default() };
+        assert!(matches!(new_expiry(&record, &earlier, now), Err(Error::Conflict { code: "RetentionShortened", .. })));
+        // WHEN a permanent point is given a date THEN that is a shortening too
+        let permanent = point(None);
+        assert!(matches!(
+            new_expiry(&permanent, &extend(1), now),
+            Err(Error::Conflict { code: "RetentionShortened", .. })
+        ));
+    }
+
+    #[test]
+    fn bad_retention_requests_are_400s() {
+        let now = Utc::now();
+        let record = point(Some(7));
+        for bad in [
+            RetentionRequest::default(),
+            RetentionRequest { extend_days: Some(1), never_expire: Some(true), ..Default::default() },
+            RetentionRequest { never_expire: Some(false), ..Default::default() },
+            extend(0),
+            extend(70_000),
+        ] {
+            assert!(matches!(new_expiry(&record, &bad, now), Err(Error::BadRequest { .. })), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_expiring_point_deletes_releases_or_finds_damage_per_snapshot() {
+        // GIVEN a point past its expiry with a volume and a database snapshot
+        let now = Utc::now();
+        let mut record = point(Some(-1));
+        let mut summary = ExpirySummary::default();
+        assert!(point_due(&record, now));
+        let targets = snapshots_to_delete(&record);
+        assert_eq!(targets.len(), 2);
+        // WHEN the volume snapshot is in use by an AMI and the DB snapshot is already gone
+        snapshot_deleted(&mut record, 0, "snap-1", DeleteOutcome::InUse("ami-1".into()), &mut summary);
+        snapshot_deleted(&mut record, 1, "snapnest-db", DeleteOutcome::NotFound, &mut summary);
+        point_expired(&mut record, &mut summary).unwrap();
+        // THEN the volume snapshot is released (kept, never retried), the point damaged and Expired
+        assert!(record.items[0].released);
+        assert_eq!(record.items[0].snapshot_id.as_deref(), Some("snap-1"));
+        assert!(record.items[1].snapshot_id.is_none());
+        assert!(record.damaged);
+        assert_eq!(record.status, JobStatus::Expired);
+        assert_eq!((summary.snapshots_released, summary.points_damaged, summary.points_expired), (1, 1, 1));
+        // AND a released snapshot is not deleted again
+        assert!(snapshots_to_delete(&record).is_empty());
+        assert!(!point_due(&record, now));
+    }
+
+    #[test]
+    fn a_point_in_retention_or_still_running_is_not_due() {
+        let now = Utc::now();
+        assert!(!point_due(&point(Some(1)), now));
+        assert!(!point_due(&point(None), now));
+        let mut running = point(Some(-1));
+        running.status = JobStatus::Running;
+        assert!(!point_due(&running, now));
+    }
+}

@@ -1,0 +1,153 @@
+//! Retention: changing how long a point is kept, and deleting what is due. The decisions
+//! are [`lifecycle`]'s; [`RetentionService`] reads, calls the cloud and saves.
+//!
+//! `expire-retention` reads only due points (the store's due index), deletes their
+//! snapshots, releases the ones something else now uses (the cloud refuses the delete), and
+//! marks a point whose snapshot vanished behind snapnest's back as damaged.
+
+pub mod lifecycle;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, instrument, warn};
+
+use crate::backup::snapshot_tags;
+use crate::clock::Clock;
+use crate::cloud::{Cloud, CloudProvider, CloudResult, DeleteOutcome};
+use crate::error::Result;
+use crate::ids::{BackupId, ExpiryRunId};
+use crate::jobs::ExpiryRun;
+use crate::model::{BackupRecord, ResourceKind, Timestamp};
+use crate::records::Records;
+use crate::status::{ItemStatus, JobStatus};
+
+/// Body of `PATCH /backups/{backup_id}/retention`: exactly one of the three.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRequest {
+    pub extend_days: Option<u32>,
+    pub expires_at: Option<Timestamp>,
+    pub never_expire: Option<bool>,
+}
+
+/// What one run of expire-retention did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExpirySummary {
+    pub points_expired: usize,
+    pub replicas_expired: usize,
+    pub snapshots_deleted: usize,
+    pub snapshots_released: usize,
+    pub points_damaged: usize,
+    /// Points left for the next run because the cloud failed transiently.
+    pub deferred: usize,
+}
+
+/// Retention changes and the expiry of due points.
+#[derive(Clone)]
+pub struct RetentionService {
+    records: Records,
+    clouds: Arc<dyn CloudProvider>,
+    clock: Arc<dyn Clock>,
+}
+
+impl RetentionService {
+    pub fn new(records: Records, clouds: Arc<dyn CloudProvider>, clock: Arc<dyn Clock>) -> Self {
+        Self { records, clouds, clock }
+    }
+
+    /// Extends a point's retention, sets a later date, or makes it permanent; the snapshots'
+    /// expiry tags follow.
+    #[instrument(skip(self, request))]
+    pub async fn change(&self, backup_id: &str, request: &RetentionRequest) -> Result<BackupRecord> {
+        let now = self.clock.now();
+        let backup_id = BackupId::parse("backup id", backup_id)?;
+        let mut record: BackupRecord = self.records.load(&backup_id).await?;
+        record.expires_at = lifecycle::new_expiry(&record, request, now)?;
+        self.records.save(&mut record).await?;
+        let cloud = self.clouds.region(&record.region)?;
+        let tags = snapshot_tags(&record);
+        for item in record.items.iter().filter(|i| i.status == ItemStatus::Succeeded && !i.released) {
+            if let Some(snapshot_id) = &item.snapshot_id {
+                if let Err(e) = cloud.tag_snapshot(snapshot_id, &tags).await {
+                    warn!(snapshot_id, error = %e, "expiry tag not updated; the record is authoritative");
+                }
+            }
+        }
+        info!(expires_at = ?record.expires_at, "retention changed");
+        Ok(record)
+    }
+
+    /// Deletes everything that is due: expired points' snapshots and expired replicas.
+    #[instrument(skip(self))]
+    pub async fn expire_due(&self) -> Result<ExpirySummary> {
+        let started_at = self.clock.now();
+        let mut summary = ExpirySummary::default();
+        for record in self.records.due::<BackupRecord>(started_at).await? {
+            let backup_id = record.backup_id.clone();
+            if let Err(e) = self.expire_backup(record, started_at, &mut summary).await {
+                summary.deferred += 1;
+                warn!(%backup_id, error = %e, "expiry deferred to the next run");
+            }
+        }
+        self.record_run(started_at, &summary).await;
+        Ok(summary)
+    }
+
+    #[instrument(skip_all, fields(backup_id = %record.backup_id, service_instance_id = %record.service_instance_id))]
+    async fn expire_backup(&self, mut record: BackupRecord, now: Timestamp, summary: &mut ExpirySummary) -> Result<()> {
+        if lifecycle::point_due(&record, now) {
+            let cloud = self.clouds.region(&record.region)?;
+            for (n, kind, snapshot_id) in lifecycle::snapshots_to_delete(&record) {
+                let outcome = delete_snapshot(cloud.as_ref(), kind, &snapshot_id).await?;
+                lifecycle::snapshot_deleted(&mut record, n, &snapshot_id, outcome, summary);
+            }
+            lifecycle::point_expired(&mut record, summary)?;
+        }
+        if lifecycle::replicas_due(&record, now) {
+            let replication = record.replication.as_mut().expect("checked by replicas_due");
+            let cloud = self.clouds.region(&replication.region)?;
+            for item in replication.items.iter() {
+                if let Some(id) = &item.replica_snapshot_id {
+                    lifecycle::replica_deleted(&delete_snapshot(cloud.as_ref(), item.kind, id).await?, summary);
+                }
+            }
+            replication.status.transition(JobStatus::Expired)?;
+            summary.replicas_expired += 1;
+        }
+        self.records.save(&mut record).await?;
+        info!(status = record.status.as_str(), damaged = record.damaged, "backup point expired");
+        Ok(())
+    }
+
+    /// Keeps a record of an expire-retention run that had something to do.
+    async fn record_run(&self, started_at: Timestamp, summary: &ExpirySummary) {
+        let busy = summary.points_expired + summary.replicas_expired + summary.deferred > 0;
+        if !busy {
+            return;
+        }
+        let mut run = ExpiryRun {
+            run_id: ExpiryRunId::generate(),
+            status: if summary.deferred > 0 { JobStatus::PartiallyFailed } else { JobStatus::Succeeded },
+            started_at,
+            finished_at: self.clock.now(),
+            summary: summary.clone(),
+            version: 0,
+        };
+        if let Err(e) = self.records.insert(&mut run, None).await {
+            warn!(error = %e, "expiry run not recorded; the points themselves are");
+        }
+    }
+}
+
+/// Deletes an EBS or a DB snapshot.
+pub(crate) async fn delete_snapshot(
+    cloud: &dyn Cloud,
+    kind: ResourceKind,
+    snapshot_id: &str,
+) -> CloudResult<DeleteOutcome> {
+    match kind {
+        ResourceKind::Volume => cloud.delete_snapshot(snapshot_id).await,
+        ResourceKind::Database => cloud.delete_db_snapshot(snapshot_id).await,
+    }
+}
