@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use snapnest_core::model::{BackupRecord, Timestamp};
 use snapnest_core::policy::{PolicyRequest, NO_DESTINATION_REGION, PERMANENT_RETENTION, SUSPENDED};
 use snapnest_core::status::JobStatus;
-use snapnest_core::store::{Collection, Document, Page, Store, StoreError};
+use snapnest_core::store::{Collection, Document, Page, Row, Store, StoreError};
 use snapnest_core::{Error, Snapnest};
 use snapnest_e2e::aws_fixture::MotoSnapnest;
 use snapnest_e2e::{event, http_answer, http_event, local_service};
@@ -143,16 +143,19 @@ struct FlakyStore {
 
 #[async_trait]
 impl Store for FlakyStore {
-    async fn insert(&self, doc: &Document, token: Option<&str>) -> Result<(), StoreError> {
-        self.inner.insert(doc, token).await
+    async fn insert_with_rows(&self, doc: &Document, rows: &[Row], token: Option<&str>) -> Result<(), StoreError> {
+        self.inner.insert_with_rows(doc, rows, token).await
     }
-    async fn update(&self, doc: &Document) -> Result<(), StoreError> {
+    async fn update_with_rows(&self, doc: &Document, rows: &[Row]) -> Result<(), StoreError> {
         if doc.collection == Collection::Policies
             && self.fail_policy_updates.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
         {
             return Err(StoreError::Unavailable("ProvisionedThroughputExceededException".into()));
         }
-        self.inner.update(doc).await
+        self.inner.update_with_rows(doc, rows).await
+    }
+    async fn get_rows(&self, c: Collection, id: &str) -> Result<Vec<Row>, StoreError> {
+        self.inner.get_rows(c, id).await
     }
     async fn get(&self, c: Collection, id: &str) -> Result<Option<Document>, StoreError> {
         self.inner.get(c, id).await

@@ -2,8 +2,9 @@
 //! SQLite store, and the DynamoDB store on moto with its table created from the one
 //! definition in `template.yaml`. The DynamoDB test then reads the raw items to check the
 //! key design itself (docs/dynamodb.md): lock and token items, index keys (sparse ones
-//! only while they apply), large bodies as parts with no item over 400 KB and no part left
-//! unreferenced, and nothing left of a deleted document.
+//! only while they apply), a record's items as rows beside its document with no item over
+//! 400 KB, an update that writes only the rows that changed, and nothing left of a deleted
+//! document.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -14,11 +15,11 @@ use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use snapnest_aws::dynamodb::{self, DynamoStore};
 use snapnest_core::model::Timestamp;
-use snapnest_core::store::{Collection, Document, Store, StoreError};
+use snapnest_core::store::{Collection, Document, Row, Store, StoreError};
 use snapnest_e2e::moto::{repo_root, Moto};
 use snapnest_e2e::template::create_table_from_template;
 use snapnest_local::embedded::EmbeddedStore;
-use snapnest_testkit::store_contract::{check_store_contract, large_backup_body};
+use snapnest_testkit::store_contract::{check_store_contract, point_rows};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -55,8 +56,7 @@ async fn dynamodb_store_on_moto_meets_the_contract() {
     let raw = Raw { client: &client, table: &table };
     check_document_lock_and_token_items(&store, &raw).await;
     check_delete_and_stand_alone_lock_items(&store, &raw).await;
-    check_large_body_parts(&store, &raw).await;
-    check_damaged_parts_are_an_error(&store, &raw).await;
+    check_rows_are_items_of_their_own(&store, &raw).await;
     check_every_item(&raw).await;
     check_error_mapping(&sdk, &table).await;
 }
@@ -283,7 +283,7 @@ async fn check_document_lock_and_token_items(store: &DynamoStore, raw: &Raw<'_>)
     assert!(raw.item(&format!("token#backup#{owner}"), &format!("token#{token}")).await.is_some(), "tokens stay");
 }
 
-/// A delete leaves no item of the document: not its item, not its parts, not the lock it
+/// A delete leaves no item of the document: not its item, not its rows, not the lock it
 /// held (its client token stays, as tokens do). A stand-alone lock is a lock item with its
 /// holder while held, and none once released.
 async fn check_delete_and_stand_alone_lock_items(store: &DynamoStore, raw: &Raw<'_>) {
@@ -291,14 +291,13 @@ async fn check_delete_and_stand_alone_lock_items(store: &DynamoStore, raw: &Raw<
     let lock = format!("raw-delete-lock-{tag}");
     let token = format!("raw-delete-token-{tag}");
     let mut doc = new_doc(format!("raw-delete-{tag}"), "raw-owner");
-    doc.body = large_backup_body(&doc.id, 1);
     doc.lock = Some(lock.clone());
-    store.insert(&doc, Some(&token)).await.expect("insert");
-    let v2 = next(&doc, |d| d.body = large_backup_body(&d.id, 2));
+    store.insert_with_rows(&doc, &point_rows(1), Some(&token)).await.expect("insert");
+    let v2 = next(&doc, |d| d.body = json!({ "revision": 2 }));
     store.update(&v2).await.expect("update");
     let pk = format!("backup#{}", doc.id);
     let items = raw.partition(&pk).await;
-    assert!(items.len() > 2, "a document with parts before the delete: {} items", items.len());
+    assert!(items.len() > 2, "a document with rows before the delete: {} items", items.len());
     assert!(raw.item(&format!("lock#{lock}"), "lock").await.is_some(), "the lock item before the delete");
 
     store.delete(Collection::Backups, &doc.id, 2).await.expect("delete");
@@ -318,94 +317,61 @@ async fn check_delete_and_stand_alone_lock_items(store: &DynamoStore, raw: &Raw<
     assert!(raw.item(&format!("lock#{lock}"), "lock").await.is_none(), "the released lock item is deleted");
 }
 
-/// A large body is parts (none over 400 KB) named by the document item; an update
-/// replaces them and deletes the old ones; a small body needs none; a refused insert
-/// leaves no parts.
-async fn check_large_body_parts(store: &DynamoStore, raw: &Raw<'_>) {
+/// A 1,594-item point is a small document item and one row item per item; a poll that
+/// changes ten items writes exactly those ten row items (their versions move on, the
+/// others stay at 1) and the document; a refused insert leaves no row item.
+async fn check_rows_are_items_of_their_own(store: &DynamoStore, raw: &Raw<'_>) {
     let tag = tag();
-    let token = format!("raw-large-token-{tag}");
-    let mut doc = new_doc(format!("raw-large-{tag}"), "raw-owner");
-    doc.body = large_backup_body(&doc.id, 1);
+    let token = format!("raw-rows-token-{tag}");
+    let mut doc = new_doc(format!("raw-rows-{tag}"), "raw-owner");
+    doc.body = json!({ "backup_id": doc.id, "status": "Running" });
     doc.active = true;
-    store.insert(&doc, Some(&token)).await.expect("large insert");
+    let rows = point_rows(1);
+    store.insert_with_rows(&doc, &rows, Some(&token)).await.expect("insert with rows");
     let pk = format!("backup#{}", doc.id);
-
-    let check_parts = |items: Vec<Item>, version: u64| {
-        let document = items.iter().find(|i| text(i, "sk") == Some("doc")).expect("the document item").clone();
-        assert!(!document.contains_key("body"), "a large body is not inline");
-        let prefix = text(&document, "parts").expect("parts").to_owned();
-        assert!(prefix.starts_with(&format!("part#{version}#")), "parts of version {version}: {prefix}");
-        let count = number(&document, "part_count").expect("part_count") as usize;
-        let parts: Vec<&Item> = items.iter().filter(|i| text(i, "sk") != Some("doc")).collect();
-        assert!(count >= 2, "a body over 400 KB needs at least two parts");
-        assert_eq!(parts.len(), count, "exactly the current parts remain");
-        for part in &parts {
-            assert!(text(part, "sk").unwrap().starts_with(&prefix), "a part of another write remains");
-            assert!(item_size(part) < MAX_ITEM_BYTES, "a part of {} bytes", item_size(part));
-        }
-        assert!(item_size(&document) < MAX_ITEM_BYTES);
-        count
-    };
-    let first = check_parts(raw.partition(&pk).await, 1);
-
-    let v2 = next(&doc, |d| d.body = large_backup_body(&d.id, 2));
-    store.update(&v2).await.expect("large update");
-    check_parts(raw.partition(&pk).await, 2);
-    assert_eq!(store.get(Collection::Backups, &doc.id).await.unwrap(), Some(v2.clone()));
-    let stale = next(&doc, |d| d.body = large_backup_body(&d.id, 9));
-    assert!(matches!(store.update(&stale).await, Err(StoreError::VersionConflict { .. })));
-    check_parts(raw.partition(&pk).await, 2);
-
-    let v3 = next(&v2, |d| d.body = json!({ "small": true }));
-    store.update(&v3).await.expect("small update");
     let items = raw.partition(&pk).await;
-    assert_eq!(items.len(), 1, "a small body leaves no parts");
-    assert!(items[0].contains_key("body"));
+    assert_eq!(items.len(), rows.len() + 1, "one document item and one item per row");
+    let document = items.iter().find(|i| text(i, "sk") == Some("doc")).expect("the document item");
+    let header_bytes = item_size(document);
+    assert!(header_bytes < 4 * 1024, "the document item holds no items: {header_bytes} bytes");
 
-    let mut refused = new_doc(format!("raw-large-refused-{tag}"), "raw-owner");
-    refused.body = large_backup_body(&refused.id, 1);
-    let outcome = store.insert(&refused, Some(&token)).await;
+    let changed: Vec<Row> = rows
+        .iter()
+        .step_by(160)
+        .map(|row| Row { version: 2, body: json!({ "status": "Succeeded" }), ..row.clone() })
+        .collect();
+    assert_eq!(changed.len(), 10);
+    let v2 = next(&doc, |d| d.body = json!({ "backup_id": d.id, "status": "Running", "poll": 2 }));
+    store.update_with_rows(&v2, &changed).await.expect("update of ten rows");
+    let items = raw.partition(&pk).await;
+    let at_version = |version: i64| {
+        items
+            .iter()
+            .filter(|i| i.contains_key("sk") && text(i, "sk") != Some("doc") && number(i, "version") == Some(version))
+            .count()
+    };
+    assert_eq!((at_version(2), at_version(1)), (10, rows.len() - 10), "only the changed rows were written");
+    let written: usize = changed.iter().map(|r| r.body.to_string().len()).sum::<usize>() + header_bytes;
+    eprintln!(
+        "a poll of a {}-item point that changed 10 items wrote 11 items (~{written} bytes of bodies and header)",
+        rows.len()
+    );
+
+    let refused = new_doc(format!("raw-rows-refused-{tag}"), "raw-owner");
+    let outcome = store.insert_with_rows(&refused, &point_rows(1), Some(&token)).await;
     assert!(matches!(&outcome, Err(StoreError::TokenUsed { existing_id }) if *existing_id == doc.id), "{outcome:?}");
-    assert!(raw.partition(&format!("backup#{}", refused.id)).await.is_empty(), "a refused insert leaves no parts");
-    eprintln!("a {} byte body was stored as {first} parts", doc.body.to_string().len());
+    assert!(raw.partition(&format!("backup#{}", refused.id)).await.is_empty(), "a refused insert leaves no rows");
 }
 
-/// A document whose parts are missing (and stay missing) is an error, not a loop or a
-/// truncated body.
-async fn check_damaged_parts_are_an_error(store: &DynamoStore, raw: &Raw<'_>) {
-    let id = format!("raw-damaged-{}", tag());
-    let ms = now().timestamp_millis();
-    let s = |v: &str| AttributeValue::S(v.to_owned());
-    raw.client
-        .put_item()
-        .table_name(raw.table)
-        .item("pk", s(&format!("backup#{id}")))
-        .item("sk", s("doc"))
-        .item("id", s(&id))
-        .item("version", AttributeValue::N("1".into()))
-        .item("owner", s("raw-owner"))
-        .item("created_at", AttributeValue::N(ms.to_string()))
-        .item("owner_key", s("backup#raw-damaged-owner"))
-        .item("collection_key", s("backup"))
-        .item("created_key", s(&format!("{ms:015}#{id}")))
-        .item("parts", s("part#1#gone#"))
-        .item("part_count", AttributeValue::N("2".into()))
-        .send()
-        .await
-        .expect("PutItem");
-    let outcome = store.get(Collection::Backups, &id).await;
-    assert!(matches!(&outcome, Err(StoreError::Internal(m)) if m.contains("missing body parts")), "{outcome:?}");
-}
-
-/// Across everything the contract and these checks wrote: no item over 400 KB, every part
-/// belongs to the current version of its document, every document has its collection's
-/// `collection_key`, and only documents have index keys.
+/// Across everything the contract and these checks wrote: no item over 400 KB, every row
+/// belongs to a document, every document has its collection's `collection_key`, and only
+/// documents have index keys.
 async fn check_every_item(raw: &Raw<'_>) {
     let items = raw.scan().await;
     let largest = items.iter().map(item_size).max().unwrap_or(0);
     assert!(largest < MAX_ITEM_BYTES, "an item of {largest} bytes");
-    let referenced: HashSet<(String, String)> =
-        items.iter().filter_map(|i| Some((text(i, "pk")?.to_owned(), text(i, "parts")?.to_owned()))).collect();
+    let documents: HashSet<String> =
+        items.iter().filter(|i| text(i, "sk") == Some("doc")).filter_map(|i| Some(text(i, "pk")?.to_owned())).collect();
     let mut kinds: HashMap<&str, usize> = HashMap::new();
     for item in &items {
         let (pk, sk) = (text(item, "pk").unwrap(), text(item, "sk").unwrap());
@@ -413,7 +379,7 @@ async fn check_every_item(raw: &Raw<'_>) {
             "doc" => "document",
             "lock" => "lock",
             _ if sk.starts_with("token#") => "token",
-            _ if sk.starts_with("part#") => "part",
+            _ if sk.starts_with("row#") => "row",
             _ => panic!("unexpected item {pk} / {sk}"),
         };
         *kinds.entry(kind).or_default() += 1;
@@ -421,11 +387,8 @@ async fn check_every_item(raw: &Raw<'_>) {
             let collection = pk.split_once('#').map(|(collection, _)| collection);
             assert_eq!(text(item, "collection_key"), collection, "document {pk}: collection_key");
         }
-        if kind == "part" {
-            assert!(
-                referenced.iter().any(|(doc, prefix)| doc == pk && sk.starts_with(prefix.as_str())),
-                "unreferenced part {pk} / {sk}"
-            );
+        if kind == "row" {
+            assert!(documents.contains(pk), "a row without its document: {pk} / {sk}");
         }
         if kind != "document" {
             for index_key in ["owner_key", "collection_key", "created_key", "active_key", "due_key", "due_at"] {

@@ -4,8 +4,8 @@
 //!
 //! | item | `pk` | `sk` |
 //! |---|---|---|
-//! | document | `<collection>#<id>` | `doc` |
-//! | part of a large body | `<collection>#<id>` | `part#<version>#<write id>#<n>` |
+//! | document (a record's header) | `<collection>#<id>` | `doc` |
+//! | row of a document (one item of a record) | `<collection>#<id>` | `row#<key>` |
 //! | client token (expires by TTL) | `token#<collection>#<owner>` | `token#<token>` |
 //! | lock | `lock#<key>` | `lock` |
 //!
@@ -18,8 +18,9 @@
 //! each put-if-absent; an update is a transaction on the version that was read, with the
 //! lock release in it; a delete is a transaction on the version too, releasing the lock.
 //! Stand-alone locks (`acquire_lock`) are the same lock items, each one conditional write.
-//! Bodies above [`MAX_INLINE_BODY`] are stored as part items written
-//! before the document points at them, because an item is at most 400 KB.
+//! A record's items are rows beside its document, each with its own version: a poll that
+//! changes ten items of a 1,594-item point writes ten rows and the header, in one
+//! transaction while that is at most [`MAX_TRANSACTION_ITEMS`] items.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -43,7 +44,7 @@ use chrono::{TimeZone, Utc};
 use serde_json::Value;
 
 use snapnest_core::model::Timestamp;
-use snapnest_core::store::{Collection, Document, Page, Store, StoreError};
+use snapnest_core::store::{Collection, Document, Page, Row, Store, StoreError};
 
 /// The logical id of the table in `template.yaml`.
 pub const TABLE_RESOURCE: &str = "SnapnestTable";
@@ -56,18 +57,22 @@ pub const INDEX_ACTIVE: &str = "active";
 /// Sparse: documents with a due time: `due_key` / `due_at` (a number, so it sorts numerically).
 pub const INDEX_DUE: &str = "due";
 
-/// Bodies longer than this (bytes of JSON) are stored as part items. An item is at most
-/// 400 KB including attribute names and the other attributes (keys, owner, lock, index
-/// keys), which are small but unbounded strings: 100 KB of headroom.
-pub const MAX_INLINE_BODY: usize = 300 * 1024;
-/// The size of one part of a large body (at most; parts end on a UTF-8 character boundary).
-const PART_BYTES: usize = 300 * 1024;
+/// The largest body (bytes of JSON) of a document or a row. An item is at most 400 KB
+/// including attribute names and the other attributes (keys, owner, lock, index keys);
+/// a record's items are rows, so its header stays far below this.
+pub const MAX_BODY: usize = 350 * 1024;
+/// TransactWriteItems takes at most 100 actions ("TransactWriteItems", DynamoDB API
+/// Reference: "up to 100 action requests").
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+/// Conditional row puts in flight at once when a write has more rows than a transaction.
+/// A record's rows share one partition key, and a partition takes at most 1,000 write
+/// units a second (DynamoDB Developer Guide, "partition key design"): eight puts of a few
+/// milliseconds each stay well below that.
+const ROW_PUTS_IN_FLIGHT: usize = 8;
 /// How long a client token is remembered: a client retries within minutes, and an expired
 /// token item is removed by DynamoDB's TTL sweep (within days of expiry, not at once).
 pub const TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
-/// Reads of a document whose parts a concurrent writer replaced, before giving up.
-const MAX_READ_ROUNDS: usize = 8;
 /// Attempts of an insert (or a lock acquisition) whose blocking item (token or lock)
 /// vanished in between.
 const MAX_INSERT_ROUNDS: usize = 3;
@@ -94,15 +99,13 @@ mod attr {
     pub const DUE_AT: &str = "due_at";
     pub const LOCK_KEY: &str = "lock_key";
     pub const BODY: &str = "body";
-    pub const PARTS: &str = "parts";
-    pub const PART_COUNT: &str = "part_count";
-    pub const DATA: &str = "data";
     pub const HOLDER: &str = "holder";
     pub const COLLECTION: &str = "collection";
     pub const TTL: &str = "ttl";
 }
 
 const DOC_SK: &str = "doc";
+const ROW_SK_PREFIX: &str = "row#";
 const LOCK_SK: &str = "lock";
 
 type Item = HashMap<String, AttributeValue>;
@@ -278,45 +281,20 @@ fn opt_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, Sto
 // ---------------------------------------------------------------------------------------
 // Documents and their bodies
 
-/// How a document's body is stored.
-enum Body {
-    /// In the document item's `body` attribute.
-    Inline(String),
-    /// In part items `<prefix><n>` (n = 00000, 00001...), named in the document item's
-    /// `parts` attribute. The prefix holds the version and a fresh id per write, so two
-    /// writers racing for the same version never overwrite each other's parts.
-    Parts { prefix: String, chunks: Vec<String> },
-}
-
-fn plan_body(doc: &Document, version: u64) -> Body {
-    let json = doc.body.to_string();
-    if json.len() <= MAX_INLINE_BODY {
-        return Body::Inline(json);
+/// A body as a DynamoDB string, refused when it would not fit in an item.
+fn body_text(what: &str, body: &Value) -> Result<String, StoreError> {
+    let json = body.to_string();
+    if json.len() > MAX_BODY {
+        return Err(StoreError::Internal(format!(
+            "{what} is {} bytes of JSON, over the {MAX_BODY} an item holds",
+            json.len()
+        )));
     }
-    let prefix = format!("part#{version}#{}#", uuid::Uuid::new_v4().simple());
-    let chunks = split_utf8(&json, PART_BYTES).into_iter().map(str::to_owned).collect();
-    Body::Parts { prefix, chunks }
+    Ok(json)
 }
 
-/// Splits `text` into pieces of at most `max` bytes (`max` >= 4), each ending on a
-/// character boundary so every piece is a valid DynamoDB string.
-fn split_utf8(text: &str, max: usize) -> Vec<&str> {
-    let mut pieces = Vec::new();
-    let mut rest = text;
-    while !rest.is_empty() {
-        let mut end = rest.len().min(max);
-        while !rest.is_char_boundary(end) {
-            end -= 1;
-        }
-        let (head, tail) = rest.split_at(end);
-        pieces.push(head);
-        rest = tail;
-    }
-    pieces
-}
-
-fn part_sk(prefix: &str, index: usize) -> String {
-    format!("{prefix}{index:05}")
+fn row_sk(key: &str) -> String {
+    format!("{ROW_SK_PREFIX}{key}")
 }
 
 /// The owner and creation time of a document: set by its insert and kept by every update
@@ -329,7 +307,7 @@ struct Placement<'a> {
 /// The document item of `doc` at `version`. A put replaces the whole item, so an index
 /// key left out here (inactive, no due time, no lock) is removed from the stored item:
 /// that is how the sparse indexes drop a document.
-fn document_item(doc: &Document, placement: &Placement<'_>, version: u64, body: &Body) -> Result<Item, StoreError> {
+fn document_item(doc: &Document, placement: &Placement<'_>, version: u64) -> Result<Item, StoreError> {
     let collection = doc.collection.as_str();
     let Placement { owner, created_ms } = *placement;
     let mut item = key(doc_pk(doc.collection, &doc.id), DOC_SK.to_owned());
@@ -350,20 +328,13 @@ fn document_item(doc: &Document, placement: &Placement<'_>, version: u64, body: 
     if let Some(lock) = &doc.lock {
         item.insert(attr::LOCK_KEY.into(), s(lock));
     }
-    match body {
-        Body::Inline(json) => {
-            item.insert(attr::BODY.into(), s(json));
-        }
-        Body::Parts { prefix, chunks } => {
-            item.insert(attr::PARTS.into(), s(prefix));
-            item.insert(attr::PART_COUNT.into(), n(chunks.len()));
-        }
-    }
+    item.insert(attr::BODY.into(), s(body_text(&format!("{collection} '{}'", doc.id), &doc.body)?));
     Ok(item)
 }
 
-fn decode_document(collection: Collection, item: &Item, body: &str) -> Result<Document, StoreError> {
+fn decode_document(collection: Collection, item: &Item) -> Result<Document, StoreError> {
     let id = attr_s(item, attr::ID)?.to_owned();
+    let body = attr_s(item, attr::BODY)?;
     let body = serde_json::from_str(body)
         .map_err(|e| StoreError::Internal(format!("{collection} '{id}' has an unreadable body: {e}")))?;
     Ok(Document {
@@ -377,17 +348,6 @@ fn decode_document(collection: Collection, item: &Item, body: &str) -> Result<Do
         body,
         id,
     })
-}
-
-/// The outcome of completing a document item with its parts.
-enum Read {
-    Document(Document),
-    /// The parts the item names are (partly) gone: a newer write replaced them after the
-    /// item was read. Re-read the item.
-    PartsGone {
-        version: u64,
-        prefix: String,
-    },
 }
 
 // ---------------------------------------------------------------------------------------
@@ -655,54 +615,112 @@ impl DynamoStore {
         Ok(found)
     }
 
-    /// Writes the parts of a large body (nothing for an inline one).
-    async fn write_parts(&self, pk: &str, body: &Body) -> Result<(), StoreError> {
-        let Body::Parts { prefix, chunks } = body else {
-            return Ok(());
-        };
-        let mut requests = Vec::with_capacity(chunks.len());
-        for (index, chunk) in chunks.iter().enumerate() {
-            let mut item = key(pk.to_owned(), part_sk(prefix, index));
-            item.insert(attr::DATA.into(), s(chunk));
+    /// A conditional put of one row: absent for a new row, else at the version before.
+    fn row_put(&self, pk: &str, row: &Row) -> Result<TransactWriteItem, StoreError> {
+        let mut item = key(pk.to_owned(), row_sk(&row.key));
+        item.insert(attr::VERSION.into(), n(row.version));
+        item.insert(attr::BODY.into(), s(body_text(&format!("row '{}' of {pk}", row.key), &row.body)?));
+        if row.version <= 1 {
+            self.put(item, "attribute_not_exists(#pk)", &[("#pk", attr::PK)], &[], false)
+        } else {
+            self.put(
+                item,
+                "#version = :previous",
+                &[("#version", attr::VERSION)],
+                &[(":previous", n(row.version - 1))],
+                false,
+            )
+        }
+    }
+
+    /// Writes rows ahead of their document, each with a conditional PutItem (absent for a
+    /// new row, else at the version before), [`ROW_PUTS_IN_FLIGHT`] at a time;
+    /// `VersionConflict` when a row is not at the version it was read at. Single puts, not
+    /// transactions: a row's condition is all it needs, and a transaction costs twice the
+    /// write capacity ("TransactWriteItems", DynamoDB Developer Guide, capacity for transactions).
+    async fn write_rows_ahead(&self, doc: &Document, rows: &[Row]) -> Result<(), StoreError> {
+        let pk = doc_pk(doc.collection, &doc.id);
+        for chunk in rows.chunks(ROW_PUTS_IN_FLIGHT) {
+            let mut puts = tokio::task::JoinSet::new();
+            for row in chunk {
+                let mut item = key(pk.clone(), row_sk(&row.key));
+                item.insert(attr::VERSION.into(), n(row.version));
+                item.insert(attr::BODY.into(), s(body_text(&format!("row '{}' of {pk}", row.key), &row.body)?));
+                let mut put = self.client.put_item().table_name(&self.table).set_item(Some(item));
+                put = if row.version <= 1 {
+                    put.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", attr::PK)
+                } else {
+                    put.condition_expression("#version = :previous")
+                        .expression_attribute_names("#version", attr::VERSION)
+                        .expression_attribute_values(":previous", n(row.version - 1))
+                };
+                puts.spawn(put.send());
+            }
+            while let Some(outcome) = puts.join_next().await {
+                match outcome.map_err(|e| StoreError::Internal(format!("row write task failed: {e}")))? {
+                    Ok(_) => {}
+                    Err(SdkError::ServiceError(context))
+                        if matches!(context.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+                    {
+                        return Err(StoreError::VersionConflict { collection: doc.collection, id: doc.id.clone() })
+                    }
+                    Err(e) => return Err(sdk_error("PutItem row", e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the rows of a new document ahead of it in batches: its id is new, so they
+    /// need no condition, and a batch costs a single write per row.
+    async fn batch_put_rows(&self, doc: &Document, rows: &[Row]) -> Result<(), StoreError> {
+        let pk = doc_pk(doc.collection, &doc.id);
+        let mut requests = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut item = key(pk.clone(), row_sk(&row.key));
+            item.insert(attr::VERSION.into(), n(row.version));
+            item.insert(attr::BODY.into(), s(body_text(&format!("row '{}' of {pk}", row.key), &row.body)?));
             let put = PutRequest::builder().set_item(Some(item)).build().map_err(build_error)?;
             requests.push(WriteRequest::builder().put_request(put).build());
         }
-        self.batch_write("BatchWriteItem parts", requests).await
+        self.batch_write("BatchWriteItem rows", requests).await
     }
 
-    /// Deletes parts no document points at (any more). A failure only leaves unreferenced
-    /// items behind, so it is logged, not returned: the write it follows has its outcome.
-    async fn delete_parts(&self, pk: &str, prefix: &str, count: usize) {
-        let requests: Result<Vec<WriteRequest>, BuildError> = (0..count)
-            .map(|index| {
-                let delete =
-                    DeleteRequest::builder().set_key(Some(key(pk.to_owned(), part_sk(prefix, index)))).build()?;
+    /// Deletes the rows of a document that was not written. A failure
+    /// only leaves rows no document names, so it is logged, not returned.
+    async fn discard_rows(&self, doc: &Document, rows: &[Row]) {
+        let pk = doc_pk(doc.collection, &doc.id);
+        let requests: Result<Vec<WriteRequest>, BuildError> = rows
+            .iter()
+            .map(|row| {
+                let delete = DeleteRequest::builder().set_key(Some(key(pk.clone(), row_sk(&row.key)))).build()?;
                 Ok(WriteRequest::builder().delete_request(delete).build())
             })
             .collect();
         let outcome = match requests {
-            Ok(requests) => self.batch_write("BatchWriteItem delete parts", requests).await,
+            Ok(requests) => self.batch_write("BatchWriteItem delete rows", requests).await,
             Err(e) => Err(build_error(e)),
         };
         if let Err(e) = outcome {
-            tracing::warn!(pk, prefix, error = %e, "unreferenced body parts left behind");
+            tracing::warn!(pk, error = %e, "rows of a document that was not written left behind");
         }
     }
 
-    /// Deletes the parts of a write that did not happen.
-    async fn discard_parts(&self, pk: &str, body: &Body) {
-        if let Body::Parts { prefix, chunks } = body {
-            self.delete_parts(pk, prefix, chunks.len()).await;
-        }
-    }
-
-    /// Deletes the parts `stored` (a document item, as read before a write) names, once the
-    /// write that replaced or deleted it has committed.
-    async fn delete_stored_parts(&self, pk: &str, stored: &Item) -> Result<(), StoreError> {
-        if let (Some(prefix), Some(count)) = (opt_s(stored, attr::PARTS), opt_n::<usize>(stored, attr::PART_COUNT)?) {
-            self.delete_parts(pk, prefix, count).await;
-        }
-        Ok(())
+    /// Every row item of a document, in key order.
+    async fn row_items(&self, pk: &str) -> Result<Vec<Item>, StoreError> {
+        self.query(
+            Query {
+                operation: "Query rows",
+                index: None,
+                condition: "#pk = :pk AND begins_with(#sk, :rows)",
+                names: &[("#pk", attr::PK), ("#sk", attr::SK)],
+                values: vec![(":pk", s(pk)), (":rows", s(ROW_SK_PREFIX))],
+                forward: true,
+                start: None,
+            },
+            usize::MAX,
+        )
+        .await
     }
 
     /// A newest-first page of the documents in one partition of an index sorted by
@@ -749,65 +767,12 @@ impl DynamoStore {
         Ok(Page { documents: self.documents(collection, &keys).await?, next_cursor })
     }
 
-    /// A document item with its body, reading the parts when it has them.
-    async fn complete(&self, collection: Collection, item: &Item) -> Result<Read, StoreError> {
-        let Some(prefix) = opt_s(item, attr::PARTS) else {
-            return Ok(Read::Document(decode_document(collection, item, attr_s(item, attr::BODY)?)?));
-        };
-        let count: usize = attr_n(item, attr::PART_COUNT)?;
-        let pk = attr_s(item, attr::PK)?;
-        let parts = self
-            .query(
-                Query {
-                    operation: "Query parts",
-                    index: None,
-                    condition: "#pk = :pk AND begins_with(#sk, :prefix)",
-                    names: &[("#pk", attr::PK), ("#sk", attr::SK)],
-                    values: vec![(":pk", s(pk)), (":prefix", s(prefix))],
-                    forward: true,
-                    start: None,
-                },
-                usize::MAX,
-            )
-            .await?;
-        let complete = parts.len() == count
-            && parts
-                .iter()
-                .enumerate()
-                .all(|(index, part)| opt_s(part, attr::SK) == Some(part_sk(prefix, index).as_str()));
-        if !complete {
-            return Ok(Read::PartsGone { version: attr_n(item, attr::VERSION)?, prefix: prefix.to_owned() });
-        }
-        let mut body = String::new();
-        for part in &parts {
-            body.push_str(attr_s(part, attr::DATA)?);
-        }
-        Ok(Read::Document(decode_document(collection, item, &body)?))
-    }
-
-    /// Reads a document; when a concurrent update deleted the parts of the version read
-    /// (it deletes the old parts once its own are in place), reads again. Parts missing
-    /// twice for the same version mean the table is damaged.
+    /// Reads a document (consistently).
     async fn read(&self, collection: Collection, id: &str) -> Result<Option<Document>, StoreError> {
-        let mut gone_before: Option<(u64, String)> = None;
-        for _ in 0..MAX_READ_ROUNDS {
-            let Some(item) = self.get_item("GetItem", key(doc_pk(collection, id), DOC_SK.into()), &[]).await? else {
-                return Ok(None);
-            };
-            match self.complete(collection, &item).await? {
-                Read::Document(doc) => return Ok(Some(doc)),
-                Read::PartsGone { version, prefix } => {
-                    let gone = Some((version, prefix));
-                    if gone == gone_before {
-                        return Err(StoreError::Internal(format!(
-                            "{collection} '{id}' version {version} points at missing body parts"
-                        )));
-                    }
-                    gone_before = gone;
-                }
-            }
+        match self.get_item("GetItem", key(doc_pk(collection, id), DOC_SK.into()), &[]).await? {
+            Some(item) => Ok(Some(decode_document(collection, &item)?)),
+            None => Ok(None),
         }
-        Err(StoreError::Unavailable(format!("{collection} '{id}' kept changing while being read")))
     }
 
     /// The documents an index query found, in its order, read consistently from the
@@ -827,10 +792,7 @@ impl DynamoStore {
             let Some(item) = items.remove(attr_s(index_key, attr::PK)?) else {
                 continue;
             };
-            match self.complete(collection, &item).await? {
-                Read::Document(doc) => documents.push(doc),
-                Read::PartsGone { .. } => documents.extend(self.read(collection, attr_s(&item, attr::ID)?).await?),
-            }
+            documents.push(decode_document(collection, &item)?);
         }
         Ok(documents)
     }
@@ -850,32 +812,47 @@ async fn backoff(operation: &str, round: u32) -> Result<(), StoreError> {
 
 #[async_trait]
 impl Store for DynamoStore {
-    async fn insert(&self, doc: &Document, client_token: Option<&str>) -> Result<(), StoreError> {
+    async fn insert_with_rows(
+        &self,
+        doc: &Document,
+        rows: &[Row],
+        client_token: Option<&str>,
+    ) -> Result<(), StoreError> {
         let pk = doc_pk(doc.collection, &doc.id);
-        let body = plan_body(doc, 1);
         let placement = Placement { owner: &doc.owner, created_ms: millis(doc.created_at) };
-        let doc_item = document_item(doc, &placement, 1, &body)?;
-        // Parts first: once the document item exists, readers follow its pointer.
-        self.write_parts(&pk, &body).await?;
+        let doc_item = document_item(doc, &placement, 1)?;
+        // Token, lock and document are at most three actions; the rows join them when they fit.
+        let together = rows.len() + 3 <= MAX_TRANSACTION_ITEMS;
+        let row_items = if together {
+            rows.iter().map(|row| self.row_put(&pk, row)).collect::<Result<Vec<_>, _>>()?
+        } else {
+            // Rows first: no reader finds the document before them. Record ids are new
+            // (time-ordered UUIDs), so no other document's rows are under this key.
+            if let Err(e) = self.batch_put_rows(doc, rows).await {
+                self.discard_rows(doc, rows).await;
+                return Err(e);
+            }
+            Vec::new()
+        };
         let mut uncertain = false;
-        let outcome = self.insert_transaction(doc, client_token, doc_item, &mut uncertain).await;
-        // Parts are deleted only when the document surely was not written: a transaction
-        // that failed in transit (timeout, 5xx) may have committed and point at them.
-        if outcome.is_err() && !uncertain {
-            self.discard_parts(&pk, &body).await;
+        let outcome = self.insert_transaction(doc, client_token, doc_item, row_items, &mut uncertain).await;
+        // Rows written ahead are deleted only when the document surely was not written: a
+        // transaction that failed in transit (timeout, 5xx) may have committed.
+        if outcome.is_err() && !uncertain && !together {
+            self.discard_rows(doc, rows).await;
         }
         outcome
     }
 
-    async fn update(&self, doc: &Document) -> Result<(), StoreError> {
+    async fn update_with_rows(&self, doc: &Document, rows: &[Row]) -> Result<(), StoreError> {
         let conflict = || StoreError::VersionConflict { collection: doc.collection, id: doc.id.clone() };
         let Some(previous) = doc.version.checked_sub(1).filter(|v| *v >= 1) else {
             return Err(conflict());
         };
         let pk = doc_pk(doc.collection, &doc.id);
-        // What the stored version holds (its lock, its parts, its placement), read before
-        // writing; the transaction's version condition guarantees it is still that version.
-        let projection = [attr::VERSION, attr::OWNER, attr::CREATED_AT, attr::LOCK_KEY, attr::PARTS, attr::PART_COUNT];
+        // What the stored version holds (its lock, its placement), read before writing; the
+        // transaction's version condition guarantees it is still that version.
+        let projection = [attr::VERSION, attr::OWNER, attr::CREATED_AT, attr::LOCK_KEY];
         let Some(stored) = self.get_item("GetItem", key(pk.clone(), DOC_SK.into()), &projection).await? else {
             return Err(conflict());
         };
@@ -884,29 +861,29 @@ impl Store for DynamoStore {
         }
         let placement =
             Placement { owner: attr_s(&stored, attr::OWNER)?, created_ms: attr_n(&stored, attr::CREATED_AT)? };
-        let body = plan_body(doc, doc.version);
         let mut items = vec![self.put(
-            document_item(doc, &placement, doc.version, &body)?,
+            document_item(doc, &placement, doc.version)?,
             "#version = :previous",
             &[("#version", attr::VERSION)],
             &[(":previous", n(previous))],
             false,
         )?];
         let (release_at, acquire_at) = self.plan_lock_change(doc, opt_s(&stored, attr::LOCK_KEY), &mut items).await?;
-
-        self.write_parts(&pk, &body).await?;
-        let reasons = match self.transact("TransactWriteItems update", items).await {
-            Ok(None) => return self.delete_stored_parts(&pk, &stored).await,
-            Ok(Some(reasons)) => reasons,
-            Err(e) => {
-                if !e.is_retryable() {
-                    self.discard_parts(&pk, &body).await;
-                }
-                return Err(e);
+        let rows_from = items.len();
+        if rows_from + rows.len() <= MAX_TRANSACTION_ITEMS {
+            for row in rows {
+                items.push(self.row_put(&pk, row)?);
             }
+        } else {
+            // Too many for one transaction: the rows go first, so the document a reader
+            // finds is never newer than its rows; a row at another version stops it all.
+            self.write_rows_ahead(doc, rows).await?;
+        }
+        let reasons = match self.transact("TransactWriteItems update", items).await? {
+            None => return Ok(()),
+            Some(reasons) => reasons,
         };
-        self.discard_parts(&pk, &body).await;
-        if condition_failed(reasons.first()) {
+        if condition_failed(reasons.first()) || reasons.iter().skip(rows_from).any(|r| condition_failed(Some(r))) {
             return Err(conflict());
         }
         if let (Some(at), Some(lock)) = (acquire_at, &doc.lock) {
@@ -925,6 +902,20 @@ impl Store for DynamoStore {
 
     async fn get(&self, collection: Collection, id: &str) -> Result<Option<Document>, StoreError> {
         self.read(collection, id).await
+    }
+
+    async fn get_rows(&self, collection: Collection, id: &str) -> Result<Vec<Row>, StoreError> {
+        let items = self.row_items(&doc_pk(collection, id)).await?;
+        items
+            .iter()
+            .map(|item| {
+                let key = attr_s(item, attr::SK)?.trim_start_matches(ROW_SK_PREFIX).to_owned();
+                let body = serde_json::from_str(attr_s(item, attr::BODY)?).map_err(|e| {
+                    StoreError::Internal(format!("row '{key}' of {collection} '{id}' is unreadable: {e}"))
+                })?;
+                Ok(Row { key, version: attr_n(item, attr::VERSION)?, body })
+            })
+            .collect()
     }
 
     async fn list_owned(
@@ -961,9 +952,9 @@ impl Store for DynamoStore {
     async fn delete(&self, collection: Collection, id: &str, version: u64) -> Result<(), StoreError> {
         let conflict = || StoreError::VersionConflict { collection, id: id.to_owned() };
         let pk = doc_pk(collection, id);
-        // What the stored version holds (its lock, its parts), read before deleting; the
-        // transaction's version condition guarantees it is still that version.
-        let projection = [attr::VERSION, attr::LOCK_KEY, attr::PARTS, attr::PART_COUNT];
+        // What the stored version holds (its lock), read before deleting; the transaction's
+        // version condition guarantees it is still that version.
+        let projection = [attr::VERSION, attr::LOCK_KEY];
         let Some(stored) = self.get_item("GetItem", key(pk.clone(), DOC_SK.into()), &projection).await? else {
             return Err(conflict());
         };
@@ -982,7 +973,20 @@ impl Store for DynamoStore {
             None => None,
         };
         match self.transact("TransactWriteItems delete", items).await? {
-            None => self.delete_stored_parts(&pk, &stored).await,
+            None => {
+                // The rows go after their document: no reader finds a document without them.
+                let rows = self.row_items(&pk).await?;
+                let requests = rows
+                    .iter()
+                    .map(|row| {
+                        let sk = attr_s(row, attr::SK)?.to_owned();
+                        let delete =
+                            DeleteRequest::builder().set_key(Some(key(pk.clone(), sk))).build().map_err(build_error)?;
+                        Ok(WriteRequest::builder().delete_request(delete).build())
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                self.batch_write("BatchWriteItem delete rows", requests).await
+            }
             Some(reasons) if condition_failed(reasons.first()) => Err(conflict()),
             Some(reasons) if release_at.is_some_and(|at| condition_failed(reasons.get(at))) => {
                 Err(StoreError::Unavailable("the released lock changed hands during the delete".into()))
@@ -1099,6 +1103,7 @@ impl DynamoStore {
         doc: &Document,
         token: Option<&str>,
         doc_item: Item,
+        row_items: Vec<TransactWriteItem>,
         uncertain: &mut bool,
     ) -> Result<(), StoreError> {
         let absent = "attribute_not_exists(#pk)";
@@ -1118,6 +1123,7 @@ impl DynamoStore {
                 items.push(self.put(item, absent, &pk_name, &[], true)?);
             }
             items.push(self.put(doc_item.clone(), absent, &pk_name, &[], false)?);
+            items.extend(row_items.iter().cloned());
 
             let reasons = match self.transact("TransactWriteItems insert", items).await {
                 Ok(None) => return Ok(()),
@@ -1143,7 +1149,8 @@ impl DynamoStore {
                 }
                 at += 1;
             }
-            if condition_failed(reasons.get(at)) {
+            // The document, or one of its rows, is there already.
+            if reasons.iter().skip(at).any(|r| condition_failed(Some(r))) {
                 return Err(StoreError::AlreadyExists { collection: doc.collection, id: doc.id.clone() });
             }
         }
@@ -1409,18 +1416,7 @@ mod tests {
     }
 
     #[test]
-    fn split_utf8_keeps_characters_whole() {
-        let text = "aé✓𝄞".repeat(1000);
-        for max in [4, 5, 7, 300, 4096] {
-            let pieces = split_utf8(&text, max);
-            assert!(pieces.iter().all(|p| !p.is_empty() && p.len() <= max));
-            assert_eq!(pieces.concat(), text);
-        }
-        assert!(split_utf8("", 10).is_empty());
-    }
-
-    #[test]
-    fn large_bodies_are_split_small_ones_inline() {
+    fn a_body_too_large_for_an_item_is_refused_and_a_row_has_its_own_key() {
         let doc = |body: Value| Document {
             collection: Collection::Backups,
             id: "b".into(),
@@ -1432,15 +1428,12 @@ mod tests {
             lock: None,
             body,
         };
-        assert!(matches!(plan_body(&doc(serde_json::json!({"a": 1})), 1), Body::Inline(_)));
-        let big = doc(Value::String("x".repeat(MAX_INLINE_BODY * 2)));
-        let Body::Parts { prefix, chunks } = plan_body(&big, 3) else { panic!("not split") };
-        assert!(prefix.starts_with("part#3#") && prefix.ends_with('#'));
-        assert_eq!(chunks.len(), 3);
-        assert_eq!(chunks.concat(), big.body.to_string());
         let placement = Placement { owner: "si", created_ms: 0 };
-        let item = document_item(&big, &placement, 3, &Body::Parts { prefix, chunks }).unwrap();
-        assert!(!item.contains_key(attr::BODY) && !item.contains_key(attr::ACTIVE_KEY));
-        assert_eq!(opt_n::<usize>(&item, attr::PART_COUNT).unwrap(), Some(3));
+        let item = document_item(&doc(serde_json::json!({"a": 1})), &placement, 3).unwrap();
+        assert_eq!(opt_s(&item, attr::BODY), Some(r#"{"a":1}"#));
+        assert!(!item.contains_key(attr::ACTIVE_KEY));
+        let big = doc(Value::String("x".repeat(MAX_BODY)));
+        assert!(matches!(document_item(&big, &placement, 3), Err(StoreError::Internal(_))));
+        assert_eq!(row_sk("item#00042"), "row#item#00042");
     }
 }

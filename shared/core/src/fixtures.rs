@@ -29,5 +29,6 @@ pub fn backup_point(items: Vec<BackupItem>) -> BackupRecord {
         client_token: None,
         start_lease_until: None,
         version: 1,
+        stored_rows: Default::default(),
     }
 }

@@ -14,7 +14,7 @@ use crate::backup::BackupService;
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, ExpiryRunId, JobId};
 use crate::model::{BackupRecord, RestoreRecord, Timestamp};
-use crate::records::{from_document, Records, StoredRecord};
+use crate::records::{Records, StoredRecord};
 use crate::replication::ReplicationService;
 use crate::restore::RestoreService;
 use crate::retention::ExpirySummary;
@@ -132,10 +132,11 @@ fn progress<I: IntoIterator<Item = ItemStatus>>(items: I) -> Progress {
     Progress { done, total }
 }
 
-fn jobs_of(doc: Document) -> Result<Vec<Job>> {
+/// The jobs a record is: a backup (and its replication), a restore, an expiry run.
+async fn jobs_of(records: &Records, doc: Document) -> Result<Vec<Job>> {
     Ok(match doc.collection {
         Collection::Backups => {
-            let b: BackupRecord = from_document(doc)?;
+            let b: BackupRecord = records.read(doc).await?;
             let mut jobs = vec![Job {
                 job_id: b.backup_id.to_string(),
                 kind: JobKind::Backup,
@@ -163,7 +164,7 @@ fn jobs_of(doc: Document) -> Result<Vec<Job>> {
             jobs
         }
         Collection::Restores => {
-            let r: RestoreRecord = from_document(doc)?;
+            let r: RestoreRecord = records.read(doc).await?;
             vec![Job {
                 job_id: r.restore_id.to_string(),
                 kind: JobKind::Restore,
@@ -177,7 +178,7 @@ fn jobs_of(doc: Document) -> Result<Vec<Job>> {
             }]
         }
         Collection::ExpiryRuns => {
-            let e: ExpiryRun = from_document(doc)?;
+            let e: ExpiryRun = records.read(doc).await?;
             vec![Job {
                 job_id: e.run_id.to_string(),
                 kind: JobKind::Expiry,
@@ -262,7 +263,7 @@ impl Jobs {
                 if frontier.as_ref().is_some_and(|f| at < *f) {
                     break;
                 }
-                let found: Vec<Job> = jobs_of(doc)?.into_iter().filter(wanted).collect();
+                let found: Vec<Job> = jobs_of(&self.records, doc).await?.into_iter().filter(wanted).collect();
                 cursor = Some(format!("{}:{}", at.0, at.1));
                 jobs.extend(found);
                 if jobs.len() >= limit {
@@ -301,7 +302,11 @@ impl Jobs {
 
     async fn view(&self, collection: Collection, id: &str, kind: JobKind) -> Result<Job> {
         let doc = self.records.store().get(collection, id).await?.ok_or_else(|| Error::not_found("job", id))?;
-        jobs_of(doc)?.into_iter().find(|j| j.kind == kind).ok_or_else(|| Error::not_found("job", id))
+        jobs_of(&self.records, doc)
+            .await?
+            .into_iter()
+            .find(|j| j.kind == kind)
+            .ok_or_else(|| Error::not_found("job", id))
     }
 
     /// Snapshot bytes and points of a service instance, summed from its records on every
@@ -316,13 +321,9 @@ impl Jobs {
         };
         let mut cursor: Option<String> = None;
         loop {
-            let page = self
-                .records
-                .store()
-                .list_owned(Collection::Backups, service_instance_id, 100, cursor.as_deref())
-                .await?;
-            for doc in page.documents {
-                let backup: BackupRecord = from_document(doc)?;
+            let (page, next_cursor) =
+                self.records.page_owned::<BackupRecord>(service_instance_id, 100, cursor.as_deref()).await?;
+            for backup in page {
                 if !backup.status.is_restorable() {
                     continue;
                 }
@@ -348,7 +349,7 @@ impl Jobs {
                         .sum::<u64>();
                 }
             }
-            match page.next_cursor {
+            match next_cursor {
                 Some(next) => cursor = Some(next),
                 None => return Ok(capacity),
             }

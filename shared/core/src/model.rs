@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{BackupId, PolicyId, RestoreId};
+use crate::records::StoredRows;
 use crate::status::{aggregate, ItemStatus, JobStatus};
 
 pub type Timestamp = DateTime<Utc>;
@@ -158,6 +159,9 @@ pub struct BackupRecord {
     pub start_lease_until: Option<Timestamp>,
     /// Optimistic-concurrency version: every save must name the version it read.
     pub version: u64,
+    /// The rows its items were read from.
+    #[serde(skip)]
+    pub stored_rows: StoredRows,
 }
 
 impl BackupRecord {
@@ -270,6 +274,9 @@ pub struct RestoreRecord {
     pub error: Option<String>,
     pub client_token: Option<String>,
     pub version: u64,
+    /// The rows its items were read from.
+    #[serde(skip)]
+    pub stored_rows: StoredRows,
 }
 
 impl RestoreRecord {

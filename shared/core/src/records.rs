@@ -5,14 +5,16 @@
 //! holds (one running backup per service instance; one in-place restore per service
 //! instance). Every save is a conditional write on the version that was read.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Duration;
 use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::model::{BackupRecord, RestoreMode, RestorePhase, RestoreRecord, Timestamp};
-use crate::store::{Collection, Document, Store, StoreError};
+use crate::store::{Collection, Document, Row, Store, StoreError};
 
 /// A record kept in the store.
 pub trait StoredRecord: Serialize + DeserializeOwned + Send + Sync {
@@ -36,6 +38,66 @@ pub trait StoredRecord: Serialize + DeserializeOwned + Send + Sync {
     fn lock(&self) -> Option<String> {
         None
     }
+    /// The lists of per-resource items the record keeps as rows of its document: each
+    /// list's row-key prefix and where it sits in the record's JSON. A list outgrows an
+    /// item of the store (a 1,594-item point) and changes an element at a time.
+    const ROW_LISTS: &'static [RowList] = &[];
+    /// The rows the record was read from, for the records that have rows.
+    fn stored_rows(&mut self) -> Option<&mut StoredRows> {
+        None
+    }
+}
+
+/// A list of a record kept as rows: `prefix` names its rows (`<prefix>#00042`), `path` is
+/// the list's place in the record's JSON (a missing parent means the list is absent).
+pub struct RowList {
+    pub prefix: &'static str,
+    pub path: &'static [&'static str],
+}
+
+/// The rows a record was read from, by key: their versions and bodies, so a save writes
+/// only the rows that changed, each conditional on the version it was read at. Not part of
+/// what a record is: two records are equal whatever rows they were read from.
+#[derive(Debug, Clone, Default)]
+pub struct StoredRows(BTreeMap<String, (u64, Value)>);
+
+impl PartialEq for StoredRows {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+fn row_key(prefix: &str, index: usize) -> String {
+    format!("{prefix}#{index:05}")
+}
+
+/// Takes the row lists out of a record's JSON: the header that is left, and the rows.
+fn split_rows(lists: &[RowList], mut body: Value) -> (Value, Vec<(String, Value)>) {
+    let mut rows = Vec::new();
+    for list in lists {
+        let (last, parents) = list.path.split_last().expect("a row list has a path");
+        let parent = parents.iter().try_fold(&mut body, |node, name| node.get_mut(*name));
+        if let Some(Value::Object(parent)) = parent {
+            if let Some(Value::Array(elements)) = parent.remove(*last) {
+                rows.extend(elements.into_iter().enumerate().map(|(n, element)| (row_key(list.prefix, n), element)));
+            }
+        }
+    }
+    (body, rows)
+}
+
+/// Puts the rows back into a header as the lists they came from.
+fn join_rows(lists: &[RowList], mut body: Value, rows: &[Row]) -> Value {
+    for list in lists {
+        let (last, parents) = list.path.split_last().expect("a row list has a path");
+        let marker = format!("{}#", list.prefix);
+        let elements: Vec<Value> = rows.iter().filter(|r| r.key.starts_with(&marker)).map(|r| r.body.clone()).collect();
+        let parent = parents.iter().try_fold(&mut body, |node, name| node.get_mut(*name));
+        if let Some(Value::Object(parent)) = parent {
+            parent.insert((*last).to_owned(), Value::Array(elements));
+        }
+    }
+    body
 }
 
 /// The lock key of the one running backup of a service instance.
@@ -51,6 +113,11 @@ pub fn restore_lock(service_instance_id: &str) -> String {
 impl StoredRecord for BackupRecord {
     const COLLECTION: Collection = Collection::Backups;
     const WHAT: &'static str = "backup";
+    const ROW_LISTS: &'static [RowList] =
+        &[RowList { prefix: "item", path: &["items"] }, RowList { prefix: "replica", path: &["replication", "items"] }];
+    fn stored_rows(&mut self) -> Option<&mut StoredRows> {
+        Some(&mut self.stored_rows)
+    }
     fn id(&self) -> &str {
         &self.backup_id
     }
@@ -80,6 +147,10 @@ impl StoredRecord for BackupRecord {
 impl StoredRecord for RestoreRecord {
     const COLLECTION: Collection = Collection::Restores;
     const WHAT: &'static str = "restore";
+    const ROW_LISTS: &'static [RowList] = &[RowList { prefix: "item", path: &["items"] }];
+    fn stored_rows(&mut self) -> Option<&mut StoredRows> {
+        Some(&mut self.stored_rows)
+    }
     fn id(&self) -> &str {
         &self.restore_id
     }
@@ -108,8 +179,11 @@ impl StoredRecord for RestoreRecord {
     }
 }
 
-fn to_document<R: StoredRecord>(record: &R) -> Result<Document> {
-    Ok(Document {
+/// A record as the store keeps it: its header document, and its rows.
+fn to_document<R: StoredRecord>(record: &R) -> Result<(Document, Vec<(String, Value)>)> {
+    let body = serde_json::to_value(record).map_err(|e| StoreError::Internal(format!("serialize record: {e}")))?;
+    let (body, rows) = split_rows(R::ROW_LISTS, body);
+    let doc = Document {
         collection: R::COLLECTION,
         id: record.id().to_owned(),
         version: record.version(),
@@ -118,14 +192,20 @@ fn to_document<R: StoredRecord>(record: &R) -> Result<Document> {
         active: record.active(),
         due_at: record.due_at(),
         lock: record.lock(),
-        body: serde_json::to_value(record).map_err(|e| StoreError::Internal(format!("serialize record: {e}")))?,
-    })
+        body,
+    };
+    Ok((doc, rows))
 }
 
-pub fn from_document<R: StoredRecord>(doc: Document) -> Result<R> {
-    let mut record: R = serde_json::from_value(doc.body)
+/// A record from its header document and its rows.
+fn from_parts<R: StoredRecord>(doc: Document, rows: Vec<Row>) -> Result<R> {
+    let body = join_rows(R::ROW_LISTS, doc.body, &rows);
+    let mut record: R = serde_json::from_value(body)
         .map_err(|e| StoreError::Internal(format!("{} '{}' is unreadable: {e}", R::WHAT, doc.id)))?;
     record.set_version(doc.version);
+    if let Some(stored) = record.stored_rows() {
+        *stored = StoredRows(rows.into_iter().map(|row| (row.key, (row.version, row.body))).collect());
+    }
     Ok(record)
 }
 
@@ -155,40 +235,81 @@ impl Records {
     /// Reads a record; 404 when there is none.
     pub async fn load<R: StoredRecord>(&self, id: &str) -> Result<R> {
         match self.store.get(R::COLLECTION, id).await? {
-            Some(doc) => from_document(doc),
+            Some(doc) => self.read(doc).await,
             None => Err(Error::not_found(R::WHAT, id)),
         }
     }
 
-    /// Writes a new record (version 1) with its client token and lock.
-    pub async fn insert<R: StoredRecord>(&self, record: &mut R, client_token: Option<&str>) -> Result<(), StoreError> {
-        record.set_version(1);
-        let doc = to_document(record).map_err(|e| StoreError::Internal(e.to_string()))?;
-        self.store.insert(&doc, client_token).await
+    /// The record of a document a listing found, with its rows.
+    pub async fn read<R: StoredRecord>(&self, doc: Document) -> Result<R> {
+        let rows =
+            if R::ROW_LISTS.is_empty() { Vec::new() } else { self.store.get_rows(R::COLLECTION, &doc.id).await? };
+        from_parts(doc, rows)
     }
 
-    /// Saves a changed record if nobody else saved it since it was read.
+    /// Writes a new record (version 1) with its rows, client token and lock.
+    pub async fn insert<R: StoredRecord>(&self, record: &mut R, client_token: Option<&str>) -> Result<(), StoreError> {
+        record.set_version(1);
+        let (doc, rows) = to_document(record).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let rows: Vec<Row> = rows.into_iter().map(|(key, body)| Row { key, version: 1, body }).collect();
+        self.store.insert_with_rows(&doc, &rows, client_token).await?;
+        if let Some(stored) = record.stored_rows() {
+            *stored = StoredRows(rows.into_iter().map(|row| (row.key, (row.version, row.body))).collect());
+        }
+        Ok(())
+    }
+
+    /// Saves a changed record if nobody else saved it since it was read: its header, and
+    /// only the rows that changed, each conditional on the version it was read at.
     pub async fn save<R: StoredRecord>(&self, record: &mut R) -> Result<()> {
         let read_version = record.version();
         record.set_version(read_version + 1);
-        let outcome = match to_document(record) {
-            Ok(doc) => self.store.update(&doc).await.map_err(Error::from),
-            Err(e) => Err(e),
-        };
+        let outcome = self.write_changes(record).await;
         if outcome.is_err() {
             record.set_version(read_version);
         }
         outcome
     }
 
+    async fn write_changes<R: StoredRecord>(&self, record: &mut R) -> Result<()> {
+        let (doc, rows) = to_document(record)?;
+        let stored = record.stored_rows().map(|s| s.0.clone()).unwrap_or_default();
+        if stored.keys().any(|key| !rows.iter().any(|(k, _)| k == key)) {
+            return Err(StoreError::Internal(format!("{} '{}' lost items it had", R::WHAT, doc.id)).into());
+        }
+        let changed: Vec<Row> = rows
+            .into_iter()
+            .filter_map(|(key, body)| match stored.get(&key) {
+                Some((_, was)) if *was == body => None,
+                Some((version, _)) => Some(Row { key, version: version + 1, body }),
+                None => Some(Row { key, version: 1, body }),
+            })
+            .collect();
+        self.store.update_with_rows(&doc, &changed).await?;
+        if let Some(stored) = record.stored_rows() {
+            for row in changed {
+                stored.0.insert(row.key, (row.version, row.body));
+            }
+        }
+        Ok(())
+    }
+
     /// Every record a scheduled function has work on.
     pub async fn active<R: StoredRecord>(&self) -> Result<Vec<R>> {
-        self.store.list_active(R::COLLECTION).await?.into_iter().map(from_document).collect()
+        self.read_all(self.store.list_active(R::COLLECTION).await?).await
     }
 
     /// Every record due at `now`.
     pub async fn due<R: StoredRecord>(&self, now: Timestamp) -> Result<Vec<R>> {
-        self.store.list_due(R::COLLECTION, now).await?.into_iter().map(from_document).collect()
+        self.read_all(self.store.list_due(R::COLLECTION, now).await?).await
+    }
+
+    async fn read_all<R: StoredRecord>(&self, docs: Vec<Document>) -> Result<Vec<R>> {
+        let mut records = Vec::with_capacity(docs.len());
+        for doc in docs {
+            records.push(self.read(doc).await?);
+        }
+        Ok(records)
     }
 
     /// A page of one owner's records, newest first.
@@ -199,8 +320,7 @@ impl Records {
         cursor: Option<&str>,
     ) -> Result<(Vec<R>, Option<String>)> {
         let page = self.store.list_owned(R::COLLECTION, owner, limit, cursor).await?;
-        let records = page.documents.into_iter().map(from_document).collect::<Result<_>>()?;
-        Ok((records, page.next_cursor))
+        Ok((self.read_all(page.documents).await?, page.next_cursor))
     }
 
     /// A page of every record of a kind, newest first.
@@ -210,7 +330,6 @@ impl Records {
         cursor: Option<&str>,
     ) -> Result<(Vec<R>, Option<String>)> {
         let page = self.store.list_collection(R::COLLECTION, limit, cursor).await?;
-        let records = page.documents.into_iter().map(from_document).collect::<Result<_>>()?;
-        Ok((records, page.next_cursor))
+        Ok((self.read_all(page.documents).await?, page.next_cursor))
     }
 }

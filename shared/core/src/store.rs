@@ -60,6 +60,18 @@ pub struct Document {
     pub body: Value,
 }
 
+/// A row of a document: a part of a record that changes on its own (one item of a backup
+/// point or a restore), stored and versioned apart from the document, so a change to one
+/// item writes that row and not the whole record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Unique within its document; rows are read back in the order of their keys.
+    pub key: String,
+    /// The version this row has once written: 1 when new, stored + 1 on update.
+    pub version: u64,
+    pub body: Value,
+}
+
 /// A page of a newest-first listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
@@ -99,16 +111,39 @@ impl StoreError {
 
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Writes a new document (version 1), atomically with its client token (when given,
-    /// scoped to the collection and owner) and its lock (when set).
-    /// Fails with `TokenUsed` before `LockHeld`, so a retried request finds its record.
-    async fn insert(&self, doc: &Document, client_token: Option<&str>) -> Result<(), StoreError>;
+    /// Writes a new document (version 1) with its rows (each version 1), atomically with
+    /// its client token (when given, scoped to the collection and owner) and its lock (when
+    /// set). Fails with `TokenUsed` before `LockHeld`, so a retried request finds its
+    /// record; a refused insert leaves nothing of the document or its rows.
+    async fn insert_with_rows(
+        &self,
+        doc: &Document,
+        rows: &[Row],
+        client_token: Option<&str>,
+    ) -> Result<(), StoreError>;
 
-    /// Replaces a document if the stored version is `doc.version - 1`, releasing the lock
-    /// the stored document held when `doc.lock` no longer names it, and taking a lock
-    /// `doc.lock` newly names (`LockHeld` if another record holds it). Owner and creation
-    /// time are fixed at insert; an update keeps the stored ones.
-    async fn update(&self, doc: &Document) -> Result<(), StoreError>;
+    /// [`Store::insert_with_rows`] of a document without rows.
+    async fn insert(&self, doc: &Document, client_token: Option<&str>) -> Result<(), StoreError> {
+        self.insert_with_rows(doc, &[], client_token).await
+    }
+
+    /// Replaces a document if the stored version is `doc.version - 1`, and writes `rows`
+    /// (only the ones that changed), each if its stored version is `row.version - 1` (none
+    /// stored for a new row, version 1): `VersionConflict` otherwise. Releases the lock the
+    /// stored document held when `doc.lock` no longer names it, and takes a lock `doc.lock`
+    /// newly names (`LockHeld` if another record holds it). Owner and creation time are
+    /// fixed at insert; an update keeps the stored ones. All or nothing where the store can
+    /// write that much at once; otherwise the rows go first, in all-or-nothing batches, and
+    /// the document last, so a reader never sees a document newer than its rows.
+    async fn update_with_rows(&self, doc: &Document, rows: &[Row]) -> Result<(), StoreError>;
+
+    /// [`Store::update_with_rows`] of the document alone.
+    async fn update(&self, doc: &Document) -> Result<(), StoreError> {
+        self.update_with_rows(doc, &[]).await
+    }
+
+    /// Every row of a document, in key order (read consistently); none for a missing one.
+    async fn get_rows(&self, collection: Collection, id: &str) -> Result<Vec<Row>, StoreError>;
 
     async fn get(&self, collection: Collection, id: &str) -> Result<Option<Document>, StoreError>;
 
@@ -129,7 +164,8 @@ pub trait Store: Send + Sync {
         cursor: Option<&str>,
     ) -> Result<Page, StoreError>;
 
-    /// Deletes a document if the stored version is `version`, releasing the lock it holds.
+    /// Deletes a document and its rows if the stored version is `version`, releasing the
+    /// lock it holds.
     /// `VersionConflict` when it changed or is gone.
     async fn delete(&self, collection: Collection, id: &str, version: u64) -> Result<(), StoreError>;
 

@@ -16,7 +16,7 @@ use chrono::{TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use snapnest_core::model::Timestamp;
-use snapnest_core::store::{Collection, Document, Page, Store, StoreError};
+use snapnest_core::store::{Collection, Document, Page, Row, Store, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS documents (
@@ -35,6 +35,14 @@ CREATE INDEX IF NOT EXISTS documents_by_owner ON documents (collection, owner, c
 CREATE INDEX IF NOT EXISTS documents_by_time ON documents (collection, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS documents_active ON documents (collection) WHERE active = 1;
 CREATE INDEX IF NOT EXISTS documents_due ON documents (collection, due_at) WHERE due_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS rows (
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (collection, id, key)
+);
 CREATE TABLE IF NOT EXISTS client_tokens (scope TEXT PRIMARY KEY, id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, holder TEXT NOT NULL);
 ";
@@ -134,6 +142,30 @@ impl EmbeddedStore {
     }
 }
 
+/// Writes rows of `doc` inside its transaction, each only over the version it was read at.
+fn write_rows(tx: &rusqlite::Transaction<'_>, doc: &Document, rows: &[Row]) -> Result<(), StoreError> {
+    let conflict = || StoreError::VersionConflict { collection: doc.collection, id: doc.id.clone() };
+    for row in rows {
+        let written = if row.version == 1 {
+            tx.execute(
+                "INSERT OR IGNORE INTO rows (collection, id, key, version, body) VALUES (?1, ?2, ?3, 1, ?4)",
+                params![doc.collection.as_str(), doc.id, row.key, row.body.to_string()],
+            )
+        } else {
+            tx.execute(
+                "UPDATE rows SET version = ?4, body = ?5
+                 WHERE collection = ?1 AND id = ?2 AND key = ?3 AND version = ?4 - 1",
+                params![doc.collection.as_str(), doc.id, row.key, row.version as i64, row.body.to_string()],
+            )
+        }
+        .map_err(internal)?;
+        if written == 0 {
+            return Err(conflict());
+        }
+    }
+    Ok(())
+}
+
 fn token_scope(doc: &Document, token: &str) -> String {
     format!("{}#{}#{}", doc.collection, doc.owner, token)
 }
@@ -169,8 +201,14 @@ fn query_documents(
 
 #[async_trait]
 impl Store for EmbeddedStore {
-    async fn insert(&self, doc: &Document, client_token: Option<&str>) -> Result<(), StoreError> {
+    async fn insert_with_rows(
+        &self,
+        doc: &Document,
+        rows: &[Row],
+        client_token: Option<&str>,
+    ) -> Result<(), StoreError> {
         let doc = doc.clone();
+        let rows = rows.to_vec();
         let token = client_token.map(|t| token_scope(&doc, t));
         self.with_conn(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(internal)?;
@@ -215,13 +253,15 @@ impl Store for EmbeddedStore {
             if inserted == 0 {
                 return Err(StoreError::AlreadyExists { collection: doc.collection, id: doc.id.clone() });
             }
+            write_rows(&tx, &doc, &rows)?;
             tx.commit().map_err(internal)
         })
         .await
     }
 
-    async fn update(&self, doc: &Document) -> Result<(), StoreError> {
+    async fn update_with_rows(&self, doc: &Document, rows: &[Row]) -> Result<(), StoreError> {
         let doc = doc.clone();
+        let rows = rows.to_vec();
         self.with_conn(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(internal)?;
             let held: Option<Option<String>> = tx
@@ -271,7 +311,31 @@ impl Store for EmbeddedStore {
                         .map_err(internal)?;
                 }
             }
+            write_rows(&tx, &doc, &rows)?;
             tx.commit().map_err(internal)
+        })
+        .await
+    }
+
+    async fn get_rows(&self, collection: Collection, id: &str) -> Result<Vec<Row>, StoreError> {
+        let id = id.to_owned();
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT key, version, body FROM rows WHERE collection = ?1 AND id = ?2 ORDER BY key")
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map(params![collection.as_str(), id], |r| {
+                    let body: String = r.get(2)?;
+                    Ok(Row {
+                        key: r.get(0)?,
+                        version: r.get::<_, i64>(1)? as u64,
+                        body: serde_json::from_str(&body).map_err(|e| {
+                            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+                        })?,
+                    })
+                })
+                .map_err(internal)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
         })
         .await
     }
@@ -320,6 +384,8 @@ impl Store for EmbeddedStore {
                 return Err(StoreError::VersionConflict { collection, id: id.clone() });
             };
             tx.execute("DELETE FROM documents WHERE collection = ?1 AND id = ?2", params![collection.as_str(), id])
+                .map_err(internal)?;
+            tx.execute("DELETE FROM rows WHERE collection = ?1 AND id = ?2", params![collection.as_str(), id])
                 .map_err(internal)?;
             if let Some(key) = held_lock {
                 tx.execute("DELETE FROM locks WHERE key = ?1 AND holder = ?2", params![key, id]).map_err(internal)?;

@@ -21,7 +21,7 @@ use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 
 use snapnest_core::model::Timestamp;
-use snapnest_core::store::{Collection, Document, Page, Store, StoreError};
+use snapnest_core::store::{Collection, Document, Page, Row, Store, StoreError};
 
 /// Runs every check of the store contract against `store`; panics on the first breach.
 pub async fn check_store_contract(store: &dyn Store) {
@@ -37,7 +37,7 @@ pub async fn check_store_contract(store: &dyn Store) {
     standalone_locks(store, &run).await;
     active_index(store, &run).await;
     due_index(store, &run).await;
-    large_bodies(store, &run).await;
+    rows(store, &run).await;
 }
 
 /// What makes this run's names unique, and its notion of now.
@@ -682,15 +682,16 @@ async fn deletes(store: &dyn Store, run: &Run) {
     assert!(is_lock_held(&e, &other_lock, &job), "a delete released another's lock: {e:?}");
     store.release_lock(&other_lock, &job).await.expect("release_lock");
 
-    // A large body goes with its document.
+    // Rows go with their document.
     let mut large = run.doc(Collection::Backups, "delete-large");
-    large.body = large_backup_body(&large.id, 1);
     large.lock = Some(run.name("contract-lock#delete-large"));
+    store.insert_with_rows(&large, &point_rows(1), None).await.expect("insert with rows");
+    store.delete(large.collection, &large.id, 1).await.expect("delete of a document with rows");
+    assert_absent(store, large.collection, &large.id, "delete of a document with rows").await;
+    assert!(store.get_rows(large.collection, &large.id).await.expect("get_rows").is_empty(), "rows left by a delete");
     insert(store, &large, None).await;
-    store.delete(large.collection, &large.id, 1).await.expect("delete of a large document");
-    assert_absent(store, large.collection, &large.id, "delete of a large document").await;
-    insert(store, &large, None).await;
-    assert_stored(store, &large, "insert of a deleted large document").await;
+    assert_stored(store, &large, "insert of a deleted document").await;
+    assert!(store.get_rows(large.collection, &large.id).await.expect("get_rows").is_empty(), "old rows came back");
 }
 
 /// Stand-alone locks: taken by one holder at a time (again by the same holder), released
@@ -728,98 +729,122 @@ async fn standalone_locks(store: &dyn Store, run: &Run) {
     assert!(is_lock_held(&e, &key, &doc.id), "a document's lock released by another: {e:?}");
 }
 
-/// A backup of 99 instances × 16 volumes + 10 databases: 1,594 items, over 400 KB of JSON
-/// (DynamoDB's item limit), as a record body.
-pub fn large_backup_body(id: &str, revision: u32) -> Value {
-    let mut items = Vec::with_capacity(99 * 16 + 10);
+/// The items of a backup of 99 instances × 16 volumes + 10 databases: 1,594 rows, over
+/// 400 KB of JSON together (DynamoDB's item limit), each at `revision`.
+pub fn point_rows(revision: u32) -> Vec<Row> {
+    let mut rows = Vec::with_capacity(99 * 16 + 10);
     for instance in 0..99u32 {
         for volume in 0..16u32 {
-            items.push(json!({
+            rows.push(json!({
                 "resource_id": format!("vol-{instance:03}{volume:02}0123456789abcdef"),
                 "kind": "volume",
                 "instance_id": format!("i-{instance:03}0123456789abcdef"),
                 "device": format!("/dev/sd{}", char::from(b'f' + volume as u8)),
-                "snapshot_id": format!("snap-{instance:03}{volume:02}{revision:04}0123456789"),
-                "consistent_group": volume != 15,
+                "snapshot_id": format!("snap-{instance:03}{volume:02}0123456789"),
                 "status": if revision > 1 { "Succeeded" } else { "Running" },
                 "progress": (revision * 37 + volume) % 101,
                 "size_bytes": 8_589_934_592u64 * u64::from(volume + 1),
                 "volume_type": "gp3",
                 "availability_zone": "eu-west-1b",
+                "consistent_group": volume != 15,
                 "started_at": format!("2025-06-{:02}T12:{:02}:{:02}.123Z", revision % 28 + 1, instance % 60, volume),
                 "error": if volume == 15 { json!(format!("Volume occupé — réessayez ✓ ({instance})")) } else { Value::Null },
             }));
         }
     }
     for database in 0..10u32 {
-        items.push(json!({
-            "resource_id": format!("db-{database:02}-orders"),
-            "kind": "database",
-            "snapshot_id": format!("snapnest-{id}-db-{database:02}"),
-            "status": "Running",
-            "progress": revision,
-            "error": null,
-        }));
+        rows.push(
+            json!({ "resource_id": format!("db-{database:02}-orders"), "kind": "database", "status": "Running" }),
+        );
     }
-    json!({ "backup_id": id, "revision": revision, "items": items, "replication": { "region": "eu-west-1", "items": [] } })
+    rows.into_iter().enumerate().map(|(n, body)| Row { key: format!("item#{n:05}"), version: 1, body }).collect()
 }
 
-/// Bodies over DynamoDB's 400 KB item limit insert, update, read back whole and list.
-async fn large_bodies(store: &dyn Store, run: &Run) {
-    let lock = run.name("contract-lock#large");
-    let mut doc = run.doc(Collection::Backups, "large");
-    doc.body = large_backup_body(&doc.id, 1);
-    let size = doc.body.to_string().len();
-    assert!(size > 400 * 1024, "the large body is only {size} bytes");
+/// `rows` with the bodies of those at `positions` changed, one version on.
+fn rows_changed(rows: &[Row], positions: impl IntoIterator<Item = usize>, mark: &str) -> Vec<Row> {
+    positions
+        .into_iter()
+        .map(|n| {
+            let mut row = rows[n].clone();
+            row.body["progress"] = json!(mark);
+            row.version += 1;
+            row
+        })
+        .collect()
+}
+
+/// Rows: written with their document and only then visible, read back in key order, each
+/// updated on its own version, never when a refused write.
+async fn rows(store: &dyn Store, run: &Run) {
+    let lock = run.name("contract-lock#rows");
+    let mut doc = run.doc(Collection::Backups, "rows");
     doc.active = true;
-    doc.due_at = Some(run.now - chrono::Duration::seconds(1));
     doc.lock = Some(lock.clone());
-    let token = run.name("token-large");
-    insert(store, &doc, Some(&token)).await;
-    assert_stored(store, &doc, "large insert").await;
+    let token = run.name("token-rows");
+    let written = point_rows(1);
+    assert!(written.iter().map(|r| r.body.to_string().len()).sum::<usize>() > 400 * 1024);
+    store.insert_with_rows(&doc, &written, Some(&token)).await.expect("insert with 1,594 rows");
+    assert_stored(store, &doc, "insert with rows").await;
+    let read = store.get_rows(doc.collection, &doc.id).await.expect("get_rows");
+    assert_eq!(read.len(), written.len(), "every row is read back");
+    assert!(read == written, "rows read back in key order, as written");
 
-    let mut second = run.doc(Collection::Backups, "large-second");
-    second.body = large_backup_body(&second.id, 1);
-    let e = expect_err(store.insert(&second, Some(&token)).await, "large insert with a used token");
-    assert!(matches!(&e, StoreError::TokenUsed { existing_id } if *existing_id == doc.id), "large token: {e:?}");
-    assert_absent(store, Collection::Backups, &second.id, "large insert with a used token").await;
+    // A refused insert leaves no rows.
+    let second = run.doc(Collection::Backups, "rows-second");
+    let e = expect_err(store.insert_with_rows(&second, &point_rows(1), Some(&token)).await, "rows with a used token");
+    assert!(matches!(&e, StoreError::TokenUsed { existing_id } if *existing_id == doc.id), "rows token: {e:?}");
+    assert!(
+        store.get_rows(second.collection, &second.id).await.expect("get_rows").is_empty(),
+        "rows of a refused insert"
+    );
+    let small = run.doc(Collection::Backups, "rows-small-refused");
+    let few = point_rows(1).into_iter().take(3).collect::<Vec<_>>();
+    let mut refused = small.clone();
+    refused.lock = Some(lock.clone());
+    let e = expect_err(store.insert_with_rows(&refused, &few, None).await, "rows with a held lock");
+    assert!(is_lock_held(&e, &lock, &doc.id), "rows lock: {e:?}");
+    assert!(store.get_rows(small.collection, &small.id).await.expect("get_rows").is_empty(), "rows of a held lock");
 
-    let v2 = next(&doc, |d| d.body = large_backup_body(&d.id, 2));
-    update(store, &v2).await;
-    assert_stored(store, &v2, "large update").await;
+    // A poll that changed ten items writes ten rows with the document.
+    let v2 = next(&doc, |d| d.body = json!({ "revision": 2 }));
+    let ten = rows_changed(&written, (0..10).map(|n| n * 100), "v2");
+    store.update_with_rows(&v2, &ten).await.expect("update of ten rows");
+    assert_stored(store, &v2, "update with rows").await;
+    let read = store.get_rows(doc.collection, &doc.id).await.expect("get_rows");
+    for (n, row) in read.iter().enumerate() {
+        let changed = n % 100 == 0 && n < 1000;
+        assert_eq!(row.version, if changed { 2 } else { 1 }, "row {n}");
+        assert_eq!(row.body["progress"] == json!("v2"), changed, "row {n}");
+    }
+
+    // A row read at an older version refuses the whole write, document included.
+    let stale_doc = next(&v2, |d| d.body = json!({ "revision": 3 }));
+    let stale = rows_changed(&written, [0, 1], "stale");
+    let e = expect_err(store.update_with_rows(&stale_doc, &stale).await, "update of a stale row");
+    assert!(is_conflict(&e, &doc), "stale row: {e:?}");
+    assert_stored(store, &v2, "a refused row write changes the document").await;
+    let read = store.get_rows(doc.collection, &doc.id).await.expect("get_rows");
+    assert_eq!(read[1].version, 1, "a refused write changed a row");
+
+    // More rows than one transaction holds, and a new row, with the lock released.
+    let mut many = rows_changed(&read, 200..450, "v3");
+    many.push(Row { key: "item#99999".into(), version: 1, body: json!({ "resource_id": "vol-new" }) });
     let v3 = next(&v2, |d| {
-        d.body = large_backup_body(&d.id, 3);
+        d.body = json!({ "revision": 3 });
         d.lock = None;
+        d.active = false;
     });
-    update(store, &v3).await;
-    assert_stored(store, &v3, "second large update").await;
-    let stale = next(&v2, |d| d.body = large_backup_body(&d.id, 99));
-    let e = expect_err(store.update(&stale).await, "large update on a stale version");
-    assert!(is_conflict(&e, &doc), "large stale update: {e:?}");
-    assert_stored(store, &v3, "a refused large update changes nothing").await;
-    let mut next_holder = run.doc(Collection::Backups, "large-next-holder");
+    store.update_with_rows(&v3, &many).await.expect("update of 251 rows");
+    assert_stored(store, &v3, "update with many rows").await;
+    let read = store.get_rows(doc.collection, &doc.id).await.expect("get_rows");
+    assert_eq!(read.len(), written.len() + 1);
+    assert_eq!(read.last().map(|r| r.body["resource_id"].clone()), Some(json!("vol-new")));
+    for (n, row) in read.iter().enumerate().take(450).skip(200) {
+        // Rows 200, 300 and 400 were at version 2 already.
+        let version = if n % 100 == 0 { 3 } else { 2 };
+        assert_eq!((row.version, &row.body["progress"]), (version, &json!("v3")), "row {n}");
+    }
+    let mut next_holder = run.doc(Collection::Backups, "rows-next-holder");
     next_holder.lock = Some(lock);
     insert(store, &next_holder, None).await;
-
-    let v3_ref = &v3;
-    eventually("list_active with a large body", || async move {
-        let active = store.list_active(Collection::Backups).await.map_err(|e| format!("{e:?}"))?;
-        listed(&active, v3_ref, "list_active")
-    })
-    .await;
-    eventually("list_due with a large body", || async move {
-        let due = store.list_due(Collection::Backups, v3_ref.created_at + chrono::Duration::hours(2)).await;
-        listed(&due.map_err(|e| format!("{e:?}"))?, v3_ref, "list_due")
-    })
-    .await;
-    let owned = store.list_owned(Collection::Backups, &v3.owner, 100, None).await.expect("list_owned");
-    listed(&owned.documents, &v3, "list_owned").unwrap_or_else(|e| panic!("{e}"));
-
-    // Large to small and back.
-    let small = next(&v3, |d| d.body = json!({ "revision": 4 }));
-    update(store, &small).await;
-    assert_stored(store, &small, "large body replaced by a small one").await;
-    let large_again = next(&small, |d| d.body = large_backup_body(&d.id, 5));
-    update(store, &large_again).await;
-    assert_stored(store, &large_again, "small body replaced by a large one").await;
 }

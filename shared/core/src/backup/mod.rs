@@ -93,6 +93,7 @@ impl BackupService {
             client_token: request.client_token.clone(),
             start_lease_until: Some(now + lifecycle::start_lease()),
             version: 0,
+            stored_rows: Default::default(),
         };
         tracing::Span::current().record("backup_id", record.backup_id.as_str());
         match self.records.insert(&mut record, request.client_token.as_deref()).await {

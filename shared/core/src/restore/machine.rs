@@ -562,6 +562,7 @@ mod tests {
             error: None,
             client_token: None,
             version: 1,
+            stored_rows: Default::default(),
         }
     }
 

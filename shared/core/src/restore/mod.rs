@@ -185,6 +185,7 @@ impl RestoreService {
             error: None,
             client_token: request.client_token.clone(),
             version: 0,
+            stored_rows: Default::default(),
         };
         machine::derive_status(&mut record, now);
         tracing::Span::current().record("restore_id", record.restore_id.as_str());
