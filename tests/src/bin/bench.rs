@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use snapnest_core::backup::{BackupOrigin, BackupRequest};
 use snapnest_core::model::{BackupRecord, RestoreMode};
 use snapnest_core::restore::RestoreRequest;
+use snapnest_core::retention::RetentionRequest;
 use snapnest_core::status::JobStatus;
 use snapnest_core::Snapnest;
 use snapnest_lambda::config::Config;
@@ -36,7 +37,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "embedded store + simulated cloud"
     };
     let config = Config::from_lookup(|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))?;
-    let app = Arc::new(snapnest_lambda::runtime::build(&config).await?);
+    let built = snapnest_lambda::runtime::build(&config).await?;
+    // Every write goes through a meter, to print what each step costs in store writes.
+    let meter = Arc::new(snapnest_e2e::WriteMeter::new(built.store.clone()));
+    let app = Arc::new(Snapnest::new(meter.clone(), built.clouds.clone(), built.clock.clone(), built.settings.clone()));
     let sim = SimulatedCloud::open(
         data.path(),
         SimSettings {
@@ -77,14 +81,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The largest request: 99 instances x 16 volumes + 10 databases.
     sim.add_service_instance(REGION, "si-large", 99, 16, 10, true)?;
+    meter.take();
     let started = Instant::now();
     let backup = app.backups.create("si-large", &BackupRequest::default(), BackupOrigin::manual()).await?;
     let create = started.elapsed();
     let size = serde_json::to_vec(&backup)?.len();
+    let create_writes = meter.take();
     tokio::time::sleep(config.sim_operation_time).await;
     let pass = Instant::now();
     app.poller.poll_active().await?;
     let pass = pass.elapsed();
+    let poll_writes = meter.take();
+    app.poller.poll_active().await?;
+    let idle_writes = meter.take();
+    app.retention.change(&backup.backup_id, &RetentionRequest { extend_days: Some(1), ..Default::default() }).await?;
+    let retention_writes = meter.take();
     let (backup, passes) = poll_backup(&app, backup.backup_id).await?;
     println!(
         "99 x 16 + 10 backup ({} items): create {:>8.1} ms (discovery, 99 CreateSnapshots, 10 CreateDBSnapshot, record {} KB)",
@@ -98,6 +109,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         backup.status,
         passes
     );
+    let writes = |w: snapnest_e2e::Written| {
+        format!("{} document + {} rows, {:.1} KB of JSON", w.documents, w.rows, w.bytes as f64 / 1024.0)
+    };
+    println!("99 x 16 + 10 backup, store writes: create {}", writes(create_writes));
+    println!("                                   the poll pass that finished it {}", writes(poll_writes));
+    println!("                                   a poll pass with nothing new {}", writes(idle_writes));
+    println!("                                   a retention change {}", writes(retention_writes));
     let started = Instant::now();
     let page = app.backups.list("si-large", 20, None).await?;
     println!("list the service instance's backups: {:>8.1} ms ({} records)", ms(started.elapsed()), page.0.len());
