@@ -8,6 +8,7 @@
 //! only moves on what the cloud shows.
 
 pub mod machine;
+pub mod plan;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,9 +21,9 @@ use crate::clock::Clock;
 use crate::cloud::{Cloud, CloudError, CloudProvider, InstanceState};
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, RestoreId};
-use crate::model::{BackupRecord, RestoreItem, RestoreMode, RestorePhase, RestoreRecord, RestoreStep, Trigger};
+use crate::model::{BackupRecord, RestoreItem, RestoreMode, RestorePhase, RestoreRecord, Trigger};
 use crate::records::Records;
-use crate::status::{ItemStatus, JobStatus};
+use crate::status::JobStatus;
 use crate::store::StoreError;
 use crate::validate;
 
@@ -66,7 +67,6 @@ impl RestoreService {
     }
 
     /// Starts a restore of a backup point and takes its first steps.
-    /// Starts a restore of a backup point and takes its first steps.
     #[instrument(skip(self, request), fields(restore_id))]
     pub async fn create(&self, backup_id: &str, request: &RestoreRequest) -> Result<RestoreRecord> {
         let now = self.clock.now();
@@ -78,87 +78,7 @@ impl RestoreService {
             validate::region("region", region)?;
         }
         let backup: BackupRecord = self.records.load(backup_id).await?;
-        if !backup.status.is_restorable() {
-            return Err(Error::conflict(
-                "BackupNotRestorable",
-                format!(
-                    "backup {backup_id} is {}; only a Succeeded or PartiallyFailed point can be restored",
-                    backup.status.as_str()
-                ),
-            ));
-        }
-        if backup.damaged {
-            return Err(Error::conflict(
-                "BackupDamaged",
-                format!("backup {backup_id} is damaged: a snapshot of it was deleted outside snapnest"),
-            ));
-        }
-        let (region, replicas) = match request.mode {
-            RestoreMode::DisasterRecovery => {
-                let replication =
-                    backup.replication.as_ref().filter(|r| r.status == JobStatus::Succeeded).ok_or_else(|| {
-                        Error::conflict(
-                            "NotReplicated",
-                            format!("backup {backup_id} has no completed copy in another region"),
-                        )
-                    })?;
-                if request.region.as_ref().is_some_and(|r| *r != replication.region) {
-                    return Err(Error::bad_request(
-                        "InvalidRegion",
-                        format!(
-                            "region: backup {backup_id} is replicated to {}, not {}",
-                            replication.region,
-                            request.region.as_deref().unwrap_or("")
-                        ),
-                    ));
-                }
-                (replication.region.clone(), Some(replication))
-            }
-            _ => {
-                if request.region.as_ref().is_some_and(|r| *r != backup.region) {
-                    return Err(Error::bad_request(
-                        "InvalidRegion",
-                        format!(
-                            "region: only a disaster_recovery restore can target another region than {}",
-                            backup.region
-                        ),
-                    ));
-                }
-                (backup.region.clone(), None)
-            }
-        };
-        let items: Vec<RestoreItem> = backup
-            .items
-            .iter()
-            .filter(|i| i.status == ItemStatus::Succeeded && !i.released)
-            .map(|i| RestoreItem {
-                resource_id: i.resource_id.clone(),
-                kind: i.kind,
-                snapshot_id: match replicas {
-                    Some(replication) => replication
-                        .items
-                        .iter()
-                        .find(|r| r.resource_id == i.resource_id)
-                        .and_then(|r| r.replica_snapshot_id.clone()),
-                    None => i.snapshot_id.clone(),
-                },
-                new_resource_id: None,
-                status: ItemStatus::Pending,
-                error: None,
-                instance_id: i.instance_id.clone(),
-                device: i.device.clone(),
-                availability_zone: if replicas.is_some() {
-                    Some(format!("{region}a"))
-                } else {
-                    i.availability_zone.clone()
-                },
-                replaced_resource_id: None,
-                step: RestoreStep::NotStarted,
-            })
-            .collect();
-        if items.is_empty() {
-            return Err(Error::conflict("BackupNotRestorable", format!("backup {backup_id} holds no usable snapshot")));
-        }
+        let (region, items) = plan::items_of(&backup, request)?;
         let in_place = request.mode == RestoreMode::InPlace;
         if in_place {
             self.check_instances_exist(&backup, &items).await?;

@@ -1,0 +1,180 @@
+//! Which resources a restore brings back, and from which snapshots, decided from the
+//! backup point and the request alone: the pure first step of every restore.
+
+use crate::error::{Error, Result};
+use crate::model::{BackupRecord, RestoreItem, RestoreMode, RestoreStep};
+use crate::status::{ItemStatus, JobStatus};
+
+use super::RestoreRequest;
+
+/// The region a restore works in and its items: one per succeeded snapshot of the point
+/// (in the destination region's copy for a disaster recovery). Refused, with nothing
+/// written, for a point that cannot be restored as asked.
+pub fn items_of(backup: &BackupRecord, request: &RestoreRequest) -> Result<(String, Vec<RestoreItem>)> {
+    let backup_id = &backup.backup_id;
+    if !backup.status.is_restorable() {
+        return Err(Error::conflict(
+            "BackupNotRestorable",
+            format!(
+                "backup {backup_id} is {}; only a Succeeded or PartiallyFailed point can be restored",
+                backup.status.as_str()
+            ),
+        ));
+    }
+    if backup.damaged {
+        return Err(Error::conflict(
+            "BackupDamaged",
+            format!("backup {backup_id} is damaged: a snapshot of it was deleted outside snapnest"),
+        ));
+    }
+    let (region, replicas) = match request.mode {
+        RestoreMode::DisasterRecovery => {
+            let replication =
+                backup.replication.as_ref().filter(|r| r.status == JobStatus::Succeeded).ok_or_else(|| {
+                    Error::conflict(
+                        "NotReplicated",
+                        format!("backup {backup_id} has no completed copy in another region"),
+                    )
+                })?;
+            if request.region.as_ref().is_some_and(|r| *r != replication.region) {
+                return Err(Error::bad_request(
+                    "InvalidRegion",
+                    format!(
+                        "region: backup {backup_id} is replicated to {}, not {}",
+                        replication.region,
+                        request.region.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
+            (replication.region.clone(), Some(replication))
+        }
+        _ => {
+            if request.region.as_ref().is_some_and(|r| *r != backup.region) {
+                return Err(Error::bad_request(
+                    "InvalidRegion",
+                    format!(
+                        "region: only a disaster_recovery restore can target another region than {}",
+                        backup.region
+                    ),
+                ));
+            }
+            (backup.region.clone(), None)
+        }
+    };
+    let items: Vec<RestoreItem> = backup
+        .items
+        .iter()
+        .filter(|i| i.status == ItemStatus::Succeeded && !i.released)
+        .map(|i| RestoreItem {
+            resource_id: i.resource_id.clone(),
+            kind: i.kind,
+            snapshot_id: match replicas {
+                Some(replication) => replication
+                    .items
+                    .iter()
+                    .find(|r| r.resource_id == i.resource_id)
+                    .and_then(|r| r.replica_snapshot_id.clone()),
+                None => i.snapshot_id.clone(),
+            },
+            new_resource_id: None,
+            status: ItemStatus::Pending,
+            error: None,
+            instance_id: i.instance_id.clone(),
+            device: i.device.clone(),
+            availability_zone: if replicas.is_some() {
+                Some(format!("{region}a"))
+            } else {
+                i.availability_zone.clone()
+            },
+            replaced_resource_id: None,
+            step: RestoreStep::NotStarted,
+        })
+        .collect();
+    if items.is_empty() {
+        return Err(Error::conflict("BackupNotRestorable", format!("backup {backup_id} holds no usable snapshot")));
+    }
+    Ok((region, items))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::backup_point;
+    use crate::model::{BackupItem, ReplicaItem, Replication, ResourceKind};
+
+    fn request(mode: RestoreMode, region: Option<&str>) -> RestoreRequest {
+        RestoreRequest { mode, safety_backup: None, region: region.map(str::to_owned), client_token: None }
+    }
+
+    fn finished_point() -> BackupRecord {
+        let mut done = BackupItem::new("vol-1", ResourceKind::Volume);
+        done.status = ItemStatus::Succeeded;
+        done.snapshot_id = Some("snap-1".into());
+        done.availability_zone = Some("us-east-1b".into());
+        let mut failed = BackupItem::new("vol-2", ResourceKind::Volume);
+        failed.status = ItemStatus::Failed;
+        BackupRecord { status: JobStatus::PartiallyFailed, ..backup_point(vec![done, failed]) }
+    }
+
+    #[test]
+    fn a_restore_brings_back_each_succeeded_snapshot_in_its_zone() {
+        // GIVEN a point with one succeeded and one failed item
+        let point = finished_point();
+        // WHEN a clone is planned
+        let (region, items) = items_of(&point, &request(RestoreMode::Clone, None)).unwrap();
+        // THEN it works in the point's region, on the succeeded snapshot only, in its zone
+        assert_eq!(region, "us-east-1");
+        assert_eq!(items.len(), 1);
+        assert_eq!(
+            (items[0].snapshot_id.as_deref(), items[0].availability_zone.as_deref()),
+            (Some("snap-1"), Some("us-east-1b"))
+        );
+        assert_eq!(items[0].step, RestoreStep::NotStarted);
+    }
+
+    #[test]
+    fn a_disaster_recovery_uses_the_copies_in_the_destination_region() {
+        // GIVEN a point whose replication finished
+        let mut point = finished_point();
+        point.replication = Some(Replication {
+            region: "us-west-2".into(),
+            status: JobStatus::Succeeded,
+            expires_at: None,
+            items: vec![ReplicaItem {
+                resource_id: "vol-1".into(),
+                kind: ResourceKind::Volume,
+                source_snapshot_id: "snap-1".into(),
+                replica_snapshot_id: Some("snap-copy".into()),
+                status: ItemStatus::Succeeded,
+                progress: 100,
+                error: None,
+                attempts: 0,
+            }],
+        });
+        // WHEN a disaster recovery is planned THEN it restores the copy there
+        let (region, items) = items_of(&point, &request(RestoreMode::DisasterRecovery, None)).unwrap();
+        assert_eq!((region.as_str(), items[0].snapshot_id.as_deref()), ("us-west-2", Some("snap-copy")));
+        // AND another region is a 400
+        let elsewhere = items_of(&point, &request(RestoreMode::DisasterRecovery, Some("eu-west-1")));
+        assert!(matches!(elsewhere, Err(Error::BadRequest { code: "InvalidRegion", .. })));
+    }
+
+    #[test]
+    fn a_point_that_cannot_be_restored_is_refused() {
+        // GIVEN a running point, a damaged one, and one never replicated
+        let mut running = finished_point();
+        running.status = JobStatus::Running;
+        let mut damaged = finished_point();
+        damaged.damaged = true;
+        // WHEN each is planned THEN each is a 409 naming why
+        for (point, mode, code) in [
+            (running, RestoreMode::Clone, "BackupNotRestorable"),
+            (damaged, RestoreMode::InPlace, "BackupDamaged"),
+            (finished_point(), RestoreMode::DisasterRecovery, "NotReplicated"),
+        ] {
+            assert!(
+                matches!(items_of(&point, &request(mode, None)), Err(Error::Conflict { code: c, .. }) if c == code)
+            );
+        }
+    }
+}
