@@ -165,7 +165,7 @@ impl snapnest_core::store::Store for WriteMeter {
         c: snapnest_core::store::Collection,
         owner: &str,
         limit: usize,
-        cursor: Option<&str>,
+        cursor: Option<&snapnest_core::store::Cursor>,
     ) -> Result<snapnest_core::store::Page, snapnest_core::store::StoreError> {
         self.inner.list_owned(c, owner, limit, cursor).await
     }
@@ -173,7 +173,7 @@ impl snapnest_core::store::Store for WriteMeter {
         &self,
         c: snapnest_core::store::Collection,
         limit: usize,
-        cursor: Option<&str>,
+        cursor: Option<&snapnest_core::store::Cursor>,
     ) -> Result<snapnest_core::store::Page, snapnest_core::store::StoreError> {
         self.inner.list_collection(c, limit, cursor).await
     }

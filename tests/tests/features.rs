@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use snapnest_core::model::{BackupRecord, Timestamp};
 use snapnest_core::policy::{PolicyRequest, NO_DESTINATION_REGION, PERMANENT_RETENTION, SUSPENDED};
 use snapnest_core::status::JobStatus;
-use snapnest_core::store::{Collection, Document, Page, Row, Store, StoreError};
+use snapnest_core::store::{Collection, Cursor, Document, Page, Row, Store, StoreError};
 use snapnest_core::{Error, Snapnest};
 use snapnest_e2e::aws_fixture::MotoSnapnest;
 use snapnest_e2e::{event, http_answer, http_event, local_service};
@@ -160,10 +160,10 @@ impl Store for FlakyStore {
     async fn get(&self, c: Collection, id: &str) -> Result<Option<Document>, StoreError> {
         self.inner.get(c, id).await
     }
-    async fn list_owned(&self, c: Collection, o: &str, l: usize, cur: Option<&str>) -> Result<Page, StoreError> {
+    async fn list_owned(&self, c: Collection, o: &str, l: usize, cur: Option<&Cursor>) -> Result<Page, StoreError> {
         self.inner.list_owned(c, o, l, cur).await
     }
-    async fn list_collection(&self, c: Collection, l: usize, cur: Option<&str>) -> Result<Page, StoreError> {
+    async fn list_collection(&self, c: Collection, l: usize, cur: Option<&Cursor>) -> Result<Page, StoreError> {
         self.inner.list_collection(c, l, cur).await
     }
     async fn delete(&self, c: Collection, id: &str, v: u64) -> Result<(), StoreError> {

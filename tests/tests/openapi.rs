@@ -521,7 +521,10 @@ fn round_trip(schema: &str, value: &Value) -> Value {
             let item = if item == "Backup" { "BackupRecord" } else { item };
             let items: Vec<Value> =
                 value["items"].as_array().expect("a page has items").iter().map(|v| round_trip(item, v)).collect();
-            Ok(snapnest_lambda::api::page_body(items, value["next_token"].as_str().map(str::to_owned)))
+            Ok(snapnest_lambda::api::page_body(
+                items,
+                value["next_token"].as_str().map(snapnest_core::store::Cursor::from_token),
+            ))
         }
         other => panic!("no round trip for {other}: add one"),
     };

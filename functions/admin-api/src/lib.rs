@@ -30,7 +30,7 @@ async fn serve(app: &Snapnest, request: &HttpRequest, route: Result<Route, Error
         Route::GetBackup { backup_id } => Ok(json!(app.backups.get(&backup_id).await?)),
         Route::ListBackups { service_instance_id } => {
             let (limit, cursor) = request.page()?;
-            let (items, next) = app.backups.list(&service_instance_id, limit, cursor.as_deref()).await?;
+            let (items, next) = app.backups.list(&service_instance_id, limit, cursor.as_ref()).await?;
             Ok(api::page_body(items, next))
         }
         Route::ChangeRetention { backup_id } => {
@@ -47,7 +47,7 @@ async fn serve(app: &Snapnest, request: &HttpRequest, route: Result<Route, Error
                     s.parse::<JobStatus>().map_err(|m| Error::bad_request("InvalidStatus", format!("status: {m}")))
                 })
                 .transpose()?;
-            let (items, next) = app.jobs.list(kind, status, limit, cursor.as_deref()).await?;
+            let (items, next) = app.jobs.list(kind, status, limit, cursor.as_ref()).await?;
             Ok(api::page_body(items, next))
         }
         Route::CancelJob { job_id } => {
@@ -58,7 +58,7 @@ async fn serve(app: &Snapnest, request: &HttpRequest, route: Result<Route, Error
         Route::CreatePolicy => Ok(json!(app.policies.create(&request.json_body::<PolicyRequest>()?).await?)),
         Route::ListPolicies => {
             let (limit, cursor) = request.page()?;
-            let (items, next) = app.policies.list(limit, cursor.as_deref()).await?;
+            let (items, next) = app.policies.list(limit, cursor.as_ref()).await?;
             Ok(api::page_body(items, next))
         }
         Route::GetPolicy { policy_id } => Ok(json!(app.policies.get(&policy_id).await?)),

@@ -44,7 +44,7 @@ use chrono::{TimeZone, Utc};
 use serde_json::Value;
 
 use snapnest_core::model::Timestamp;
-use snapnest_core::store::{Collection, Document, Page, Row, Store, StoreError};
+use snapnest_core::store::{Collection, Cursor, Document, Page, Row, Store, StoreError};
 
 /// The logical id of the table in `template.yaml`.
 pub const TABLE_RESOURCE: &str = "SnapnestTable";
@@ -226,22 +226,18 @@ fn created_key(ms: i64, id: &str) -> Result<String, StoreError> {
     Ok(format!("{}#{id}", sortable_millis(ms)?))
 }
 
-/// A page cursor: `<created millis>:<id>` of the last document returned, the same
-/// position encoding as the embedded store's.
-fn parse_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
-    let (ms, id) = cursor.split_once(':').ok_or(StoreError::BadCursor)?;
-    let ms: i64 = ms.parse().map_err(|_| StoreError::BadCursor)?;
-    if id.is_empty() || sortable_millis(ms).is_err() {
-        return Err(StoreError::BadCursor);
-    }
-    Ok((ms, id.to_owned()))
+/// The position a page cursor names, refused when it is outside what `created_key` holds.
+fn parse_cursor(cursor: &Cursor) -> Result<(i64, String), StoreError> {
+    let (ms, id) = cursor.position()?;
+    sortable_millis(ms).map_err(|_| StoreError::BadCursor)?;
+    Ok((ms, id))
 }
 
-fn cursor_of(index_key: &Item) -> Result<String, StoreError> {
+fn cursor_of(index_key: &Item) -> Result<Cursor, StoreError> {
     let created = attr_s(index_key, attr::CREATED_KEY)?;
     created
         .split_once('#')
-        .and_then(|(ms, id)| Some(format!("{}:{id}", parse_sortable_millis(ms)?)))
+        .and_then(|(ms, id)| Some(Cursor::after(parse_sortable_millis(ms)?, id)))
         .ok_or_else(|| StoreError::Internal(format!("malformed {} '{created}'", attr::CREATED_KEY)))
 }
 
@@ -730,7 +726,7 @@ impl DynamoStore {
         collection: Collection,
         listing: Listing,
         limit: usize,
-        cursor: Option<&str>,
+        cursor: Option<&Cursor>,
     ) -> Result<Page, StoreError> {
         // A cursor names the last document returned; its index key is the exclusive start.
         let start = match cursor {
@@ -923,7 +919,7 @@ impl Store for DynamoStore {
         collection: Collection,
         owner: &str,
         limit: usize,
-        cursor: Option<&str>,
+        cursor: Option<&Cursor>,
     ) -> Result<Page, StoreError> {
         let listing = Listing {
             operation: "Query by-owner",
@@ -938,7 +934,7 @@ impl Store for DynamoStore {
         &self,
         collection: Collection,
         limit: usize,
-        cursor: Option<&str>,
+        cursor: Option<&Cursor>,
     ) -> Result<Page, StoreError> {
         let listing = Listing {
             operation: "Query by-collection",
@@ -1408,10 +1404,10 @@ mod tests {
         let mut index_key = Item::new();
         index_key.insert(attr::CREATED_KEY.into(), s(created_key(1_717_000_000_123, "b-1:x#y").unwrap()));
         let cursor = cursor_of(&index_key).unwrap();
-        assert_eq!(cursor, "1717000000123:b-1:x#y");
+        assert_eq!(cursor.token(), "1717000000123:b-1:x#y");
         assert_eq!(parse_cursor(&cursor).unwrap(), (1_717_000_000_123, "b-1:x#y".to_owned()));
         for bad in ["", "garbage", "12x:id", "12:", ":id", "99999999999999999999:id"] {
-            assert!(matches!(parse_cursor(bad), Err(StoreError::BadCursor)), "{bad}");
+            assert!(matches!(parse_cursor(&Cursor::from_token(bad)), Err(StoreError::BadCursor)), "{bad}");
         }
     }
 

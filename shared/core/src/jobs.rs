@@ -19,7 +19,7 @@ use crate::replication::ReplicationService;
 use crate::restore::RestoreService;
 use crate::retention::ExpirySummary;
 use crate::status::{ItemStatus, JobStatus};
-use crate::store::{Collection, Document};
+use crate::store::{Collection, Cursor, Document};
 use crate::validate;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -230,8 +230,8 @@ impl Jobs {
         kind: Option<JobKind>,
         status: Option<JobStatus>,
         limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<(Vec<Job>, Option<String>)> {
+        cursor: Option<&Cursor>,
+    ) -> Result<(Vec<Job>, Option<Cursor>)> {
         let collections: Vec<Collection> = match kind {
             Some(JobKind::Backup | JobKind::Replication) => vec![Collection::Backups],
             Some(JobKind::Restore) => vec![Collection::Restores],
@@ -239,7 +239,7 @@ impl Jobs {
             None => vec![Collection::Backups, Collection::Restores, Collection::ExpiryRuns],
         };
         let wanted = |job: &Job| kind.is_none_or(|k| job.kind == k) && status.is_none_or(|s| job.status == s);
-        let mut cursor = cursor.map(str::to_owned);
+        let mut cursor = cursor.cloned();
         let mut jobs = Vec::new();
         // Each round reads a page of every collection after the cursor, merges them newest
         // first, and keeps what is certainly in order: documents no older than the oldest
@@ -248,7 +248,7 @@ impl Jobs {
             let mut documents = Vec::new();
             let mut frontier: Option<(i64, String)> = None;
             for &collection in &collections {
-                let page = self.records.store().list_collection(collection, limit.max(10), cursor.as_deref()).await?;
+                let page = self.records.store().list_collection(collection, limit.max(10), cursor.as_ref()).await?;
                 if page.next_cursor.is_some() {
                     if let Some(last) = page.documents.last().map(position) {
                         frontier = Some(frontier.map_or(last.clone(), |f: (i64, String)| f.max(last)));
@@ -264,7 +264,7 @@ impl Jobs {
                     break;
                 }
                 let found: Vec<Job> = jobs_of(&self.records, doc).await?.into_iter().filter(wanted).collect();
-                cursor = Some(format!("{}:{}", at.0, at.1));
+                cursor = Some(Cursor::after(at.0, &at.1));
                 jobs.extend(found);
                 if jobs.len() >= limit {
                     return Ok((jobs, cursor));
@@ -319,10 +319,10 @@ impl Jobs {
             backup_points: 0,
             replica_bytes: 0,
         };
-        let mut cursor: Option<String> = None;
+        let mut cursor: Option<Cursor> = None;
         loop {
             let (page, next_cursor) =
-                self.records.page_owned::<BackupRecord>(service_instance_id, 100, cursor.as_deref()).await?;
+                self.records.page_owned::<BackupRecord>(service_instance_id, 100, cursor.as_ref()).await?;
             for backup in page {
                 if !backup.status.is_restorable() {
                     continue;

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::model::{BackupRecord, RestoreMode, RestorePhase, RestoreRecord, Timestamp};
-use crate::store::{Collection, Document, Row, Store, StoreError};
+use crate::store::{Collection, Cursor, Document, Row, Store, StoreError};
 
 /// A record kept in the store.
 pub trait StoredRecord: Serialize + DeserializeOwned + Send + Sync {
@@ -317,8 +317,8 @@ impl Records {
         &self,
         owner: &str,
         limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<(Vec<R>, Option<String>)> {
+        cursor: Option<&Cursor>,
+    ) -> Result<(Vec<R>, Option<Cursor>)> {
         let page = self.store.list_owned(R::COLLECTION, owner, limit, cursor).await?;
         Ok((self.read_all(page.documents).await?, page.next_cursor))
     }
@@ -327,8 +327,8 @@ impl Records {
     pub async fn page_all<R: StoredRecord>(
         &self,
         limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<(Vec<R>, Option<String>)> {
+        cursor: Option<&Cursor>,
+    ) -> Result<(Vec<R>, Option<Cursor>)> {
         let page = self.store.list_collection(R::COLLECTION, limit, cursor).await?;
         Ok((self.read_all(page.documents).await?, page.next_cursor))
     }

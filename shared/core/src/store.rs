@@ -72,12 +72,54 @@ pub struct Row {
     pub body: Value,
 }
 
+/// Where a newest-first listing goes on: the position after the last document of a page.
+/// Opaque outside the stores: a client gets it as `next_token` and hands it back as it
+/// came; only a store reads the position in it, and refuses one it did not make
+/// ([`StoreError::BadCursor`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct Cursor(String);
+
+impl Cursor {
+    /// The position after a document created at `created_ms` (epoch milliseconds) with `id`:
+    /// every listing is ordered by creation time, then id, newest first.
+    pub fn after(created_ms: i64, id: &str) -> Cursor {
+        Cursor(format!("{created_ms}:{id}"))
+    }
+
+    /// The position after `doc`.
+    pub fn after_document(doc: &Document) -> Cursor {
+        Cursor::after(doc.created_at.timestamp_millis(), &doc.id)
+    }
+
+    /// A cursor as a client sent it back; read only by [`Cursor::position`].
+    pub fn from_token(token: &str) -> Cursor {
+        Cursor(token.to_owned())
+    }
+
+    /// What a client is given to ask for the next page.
+    pub fn token(&self) -> &str {
+        &self.0
+    }
+
+    /// The (creation milliseconds, id) the cursor is after; `BadCursor` for anything a
+    /// store did not make.
+    pub fn position(&self) -> Result<(i64, String), StoreError> {
+        let (ms, id) = self.0.split_once(':').ok_or(StoreError::BadCursor)?;
+        let ms: i64 = ms.parse().map_err(|_| StoreError::BadCursor)?;
+        if id.is_empty() {
+            return Err(StoreError::BadCursor);
+        }
+        Ok((ms, id.to_owned()))
+    }
+}
+
 /// A page of a newest-first listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
     pub documents: Vec<Document>,
     /// Pass back to get the next page; `None` on the last page.
-    pub next_cursor: Option<String>,
+    pub next_cursor: Option<Cursor>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +195,7 @@ pub trait Store: Send + Sync {
         collection: Collection,
         owner: &str,
         limit: usize,
-        cursor: Option<&str>,
+        cursor: Option<&Cursor>,
     ) -> Result<Page, StoreError>;
 
     /// Every document of a collection whatever its owner, newest first (the jobs list).
@@ -161,7 +203,7 @@ pub trait Store: Send + Sync {
         &self,
         collection: Collection,
         limit: usize,
-        cursor: Option<&str>,
+        cursor: Option<&Cursor>,
     ) -> Result<Page, StoreError>;
 
     /// Deletes a document and its rows if the stored version is `version`, releasing the

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use tracing::{error, warn};
 
+use snapnest_core::store::Cursor;
 use snapnest_core::Error;
 
 /// The part of an API Gateway HTTP API (payload 2.0) or function-URL event we read.
@@ -172,7 +173,7 @@ impl HttpRequest {
     }
 
     /// `limit` (1–100, default 20) and `next_token` of a listing.
-    pub fn page(&self) -> Result<(usize, Option<String>), Error> {
+    pub fn page(&self) -> Result<(usize, Option<Cursor>), Error> {
         let limit = match self.query_string_parameters.get("limit") {
             None => 20,
             Some(v) => v
@@ -181,7 +182,7 @@ impl HttpRequest {
                 .filter(|n| (1..=100).contains(n))
                 .ok_or_else(|| Error::bad_request("InvalidLimit", format!("limit: '{v}' is not 1 to 100")))?,
         };
-        Ok((limit, self.query_string_parameters.get("next_token").cloned()))
+        Ok((limit, self.query_string_parameters.get("next_token").map(|token| Cursor::from_token(token))))
     }
 }
 
@@ -228,7 +229,7 @@ pub fn respond<T: Serialize>(success_status: u16, outcome: Result<T, Error>) -> 
 }
 
 /// Records as the API shows them.
-pub fn page_body<T: Serialize>(items: Vec<T>, next_token: Option<String>) -> Value {
+pub fn page_body<T: Serialize>(items: Vec<T>, next_token: Option<Cursor>) -> Value {
     json!({ "items": items, "next_token": next_token })
 }
 

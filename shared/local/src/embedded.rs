@@ -16,7 +16,7 @@ use chrono::{TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use snapnest_core::model::Timestamp;
-use snapnest_core::store::{Collection, Document, Page, Row, Store, StoreError};
+use snapnest_core::store::{Collection, Cursor, Document, Page, Row, Store, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS documents (
@@ -108,15 +108,9 @@ impl EmbeddedStore {
         collection: Collection,
         owner: Option<String>,
         limit: usize,
-        cursor: Option<&str>,
+        cursor: Option<&Cursor>,
     ) -> Result<Page, StoreError> {
-        let after = match cursor {
-            None => None,
-            Some(c) => {
-                let (ms, id) = c.split_once(':').ok_or(StoreError::BadCursor)?;
-                Some((ms.parse::<i64>().map_err(|_| StoreError::BadCursor)?, id.to_owned()))
-            }
-        };
+        let after = cursor.map(Cursor::position).transpose()?;
         self.with_conn(move |conn| {
             let (start_ms, start_id) = after.unwrap_or((i64::MAX, String::new()));
             let sql = format!(
@@ -132,7 +126,7 @@ impl EmbeddedStore {
             )?;
             let next_cursor = if documents.len() > limit {
                 documents.truncate(limit);
-                documents.last().map(|d| format!("{}:{}", millis(d.created_at), d.id))
+                documents.last().map(Cursor::after_document)
             } else {
                 None
             };
@@ -354,7 +348,7 @@ impl Store for EmbeddedStore {
         collection: Collection,
         owner: &str,
         limit: usize,
-        cursor: Option<&str>,
+        cursor: Option<&Cursor>,
     ) -> Result<Page, StoreError> {
         self.newest_first(collection, Some(owner.to_owned()), limit, cursor).await
     }
@@ -363,7 +357,7 @@ impl Store for EmbeddedStore {
         &self,
         collection: Collection,
         limit: usize,
-        cursor: Option<&str>,
+        cursor: Option<&Cursor>,
     ) -> Result<Page, StoreError> {
         self.newest_first(collection, None, limit, cursor).await
     }

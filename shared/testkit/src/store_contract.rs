@@ -21,7 +21,7 @@ use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 
 use snapnest_core::model::Timestamp;
-use snapnest_core::store::{Collection, Document, Page, Row, Store, StoreError};
+use snapnest_core::store::{Collection, Cursor, Document, Page, Row, Store, StoreError};
 
 /// Runs every check of the store contract against `store`; panics on the first breach.
 pub async fn check_store_contract(store: &dyn Store) {
@@ -167,7 +167,7 @@ fn not_listed(docs: &[Document], unexpected: &Document, list: &str) -> Result<()
 /// gets the cursor, `None` for the first page).
 async fn pages<F, Fut>(what: &str, mut list: F) -> Result<Vec<Vec<Document>>, String>
 where
-    F: FnMut(Option<String>) -> Fut,
+    F: FnMut(Option<Cursor>) -> Fut,
     Fut: Future<Output = Result<Page, StoreError>>,
 {
     let mut pages = Vec::new();
@@ -396,7 +396,7 @@ async fn owned_lists(store: &dyn Store, run: &Run) {
     // Pages of two: every document exactly once, in order; the tie spans pages 1 and 2.
     let owner_ref = &owner;
     let paged = pages("list_owned", |cursor| async move {
-        store.list_owned(Collection::Backups, owner_ref, 2, cursor.as_deref()).await
+        store.list_owned(Collection::Backups, owner_ref, 2, cursor.as_ref()).await
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
@@ -409,7 +409,7 @@ async fn owned_lists(store: &dyn Store, run: &Run) {
     let nobody = store.list_owned(Collection::Backups, &run.name("nobody"), 10, None).await.expect("list_owned");
     assert_eq!((nobody.documents.len(), nobody.next_cursor), (0, None), "list_owned of an unknown owner");
     for bad in ["not-a-cursor", "soon:list-a"] {
-        let outcome = store.list_owned(Collection::Backups, &owner, 2, Some(bad)).await;
+        let outcome = store.list_owned(Collection::Backups, &owner, 2, Some(&Cursor::from_token(bad))).await;
         assert!(matches!(outcome, Err(StoreError::BadCursor)), "cursor '{bad}': {outcome:?}");
     }
 }
@@ -582,7 +582,7 @@ async fn collection_lists(store: &dyn Store, run: &Run) {
     let expected_ref = &expected;
     eventually("list_collection in pages of two", || async move {
         let paged = pages("list_collection", |cursor| async move {
-            store.list_collection(Collection::Policies, 2, cursor.as_deref()).await
+            store.list_collection(Collection::Policies, 2, cursor.as_ref()).await
         })
         .await?;
         let sizes: Vec<usize> = paged.iter().map(Vec::len).collect();
@@ -616,7 +616,7 @@ async fn collection_lists(store: &dyn Store, run: &Run) {
     })
     .await;
     for bad in ["not-a-cursor", "soon:all-a"] {
-        let outcome = store.list_collection(Collection::Policies, 2, Some(bad)).await;
+        let outcome = store.list_collection(Collection::Policies, 2, Some(&Cursor::from_token(bad))).await;
         assert!(matches!(outcome, Err(StoreError::BadCursor)), "list_collection cursor '{bad}': {outcome:?}");
     }
 }

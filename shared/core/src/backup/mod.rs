@@ -23,7 +23,7 @@ use crate::model::{BackupRecord, Replication, ResourceKind, Timestamp};
 use crate::records::Records;
 use crate::retention::delete_snapshot;
 use crate::status::{ItemStatus, JobStatus};
-use crate::store::StoreError;
+use crate::store::{Cursor, StoreError};
 use crate::validate;
 
 pub use lifecycle::db_snapshot_name;
@@ -129,8 +129,8 @@ impl BackupService {
         &self,
         service_instance_id: &str,
         limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<(Vec<BackupRecord>, Option<String>)> {
+        cursor: Option<&Cursor>,
+    ) -> Result<(Vec<BackupRecord>, Option<Cursor>)> {
         validate::identifier("service instance id", service_instance_id)?;
         self.records.page_owned(service_instance_id, limit, cursor).await
     }

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::ids::{BackupId, PolicyId};
 use crate::model::{Timestamp, Trigger};
 use crate::records::{Records, StoredRecord};
-use crate::store::{Collection, StoreError};
+use crate::store::{Collection, Cursor, StoreError};
 use crate::validate;
 
 pub const PERMANENT_RETENTION: &str =
@@ -216,7 +216,7 @@ impl PolicyService {
     }
 
     /// A page of policies, newest first.
-    pub async fn list(&self, limit: usize, cursor: Option<&str>) -> Result<(Vec<Policy>, Option<String>)> {
+    pub async fn list(&self, limit: usize, cursor: Option<&Cursor>) -> Result<(Vec<Policy>, Option<Cursor>)> {
         self.records.page_all(limit, cursor).await
     }
 
