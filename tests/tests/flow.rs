@@ -389,7 +389,7 @@ async fn replication_copies_every_snapshot_and_disaster_recovery_restores_from_t
 async fn scheduled_functions_answer_their_events() {
     let dir = tempfile::tempdir().unwrap();
     let (app, _sim) = local_service(dir.path(), &[]).await;
-    let tick = create_backup::handle(app.clone(), event("create-backup-tick.json")).await.unwrap();
+    let tick = run_policies::handle(app.clone(), event("run-policies.json")).await.unwrap();
     assert_eq!(tick["backups_started"], 0);
     let poll = poll_status::handle(app.clone(), event("poll-status.json")).await.unwrap();
     assert_eq!(poll["backups_polled"], 0);

@@ -8,7 +8,8 @@
 //! 4. no IAM action has a wildcard, and every destructive action is granted only under a
 //!    condition on the resource's tags;
 //! 5. the HTTP API's events are exactly `snapnest_lambda::api::ROUTES`, all authenticated;
-//! 6. `cargo lambda watch`'s router (Cargo.toml) sends each route to the same function.
+//! 6. `cargo lambda watch`'s router (Cargo.toml) sends each route to the same function;
+//! 7. every other function runs on exactly one schedule, and an HTTP function on none.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -126,7 +127,7 @@ fn cfn_lint_passes_without_errors_or_warnings() {
 fn every_function_package_has_exactly_one_function_and_no_other() {
     let template = template();
     let packages = function_packages();
-    assert!(packages.len() >= 6, "functions/ holds the six function packages: {packages:?}");
+    assert!(packages.len() >= 7, "functions/ holds the seven function packages: {packages:?}");
     let mut built: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (id, function) in functions(&template) {
         built.entry(binary_of(&function)).or_default().push(id.clone());
@@ -510,6 +511,31 @@ fn the_cargo_lambda_watch_router_sends_each_route_to_the_function_of_the_templat
         }
     }
     assert!(checked > 0);
+}
+
+#[test]
+fn scheduled_functions_have_one_schedule_and_http_functions_none() {
+    let template = template();
+    let mut scheduled = BTreeSet::new();
+    for (id, function) in functions(&template) {
+        let events: Vec<&Value> =
+            function["Properties"]["Events"].as_object().into_iter().flatten().map(|(_, e)| e).collect();
+        let schedules: Vec<&Value> = events.iter().copied().filter(|e| e["Type"] == "Schedule").collect();
+        if events.iter().any(|e| e["Type"] == "HttpApi") {
+            assert!(schedules.is_empty(), "{id} serves HTTP routes and runs on a schedule too");
+            continue;
+        }
+        assert_eq!((schedules.len(), events.len()), (1, 1), "{id}: exactly one event, its schedule");
+        let rate = schedules[0]["Properties"]["Schedule"].as_str().unwrap_or_default();
+        assert!(rate.starts_with("rate(") || rate.starts_with("cron("), "{id}: schedule {rate}");
+        // A failed run is redone or lands on the failure queue, never lost silently.
+        let on_failure = &function["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"];
+        assert_eq!(on_failure["Type"], "SQS", "{id}: failed runs go to the queue");
+        scheduled.insert(binary_of(&function));
+    }
+    for expected in ["poll-status", "expire-retention", "replicate", "run-policies"] {
+        assert!(scheduled.contains(expected), "{expected} is not a scheduled function: {scheduled:?}");
+    }
 }
 
 #[test]

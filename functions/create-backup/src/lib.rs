@@ -1,5 +1,5 @@
-//! create-backup: `POST /service-instances/{id}/backups` starts a backup point; the
-//! scheduled tick runs the policies that are due.
+//! create-backup: `POST /service-instances/{id}/backups` starts a backup point. (Policies
+//! start theirs from run-policies.)
 
 use std::sync::Arc;
 
@@ -10,21 +10,18 @@ use snapnest_lambda::api::{self, Route};
 use snapnest_lambda::runtime::{HandlerError, Invocation};
 
 pub async fn handle(app: Arc<Snapnest>, event: Value) -> Result<Value, HandlerError> {
-    let now = chrono::Utc::now();
-    match Invocation::classify(event)? {
-        Invocation::Http(request) => {
-            let outcome = async {
-                match request.route()? {
-                    Route::CreateBackup { service_instance_id } => {
-                        let body: BackupRequest = request.json_body()?;
-                        app.create_backup(&service_instance_id, &body, BackupOrigin::manual(), now).await
-                    }
-                    other => Err(Error::not_found("route", format!("{other:?} (not served by create-backup)"))),
-                }
+    let Invocation::Http(request) = Invocation::classify(event)? else {
+        return Err(Error::bad_request("UnexpectedEvent", "create-backup is called over HTTP only").into());
+    };
+    let outcome = async {
+        match request.route()? {
+            Route::CreateBackup { service_instance_id } => {
+                let body: BackupRequest = request.json_body()?;
+                app.create_backup(&service_instance_id, &body, BackupOrigin::manual(), chrono::Utc::now()).await
             }
-            .await;
-            Ok(json!(api::respond(202, outcome)))
+            other => Err(Error::not_found("route", format!("{other:?} (not served by create-backup)"))),
         }
-        Invocation::Scheduled(_) => Ok(json!(app.run_due_policies(now).await?)),
     }
+    .await;
+    Ok(json!(api::respond(202, outcome)))
 }
