@@ -1,5 +1,6 @@
 //! `docs/openapi.yaml` checked against the code, so the description cannot drift from it:
-//! the routes are exactly `snapnest_lambda::api::ROUTES`; every error answer has an example whose
+//! the routes are exactly `snapnest_lambda::api::ROUTES`, each served by exactly one function's
+//! router; every error answer has an example whose
 //! code the code can produce with that status; every request body the code reads with
 //! `deny_unknown_fields` is `additionalProperties: false` and lists exactly the fields the
 //! code accepts; and every example round-trips through the code's own types.
@@ -7,10 +8,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use axum::body::Body;
+use axum::http::Request;
+use lambda_http::tower::ServiceExt;
 use serde_json::Value;
 use snapnest_core::jobs::{Capacity, Job, Progress};
+use snapnest_e2e::local_service;
 use snapnest_e2e::moto::repo_root;
-use snapnest_lambda::api::ROUTES;
+use snapnest_lambda::api::{Page, ROUTES};
 
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
@@ -158,7 +163,7 @@ fn literal_arguments(text: &str, needle: &str) -> Vec<String> {
 }
 
 /// Every error code the code can answer with, and the statuses it comes with
-/// (`shared/lambda/src/api.rs`: `status_of`, `code_of`).
+/// (`shared/lambda/src/api.rs`: `ApiError::status`, `ApiError::code`).
 fn producible_codes() -> BTreeMap<String, BTreeSet<u16>> {
     let mut codes: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
     let mut code_of = None;
@@ -169,18 +174,18 @@ fn producible_codes() -> BTreeMap<String, BTreeSet<u16>> {
         for code in literal_arguments(&text, "conflict(") {
             codes.entry(code).or_default().insert(409);
         }
-        if path.ends_with("api.rs") {
-            let start = text.find("pub fn code_of").expect("api.rs has code_of");
-            let end = start + text[start..].find("\n}\n").expect("code_of ends");
+        if path.ends_with("lambda/src/api.rs") {
+            let start = text.find("pub fn code(&self)").expect("api.rs has ApiError::code");
+            let end = start + text[start..].find("\n    }\n").expect("ApiError::code ends");
             code_of = Some(text[start..end].to_owned());
         }
     }
-    // The codes of the variants without a code of their own, as `code_of` names them.
+    // The codes of the variants without a code of their own, as `ApiError::code` names them.
     let code_of = code_of.expect("api.rs read");
     for (code, statuses) in [("NotFound", &[404][..]), ("MetadataSyncFailed", &[503]), ("CloudError", &[502, 503])] {
         assert!(
             code_of.contains(&format!("\"{code}\"")),
-            "code_of in shared/lambda/src/api.rs no longer answers {code}"
+            "ApiError::code in shared/lambda/src/api.rs no longer answers {code}"
         );
         codes.entry(code.to_owned()).or_default().extend(statuses);
     }
@@ -224,6 +229,46 @@ fn documented_routes_are_exactly_the_routers() {
         undocumented.is_empty() && unrouted.is_empty(),
         "docs/openapi.yaml and snapnest_lambda::api::ROUTES differ.\n  in ROUTES, missing from docs/openapi.yaml: {undocumented:?}\n  in docs/openapi.yaml, missing from ROUTES: {unrouted:?}"
     );
+}
+
+/// A path of the template with sample ids in its parameters.
+fn sample_path(template: &str) -> String {
+    template
+        .replace("{id}", "si-sample")
+        .replace("{backup_id}", "bk-sample")
+        .replace("{restore_id}", "rs-sample")
+        .replace("{job_id}", "bk-sample")
+}
+
+#[tokio::test]
+async fn each_route_is_served_by_exactly_one_function() {
+    // A route is served where the answer is the route's own (found or not), and not the JSON
+    // 404 of a request no route takes.
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _sim) = local_service(dir.path(), &[]).await;
+    let routers = [
+        ("create-backup", create_backup::router(app.clone())),
+        ("restore", restore::router(app.clone())),
+        ("admin-api", admin_api::router(app.clone())),
+    ];
+    let others = [("GET", "/nowhere"), ("DELETE", "/backups/{backup_id}")];
+    for (method, path) in ROUTES.iter().chain(&others) {
+        let mut serving = Vec::new();
+        for (function, router) in &routers {
+            let request = Request::builder().method(*method).uri(sample_path(path)).body(Body::from("{}")).unwrap();
+            let response = router.clone().oneshot(request).await.unwrap();
+            let status = response.status().as_u16();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            let body: Value =
+                serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{function} {method} {path}: {e}"));
+            assert!(body.is_object(), "{function} {method} {path}: {body}");
+            if status != 404 || !body["message"].as_str().is_some_and(|m| m.starts_with("route '")) {
+                serving.push(*function);
+            }
+        }
+        let expected = usize::from(ROUTES.contains(&(*method, *path)));
+        assert_eq!(serving.len(), expected, "{method} {path} is served by {serving:?}");
+    }
 }
 
 #[test]
@@ -521,7 +566,7 @@ fn round_trip(schema: &str, value: &Value) -> Value {
             let item = if item == "Backup" { "BackupRecord" } else { item };
             let items: Vec<Value> =
                 value["items"].as_array().expect("a page has items").iter().map(|v| round_trip(item, v)).collect();
-            Ok(snapnest_lambda::api::page_body(items, value["next_token"].as_str().map(str::to_owned)))
+            serde_json::to_value(Page { items, next_token: value["next_token"].as_str().map(str::to_owned) })
         }
         other => panic!("no round trip for {other}: add one"),
     };

@@ -3,25 +3,34 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
 use snapnest_core::backup::{BackupOrigin, BackupRequest};
-use snapnest_core::{Error, Snapnest};
-use snapnest_lambda::api::{self, Route};
-use snapnest_lambda::runtime::{HandlerError, Invocation};
+use snapnest_core::model::BackupRecord;
+use snapnest_core::Snapnest;
+use snapnest_lambda::api::{self, ApiError, JsonBody, PathParams, ServiceInstanceId};
 
-pub async fn handle(app: Arc<Snapnest>, event: Value) -> Result<Value, HandlerError> {
-    let Invocation::Http(request) = Invocation::classify(event)? else {
-        return Err(Error::bad_request("UnexpectedEvent", "create-backup is called over HTTP only").into());
-    };
-    let outcome = async {
-        match request.route()? {
-            Route::CreateBackup { service_instance_id } => {
-                let body: BackupRequest = request.json_body()?;
-                app.create_backup(&service_instance_id, &body, BackupOrigin::manual(), chrono::Utc::now()).await
-            }
-            other => Err(Error::not_found("route", format!("{other:?} (not served by create-backup)"))),
-        }
-    }
-    .await;
-    Ok(json!(api::respond(202, outcome)))
+/// create-backup's routes, as [`api::ROUTES`] declares them.
+pub fn router(app: Arc<Snapnest>) -> Router {
+    let routes = Router::new().route("/service-instances/{id}/backups", post(create_backup));
+    api::router(routes, app)
+}
+
+/// Start a backup point of a service instance
+///
+/// Discovers the instances, volumes and databases tagged with the service instance id,
+/// writes the backup record (`Pending`) and issues the snapshots: one crash-consistent
+/// group per EC2 instance where the instance allows it, one DB snapshot per database.
+/// Answers at once with the record (usually `Running`); poll `GET /backups/{backup_id}`.
+/// A retried request with the same `client_token` answers the first request's record.
+/// One backup of a service instance runs at a time.
+async fn create_backup(
+    State(app): State<Arc<Snapnest>>,
+    PathParams(ServiceInstanceId(id)): PathParams<ServiceInstanceId>,
+    JsonBody(body): JsonBody<BackupRequest>,
+) -> Result<(StatusCode, Json<BackupRecord>), ApiError> {
+    let record = app.create_backup(&id, &body, BackupOrigin::manual(), chrono::Utc::now()).await?;
+    Ok((StatusCode::ACCEPTED, Json(record)))
 }

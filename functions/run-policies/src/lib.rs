@@ -2,13 +2,12 @@
 //! minutes). The backups of a slot carry a client token made of the policy and the slot, so a
 //! retried or overlapping run finds them instead of starting them again.
 
-use std::sync::Arc;
-
-use serde_json::{json, Value};
+use snapnest_core::policy::TickSummary;
 use snapnest_core::Snapnest;
-use snapnest_lambda::runtime::HandlerError;
+use snapnest_lambda::runtime::{HandlerError, ScheduledEvent};
 
-/// Any event runs one pass; the answer is what the pass did.
-pub async fn handle(app: Arc<Snapnest>, _event: Value) -> Result<Value, HandlerError> {
-    Ok(json!(app.run_due_policies(chrono::Utc::now()).await?))
+/// One pass; the answer is what it did. The schedule's event carries nothing the pass needs:
+/// it works from the records as they are when it runs, so a late or retried event is harmless.
+pub async fn handle(app: &Snapnest, _event: ScheduledEvent) -> Result<TickSummary, HandlerError> {
+    Ok(app.run_due_policies(chrono::Utc::now()).await?)
 }
