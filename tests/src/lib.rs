@@ -1,5 +1,6 @@
 //! Helpers shared by snapnest's end-to-end tests and the demo: events from `events/` and the
-//! functions they invoke, a service on a throwaway data directory, and moto.
+//! functions they invoke, a service on a throwaway data directory, the OpenAPI document of
+//! the functions' routes, and moto.
 
 pub mod aws_fixture;
 pub mod moto;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use lambda_http::tower::ServiceExt;
 use serde_json::Value;
 use snapnest_core::Snapnest;
+use snapnest_lambda::api::Routes;
 use snapnest_lambda::config::Config;
 use snapnest_lambda::runtime::ScheduledEvent;
 use snapnest_local::simulated::{SimSettings, SimulatedCloud};
@@ -58,6 +60,32 @@ pub async fn call(router: axum::Router, event: Value) -> (u16, Value) {
     let body = serde_json::from_slice(&body)
         .unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {}", String::from_utf8_lossy(&body)));
     (status, body)
+}
+
+/// Each HTTP function's package name and its routes.
+pub fn http_functions() -> Vec<(&'static str, Routes)> {
+    vec![("create-backup", create_backup::routes()), ("restore", restore::routes()), ("admin-api", admin_api::routes())]
+}
+
+/// Every route of the API: method, path template (as API Gateway and `cargo lambda watch`
+/// declare it) and the function that serves it.
+pub fn http_routes() -> Vec<(String, String, &'static str)> {
+    let mut routes = Vec::new();
+    for (function, routes_of) in http_functions() {
+        let operations = snapnest_lambda::openapi::operations(routes_of.get_openapi());
+        routes.extend(operations.into_iter().map(|(method, path)| (method, path, function)));
+    }
+    routes
+}
+
+/// How `docs/openapi.yaml` is made.
+pub const OPENAPI_COMMAND: &str = "cargo run -p snapnest-e2e --bin openapi > docs/openapi.yaml";
+
+/// The OpenAPI document of every HTTP function's routes, as `docs/openapi.yaml` holds it.
+pub fn openapi_yaml() -> String {
+    let document = snapnest_lambda::openapi::document(http_functions().into_iter().map(|(_, routes)| routes));
+    let yaml = serde_yaml::to_string(&document).expect("the document serializes");
+    format!("# Generated from the code by `{OPENAPI_COMMAND}`; edit the code, not this file.\n{yaml}")
 }
 
 /// A service on the embedded store and simulated cloud in `data_dir`, plus a direct

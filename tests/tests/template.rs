@@ -7,7 +7,8 @@
 //!    that is neither deployed nor local-only;
 //! 4. no IAM action has a wildcard, and every destructive action is granted only under a
 //!    condition on the resource's tags;
-//! 5. the HTTP API's events are exactly `snapnest_lambda::api::ROUTES`, all authenticated;
+//! 5. the HTTP API's events are exactly the routes of the HTTP functions' routers, each on
+//!    the function that serves it, all authenticated;
 //! 6. `cargo lambda watch`'s router (Cargo.toml) sends each route to the same function;
 //! 7. every other function runs on exactly one schedule, and an HTTP function on none.
 
@@ -16,6 +17,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::{json, Map, Value};
+use snapnest_e2e::http_routes;
 use snapnest_e2e::moto::{repo_root, tools_bin};
 use snapnest_e2e::template::load_template;
 
@@ -399,10 +401,11 @@ fn http_events(template: &Value) -> BTreeMap<(String, String), Vec<(String, Valu
 fn the_http_api_has_exactly_the_routes_of_the_code_and_all_are_authenticated() {
     let template = template();
     let events = http_events(&template);
-    let routes: BTreeSet<(String, String)> = snapnest_lambda::api::ROUTES
-        .iter()
-        .map(|(method, path)| (method.to_ascii_uppercase(), (*path).to_owned()))
-        .collect();
+    let served_by: BTreeMap<(String, String), &str> =
+        http_routes().into_iter().map(|(method, path, function)| ((method, path), function)).collect();
+    let routes: BTreeSet<(String, String)> = served_by.keys().cloned().collect();
+    assert!(routes.len() >= 17, "the SPEC's routes: {routes:?}");
+    let functions = functions(&template);
 
     // The API: IAM by default; the JWT authorizer only through the AuthMode condition.
     let apis: Vec<(&String, &Value)> =
@@ -416,8 +419,13 @@ fn the_http_api_has_exactly_the_routes_of_the_code_and_all_are_authenticated() {
 
     let mut problems = Vec::new();
     for ((method, path), handlers) in &events {
-        if !routes.contains(&(method.clone(), path.clone())) {
-            problems.push(format!("template event {method} {path} ({}) is not in api::ROUTES", handlers[0].0));
+        match served_by.get(&(method.clone(), path.clone())) {
+            None => problems.push(format!("template event {method} {path} ({}) is no function's route", handlers[0].0)),
+            Some(function) => {
+                for (id, _) in handlers.iter().filter(|(id, _)| binary_of(&functions[id]) != *function) {
+                    problems.push(format!("{method} {path} is an event of {id}, but {function} serves it"));
+                }
+            }
         }
         if handlers.len() > 1 {
             problems.push(format!("{method} {path} is an event of more than one function: {handlers:?}"));
@@ -445,7 +453,7 @@ fn the_http_api_has_exactly_the_routes_of_the_code_and_all_are_authenticated() {
     }
     for (method, path) in &routes {
         if !events.contains_key(&(method.clone(), path.clone())) {
-            problems.push(format!("api::ROUTES has {method} {path}, which has no HttpApi event in template.yaml"));
+            problems.push(format!("{method} {path} is a route with no HttpApi event in template.yaml"));
         }
     }
     for (path, item) in api["Properties"]["DefinitionBody"]["paths"].as_object().into_iter().flatten() {
@@ -457,7 +465,7 @@ fn the_http_api_has_exactly_the_routes_of_the_code_and_all_are_authenticated() {
     }
     assert!(
         problems.is_empty(),
-        "HTTP routes of template.yaml vs snapnest_lambda::api::ROUTES:\n  {}",
+        "HTTP routes of template.yaml vs the functions' routers:\n  {}",
         problems.join("\n  ")
     );
 }

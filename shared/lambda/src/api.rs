@@ -20,8 +20,13 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
 
 use snapnest_core::{Error, Snapnest};
+
+/// The routes of one function, with their OpenAPI description, over the service.
+pub type Routes = OpenApiRouter<Arc<Snapnest>>;
 
 /// A domain error as an HTTP answer. The newtype exists because both [`Error`] and axum's
 /// `IntoResponse` are foreign to this crate.
@@ -35,13 +40,19 @@ impl From<Error> for ApiError {
 }
 
 /// Every error answer's body.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = Error)]
+#[serde(deny_unknown_fields)]
 pub struct ErrorBody {
     /// A machine-readable code: `NotFound` (404), `MetadataSyncFailed` (503), `CloudError`
     /// (502, or 503 when the cloud kept throttling), or the code of a 400 or 409
     /// (`TooManyInstances`, `BackupAlreadyRunning`, …).
+    #[schema(example = "BackupAlreadyRunning")]
     pub error: String,
     /// What is wrong, for a person.
+    #[schema(
+        example = "backup bk-3f9c2a7d41e84b0c9a15 of service instance si-demo is still running; wait for it to finish"
+    )]
     pub message: String,
 }
 
@@ -215,42 +226,49 @@ fn source_text(rejection: &dyn std::error::Error) -> String {
     rejection.source().map_or_else(|| rejection.to_string(), ToString::to_string)
 }
 
-/// The id of a route's path: one type per kind of id, the extractor's target
-/// (`PathParams<BackupId>`).
+/// The id of a route's path: one type per kind of id, each both the extractor's target
+/// (`PathParams<BackupId>`) and the parameter's description.
 macro_rules! path_id {
-    ($(#[doc = $doc:literal])* $name:ident) => {
+    ($(#[doc = $doc:literal])* $name:ident($param:literal, example = $example:literal)) => {
         $(#[doc = $doc])*
-        #[derive(Debug, Clone, Deserialize)]
-        pub struct $name(pub String);
+        #[derive(Debug, Clone, Deserialize, IntoParams)]
+        #[into_params(names($param), parameter_in = Path)]
+        pub struct $name(
+            $(#[doc = $doc])*
+            #[param(value_type = crate::openapi::schema::Identifier, example = $example)]
+            pub String,
+        );
     };
 }
 
 path_id! {
     /// The service instance id (the value of the `service-instance-id` tag).
-    ServiceInstanceId
+    ServiceInstanceId("id", example = "si-demo")
 }
 path_id! {
     /// A backup point's id.
-    BackupId
+    BackupId("backup_id", example = "bk-3f9c2a7d41e84b0c9a15")
 }
 path_id! {
     /// A restore's id.
-    RestoreId
+    RestoreId("restore_id", example = "rs-8d21f0c7b34a4e6f9102")
 }
 path_id! {
     /// A backup (`bk-…`), replication (`rp-…`), restore (`rs-…`) or expiry (`ex-…`) job id.
-    JobId
+    JobId("job_id", example = "bk-3f9c2a7d41e84b0c9a15")
 }
 path_id! {
     /// The policy id.
-    PolicyId
+    PolicyId("id", example = "pl-5a0e7c91d2b34f68a0c4")
 }
 
 /// `limit` and `next_token` of a listing. `limit` is read as text so that a bad one is
 /// refused with its own code.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Most items in a page (1–100, default 20).
+    /// Most items in a page.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]
     pub limit: Option<String>,
     /// The `next_token` of the previous page.
     pub next_token: Option<String>,
@@ -285,29 +303,6 @@ impl<T> From<(Vec<T>, Option<String>)> for Page<T> {
     }
 }
 
-/// Method and path templates of every route, as API Gateway and `cargo lambda watch` declare
-/// them; tests check the functions' routers, template.yaml, Cargo.toml and docs/openapi.yaml
-/// against this list.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/service-instances/{id}/backups"),
-    ("GET", "/service-instances/{id}/backups"),
-    ("GET", "/backups/{backup_id}"),
-    ("PATCH", "/backups/{backup_id}/retention"),
-    ("POST", "/backups/{backup_id}/restores"),
-    ("GET", "/restores/{restore_id}"),
-    ("GET", "/jobs"),
-    ("POST", "/jobs/{job_id}/cancel"),
-    ("GET", "/service-instances/{id}/capacity"),
-    ("POST", "/policies"),
-    ("GET", "/policies"),
-    ("GET", "/policies/{id}"),
-    ("PUT", "/policies/{id}"),
-    ("DELETE", "/policies/{id}"),
-    ("POST", "/policies/{id}/suspend"),
-    ("POST", "/policies/{id}/resume"),
-    ("POST", "/policies/{id}/targets"),
-];
-
 /// A function's router: its own routes, and a JSON 404 for everything else, including a
 /// known path with another method (the route of another function, or of none).
 ///
@@ -316,8 +311,9 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// 404 rather than an access error half way through, and each binary carries only its
 /// handlers. API Gateway (template.yaml) and `cargo lambda watch` (Cargo.toml) send each
 /// route to its function; tests keep both in step with these routers.
-pub fn router(routes: Router<Arc<Snapnest>>, app: Arc<Snapnest>) -> Router {
-    routes
+pub fn router(routes: Routes, app: Arc<Snapnest>) -> Router {
+    let (router, _) = routes.split_for_parts();
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         // Lambda hands over the whole body (at most 6 MB) already read; axum's 2 MB default
