@@ -1,5 +1,6 @@
-//! Helpers shared by snapnest's end-to-end tests and the demo: events from `events/`,
-//! a service on a throwaway data directory, and moto.
+//! Helpers shared by snapnest's end-to-end tests and the demo: events from `events/` and the
+//! functions they invoke, a service on a throwaway data directory, the OpenAPI document of
+//! the functions' routes, and moto.
 
 pub mod aws_fixture;
 pub mod moto;
@@ -10,10 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use lambda_http::tower::ServiceExt;
 use serde_json::Value;
 use snapnest_core::clock::FixedClock;
 use snapnest_core::Snapnest;
+use snapnest_lambda::api::Routes;
 use snapnest_lambda::config::Config;
+use snapnest_lambda::runtime::ScheduledEvent;
 use snapnest_local::simulated::{SimSettings, SimulatedCloud};
 
 /// An event file of `events/`, parsed.
@@ -41,11 +45,48 @@ pub fn http_event(name: &str, replacements: &[(&str, &str)], body: Option<&Value
     event
 }
 
-/// The status code and JSON body of a handler's HTTP answer.
-pub fn http_answer(answer: &Value) -> (u16, Value) {
-    let status = answer["statusCode"].as_u64().expect("an HTTP answer has a statusCode") as u16;
-    let body = serde_json::from_str(answer["body"].as_str().unwrap_or("null")).expect("a JSON body");
+/// A scheduled function's event from an `events/` file.
+pub fn scheduled_event(name: &str) -> ScheduledEvent {
+    serde_json::from_value(event(name)).unwrap_or_else(|e| panic!("{name} is no EventBridge event: {e}"))
+}
+
+/// Sends an HTTP API event to a function's router as Lambda does: the event read into a
+/// request by lambda_http (`lambda_http::run` reads it the same way), the answer as its
+/// status code and JSON body.
+pub async fn call(router: axum::Router, event: Value) -> (u16, Value) {
+    let request = lambda_http::request::from_str(&event.to_string()).expect("an HTTP API event");
+    let response = router.oneshot(request).await.unwrap_or_else(|never| match never {});
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("the answer's body");
+    let body = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {}", String::from_utf8_lossy(&body)));
     (status, body)
+}
+
+/// Each HTTP function's package name and its routes.
+pub fn http_functions() -> Vec<(&'static str, Routes)> {
+    vec![("create-backup", create_backup::routes()), ("restore", restore::routes()), ("admin-api", admin_api::routes())]
+}
+
+/// Every route of the API: method, path template (as API Gateway and `cargo lambda watch`
+/// declare it) and the function that serves it.
+pub fn http_routes() -> Vec<(String, String, &'static str)> {
+    let mut routes = Vec::new();
+    for (function, routes_of) in http_functions() {
+        let operations = snapnest_lambda::openapi::operations(routes_of.get_openapi());
+        routes.extend(operations.into_iter().map(|(method, path)| (method, path, function)));
+    }
+    routes
+}
+
+/// How `docs/openapi.yaml` is made.
+pub const OPENAPI_COMMAND: &str = "cargo run -p snapnest-e2e --bin openapi > docs/openapi.yaml";
+
+/// The OpenAPI document of every HTTP function's routes, as `docs/openapi.yaml` holds it.
+pub fn openapi_yaml() -> String {
+    let document = snapnest_lambda::openapi::document(http_functions().into_iter().map(|(_, routes)| routes));
+    let yaml = serde_yaml::to_string(&document).expect("the document serializes");
+    format!("# Generated from the code by `{OPENAPI_COMMAND}`; edit the code, not this file.\n{yaml}")
 }
 
 /// A service on the embedded store and simulated cloud in `data_dir`, plus a direct

@@ -142,7 +142,7 @@ pub async fn backup_and_restore_over_http(watch: &Watch, si: &str) -> (Value, Va
     assert_eq!(expiry["points_expired"], 0, "nothing is due yet: {expiry}");
     let replication = invoke(&client, watch, "replicate", "replicate.json").await;
     assert_eq!(replication["points_examined"], 0, "{replication}");
-    let tick = invoke(&client, watch, "create-backup", "create-backup-tick.json").await;
+    let tick = invoke(&client, watch, "run-policies", "run-policies.json").await;
     assert_eq!(tick["backups_started"], 0, "{tick}");
     (backup, restore)
 }

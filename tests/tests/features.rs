@@ -16,7 +16,7 @@ use snapnest_core::status::JobStatus;
 use snapnest_core::store::{Collection, Cursor, Document, Page, Row, Store, StoreError};
 use snapnest_core::{Error, Snapnest};
 use snapnest_e2e::aws_fixture::MotoSnapnest;
-use snapnest_e2e::{event, http_answer, http_event, local_service};
+use snapnest_e2e::{call, event, http_event, local_service};
 
 const HOME: &str = "us-east-1";
 const WEST: &str = "us-west-2";
@@ -81,18 +81,20 @@ async fn admin(app: &Arc<Snapnest>, method: &str, path: &str, body: Option<Value
     ev["rawPath"] = json!(path);
     ev["requestContext"]["http"]["method"] = json!(method);
     ev["requestContext"]["http"]["path"] = json!(path);
+    // API Gateway sends the query both raw (which lambda_http reads) and as parameters.
     let params: serde_json::Map<String, Value> =
         query.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_owned(), json!(v))).collect();
+    ev["rawQueryString"] = json!(query);
     ev["queryStringParameters"] = Value::Object(params);
     if let Some(body) = body {
         ev["body"] = json!(body.to_string());
     }
-    http_answer(&admin_api::handle(app.clone(), ev).await.unwrap())
+    call(admin_api::router(app.clone()), ev).await
 }
 
 async fn start_backup(app: &Arc<Snapnest>, si: &str, body: Value) -> Value {
     let ev = http_event("create-backup.json", &[("si-demo", si)], Some(&body));
-    let (status, created) = http_answer(&create_backup::handle(app.clone(), ev).await.unwrap());
+    let (status, created) = call(create_backup::router(app.clone()), ev).await;
     assert_eq!(status, 202, "{created}");
     created
 }
@@ -374,7 +376,7 @@ async fn retention_replication_and_restores(b: &Backend) {
     // Disaster recovery from the copies, a clone at home.
     for (mode, region) in [("disaster_recovery", WEST), ("clone", HOME)] {
         let ev = http_event("restore.json", &[("BACKUP_ID", &id)], Some(&json!({"mode": mode})));
-        let (status, restore) = http_answer(&restore::handle(app.clone(), ev).await.unwrap());
+        let (status, restore) = call(restore::router(app.clone()), ev).await;
         assert_eq!(status, 202, "{restore}");
         assert_eq!(restore["region"], region);
         let restore_id = restore["restore_id"].as_str().unwrap().to_owned();
@@ -406,7 +408,7 @@ async fn retention_replication_and_restores(b: &Backend) {
     // In place on a released instance: the seed's 409; a clone still works.
     b.release(backup.items[0].instance_id.as_deref().unwrap()).await;
     let ev = http_event("restore.json", &[("BACKUP_ID", &id)], None);
-    let (status, refused) = http_answer(&restore::handle(app.clone(), ev).await.unwrap());
+    let (status, refused) = call(restore::router(app.clone()), ev).await;
     assert_eq!(status, 409, "{refused}");
     assert!(refused["message"].as_str().unwrap().starts_with("This instance has been released."));
 }
@@ -524,7 +526,7 @@ async fn jobs_cancel_and_capacity(b: &Backend) {
         &[("BACKUP_ID", &kept_id)],
         Some(&json!({"mode": "in_place", "safety_backup": false})),
     );
-    let (status, restore) = http_answer(&restore::handle(app.clone(), ev).await.unwrap());
+    let (status, restore) = call(restore::router(app.clone()), ev).await;
     assert_eq!(status, 202, "{restore}");
     let restore_id = restore["restore_id"].as_str().unwrap().to_owned();
     let (status, job) = admin(app, "POST", &format!("/jobs/{restore_id}/cancel"), Some(json!({}))).await;

@@ -9,7 +9,7 @@ use snapnest_core::cloud::{tag, Tags, VolumeSelection};
 use snapnest_core::model::{BackupRecord, RestoreRecord};
 use snapnest_core::status::{ItemStatus, JobStatus};
 use snapnest_core::Snapnest;
-use snapnest_e2e::{event, http_answer, http_event, local_service};
+use snapnest_e2e::{call, event, http_event, local_service, scheduled_event};
 use snapnest_local::simulated::SimulatedCloud;
 use std::sync::Arc;
 
@@ -17,19 +17,19 @@ const REGION: &str = "us-east-1";
 
 async fn start_backup(app: &Arc<Snapnest>, si: &str, body: Value) -> (u16, Value) {
     let ev = http_event("create-backup.json", &[("si-demo", si)], Some(&body));
-    http_answer(&create_backup::handle(app.clone(), ev).await.expect("HTTP answers are always Ok"))
+    call(create_backup::router(app.clone()), ev).await
 }
 
 async fn get(app: &Arc<Snapnest>, file: &str, placeholder: &str, id: &str) -> (u16, Value) {
     let ev = http_event(file, &[(placeholder, id)], None);
-    http_answer(&admin_api::handle(app.clone(), ev).await.unwrap())
+    call(admin_api::router(app.clone()), ev).await
 }
 
 /// Runs poll-status with its event until the record at `file` leaves Pending/Running.
 async fn poll_until_done(app: &Arc<Snapnest>, file: &str, placeholder: &str, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        poll_status::handle(app.clone(), event("poll-status.json")).await.expect("poll-status pass");
+        poll_status::handle(app, scheduled_event("poll-status.json")).await.expect("poll-status pass");
         let (status, record) = get(app, file, placeholder, id).await;
         assert_eq!(status, 200, "{record}");
         if !matches!(record["status"].as_str(), Some("Pending" | "Running")) {
@@ -85,7 +85,7 @@ async fn backup_then_in_place_restore_brings_back_the_data_of_backup_time() {
 
     // ...and the in-place restore brings back the data of backup time.
     let ev = http_event("restore.json", &[("BACKUP_ID", &backup_id)], None);
-    let (status, restore) = http_answer(&restore::handle(app.clone(), ev).await.unwrap());
+    let (status, restore) = call(restore::router(app.clone()), ev).await;
     assert_eq!(status, 202, "{restore}");
     let restore_id = restore["restore_id"].as_str().unwrap().to_owned();
     let restore = poll_until_done(&app, "admin-api-get-restore.json", "RESTORE_ID", &restore_id).await;
@@ -185,8 +185,14 @@ async fn bad_requests_are_400s_and_write_nothing() {
     // Malformed JSON.
     let mut ev = http_event("create-backup.json", &[], None);
     ev["body"] = json!("{\"retention_days\": ");
-    let (status, answer) = http_answer(&create_backup::handle(app.clone(), ev).await.unwrap());
+    let (status, answer) = call(create_backup::router(app.clone()), ev).await;
     assert_eq!((status, answer["error"].as_str()), (400, Some("MalformedJson")));
+    // A huge value is refused without coming back whole: the message quotes its start.
+    let token = "x".repeat(6 << 20);
+    let (status, answer) = start_backup(&app, "si-demo", json!({"client_token": token})).await;
+    assert_eq!((status, answer["error"].as_str()), (400, Some("InvalidIdentifier")), "{}", answer["error"]);
+    let message = answer["message"].as_str().unwrap();
+    assert!(message.len() < 300 && message.contains(&format!("'{}…'", &token[..100])), "{message}");
     // Unknown service instance and unknown ids are 404s.
     let (status, _) = start_backup(&app, "si-nobody", json!({})).await;
     assert_eq!(status, 404);
@@ -225,11 +231,11 @@ async fn a_released_instance_fails_its_items_and_blocks_only_in_place_restores()
     sim.release_instance(REGION, &victim).unwrap();
 
     let ev = http_event("restore.json", &[("BACKUP_ID", &id)], None);
-    let (status, refused) = http_answer(&restore::handle(app.clone(), ev).await.unwrap());
+    let (status, refused) = call(restore::router(app.clone()), ev).await;
     assert_eq!(status, 409, "{refused}");
     assert!(refused["message"].as_str().unwrap().contains("This instance has been released."));
     let clone = http_event("restore.json", &[("BACKUP_ID", &id)], Some(&json!({"mode": "clone"})));
-    let (status, cloned) = http_answer(&restore::handle(app.clone(), clone).await.unwrap());
+    let (status, cloned) = call(restore::router(app.clone()), clone).await;
     assert_eq!(status, 202, "{cloned}");
     let cloned =
         poll_until_done(&app, "admin-api-get-restore.json", "RESTORE_ID", cloned["restore_id"].as_str().unwrap()).await;
@@ -296,8 +302,7 @@ async fn retention_extends_never_shortens_and_expiry_deletes_only_due_points() {
     let backup = poll_until_done(&app, "admin-api-get-backup.json", "BACKUP_ID", &id).await;
 
     let patch = |body: Value| http_event("admin-api-change-retention.json", &[("BACKUP_ID", &id)], Some(&body));
-    let (status, extended) =
-        http_answer(&admin_api::handle(app.clone(), patch(json!({"extend_days": 2}))).await.unwrap());
+    let (status, extended) = call(admin_api::router(app.clone()), patch(json!({"extend_days": 2}))).await;
     assert_eq!(status, 200, "{extended}");
     let before: chrono::DateTime<chrono::Utc> = backup["expires_at"].as_str().unwrap().parse().unwrap();
     let after: chrono::DateTime<chrono::Utc> = extended["expires_at"].as_str().unwrap().parse().unwrap();
@@ -305,9 +310,9 @@ async fn retention_extends_never_shortens_and_expiry_deletes_only_due_points() {
     let snapshot = backup["items"][0]["snapshot_id"].as_str().unwrap();
     assert_eq!(sim.snapshot_tags(REGION, snapshot).unwrap()[tag::EXPIRES_AT], after.to_rfc3339());
     let (status, shorter) =
-        http_answer(&admin_api::handle(app.clone(), patch(json!({"expires_at": before.to_rfc3339()}))).await.unwrap());
+        call(admin_api::router(app.clone()), patch(json!({"expires_at": before.to_rfc3339()}))).await;
     assert_eq!((status, shorter["error"].as_str()), (409, Some("RetentionShortened")));
-    let (status, _) = http_answer(&admin_api::handle(app.clone(), patch(json!({"extend_days": 65536}))).await.unwrap());
+    let (status, _) = call(admin_api::router(app.clone()), patch(json!({"extend_days": 65536}))).await;
     assert_eq!(status, 400, "the total may not pass 65,536 days");
 
     // Never expiring, then no date can shorten it; a permanent point is never due.
@@ -315,16 +320,14 @@ async fn retention_extends_never_shortens_and_expiry_deletes_only_due_points() {
     let never_id = never["backup_id"].as_str().unwrap().to_owned();
     let patch_never =
         |body: Value| http_event("admin-api-change-retention.json", &[("BACKUP_ID", &never_id)], Some(&body));
-    let (status, forever) =
-        http_answer(&admin_api::handle(app.clone(), patch_never(json!({"never_expire": true}))).await.unwrap());
+    let (status, forever) = call(admin_api::router(app.clone()), patch_never(json!({"never_expire": true}))).await;
     assert_eq!((status, forever["expires_at"].clone()), (200, Value::Null), "{forever}");
-    let (status, _) =
-        http_answer(&admin_api::handle(app.clone(), patch_never(json!({"extend_days": 1}))).await.unwrap());
+    let (status, _) = call(admin_api::router(app.clone()), patch_never(json!({"extend_days": 1}))).await;
     assert_eq!(status, 409);
 
     // Not due yet: nothing happens.
-    let summary = expire_retention::handle(app.clone(), event("expire-retention.json")).await.unwrap();
-    assert_eq!(summary["points_expired"], 0);
+    let summary = expire_retention::handle(&app, scheduled_event("expire-retention.json")).await.unwrap();
+    assert_eq!(summary.points_expired, 0);
     // Due four days later (through the domain with a later clock): deleted, one released.
     // One snapshot is used by an AMI (released, kept), one was deleted behind snapnest's back.
     let used = backup["items"][1]["snapshot_id"].as_str().unwrap();
@@ -359,7 +362,7 @@ async fn replication_copies_every_snapshot_and_disaster_recovery_restores_from_t
     poll_until_done(&app, "admin-api-get-backup.json", "BACKUP_ID", &id).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let backup = loop {
-        replicate::handle(app.clone(), event("replicate.json")).await.unwrap();
+        replicate::handle(&app, scheduled_event("replicate.json")).await.unwrap();
         let (_, b) = get(&app, "admin-api-get-backup.json", "BACKUP_ID", &id).await;
         if b["replication"]["status"] == "Succeeded" {
             break b;
@@ -371,7 +374,7 @@ async fn replication_copies_every_snapshot_and_disaster_recovery_restores_from_t
     assert_eq!(sim.snapshot_ids("us-west-2").unwrap().len(), 7);
 
     let dr = http_event("restore.json", &[("BACKUP_ID", &id)], Some(&json!({"mode": "disaster_recovery"})));
-    let (status, restore) = http_answer(&restore::handle(app.clone(), dr).await.unwrap());
+    let (status, restore) = call(restore::router(app.clone()), dr).await;
     assert_eq!(status, 202, "{restore}");
     assert_eq!(restore["region"], "us-west-2");
     let restore =
@@ -389,12 +392,12 @@ async fn replication_copies_every_snapshot_and_disaster_recovery_restores_from_t
 async fn scheduled_functions_answer_their_events() {
     let dir = tempfile::tempdir().unwrap();
     let (app, _sim) = local_service(dir.path(), &[]).await;
-    let tick = create_backup::handle(app.clone(), event("create-backup-tick.json")).await.unwrap();
-    assert_eq!(tick["backups_started"], 0);
-    let poll = poll_status::handle(app.clone(), event("poll-status.json")).await.unwrap();
-    assert_eq!(poll["backups_polled"], 0);
-    let replicate = replicate::handle(app.clone(), event("replicate.json")).await.unwrap();
-    assert_eq!(replicate["points_examined"], 0);
-    let (status, _) = http_answer(&restore::handle(app.clone(), event("restore.json")).await.unwrap());
+    let tick = run_policies::handle(&app, scheduled_event("run-policies.json")).await.unwrap();
+    assert_eq!(tick.backups_started, 0);
+    let poll = poll_status::handle(&app, scheduled_event("poll-status.json")).await.unwrap();
+    assert_eq!(poll.backups_polled, 0);
+    let replicate = replicate::handle(&app, scheduled_event("replicate.json")).await.unwrap();
+    assert_eq!(replicate.points_examined, 0);
+    let (status, _) = call(restore::router(app.clone()), event("restore.json")).await;
     assert_eq!(status, 404, "the sample event names no real backup");
 }

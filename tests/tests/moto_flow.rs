@@ -14,11 +14,10 @@ use snapnest_core::cloud::tag;
 use snapnest_core::Snapnest;
 use snapnest_e2e::aws_fixture::{MotoSnapnest, WEST};
 use snapnest_e2e::watch::{backup_and_restore_over_http, Watch};
-use snapnest_e2e::{event, http_answer, http_event};
+use snapnest_e2e::{call, http_event, scheduled_event};
 
 async fn get(app: &Arc<Snapnest>, file: &str, placeholder: &str, id: &str) -> Value {
-    let (status, body) =
-        http_answer(&admin_api::handle(app.clone(), http_event(file, &[(placeholder, id)], None)).await.unwrap());
+    let (status, body) = call(admin_api::router(app.clone()), http_event(file, &[(placeholder, id)], None)).await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -33,8 +32,8 @@ async fn run_until(
 ) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        poll_status::handle(app.clone(), event("poll-status.json")).await.unwrap();
-        replicate::handle(app.clone(), event("replicate.json")).await.unwrap();
+        poll_status::handle(app, scheduled_event("poll-status.json")).await.unwrap();
+        replicate::handle(app, scheduled_event("replicate.json")).await.unwrap();
         let record = get(app, file, placeholder, id).await;
         if done(&record) {
             return record;
@@ -63,7 +62,7 @@ async fn the_whole_flow_on_dynamodb_and_the_aws_apis() {
     // Backup, replicated to us-west-2.
     let body = json!({"retention_days": 1, "destination_region": WEST});
     let ev = http_event("create-backup.json", &[("si-demo", &si)], Some(&body));
-    let (status, created) = http_answer(&create_backup::handle(app.clone(), ev).await.unwrap());
+    let (status, created) = call(create_backup::router(app.clone()), ev).await;
     assert_eq!(status, 202, "{created}");
     let backup_id = created["backup_id"].as_str().unwrap().to_owned();
     let backup = run_until(&app, "admin-api-get-backup.json", "BACKUP_ID", &backup_id, |b| {
@@ -97,7 +96,7 @@ async fn the_whole_flow_on_dynamodb_and_the_aws_apis() {
 
     // In-place restore: volumes swapped at the same devices, the DB id swapped.
     let ev = http_event("restore.json", &[("BACKUP_ID", &backup_id)], None);
-    let (status, restore) = http_answer(&restore::handle(app.clone(), ev).await.unwrap());
+    let (status, restore) = call(restore::router(app.clone()), ev).await;
     assert_eq!(status, 202, "{restore}");
     let restore_id = restore["restore_id"].as_str().unwrap().to_owned();
     let restore = run_until(&app, "admin-api-get-restore.json", "RESTORE_ID", &restore_id, |r| {
@@ -237,7 +236,7 @@ async fn a_backup_of_99_instances_with_16_volumes_and_10_databases_stores_and_po
     sim.add_service_instance("us-east-1", "si-large", 99, 16, 10, true).unwrap();
 
     let ev = http_event("create-backup.json", &[("si-demo", "si-large")], Some(&json!({})));
-    let (status, created) = http_answer(&create_backup::handle(app.clone(), ev).await.unwrap());
+    let (status, created) = call(create_backup::router(app.clone()), ev).await;
     assert_eq!(status, 202, "{}", &created.to_string()[..300.min(created.to_string().len())]);
     let id = created["backup_id"].as_str().unwrap().to_owned();
     let backup = run_until(&app, "admin-api-get-backup.json", "BACKUP_ID", &id, |b| b["status"] == "Succeeded").await;

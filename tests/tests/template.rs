@@ -7,14 +7,17 @@
 //!    that is neither deployed nor local-only;
 //! 4. no IAM action has a wildcard, and every destructive action is granted only under a
 //!    condition on the resource's tags;
-//! 5. the HTTP API's events are exactly `snapnest_lambda::api::ROUTES`, all authenticated;
-//! 6. `cargo lambda watch`'s router (Cargo.toml) sends each route to the same function.
+//! 5. the HTTP API's events are exactly the routes of the HTTP functions' routers, each on
+//!    the function that serves it, all authenticated;
+//! 6. `cargo lambda watch`'s router (Cargo.toml) sends each route to the same function;
+//! 7. every other function runs on exactly one schedule, and an HTTP function on none.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::{json, Map, Value};
+use snapnest_e2e::http_routes;
 use snapnest_e2e::moto::{repo_root, tools_bin};
 use snapnest_e2e::template::load_template;
 
@@ -126,7 +129,7 @@ fn cfn_lint_passes_without_errors_or_warnings() {
 fn every_function_package_has_exactly_one_function_and_no_other() {
     let template = template();
     let packages = function_packages();
-    assert!(packages.len() >= 6, "functions/ holds the six function packages: {packages:?}");
+    assert!(packages.len() >= 7, "functions/ holds the seven function packages: {packages:?}");
     let mut built: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (id, function) in functions(&template) {
         built.entry(binary_of(&function)).or_default().push(id.clone());
@@ -398,10 +401,11 @@ fn http_events(template: &Value) -> BTreeMap<(String, String), Vec<(String, Valu
 fn the_http_api_has_exactly_the_routes_of_the_code_and_all_are_authenticated() {
     let template = template();
     let events = http_events(&template);
-    let routes: BTreeSet<(String, String)> = snapnest_lambda::api::ROUTES
-        .iter()
-        .map(|(method, path)| (method.to_ascii_uppercase(), (*path).to_owned()))
-        .collect();
+    let served_by: BTreeMap<(String, String), &str> =
+        http_routes().into_iter().map(|(method, path, function)| ((method, path), function)).collect();
+    let routes: BTreeSet<(String, String)> = served_by.keys().cloned().collect();
+    assert!(routes.len() >= 17, "the SPEC's routes: {routes:?}");
+    let functions = functions(&template);
 
     // The API: IAM by default; the JWT authorizer only through the AuthMode condition.
     let apis: Vec<(&String, &Value)> =
@@ -415,8 +419,13 @@ fn the_http_api_has_exactly_the_routes_of_the_code_and_all_are_authenticated() {
 
     let mut problems = Vec::new();
     for ((method, path), handlers) in &events {
-        if !routes.contains(&(method.clone(), path.clone())) {
-            problems.push(format!("template event {method} {path} ({}) is not in api::ROUTES", handlers[0].0));
+        match served_by.get(&(method.clone(), path.clone())) {
+            None => problems.push(format!("template event {method} {path} ({}) is no function's route", handlers[0].0)),
+            Some(function) => {
+                for (id, _) in handlers.iter().filter(|(id, _)| binary_of(&functions[id]) != *function) {
+                    problems.push(format!("{method} {path} is an event of {id}, but {function} serves it"));
+                }
+            }
         }
         if handlers.len() > 1 {
             problems.push(format!("{method} {path} is an event of more than one function: {handlers:?}"));
@@ -444,7 +453,7 @@ fn the_http_api_has_exactly_the_routes_of_the_code_and_all_are_authenticated() {
     }
     for (method, path) in &routes {
         if !events.contains_key(&(method.clone(), path.clone())) {
-            problems.push(format!("api::ROUTES has {method} {path}, which has no HttpApi event in template.yaml"));
+            problems.push(format!("{method} {path} is a route with no HttpApi event in template.yaml"));
         }
     }
     for (path, item) in api["Properties"]["DefinitionBody"]["paths"].as_object().into_iter().flatten() {
@@ -456,7 +465,7 @@ fn the_http_api_has_exactly_the_routes_of_the_code_and_all_are_authenticated() {
     }
     assert!(
         problems.is_empty(),
-        "HTTP routes of template.yaml vs snapnest_lambda::api::ROUTES:\n  {}",
+        "HTTP routes of template.yaml vs the functions' routers:\n  {}",
         problems.join("\n  ")
     );
 }
@@ -510,6 +519,31 @@ fn the_cargo_lambda_watch_router_sends_each_route_to_the_function_of_the_templat
         }
     }
     assert!(checked > 0);
+}
+
+#[test]
+fn scheduled_functions_have_one_schedule_and_http_functions_none() {
+    let template = template();
+    let mut scheduled = BTreeSet::new();
+    for (id, function) in functions(&template) {
+        let events: Vec<&Value> =
+            function["Properties"]["Events"].as_object().into_iter().flatten().map(|(_, e)| e).collect();
+        let schedules: Vec<&Value> = events.iter().copied().filter(|e| e["Type"] == "Schedule").collect();
+        if events.iter().any(|e| e["Type"] == "HttpApi") {
+            assert!(schedules.is_empty(), "{id} serves HTTP routes and runs on a schedule too");
+            continue;
+        }
+        assert_eq!((schedules.len(), events.len()), (1, 1), "{id}: exactly one event, its schedule");
+        let rate = schedules[0]["Properties"]["Schedule"].as_str().unwrap_or_default();
+        assert!(rate.starts_with("rate(") || rate.starts_with("cron("), "{id}: schedule {rate}");
+        // A failed run is redone or lands on the failure queue, never lost silently.
+        let on_failure = &function["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"];
+        assert_eq!(on_failure["Type"], "SQS", "{id}: failed runs go to the queue");
+        scheduled.insert(binary_of(&function));
+    }
+    for expected in ["poll-status", "expire-retention", "replicate", "run-policies"] {
+        assert!(scheduled.contains(expected), "{expected} is not a scheduled function: {scheduled:?}");
+    }
 }
 
 #[test]

@@ -1,4 +1,8 @@
+//! admin-api's Lambda entry point: the service is built once at cold start, then every request
+//! goes through admin-api's routes.
+
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    snapnest_lambda::runtime::serve(admin_api::handle).await
+async fn main() -> Result<(), lambda_http::Error> {
+    let app = snapnest_lambda::runtime::init().await?;
+    lambda_http::run(admin_api::router(app)).await
 }

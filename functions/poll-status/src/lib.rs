@@ -1,12 +1,11 @@
 //! poll-status: advances every running backup and restore (scheduled, every minute).
 
-use std::sync::Arc;
-
-use serde_json::{json, Value};
+use snapnest_core::poll::PollSummary;
 use snapnest_core::Snapnest;
-use snapnest_lambda::runtime::HandlerError;
+use snapnest_lambda::runtime::{HandlerError, ScheduledEvent};
 
-/// Any event runs one pass; the answer is what the pass did.
-pub async fn handle(app: Arc<Snapnest>, _event: Value) -> Result<Value, HandlerError> {
-    Ok(json!(app.poller.poll_active().await?))
+/// One pass; the answer is what it did. The schedule's event carries nothing the pass needs:
+/// it works from the records as they are when it runs, so a late or retried event is harmless.
+pub async fn handle(app: &Snapnest, _event: ScheduledEvent) -> Result<PollSummary, HandlerError> {
+    Ok(app.poller.poll_active().await?)
 }

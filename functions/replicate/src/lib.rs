@@ -1,12 +1,12 @@
-//! replicate: copies finished points to their destination region, within the per-region copy limit (scheduled).
+//! replicate: copies finished points to their destination region, within the per-region copy
+//! limit (scheduled, every 5 minutes).
 
-use std::sync::Arc;
-
-use serde_json::{json, Value};
+use snapnest_core::replication::ReplicationSummary;
 use snapnest_core::Snapnest;
-use snapnest_lambda::runtime::HandlerError;
+use snapnest_lambda::runtime::{HandlerError, ScheduledEvent};
 
-/// Any event runs one pass; the answer is what the pass did.
-pub async fn handle(app: Arc<Snapnest>, _event: Value) -> Result<Value, HandlerError> {
-    Ok(json!(app.replication.replicate_due().await?))
+/// One pass; the answer is what it did. The schedule's event carries nothing the pass needs:
+/// it works from the records as they are when it runs, so a late or retried event is harmless.
+pub async fn handle(app: &Snapnest, _event: ScheduledEvent) -> Result<ReplicationSummary, HandlerError> {
+    Ok(app.replication.replicate_due().await?)
 }

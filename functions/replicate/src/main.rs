@@ -1,4 +1,11 @@
+//! replicate's Lambda entry point: the service is built once at cold start, then each scheduled
+//! event runs one pass.
+
+use lambda_runtime::{service_fn, LambdaEvent};
+use snapnest_lambda::runtime::{self, ScheduledEvent};
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    snapnest_lambda::runtime::serve(replicate::handle).await
+    let app = runtime::init().await?;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<ScheduledEvent>| replicate::handle(&app, event.payload))).await
 }

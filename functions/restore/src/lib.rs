@@ -3,25 +3,138 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Json, Router};
+use snapnest_core::model::RestoreRecord;
 use snapnest_core::restore::RestoreRequest;
-use snapnest_core::{Error, Snapnest};
-use snapnest_lambda::api::{self, Route};
-use snapnest_lambda::runtime::{HandlerError, Invocation};
+use snapnest_core::Snapnest;
+use snapnest_lambda::api::{self, ApiError, BackupId, ErrorBody, JsonBody, PathParams, Routes};
+use snapnest_lambda::openapi::{examples, responses, schema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub async fn handle(app: Arc<Snapnest>, event: Value) -> Result<Value, HandlerError> {
-    let Invocation::Http(request) = Invocation::classify(event)? else {
-        return Err(Error::bad_request("UnexpectedEvent", "restore is called over HTTP only").into());
-    };
-    let outcome = async {
-        match request.route()? {
-            Route::CreateRestore { backup_id } => {
-                let body: RestoreRequest = request.json_body()?;
-                app.restores.create(&backup_id, &body).await
-            }
-            other => Err(Error::not_found("route", format!("{other:?} (not served by restore)"))),
-        }
-    }
-    .await;
-    Ok(json!(api::respond(202, outcome)))
+/// restore's routes and their description.
+pub fn routes() -> Routes {
+    OpenApiRouter::new().routes(routes!(create_restore))
+}
+
+/// What restore serves, over `app`.
+pub fn router(app: Arc<Snapnest>) -> Router {
+    api::router(routes(), app)
+}
+
+/// Restore a backup point in place, as a clone, or in the replication region
+///
+/// `in_place` takes a safety backup first (unless `safety_backup: false`), stops the
+/// instances, swaps restored volumes in at the same devices and restored databases in under
+/// the same ids, and starts the instances again. `clone` creates new volumes and databases
+/// next to the originals. `disaster_recovery` clones from the replicated snapshots in the
+/// destination region. Answers at once with the record; poll `GET /restores/{restore_id}`.
+/// A retried request with the same `client_token` answers the first request's record.
+#[utoipa::path(
+    post,
+    path = "/backups/{backup_id}/restores",
+    operation_id = "createRestore",
+    tag = "restores",
+    params(BackupId),
+    request_body(
+        content = schema::RestoreRequest,
+        examples(
+            ("in_place" = (value = json!({"mode": "in_place", "client_token": "restore-2026-11-21"}))),
+            ("clone" = (value = json!({"mode": "clone"}))),
+            ("disaster_recovery" = (value = json!({"mode": "disaster_recovery", "region": "us-west-2"}))),
+        )
+    ),
+    responses(
+        (
+            status = 202,
+            description = "The restore record, as started.",
+            body = schema::RestoreRecord,
+            examples(
+                ("started" = (summary = "An in-place restore taking its safety backup", value = json!(examples::restore_started()))),
+            )
+        ),
+        (
+            status = 400,
+            description = "Invalid request; nothing was started.",
+            body = ErrorBody,
+            examples(
+                ("InvalidRegion" = (value = json!({
+                    "error": "InvalidRegion",
+                    "message": "region: only a disaster_recovery restore can target another region than us-east-1"
+                }))),
+                ("NotReplicatedThere" = (value = json!({
+                    "error": "InvalidRegion",
+                    "message": "region: backup bk-3f9c2a7d41e84b0c9a15 is replicated to us-west-2, not eu-west-1"
+                }))),
+                ("MissingMode" = (value = json!({
+                    "error": "InvalidRequest",
+                    "message": "request body: missing field `mode` at line 1 column 2"
+                }))),
+                ("UnknownMode" = (value = json!({
+                    "error": "InvalidRequest",
+                    "message": "request body: unknown variant `snapshot`, expected one of `in_place`, `clone`, `disaster_recovery` at line 1 column 19"
+                }))),
+                ("InvalidIdentifier" = (value = json!({
+                    "error": "InvalidIdentifier",
+                    "message": "client_token: 'has space' must be 1 to 128 letters, digits, '-', '_' or '.'"
+                }))),
+                ("MalformedJson" = (value = json!({
+                    "error": "MalformedJson",
+                    "message": "request body: EOF while parsing an object at line 1 column 17"
+                }))),
+            )
+        ),
+        (status = 404, response = responses::BackupNotFound),
+        (
+            status = 409,
+            description = "The point cannot be restored now.",
+            body = ErrorBody,
+            examples(
+                ("InstanceReleased" = (summary = "In place, an instance of the point was terminated", value = json!({
+                    "error": "InstanceReleased",
+                    "message": "This instance has been released. (i-0a1b2c3d4e5f60718)"
+                }))),
+                ("BackupNotRestorable" = (value = json!({
+                    "error": "BackupNotRestorable",
+                    "message": "backup bk-3f9c2a7d41e84b0c9a15 is Running; only a Succeeded or PartiallyFailed point can be restored"
+                }))),
+                ("BackupDamaged" = (value = json!({
+                    "error": "BackupDamaged",
+                    "message": "backup bk-3f9c2a7d41e84b0c9a15 is damaged: a snapshot of it was deleted outside snapnest"
+                }))),
+                ("NotReplicated" = (value = json!({
+                    "error": "NotReplicated",
+                    "message": "backup bk-3f9c2a7d41e84b0c9a15 has no completed copy in another region"
+                }))),
+                ("RestoreAlreadyRunning" = (value = json!({
+                    "error": "RestoreAlreadyRunning",
+                    "message": "restore rs-8d21f0c7b34a4e6f9102 of service instance si-demo is still running"
+                }))),
+                ("ConcurrentModification" = (value = json!({
+                    "error": "ConcurrentModification",
+                    "message": "restore 'rs-8d21f0c7b34a4e6f9102' was changed by another request; read it again and retry"
+                }))),
+            )
+        ),
+        (
+            status = 502,
+            description = "The cloud refused a call the restore's first steps depended on.",
+            body = ErrorBody,
+            example = json!({
+                "error": "CloudError",
+                "message": "cloud call failed: UnauthorizedOperation: You are not authorized to perform this operation."
+            })
+        ),
+        (status = 503, response = responses::RetryLater),
+    )
+)]
+async fn create_restore(
+    State(app): State<Arc<Snapnest>>,
+    PathParams(BackupId(backup_id)): PathParams<BackupId>,
+    JsonBody(body): JsonBody<RestoreRequest>,
+) -> Result<(StatusCode, Json<RestoreRecord>), ApiError> {
+    let record = app.restores.create(&backup_id, &body).await?;
+    Ok((StatusCode::ACCEPTED, Json(record)))
 }

@@ -1,4 +1,8 @@
+//! restore's Lambda entry point: the service is built once at cold start, then every request
+//! goes through restore's routes.
+
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    snapnest_lambda::runtime::serve(restore::handle).await
+async fn main() -> Result<(), lambda_http::Error> {
+    let app = snapnest_lambda::runtime::init().await?;
+    lambda_http::run(restore::router(app)).await
 }

@@ -1,180 +1,284 @@
-//! The HTTP API (SPEC "HTTP API"): API Gateway HTTP API events in, JSON responses out.
+//! The HTTP API (SPEC "HTTP API") on axum: the extractors every route reads its input with,
+//! the one mapping from [`Error`] to an HTTP answer ([`ApiError`]), and the router each HTTP
+//! function serves its own routes through ([`router`]).
 //!
-//! The routes, the request parsing (unknown fields → 400), and the mapping from
-//! [`Error`] to HTTP status live here, in one place; function handlers only pick the
-//! routes they serve and call the domain.
+//! Every refusal is `{"error": <code>, "message": <for a person>}`, whether the domain or an
+//! extractor refuses: the extractors here wrap axum's `Json`, `Query` and `Path` only to turn
+//! their rejections into the same 400s the domain answers (`MalformedJson`,
+//! `InvalidRequest`, …).
 
-use base64::Engine;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
-use std::collections::HashMap;
 use tracing::{error, warn};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
 
 use snapnest_core::store::Cursor;
-use snapnest_core::Error;
+use snapnest_core::{Error, Snapnest};
 
-/// The part of an API Gateway HTTP API (payload 2.0) or function-URL event we read.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HttpRequest {
-    pub raw_path: String,
-    #[serde(default)]
-    pub query_string_parameters: HashMap<String, String>,
-    pub request_context: RequestContext,
-    pub body: Option<String>,
-    #[serde(default)]
-    pub is_base64_encoded: bool,
+/// The routes of one function, with their OpenAPI description, over the service.
+pub type Routes = OpenApiRouter<Arc<Snapnest>>;
+
+/// A domain error as an HTTP answer. The newtype exists because both [`Error`] and axum's
+/// `IntoResponse` are foreign to this crate.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        Self(e)
+    }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct RequestContext {
-    pub http: HttpDescription,
+/// Every error answer's body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = Error)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// A machine-readable code: `NotFound` (404), `MetadataSyncFailed` (503), `CloudError`
+    /// (502, or 503 when the cloud kept throttling), or the code of a 400 or 409
+    /// (`TooManyInstances`, `BackupAlreadyRunning`, …).
+    #[schema(example = "BackupAlreadyRunning")]
+    pub error: String,
+    /// What is wrong, for a person.
+    #[schema(
+        example = "backup bk-3f9c2a7d41e84b0c9a15 of service instance si-demo is still running; wait for it to finish"
+    )]
+    pub message: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct HttpDescription {
-    pub method: String,
-}
-
-/// An HTTP API (payload 2.0) response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HttpResponse {
-    pub status_code: u16,
-    pub headers: HashMap<String, String>,
-    /// Always empty; present because some API Gateway emulators require the field.
-    #[serde(default)]
-    pub multi_value_headers: HashMap<String, Vec<String>>,
-    #[serde(default)]
-    pub cookies: Vec<String>,
-    pub body: String,
-    pub is_base64_encoded: bool,
-}
-
-impl HttpResponse {
-    pub fn json(status_code: u16, body: &impl Serialize) -> Self {
-        let body =
-            serde_json::to_string(body).unwrap_or_else(|e| format!("{{\"error\":\"Internal\",\"message\":\"{e}\"}}"));
-        Self {
-            status_code,
-            headers: HashMap::from([("content-type".to_owned(), "application/json".to_owned())]),
-            multi_value_headers: HashMap::new(),
-            cookies: Vec::new(),
-            body,
-            is_base64_encoded: false,
+impl ApiError {
+    /// The HTTP status of each error, in one place.
+    pub fn status(&self) -> StatusCode {
+        match &self.0 {
+            Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Cloud(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Cloud(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
-    pub fn body_json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    /// The machine-readable code of each error.
+    pub fn code(&self) -> &'static str {
+        match &self.0 {
+            Error::BadRequest { code, .. } | Error::Conflict { code, .. } => code,
+            Error::NotFound { .. } => "NotFound",
+            Error::Store(_) => "MetadataSyncFailed",
+            Error::Cloud(_) => "CloudError",
+        }
+    }
+
+    /// The answer's body: the error's code and its message with echoed values capped.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody { error: self.code().to_owned(), message: cap_echoes(&self.0.to_string()).into_owned() }
     }
 }
 
-/// Every route of the SPEC's API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    CreateBackup { service_instance_id: String },
-    ListBackups { service_instance_id: String },
-    GetBackup { backup_id: String },
-    ChangeRetention { backup_id: String },
-    CreateRestore { backup_id: String },
-    GetRestore { restore_id: String },
-    ListJobs,
-    CancelJob { job_id: String },
-    Capacity { service_instance_id: String },
-    CreatePolicy,
-    ListPolicies,
-    GetPolicy { policy_id: String },
-    UpdatePolicy { policy_id: String },
-    DeletePolicy { policy_id: String },
-    SuspendPolicy { policy_id: String },
-    ResumePolicy { policy_id: String },
-    ChangeTargets { policy_id: String },
-}
-
-/// Method and path templates, as API Gateway and `cargo lambda watch` declare them.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/service-instances/{id}/backups"),
-    ("GET", "/service-instances/{id}/backups"),
-    ("GET", "/backups/{backup_id}"),
-    ("PATCH", "/backups/{backup_id}/retention"),
-    ("POST", "/backups/{backup_id}/restores"),
-    ("GET", "/restores/{restore_id}"),
-    ("GET", "/jobs"),
-    ("POST", "/jobs/{job_id}/cancel"),
-    ("GET", "/service-instances/{id}/capacity"),
-    ("POST", "/policies"),
-    ("GET", "/policies"),
-    ("GET", "/policies/{id}"),
-    ("PUT", "/policies/{id}"),
-    ("DELETE", "/policies/{id}"),
-    ("POST", "/policies/{id}/suspend"),
-    ("POST", "/policies/{id}/resume"),
-    ("POST", "/policies/{id}/targets"),
-];
-
-impl Route {
-    /// Matches a request's method and path; 404 for a path the API does not have.
-    pub fn parse(method: &str, path: &str) -> Result<Route, Error> {
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let owned = |s: &str| s.to_owned();
-        let route = match (method.to_ascii_uppercase().as_str(), segments.as_slice()) {
-            ("POST", ["service-instances", id, "backups"]) => Route::CreateBackup { service_instance_id: owned(id) },
-            ("GET", ["service-instances", id, "backups"]) => Route::ListBackups { service_instance_id: owned(id) },
-            ("GET", ["backups", id]) => Route::GetBackup { backup_id: owned(id) },
-            ("PATCH", ["backups", id, "retention"]) => Route::ChangeRetention { backup_id: owned(id) },
-            ("POST", ["backups", id, "restores"]) => Route::CreateRestore { backup_id: owned(id) },
-            ("GET", ["restores", id]) => Route::GetRestore { restore_id: owned(id) },
-            ("GET", ["jobs"]) => Route::ListJobs,
-            ("POST", ["jobs", id, "cancel"]) => Route::CancelJob { job_id: owned(id) },
-            ("GET", ["service-instances", id, "capacity"]) => Route::Capacity { service_instance_id: owned(id) },
-            ("POST", ["policies"]) => Route::CreatePolicy,
-            ("GET", ["policies"]) => Route::ListPolicies,
-            ("GET", ["policies", id]) => Route::GetPolicy { policy_id: owned(id) },
-            ("PUT", ["policies", id]) => Route::UpdatePolicy { policy_id: owned(id) },
-            ("DELETE", ["policies", id]) => Route::DeletePolicy { policy_id: owned(id) },
-            ("POST", ["policies", id, "suspend"]) => Route::SuspendPolicy { policy_id: owned(id) },
-            ("POST", ["policies", id, "resume"]) => Route::ResumePolicy { policy_id: owned(id) },
-            ("POST", ["policies", id, "targets"]) => Route::ChangeTargets { policy_id: owned(id) },
-            _ => return Err(Error::not_found("route", format!("{method} {path}"))),
-        };
-        Ok(route)
-    }
-}
-
-impl HttpRequest {
-    pub fn route(&self) -> Result<Route, Error> {
-        Route::parse(&self.request_context.http.method, &self.raw_path)
-    }
-
-    /// The JSON body as `T`; an empty body reads as `{}`. Unknown fields, wrong types and
-    /// malformed JSON are 400s naming what is wrong.
-    pub fn json_body<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        let raw = self.body.clone().unwrap_or_default();
-        let text = if self.is_base64_encoded {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(raw.trim())
-                .map_err(|e| Error::bad_request("MalformedBody", format!("body is not valid base64: {e}")))?;
-            String::from_utf8(bytes).map_err(|_| Error::bad_request("MalformedBody", "body is not UTF-8"))?
+/// Server-side failures are logged here, with their cause chain, once; refusals as warnings.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = self.body();
+        if status.is_server_error() {
+            error!(status = status.as_u16(), code = body.error, causes = ?causes(&self.0), "{}", body.message);
         } else {
-            raw
-        };
-        let text = if text.trim().is_empty() { "{}" } else { text.as_str() };
-        serde_json::from_str(text).map_err(|e| {
-            let code = if e.is_syntax() || e.is_eof() { "MalformedJson" } else { "InvalidRequest" };
-            Error::bad_request(code, format!("request body: {e}"))
-        })
+            warn!(status = status.as_u16(), code = body.error, "{}", body.message);
+        }
+        (status, Json(body)).into_response()
     }
+}
 
-    /// A query-string parameter.
-    pub fn query(&self, name: &str) -> Option<&str> {
-        self.query_string_parameters.get(name).map(String::as_str).filter(|v| !v.is_empty())
+/// The messages of an error's sources, outermost first.
+pub fn causes(error: &dyn std::error::Error) -> Vec<String> {
+    std::iter::successors(error.source(), |e| e.source()).map(ToString::to_string).collect()
+}
+
+/// The longest user value (in quotes) an error message repeats in full.
+pub const ECHO_LIMIT: usize = 100;
+/// The longest message an error answer carries, whatever it quotes.
+pub const MESSAGE_LIMIT: usize = 1_000;
+
+/// An error message with every quoted value (`'…'`, `` `…` `` or `"…"`) longer than
+/// [`ECHO_LIMIT`] characters cut there with an ellipsis, and the whole cut at
+/// [`MESSAGE_LIMIT`]. The domain quotes what it was given ("client_token: '…' must be…"); a
+/// 6 MB token must not come back as a 6 MB answer or log line.
+pub fn cap_echoes(message: &str) -> Cow<'_, str> {
+    let too_long = |s: &str| s.chars().nth(ECHO_LIMIT).is_some();
+    if !too_long(message) {
+        return Cow::Borrowed(message);
     }
+    let mut capped = String::new();
+    let mut rest = message;
+    while let Some(open) = rest.find(['\'', '`', '"']) {
+        let quote = rest[open..].chars().next().unwrap_or('\'');
+        let inner_start = open + quote.len_utf8();
+        let Some(len) = rest[inner_start..].find(quote) else { break };
+        let quoted = &rest[inner_start..inner_start + len];
+        capped.push_str(&rest[..inner_start]);
+        if too_long(quoted) {
+            capped.extend(quoted.chars().take(ECHO_LIMIT));
+            capped.push('…');
+        } else {
+            capped.push_str(quoted);
+        }
+        capped.push(quote);
+        rest = &rest[inner_start + len + quote.len_utf8()..];
+    }
+    capped.push_str(rest);
+    if capped.chars().nth(MESSAGE_LIMIT).is_some() {
+        capped = capped.chars().take(MESSAGE_LIMIT).collect();
+        capped.push('…');
+    }
+    Cow::Owned(capped)
+}
 
-    /// `limit` (1–100, default 20) and `next_token` of a listing.
-    pub fn page(&self) -> Result<(usize, Option<Cursor>), Error> {
-        let limit = match self.query_string_parameters.get("limit") {
+/// A JSON request body read as `T` by axum's `Json`: an empty body reads as `{}`, and no
+/// content type is required (clients of the SPEC send bare bodies). Malformed JSON is a 400
+/// `MalformedJson`; wrong types, missing or unknown fields a 400 `InvalidRequest`.
+#[derive(Debug, Clone)]
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| Error::bad_request("MalformedBody", format!("request body: {}", source_text(&e))))?;
+        let bytes = if bytes.trim_ascii().is_empty() { Bytes::from_static(b"{}") } else { bytes };
+        match Json::<T>::from_bytes(&bytes) {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let code = match rejection {
+                    JsonRejection::JsonSyntaxError(_) => "MalformedJson",
+                    _ => "InvalidRequest",
+                };
+                Err(Error::bad_request(code, format!("request body: {}", json_cause(&rejection))).into())
+            }
+        }
+    }
+}
+
+/// The query string read as `T` by axum's `Query`; a string it cannot read is a 400
+/// `InvalidRequest`. Fields that need checking beyond that are read as strings and checked
+/// where they are used (`limit` → `InvalidLimit`, `status` → `InvalidStatus`, …).
+#[derive(Debug, Clone)]
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Self(q.0))
+            .map_err(|e| refused("query string", &e))
+    }
+}
+
+/// The path's parameters read as `T` by axum's `Path` (percent-decoded); one that does not
+/// decode is a 400 `InvalidRequest`.
+#[derive(Debug, Clone)]
+pub struct PathParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Self(p.0))
+            .map_err(|e| refused("path", &e))
+    }
+}
+
+/// What is wrong with a JSON body, in serde_json's words. (axum's `Json` puts the field's
+/// path in front, which for an unknown field only repeats the field.)
+fn json_cause(rejection: &JsonRejection) -> String {
+    let Some(cause) = std::error::Error::source(rejection).and_then(std::error::Error::source) else {
+        return rejection.to_string();
+    };
+    match cause.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>() {
+        Some(located) => located.inner().to_string(),
+        None => cause.to_string(),
+    }
+}
+
+/// A 400 `InvalidRequest` for the part of the request an extractor could not read.
+fn refused(part: &str, rejection: &dyn std::error::Error) -> ApiError {
+    Error::bad_request("InvalidRequest", format!("{part}: {}", source_text(rejection))).into()
+}
+
+/// What an extractor's rejection says about the input, without axum's preamble
+/// ("Failed to deserialize the query string: …").
+fn source_text(rejection: &dyn std::error::Error) -> String {
+    rejection.source().map_or_else(|| rejection.to_string(), ToString::to_string)
+}
+
+/// The id of a route's path: one type per kind of id, each both the extractor's target
+/// (`PathParams<BackupId>`) and the parameter's description.
+macro_rules! path_id {
+    ($(#[doc = $doc:literal])* $name:ident($param:literal, example = $example:literal)) => {
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, Deserialize, IntoParams)]
+        #[into_params(names($param), parameter_in = Path)]
+        pub struct $name(
+            $(#[doc = $doc])*
+            #[param(value_type = crate::openapi::schema::Identifier, example = $example)]
+            pub String,
+        );
+    };
+}
+
+path_id! {
+    /// The service instance id (the value of the `service-instance-id` tag).
+    ServiceInstanceId("id", example = "si-demo")
+}
+path_id! {
+    /// A backup point's id.
+    BackupId("backup_id", example = "bk-3f9c2a7d41e84b0c9a15")
+}
+path_id! {
+    /// A restore's id.
+    RestoreId("restore_id", example = "rs-8d21f0c7b34a4e6f9102")
+}
+path_id! {
+    /// A backup (`bk-…`), replication (`rp-…`), restore (`rs-…`) or expiry (`ex-…`) job id.
+    JobId("job_id", example = "bk-3f9c2a7d41e84b0c9a15")
+}
+path_id! {
+    /// The policy id.
+    PolicyId("id", example = "pl-5a0e7c91d2b34f68a0c4")
+}
+
+/// `limit` and `next_token` of a listing. `limit` is read as text so that a bad one is
+/// refused with its own code.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Most items in a page.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]
+    pub limit: Option<String>,
+    /// The `next_token` of the previous page.
+    pub next_token: Option<String>,
+}
+
+impl PageQuery {
+    /// The limit (1–100, default 20) and the cursor.
+    pub fn page(&self) -> Result<(usize, Option<Cursor>), ApiError> {
+        let limit = match &self.limit {
             None => 20,
             Some(v) => v
                 .parse::<usize>()
@@ -182,87 +286,50 @@ impl HttpRequest {
                 .filter(|n| (1..=100).contains(n))
                 .ok_or_else(|| Error::bad_request("InvalidLimit", format!("limit: '{v}' is not 1 to 100")))?,
         };
-        Ok((limit, self.query_string_parameters.get("next_token").map(|token| Cursor::from_token(token))))
+        Ok((limit, self.next_token.as_deref().map(Cursor::from_token)))
     }
 }
 
-/// The HTTP status of each error, in one place.
-pub fn status_of(error: &Error) -> u16 {
-    match error {
-        Error::BadRequest { .. } => 400,
-        Error::NotFound { .. } => 404,
-        Error::Conflict { .. } => 409,
-        Error::Store(_) => 503,
-        Error::Cloud(e) if e.is_retryable() => 503,
-        Error::Cloud(_) => 502,
+/// A page of a listing, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `next_token` for the next page; null on the last page.
+    pub next_token: Option<String>,
+}
+
+impl<T> From<(Vec<T>, Option<Cursor>)> for Page<T> {
+    fn from((items, next_cursor): (Vec<T>, Option<Cursor>)) -> Self {
+        Self { items, next_token: next_cursor.map(|cursor| cursor.token().to_owned()) }
     }
 }
 
-/// The machine-readable code of each error.
-pub fn code_of(error: &Error) -> &'static str {
-    match error {
-        Error::BadRequest { code, .. } | Error::Conflict { code, .. } => code,
-        Error::NotFound { .. } => "NotFound",
-        Error::Store(_) => "MetadataSyncFailed",
-        Error::Cloud(_) => "CloudError",
-    }
+/// A function's router: its own routes, and a JSON 404 for everything else, including a
+/// known path with another method (the route of another function, or of none).
+///
+/// Each HTTP function serves only its own routes, not the whole API: its IAM role grants
+/// exactly what those routes reach, so a request routed to the wrong function is a clear
+/// 404 rather than an access error half way through, and each binary carries only its
+/// handlers. API Gateway (template.yaml) and `cargo lambda watch` (Cargo.toml) send each
+/// route to its function; tests keep both in step with these routers.
+pub fn router(routes: Routes, app: Arc<Snapnest>) -> Router {
+    let (router, _) = routes.split_for_parts();
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        // Lambda hands over the whole body (at most 6 MB) already read; axum's 2 MB default
+        // would only turn a large body the domain refuses with a clear 400 into another error.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(app)
 }
 
-/// `{"error": <code>, "message": <for a person>}` with the error's status. Server-side
-/// failures are logged here, once.
-pub fn error_response(error: &Error) -> HttpResponse {
-    let status = status_of(error);
-    if status >= 500 {
-        error!(error = %error, source = ?std::error::Error::source(error), "request failed");
-    } else {
-        warn!(status, code = code_of(error), message = %error, "request refused");
-    }
-    HttpResponse::json(status, &json!({ "error": code_of(error), "message": error.to_string() }))
-}
-
-/// A handler outcome as a response.
-pub fn respond<T: Serialize>(success_status: u16, outcome: Result<T, Error>) -> HttpResponse {
-    match outcome {
-        Ok(body) => HttpResponse::json(success_status, &body),
-        Err(e) => error_response(&e),
-    }
-}
-
-/// Records as the API shows them.
-pub fn page_body<T: Serialize>(items: Vec<T>, next_token: Option<Cursor>) -> Value {
-    json!({ "items": items, "next_token": next_token })
+async fn not_found(request: Request) -> ApiError {
+    Error::not_found("route", format!("{} {}", request.method(), request.uri().path())).into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn request(method: &str, path: &str, body: Option<&str>) -> HttpRequest {
-        serde_json::from_value(json!({
-            "rawPath": path,
-            "requestContext": {"http": {"method": method}},
-            "body": body,
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn every_declared_route_parses_and_others_are_404() {
-        for (method, template) in ROUTES {
-            let path = template
-                .replace("{id}", "si-1")
-                .replace("{backup_id}", "bk-1")
-                .replace("{restore_id}", "rs-1")
-                .replace("{job_id}", "bk-1");
-            assert!(Route::parse(method, &path).is_ok(), "{method} {path}");
-        }
-        assert_eq!(
-            Route::parse("POST", "/service-instances/si-1/backups/").unwrap(),
-            Route::CreateBackup { service_instance_id: "si-1".into() }
-        );
-        let missing = Route::parse("DELETE", "/backups/bk-1").unwrap_err();
-        assert_eq!(status_of(&missing), 404);
-    }
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -271,19 +338,54 @@ mod tests {
         n: Option<u32>,
     }
 
-    #[test]
-    fn bodies_reject_unknown_fields_and_bad_json_with_400() {
-        for bad in ["{\"x\": 1}", "{\"n\": -1}", "{\"n\": ", "[]"] {
-            let e = request("POST", "/", Some(bad)).json_body::<Body>().unwrap_err();
-            assert_eq!(status_of(&e), 400, "{bad}");
-            let response = error_response(&e);
-            assert_eq!(response.status_code, 400);
-            assert!(response.body_json()["message"].as_str().unwrap().contains("request body"));
+    async fn read(body: &str) -> Result<Body, ApiError> {
+        let request = Request::builder().body(axum::body::Body::from(body.to_owned())).unwrap();
+        JsonBody::<Body>::from_request(request, &()).await.map(|b| b.0)
+    }
+
+    #[tokio::test]
+    async fn bodies_reject_unknown_fields_and_bad_json_with_400() {
+        for (bad, code) in [
+            ("{\"x\": 1}", "InvalidRequest"),
+            ("{\"n\": -1}", "InvalidRequest"),
+            ("{\"n\": ", "MalformedJson"),
+            ("[]", "InvalidRequest"),
+        ] {
+            let e = read(bad).await.unwrap_err();
+            assert_eq!((e.status(), e.code()), (StatusCode::BAD_REQUEST, code), "{bad}");
+            assert!(e.body().message.starts_with("request body: "), "{bad}: {}", e.body().message);
         }
-        assert!(request("POST", "/", None).json_body::<Body>().is_ok());
-        let encoded = base64::engine::general_purpose::STANDARD.encode("{\"n\": 3}");
-        let mut r = request("POST", "/", Some(&encoded));
-        r.is_base64_encoded = true;
-        assert_eq!(r.json_body::<Body>().unwrap().n, Some(3));
+        assert!(read("").await.unwrap().n.is_none());
+        assert!(read(" \n").await.is_ok());
+        assert_eq!(read("{\"n\": 3}").await.unwrap().n, Some(3));
+        let unknown = read("{\"x\": 1}").await.unwrap_err().body().message;
+        assert_eq!(unknown, "request body: unknown field `x`, expected `n` at line 1 column 4");
+    }
+
+    #[test]
+    fn pages_default_to_20_and_refuse_other_limits() {
+        let page = |limit: Option<&str>| PageQuery { limit: limit.map(str::to_owned), next_token: None };
+        assert_eq!(page(None).page().unwrap().0, 20);
+        assert_eq!(page(Some("100")).page().unwrap().0, 100);
+        for bad in ["0", "101", "ten", ""] {
+            assert_eq!(page(Some(bad)).page().unwrap_err().code(), "InvalidLimit", "{bad}");
+        }
+    }
+
+    #[test]
+    fn long_quoted_values_are_capped_in_messages() {
+        let short = "client_token: 'has space' must be 1 to 128 letters";
+        assert_eq!(cap_echoes(short), short);
+        let token = "x".repeat(6 << 20);
+        let message = format!("client_token: '{token}' must be 1 to 128 letters, digits, '-', '_' or '.'");
+        let capped = cap_echoes(&message);
+        assert_eq!(
+            capped,
+            format!("client_token: '{}…' must be 1 to 128 letters, digits, '-', '_' or '.'", "x".repeat(ECHO_LIMIT))
+        );
+        let unquoted = "y ".repeat(10_000);
+        assert_eq!(cap_echoes(&unquoted).chars().count(), MESSAGE_LIMIT + 1);
+        let serde = format!("request body: unknown field `{token}`, expected `n` at line 1 column 9");
+        assert!(cap_echoes(&serde).ends_with("…`, expected `n` at line 1 column 9"));
     }
 }

@@ -1,6 +1,8 @@
 //! snapnest's Lambda edge: the configuration read at cold start, the wiring of the adapters
-//! it names ([`runtime::build`]), the Lambda event loop, and the HTTP API ([`api`]).
+//! it names ([`runtime::build`]), the HTTP API on axum ([`api`]) and its OpenAPI description
+//! ([`openapi`]).
 
 pub mod api;
 pub mod config;
+pub mod openapi;
 pub mod runtime;

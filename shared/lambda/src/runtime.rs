@@ -1,12 +1,11 @@
-//! Process wiring shared by every function binary: structured logging, the service built
-//! once from the environment at cold start, and the Lambda event loop with errors turned
-//! into Retryable / NonRetryable diagnostics.
+//! Process wiring shared by every function binary: logging through the Lambda runtime's
+//! subscriber, the service built once from the environment at cold start ([`init`]), and
+//! scheduled runs' errors as Retryable / NonRetryable diagnostics.
 
-use std::future::Future;
 use std::sync::Arc;
 
-use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
-use serde_json::Value;
+use lambda_runtime::Diagnostic;
+use tracing::error;
 
 use snapnest_core::clock::SystemClock;
 use snapnest_core::cloud::CloudProvider;
@@ -16,57 +15,53 @@ use snapnest_local::embedded::EmbeddedStore;
 use snapnest_local::retry::RetryingProvider;
 use snapnest_local::simulated::{SimSettings, SimulatedCloud};
 
-use crate::api::HttpRequest;
+use crate::api::causes;
 use crate::config::{CloudKind, Config, StoreKind};
 
-/// What a function was invoked with.
-#[derive(Debug)]
-pub enum Invocation {
-    /// An API Gateway HTTP API (or function URL) request.
-    Http(Box<HttpRequest>),
-    /// An EventBridge schedule, or any other event without an HTTP shape.
-    Scheduled(Value),
-}
+/// What an EventBridge schedule invokes the scheduled functions with.
+pub type ScheduledEvent = aws_lambda_events::cloudwatch_events::CloudWatchEvent;
 
-impl Invocation {
-    pub fn classify(event: Value) -> Result<Invocation, Error> {
-        if event.get("requestContext").and_then(|c| c.get("http")).is_some() {
-            let request = serde_json::from_value(event)
-                .map_err(|e| Error::bad_request("MalformedEvent", format!("HTTP event: {e}")))?;
-            Ok(Invocation::Http(Box::new(request)))
-        } else {
-            Ok(Invocation::Scheduled(event))
-        }
-    }
-}
-
-/// A failed scheduled invocation, as Lambda sees it: the type says whether an asynchronous
-/// retry can help (`Retryable`) or the event should go to the failure destination.
+/// A failed scheduled run, as Lambda sees it: the type says whether an asynchronous retry
+/// can help (`Retryable`) or the event should go to the failure destination, and the
+/// message carries the cause chain, which the failure destination's record keeps.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
 pub struct HandlerError(#[from] pub Error);
 
+/// The runtime converts a handler's error once per failed invocation: the one place it is
+/// logged.
 impl From<HandlerError> for Diagnostic {
     fn from(e: HandlerError) -> Self {
-        let kind = if e.0.is_retryable() { "Retryable" } else { "NonRetryable" };
-        Diagnostic { error_type: kind.to_owned(), error_message: e.0.to_string() }
+        let retryable = e.0.is_retryable();
+        let causes = causes(&e.0);
+        error!(retryable, causes = ?causes, "scheduled run failed: {}", e.0);
+        let error_message = std::iter::once(e.0.to_string()).chain(causes).collect::<Vec<_>>().join(": ");
+        Diagnostic { error_type: if retryable { "Retryable" } else { "NonRetryable" }.to_owned(), error_message }
     }
 }
 
-/// JSON logs when `AWS_LAMBDA_LOG_FORMAT=JSON` (set in the template) or
-/// `SNAPNEST_LOG_FORMAT=json`; readable text otherwise. Level from `RUST_LOG` (default info).
+/// Logs through the Lambda runtime's subscriber: the level from `AWS_LAMBDA_LOG_LEVEL`
+/// (or `RUST_LOG`, default INFO), JSON lines when `AWS_LAMBDA_LOG_FORMAT=JSON` (the
+/// template's LoggingConfig sets it) or, for local runs, `SNAPNEST_LOG_FORMAT=json`.
+/// Logs go to stderr so that stdout carries only data: the demo's records and the
+/// embedded-metric lines CloudWatch reads.
 pub fn init_tracing() {
-    let json = ["AWS_LAMBDA_LOG_FORMAT", "SNAPNEST_LOG_FORMAT"]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|f| f.eq_ignore_ascii_case("json")));
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().with_current_span(false).without_time().try_init()
-    } else {
-        builder.with_target(false).try_init()
-    };
+    let local_json = std::env::var("SNAPNEST_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    if local_json && std::env::var_os("AWS_LAMBDA_LOG_FORMAT").is_none() {
+        // The runtime's subscriber reads only Lambda's variable. Called first thing in
+        // `main`, before anything else reads the environment.
+        std::env::set_var("AWS_LAMBDA_LOG_FORMAT", "JSON");
+    }
+    lambda_runtime::tracing::init_default_subscriber_with_writer(std::io::stderr);
+}
+
+/// A function's cold start: logging, the configuration (a bad value fails init with a
+/// message naming the variable), and the service, built once for every invocation.
+pub async fn init() -> Result<Arc<Snapnest>, lambda_runtime::Error> {
+    init_tracing();
+    let config = Config::from_env().inspect_err(|e| error!(variable = e.variable, "bad configuration: {e}"))?;
+    let app = build(&config).await.inspect_err(|e| error!("cannot build the service: {e:#}"))?;
+    Ok(Arc::new(app))
 }
 
 /// Builds the service from a configuration: the store and the cloud it names, on the
@@ -104,18 +99,23 @@ pub async fn build(config: &Config) -> anyhow::Result<Snapnest> {
     Ok(Snapnest::new(store, clouds, Arc::new(SystemClock), settings))
 }
 
-/// The whole of a function's `main`: logging, the service from the environment, the event loop.
-pub async fn serve<H, F>(handler: H) -> Result<(), lambda_runtime::Error>
-where
-    H: Fn(Arc<Snapnest>, Value) -> F + Clone + Send + 'static,
-    F: Future<Output = Result<Value, HandlerError>> + Send,
-{
-    init_tracing();
-    let config = Config::from_env()?;
-    let app = Arc::new(build(&config).await?);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let (app, handler) = (app.clone(), handler.clone());
-        async move { handler(app, event.payload).await }
-    }))
-    .await
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use snapnest_core::store::StoreError;
+
+    #[test]
+    fn a_failed_run_carries_its_causes_and_whether_a_retry_can_help() {
+        let unavailable = Error::Store(StoreError::Unavailable("ProvisionedThroughputExceeded".into()));
+        let diagnostic = Diagnostic::from(HandlerError(unavailable));
+        assert_eq!(diagnostic.error_type, "Retryable");
+        assert_eq!(
+            diagnostic.error_message,
+            "Failed to synchronize metadata.: store unavailable: ProvisionedThroughputExceeded"
+        );
+        let refused = Error::bad_request("NoDestinationRegion", "No destination region is specified.");
+        let diagnostic = Diagnostic::from(HandlerError(refused));
+        assert_eq!(diagnostic.error_type, "NonRetryable");
+        assert_eq!(diagnostic.error_message, "No destination region is specified.");
+    }
 }

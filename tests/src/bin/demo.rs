@@ -1,13 +1,13 @@
 //! The one-command demo: backs up the demo service instance `si-demo`, polls it to
-//! success, restores it in place and prints both records — by calling the functions'
-//! own handlers with the events in `events/`, on the embedded store and simulated cloud
-//! in `SNAPNEST_DATA_DIR` (default `.snapnest`).
+//! success, restores it in place and prints both records — by sending the events in
+//! `events/` to the functions' own routers and handlers, on the embedded store and simulated
+//! cloud in `SNAPNEST_DATA_DIR` (default `.snapnest`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use snapnest_e2e::{event, http_answer, http_event};
+use snapnest_e2e::{call, event, http_event, scheduled_event};
 use snapnest_lambda::config::Config;
 
 #[tokio::main]
@@ -17,7 +17,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = Arc::new(snapnest_lambda::runtime::build(&config).await?);
     let started = Instant::now();
 
-    let (status, backup) = http_answer(&create_backup::handle(app.clone(), event("create-backup.json")).await?);
+    let (status, backup) = call(create_backup::router(app.clone()), event("create-backup.json")).await;
     if status != 202 {
         return Err(format!("create-backup answered {status}: {backup}").into());
     }
@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{}", serde_json::to_string_pretty(&backup)?);
 
     let ev = http_event("restore.json", &[("BACKUP_ID", &backup_id)], None);
-    let (status, restore) = http_answer(&restore::handle(app.clone(), ev).await?);
+    let (status, restore) = call(restore::router(app.clone()), ev).await;
     if status != 202 {
         return Err(format!("restore answered {status}: {restore}").into());
     }
@@ -59,9 +59,8 @@ async fn poll(
 ) -> Result<Value, Box<dyn std::error::Error>> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let summary = poll_status::handle(app.clone(), event("poll-status.json")).await?;
-        let (_, record) =
-            http_answer(&admin_api::handle(app.clone(), http_event(file, &[(placeholder, id)], None)).await?);
+        let summary = serde_json::to_value(poll_status::handle(app, scheduled_event("poll-status.json")).await?)?;
+        let (_, record) = call(admin_api::router(app.clone()), http_event(file, &[(placeholder, id)], None)).await;
         let status = record["status"].as_str().unwrap_or("?");
         let done =
             record["items"].as_array().map_or(0, |items| items.iter().filter(|i| i["status"] == "Succeeded").count());

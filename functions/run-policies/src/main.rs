@@ -1,0 +1,12 @@
+//! run-policies's Lambda entry point: the service is built once at cold start, then each scheduled
+//! event runs one pass.
+
+use lambda_runtime::{service_fn, LambdaEvent};
+use snapnest_lambda::runtime::{self, ScheduledEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let app = runtime::init().await?;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<ScheduledEvent>| run_policies::handle(&app, event.payload)))
+        .await
+}

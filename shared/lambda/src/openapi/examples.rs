@@ -1,0 +1,312 @@
+//! Examples of the API's answers, shared by the routes that answer them. Each is checked
+//! against its schema and read back through snapnest-core's own type by
+//! `tests/tests/openapi.rs`.
+
+use serde_json::{json, Value};
+
+/// A manual backup of one instance and the database, snapshots in progress.
+pub fn backup_started() -> Value {
+    json!({
+        "backup_id": "bk-3f9c2a7d41e84b0c9a15",
+        "service_instance_id": "si-demo",
+        "region": "us-east-1",
+        "status": "Running",
+        "trigger": "manual",
+        "policy_id": null,
+        "started_at": "2026-11-01T02:00:00Z",
+        "finished_at": null,
+        "expires_at": "2026-11-08T02:00:00Z",
+        "snapshot_bytes": 0,
+        "items": [
+            {
+                "resource_id": "vol-0a1b2c3d4e5f60001",
+                "kind": "volume",
+                "instance_id": "i-0a1b2c3d4e5f60718",
+                "device": "/dev/xvda",
+                "availability_zone": "us-east-1a",
+                "snapshot_id": "snap-0a1b2c3d4e5f61001",
+                "consistent_group": true,
+                "status": "Running",
+                "progress": 0,
+                "size_bytes": 8589934592_u64,
+                "error": null,
+                "released": false
+            },
+            {
+                "resource_id": "vol-0a1b2c3d4e5f60002",
+                "kind": "volume",
+                "instance_id": "i-0a1b2c3d4e5f60718",
+                "device": "/dev/xvdb",
+                "availability_zone": "us-east-1a",
+                "snapshot_id": "snap-0a1b2c3d4e5f61002",
+                "consistent_group": true,
+                "status": "Running",
+                "progress": 0,
+                "size_bytes": 107374182400_u64,
+                "error": null,
+                "released": false
+            },
+            {
+                "resource_id": "si-demo-mysql",
+                "kind": "database",
+                "instance_id": null,
+                "device": null,
+                "availability_zone": "us-east-1a",
+                "snapshot_id": "snapnest-bk-3f9c2a7d41e84b0c9a15-si-demo-mysql",
+                "consistent_group": false,
+                "status": "Running",
+                "progress": 0,
+                "size_bytes": 0,
+                "error": null,
+                "released": false
+            }
+        ],
+        "replication": {
+            "region": "us-west-2",
+            "status": "Pending",
+            "expires_at": "2026-12-01T02:00:00Z",
+            "items": []
+        },
+        "damaged": false,
+        "cleanup_pending": false,
+        "error": null,
+        "selection": {"instance_ids": ["i-0a1b2c3d4e5f60718"], "volume_ids": []},
+        "client_token": "first-try",
+        "start_lease_until": null,
+        "version": 2
+    })
+}
+
+/// A finished point, copied to another region.
+pub fn backup_succeeded() -> Value {
+    json!({
+        "backup_id": "bk-3f9c2a7d41e84b0c9a15",
+        "service_instance_id": "si-demo",
+        "region": "us-east-1",
+        "status": "Succeeded",
+        "trigger": "manual",
+        "policy_id": null,
+        "started_at": "2026-11-01T02:00:00Z",
+        "finished_at": "2026-11-01T02:04:12Z",
+        "expires_at": "2026-12-08T02:00:00Z",
+        "snapshot_bytes": 137438953472_u64,
+        "items": [
+            {
+                "resource_id": "vol-0a1b2c3d4e5f60001",
+                "kind": "volume",
+                "instance_id": "i-0a1b2c3d4e5f60718",
+                "device": "/dev/xvda",
+                "availability_zone": "us-east-1a",
+                "snapshot_id": "snap-0a1b2c3d4e5f61001",
+                "consistent_group": true,
+                "status": "Succeeded",
+                "progress": 100,
+                "size_bytes": 8589934592_u64,
+                "error": null,
+                "released": false
+            },
+            {
+                "resource_id": "vol-0a1b2c3d4e5f60002",
+                "kind": "volume",
+                "instance_id": "i-0a1b2c3d4e5f60718",
+                "device": "/dev/xvdb",
+                "availability_zone": "us-east-1a",
+                "snapshot_id": "snap-0a1b2c3d4e5f61002",
+                "consistent_group": true,
+                "status": "Succeeded",
+                "progress": 100,
+                "size_bytes": 107374182400_u64,
+                "error": null,
+                "released": false
+            },
+            {
+                "resource_id": "si-demo-mysql",
+                "kind": "database",
+                "instance_id": null,
+                "device": null,
+                "availability_zone": "us-east-1a",
+                "snapshot_id": "snapnest-bk-3f9c2a7d41e84b0c9a15-si-demo-mysql",
+                "consistent_group": false,
+                "status": "Succeeded",
+                "progress": 100,
+                "size_bytes": 21474836480_u64,
+                "error": null,
+                "released": false
+            }
+        ],
+        "replication": {
+            "region": "us-west-2",
+            "status": "Succeeded",
+            "expires_at": "2026-12-01T02:00:00Z",
+            "items": [
+                {
+                    "resource_id": "vol-0a1b2c3d4e5f60001",
+                    "kind": "volume",
+                    "source_snapshot_id": "snap-0a1b2c3d4e5f61001",
+                    "replica_snapshot_id": "snap-0f9e8d7c6b5a42001",
+                    "status": "Succeeded",
+                    "progress": 100,
+                    "error": null,
+                    "attempts": 0
+                },
+                {
+                    "resource_id": "vol-0a1b2c3d4e5f60002",
+                    "kind": "volume",
+                    "source_snapshot_id": "snap-0a1b2c3d4e5f61002",
+                    "replica_snapshot_id": "snap-0f9e8d7c6b5a42002",
+                    "status": "Succeeded",
+                    "progress": 100,
+                    "error": null,
+                    "attempts": 1
+                },
+                {
+                    "resource_id": "si-demo-mysql",
+                    "kind": "database",
+                    "source_snapshot_id": "snapnest-bk-3f9c2a7d41e84b0c9a15-si-demo-mysql",
+                    "replica_snapshot_id": "snapnest-bk-3f9c2a7d41e84b0c9a15-si-demo-mysql-replica",
+                    "status": "Succeeded",
+                    "progress": 100,
+                    "error": null,
+                    "attempts": 0
+                }
+            ]
+        },
+        "damaged": false,
+        "cleanup_pending": false,
+        "error": null,
+        "selection": {"instance_ids": ["i-0a1b2c3d4e5f60718"], "volume_ids": []},
+        "client_token": "first-try",
+        "start_lease_until": null,
+        "version": 9
+    })
+}
+
+/// An in-place restore taking its safety backup.
+pub fn restore_started() -> Value {
+    json!({
+        "restore_id": "rs-8d21f0c7b34a4e6f9102",
+        "backup_id": "bk-3f9c2a7d41e84b0c9a15",
+        "service_instance_id": "si-demo",
+        "mode": "in_place",
+        "region": "us-east-1",
+        "status": "Running",
+        "phase": "safety_backup",
+        "safety_backup": true,
+        "safety_backup_id": "bk-71e0b5c2a9d34f8e6c10",
+        "started_at": "2026-11-21T09:30:00Z",
+        "finished_at": null,
+        "items": [
+            {
+                "resource_id": "vol-0a1b2c3d4e5f60001",
+                "kind": "volume",
+                "snapshot_id": "snap-0a1b2c3d4e5f61001",
+                "new_resource_id": null,
+                "status": "Pending",
+                "error": null,
+                "instance_id": "i-0a1b2c3d4e5f60718",
+                "device": "/dev/xvda",
+                "availability_zone": "us-east-1a",
+                "replaced_resource_id": null,
+                "step": "not_started"
+            },
+            {
+                "resource_id": "si-demo-mysql",
+                "kind": "database",
+                "snapshot_id": "snapnest-bk-3f9c2a7d41e84b0c9a15-si-demo-mysql",
+                "new_resource_id": null,
+                "status": "Pending",
+                "error": null,
+                "instance_id": null,
+                "device": null,
+                "availability_zone": "us-east-1a",
+                "replaced_resource_id": null,
+                "step": "not_started"
+            }
+        ],
+        "stopped_instance_ids": [],
+        "error": null,
+        "client_token": "restore-2026-11-21",
+        "version": 2
+    })
+}
+
+/// A finished in-place restore.
+pub fn restore_succeeded() -> Value {
+    json!({
+        "restore_id": "rs-8d21f0c7b34a4e6f9102",
+        "backup_id": "bk-3f9c2a7d41e84b0c9a15",
+        "service_instance_id": "si-demo",
+        "mode": "in_place",
+        "region": "us-east-1",
+        "status": "Succeeded",
+        "phase": "done",
+        "safety_backup": true,
+        "safety_backup_id": "bk-71e0b5c2a9d34f8e6c10",
+        "started_at": "2026-11-21T09:30:00Z",
+        "finished_at": "2026-11-21T09:41:27Z",
+        "items": [
+            {
+                "resource_id": "vol-0a1b2c3d4e5f60001",
+                "kind": "volume",
+                "snapshot_id": "snap-0a1b2c3d4e5f61001",
+                "new_resource_id": "vol-0c3d4e5f6a7b80001",
+                "status": "Succeeded",
+                "error": null,
+                "instance_id": "i-0a1b2c3d4e5f60718",
+                "device": "/dev/xvda",
+                "availability_zone": "us-east-1a",
+                "replaced_resource_id": "vol-0a1b2c3d4e5f60001",
+                "step": "done"
+            },
+            {
+                "resource_id": "si-demo-mysql",
+                "kind": "database",
+                "snapshot_id": "snapnest-bk-3f9c2a7d41e84b0c9a15-si-demo-mysql",
+                "new_resource_id": "si-demo-mysql",
+                "status": "Succeeded",
+                "error": null,
+                "instance_id": null,
+                "device": null,
+                "availability_zone": "us-east-1a",
+                "replaced_resource_id": "si-demo-mysql-old8d21f0c7",
+                "step": "done"
+            }
+        ],
+        "stopped_instance_ids": ["i-0a1b2c3d4e5f60718"],
+        "error": null,
+        "client_token": "restore-2026-11-21",
+        "version": 14
+    })
+}
+
+/// A policy that ran its latest slot.
+pub fn policy() -> Value {
+    json!({
+        "policy_id": "pl-5a0e7c91d2b34f68a0c4",
+        "name": "nightly",
+        "state": "active",
+        "interval_hours": null,
+        "interval_days": 1,
+        "start_time": "2026-11-01T02:00:00Z",
+        "retention_days": 7,
+        "destination_region": "us-west-2",
+        "destination_retention_days": 30,
+        "targets": ["si-demo"],
+        "next_run_at": "2026-11-21T02:00:00Z",
+        "last_run": {
+            "slot": "2026-11-20T02:00:00Z",
+            "ran_at": "2026-11-20T02:00:41Z",
+            "skipped": null,
+            "targets": [
+                {
+                    "service_instance_id": "si-demo",
+                    "backup_id": "bk-9a8b7c6d5e4f40312a0b",
+                    "error": null
+                }
+            ]
+        },
+        "created_at": "2026-10-31T17:12:03Z",
+        "updated_at": "2026-11-20T02:00:41Z",
+        "version": 21
+    })
+}

@@ -1,0 +1,529 @@
+//! The shapes of the API's request and answer bodies, for the OpenAPI document.
+//!
+//! snapnest-core reads and writes these bodies (its request and record types) and stays
+//! free of any documentation dependency, so the shapes are described here, next to the
+//! routes. `tests/tests/openapi.rs` ties each one to core's serde: a request schema has
+//! exactly the fields core accepts, and every example of an answer reads as core's type and
+//! is written back by it unchanged, so a field added to or dropped from either side fails.
+
+// Fields exist to be described, never read.
+#![allow(dead_code)]
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
+
+/// A named string or integer schema: `$name` in `components.schemas`.
+macro_rules! named_schema {
+    ($(#[doc = $doc:literal])* $name:ident($inner:ty) => $build:expr) => {
+        $(#[doc = $doc])*
+        #[derive(Deserialize)]
+        pub struct $name($inner);
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                let description = [$($doc.trim()),*].join(" ");
+                let builder: ObjectBuilder = $build;
+                builder.description(Some(description)).into()
+            }
+        }
+
+        impl ToSchema for $name {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed(stringify!($name))
+            }
+        }
+    };
+}
+
+named_schema! {
+    /// 1 to 128 letters, digits, `-`, `_` or `.` (400 `InvalidIdentifier` otherwise).
+    Identifier(String) => ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[A-Za-z0-9._-]{1,128}$"))
+}
+
+named_schema! {
+    /// An AWS region name (400 `InvalidRegion` otherwise).
+    Region(String) => ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^[a-z]{2}(-gov)?-[a-z]+-[0-9]{1,2}$"))
+        .examples(["us-west-2"])
+}
+
+named_schema! {
+    /// RFC 3339, UTC.
+    Timestamp(String) => ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+        .examples(["2026-11-01T02:00:00Z"])
+}
+
+named_schema! {
+    /// Days, 1 to 65,536.
+    RetentionDays(u32) => ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(snapnest_core::validate::MAX_RETENTION_DAYS))
+}
+
+/// Of a backup point, restore, replication or job. Derived from the items: all pending →
+/// `Pending`; any pending or running → `Running`; all finished and any cancelled →
+/// `Cancelled`; failures → `PartiallyFailed` (some succeeded) or `Failed`; else `Succeeded`.
+/// `Expired`: a point whose retention ran out (its snapshots are deleted).
+#[derive(ToSchema)]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Succeeded,
+    PartiallyFailed,
+    Failed,
+    Cancelled,
+    Expired,
+}
+
+/// Of one volume or database of a backup, copy or restore.
+#[derive(ToSchema)]
+pub enum ItemStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ResourceKind {
+    Volume,
+    Database,
+}
+
+/// Why the backup was taken (`safety_backup`, by an in-place restore).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum Trigger {
+    Manual,
+    Scheduled,
+    SafetyBackup,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreMode {
+    InPlace,
+    Clone,
+    DisasterRecovery,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum RestorePhase {
+    SafetyBackup,
+    StoppingInstances,
+    Restoring,
+    StartingInstances,
+    Done,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum RestoreStep {
+    NotStarted,
+    Creating,
+    DetachingOld,
+    AttachingNew,
+    RenamingOld,
+    RenamingNew,
+    Done,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum PolicyState {
+    Active,
+    Suspended,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum JobKind {
+    Backup,
+    Restore,
+    Replication,
+    Expiry,
+}
+
+/// Body of `POST /service-instances/{id}/backups`; every field is optional.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    /// Makes the request idempotent; a retry answers the first request's record.
+    client_token: Option<Identifier>,
+    /// Only these EC2 instances (default every instance of the service instance); at most 99.
+    #[schema(max_items = 99, pattern = "^i-[A-Za-z0-9]{1,64}$")]
+    instance_ids: Option<Vec<String>>,
+    /// Only these attached volumes (default all, "Protect All Disks").
+    #[schema(pattern = "^vol-[A-Za-z0-9]{1,64}$")]
+    volume_ids: Option<Vec<String>>,
+    /// Days to keep the point (default the configured retention); not with `never_expire`.
+    retention_days: Option<RetentionDays>,
+    /// Keep the point until its retention is changed; not with `retention_days`.
+    never_expire: Option<bool>,
+    /// Copy the point to this region (not the service instance's own).
+    destination_region: Option<Region>,
+    /// Days to keep the copies (default the point's retention); needs `destination_region`.
+    destination_retention_days: Option<RetentionDays>,
+}
+
+/// Body of `POST /backups/{backup_id}/restores`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    mode: RestoreMode,
+    /// In place only, take a backup of the current state first.
+    #[schema(default = true)]
+    safety_backup: Option<bool>,
+    /// Where to restore: the point's own region for `in_place` and `clone`, the replication
+    /// region for `disaster_recovery` (the default in each case).
+    region: Option<Region>,
+    /// Makes the request idempotent; a retry answers the first request's record.
+    client_token: Option<Identifier>,
+}
+
+/// Body of `PATCH /backups/{backup_id}/retention`; exactly one of the three.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(min_properties = 1, max_properties = 1)]
+pub struct RetentionRequest {
+    /// Days to add to the current expiry.
+    extend_days: Option<RetentionDays>,
+    /// A new expiry, in the future and not before the current one.
+    expires_at: Option<Timestamp>,
+    /// Keep the point until its retention is changed again (only `true`).
+    never_expire: Option<bool>,
+}
+
+/// Body of `POST /policies` and `PUT /policies/{id}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRequest {
+    #[schema(min_length = 1, max_length = 128)]
+    name: String,
+    /// Run every N hours; exactly one of `interval_hours` and `interval_days`.
+    #[schema(minimum = 1, maximum = 8760)]
+    interval_hours: Option<u32>,
+    /// Run every N days; exactly one of `interval_hours` and `interval_days`.
+    #[schema(minimum = 1, maximum = 365)]
+    interval_days: Option<u32>,
+    /// The first slot; later slots follow every interval (default now).
+    start_time: Option<Timestamp>,
+    /// Days to keep each point.
+    retention_days: RetentionDays,
+    /// Refused (400 `PermanentRetention`) when true; instance backups need a retention.
+    never_expire: Option<bool>,
+    /// Copy each point to `destination_region`, or to the configured default region when
+    /// none is given (400 `NoDestinationRegion` when there is none).
+    replicate: Option<bool>,
+    destination_region: Option<Region>,
+    /// Days to keep the copies (default the points' retention).
+    destination_retention_days: Option<RetentionDays>,
+    /// `POST` only: service instances to attach at once.
+    targets: Option<Vec<Identifier>>,
+}
+
+/// Body of `POST /policies/{id}/targets`; at least one id in all.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetsRequest {
+    #[serde(default)]
+    attach: Vec<Identifier>,
+    #[serde(default)]
+    detach: Vec<Identifier>,
+}
+
+/// Body of `POST /jobs/{job_id}/cancel`; may be empty.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// Keep the snapshots (or copies) the job already made.
+    #[serde(default)]
+    keep_snapshots: bool,
+}
+
+// The answers: every field is always written (an absent value as null), so every property
+// is required.
+
+/// One volume or database of a backup point.
+#[derive(ToSchema)]
+pub struct BackupItem {
+    /// Volume id or DB instance identifier.
+    resource_id: String,
+    kind: ResourceKind,
+    /// The EC2 instance the volume was attached to.
+    #[schema(required = true)]
+    instance_id: Option<String>,
+    /// The device the volume was attached at (`/dev/xvda`…).
+    #[schema(required = true)]
+    device: Option<String>,
+    #[schema(required = true)]
+    availability_zone: Option<String>,
+    #[schema(required = true)]
+    snapshot_id: Option<String>,
+    /// Snapshotted in one crash-consistent group with the instance's other volumes.
+    consistent_group: bool,
+    status: ItemStatus,
+    #[schema(maximum = 100)]
+    progress: u8,
+    size_bytes: u64,
+    #[schema(required = true)]
+    error: Option<String>,
+    /// The snapshot is in use elsewhere; snapnest no longer manages its lifecycle.
+    released: bool,
+}
+
+/// The copy of one snapshot in the destination region.
+#[derive(ToSchema)]
+pub struct ReplicaItem {
+    resource_id: String,
+    kind: ResourceKind,
+    source_snapshot_id: String,
+    #[schema(required = true)]
+    replica_snapshot_id: Option<String>,
+    status: ItemStatus,
+    #[schema(maximum = 100)]
+    progress: u8,
+    #[schema(required = true)]
+    error: Option<String>,
+    /// Copy attempts that failed on a transient error.
+    attempts: u32,
+}
+
+/// The copy of a backup point in another region.
+#[derive(ToSchema)]
+pub struct Replication {
+    region: String,
+    status: JobStatus,
+    /// When the copies expire; null = never.
+    #[schema(required = true)]
+    expires_at: Option<Timestamp>,
+    items: Vec<ReplicaItem>,
+}
+
+/// What the backup was asked to cover (empty lists = everything).
+#[derive(ToSchema)]
+pub struct Selection {
+    instance_ids: Vec<String>,
+    volume_ids: Vec<String>,
+}
+
+/// A backup point.
+#[derive(ToSchema)]
+pub struct BackupRecord {
+    #[schema(example = "bk-3f9c2a7d41e84b0c9a15")]
+    backup_id: String,
+    service_instance_id: String,
+    /// The region of the resources and the snapshots.
+    region: String,
+    status: JobStatus,
+    trigger: Trigger,
+    #[schema(required = true)]
+    policy_id: Option<String>,
+    started_at: Timestamp,
+    #[schema(required = true)]
+    finished_at: Option<Timestamp>,
+    /// Null = never expires.
+    #[schema(required = true)]
+    expires_at: Option<Timestamp>,
+    /// Bytes of the succeeded snapshots, once the point finished.
+    snapshot_bytes: u64,
+    items: Vec<BackupItem>,
+    #[schema(required = true)]
+    replication: Option<Replication>,
+    /// A snapshot was deleted outside snapnest; the point cannot be fully restored.
+    damaged: bool,
+    /// Cancelled without keeping its snapshots, and not all are deleted yet.
+    cleanup_pending: bool,
+    /// Why the whole point failed when no item could say.
+    #[schema(required = true)]
+    error: Option<String>,
+    selection: Selection,
+    #[schema(required = true)]
+    client_token: Option<String>,
+    /// Set while the invocation that started the backup is still issuing snapshots.
+    #[schema(required = true)]
+    start_lease_until: Option<Timestamp>,
+    /// The record's version; every change increments it.
+    #[schema(minimum = 1)]
+    version: u64,
+}
+
+/// One volume or database of a restore.
+#[derive(ToSchema)]
+pub struct RestoreItem {
+    resource_id: String,
+    kind: ResourceKind,
+    #[schema(required = true)]
+    snapshot_id: Option<String>,
+    /// The volume or DB id holding the restored data (in place, the id now in service).
+    #[schema(required = true)]
+    new_resource_id: Option<String>,
+    status: ItemStatus,
+    #[schema(required = true)]
+    error: Option<String>,
+    #[schema(required = true)]
+    instance_id: Option<String>,
+    #[schema(required = true)]
+    device: Option<String>,
+    #[schema(required = true)]
+    availability_zone: Option<String>,
+    /// In place, the volume or database taken out of service, kept (tagged) for roll-back.
+    #[schema(required = true)]
+    replaced_resource_id: Option<String>,
+    step: RestoreStep,
+}
+
+/// A restore.
+#[derive(ToSchema)]
+pub struct RestoreRecord {
+    #[schema(example = "rs-8d21f0c7b34a4e6f9102")]
+    restore_id: String,
+    backup_id: String,
+    service_instance_id: String,
+    mode: RestoreMode,
+    /// Where the restored resources are created.
+    region: String,
+    status: JobStatus,
+    phase: RestorePhase,
+    safety_backup: bool,
+    #[schema(required = true)]
+    safety_backup_id: Option<String>,
+    started_at: Timestamp,
+    #[schema(required = true)]
+    finished_at: Option<Timestamp>,
+    items: Vec<RestoreItem>,
+    /// Instances this restore stopped and starts again.
+    stopped_instance_ids: Vec<String>,
+    #[schema(required = true)]
+    error: Option<String>,
+    #[schema(required = true)]
+    client_token: Option<String>,
+    #[schema(minimum = 1)]
+    version: u64,
+}
+
+/// What happened to one service instance in a policy run.
+#[derive(ToSchema)]
+pub struct TargetOutcome {
+    service_instance_id: String,
+    #[schema(required = true)]
+    backup_id: Option<String>,
+    #[schema(required = true)]
+    error: Option<String>,
+}
+
+/// The latest slot a policy ran (or skipped).
+#[derive(ToSchema)]
+pub struct PolicyRun {
+    slot: Timestamp,
+    ran_at: Timestamp,
+    /// Why the slot did not run ("The backup plan has been suspended.").
+    #[schema(required = true)]
+    skipped: Option<String>,
+    targets: Vec<TargetOutcome>,
+}
+
+/// A backup policy.
+#[derive(ToSchema)]
+pub struct Policy {
+    #[schema(example = "pl-5a0e7c91d2b34f68a0c4")]
+    policy_id: String,
+    name: String,
+    state: PolicyState,
+    #[schema(required = true)]
+    interval_hours: Option<u32>,
+    #[schema(required = true)]
+    interval_days: Option<u32>,
+    start_time: Timestamp,
+    retention_days: RetentionDays,
+    #[schema(required = true)]
+    destination_region: Option<String>,
+    #[schema(required = true)]
+    destination_retention_days: Option<u32>,
+    targets: Vec<String>,
+    /// The next slot (while suspended, the next one reported as skipped).
+    next_run_at: Timestamp,
+    #[schema(required = true)]
+    last_run: Option<PolicyRun>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    #[schema(minimum = 1)]
+    version: u64,
+}
+
+/// Items done of items in all.
+#[derive(ToSchema)]
+pub struct Progress {
+    done: usize,
+    total: usize,
+}
+
+/// One line of the jobs list.
+#[derive(ToSchema)]
+pub struct Job {
+    #[schema(example = "rp-3f9c2a7d41e84b0c9a15")]
+    job_id: String,
+    kind: JobKind,
+    status: JobStatus,
+    #[schema(required = true)]
+    service_instance_id: Option<String>,
+    #[schema(required = true)]
+    backup_id: Option<String>,
+    started_at: Timestamp,
+    #[schema(required = true)]
+    finished_at: Option<Timestamp>,
+    /// Replication jobs, the destination region; restore jobs, where the restore runs.
+    #[schema(required = true)]
+    region: Option<String>,
+    progress: Progress,
+}
+
+/// Snapshot storage of a service instance.
+#[derive(ToSchema)]
+pub struct Capacity {
+    service_instance_id: String,
+    /// Bytes of the snapshots of every point that still holds them.
+    snapshot_bytes: u64,
+    /// Points that still hold snapshots (Succeeded or PartiallyFailed, not expired).
+    backup_points: usize,
+    /// Bytes of the copies in other regions.
+    replica_bytes: u64,
+}
+
+/// A page of backup records, newest first.
+#[derive(ToSchema)]
+pub struct BackupPage {
+    items: Vec<BackupRecord>,
+    /// Pass as `next_token` for the next page; null on the last page.
+    #[schema(required = true)]
+    next_token: Option<String>,
+}
+
+/// A page of jobs, newest first.
+#[derive(ToSchema)]
+pub struct JobPage {
+    items: Vec<Job>,
+    /// Pass as `next_token` for the next page; null on the last page.
+    #[schema(required = true)]
+    next_token: Option<String>,
+}
+
+/// A page of policies, newest first.
+#[derive(ToSchema)]
+pub struct PolicyPage {
+    items: Vec<Policy>,
+    /// Pass as `next_token` for the next page; null on the last page.
+    #[schema(required = true)]
+    next_token: Option<String>,
+}
