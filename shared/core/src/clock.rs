@@ -2,7 +2,8 @@
 //! and hand that instant to the pure lifecycles, so a lifecycle is a function of its inputs
 //! and tests can move time forward without sleeping.
 
-use crate::model::Timestamp;
+/// An instant, to the nanosecond, in UTC.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;
 
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;

@@ -2,7 +2,7 @@
 //! the Lambda edge (`snapnest_lambda::api`) maps them to HTTP status codes in one place.
 
 use crate::cloud::CloudError;
-use crate::status::IllegalTransition;
+use crate::status::{IllegalTransition, JobStatus};
 use crate::store::StoreError;
 
 /// What went wrong, in terms a caller can act on.
@@ -36,6 +36,11 @@ impl Error {
 
     pub fn not_found(what: &'static str, id: impl Into<String>) -> Self {
         Self::NotFound { what, id: id.into() }
+    }
+
+    /// The 409 of a cancel that comes after the job ended.
+    pub fn not_running(id: &str, status: JobStatus) -> Self {
+        Self::conflict("JobNotRunning", format!("job {id} is {} and cannot be cancelled", status.as_str()))
     }
 
     /// Whether an asynchronous invocation should be retried by Lambda.

@@ -12,12 +12,12 @@ use tracing::{info, instrument};
 
 use crate::backup::BackupService;
 use crate::error::{Error, Result};
-use crate::ids::{BackupId, ExpiryRunId, JobId};
+use crate::ids::{BackupId, JobId};
 use crate::model::{BackupRecord, RestoreRecord, Timestamp};
-use crate::records::{Records, StoredRecord};
+use crate::records::Records;
 use crate::replication::ReplicationService;
 use crate::restore::RestoreService;
-use crate::retention::ExpirySummary;
+use crate::retention::ExpiryRun;
 use crate::status::{ItemStatus, JobStatus};
 use crate::store::{Collection, Cursor, Document};
 use crate::validate;
@@ -67,39 +67,6 @@ pub struct Job {
 pub struct Progress {
     pub done: usize,
     pub total: usize,
-}
-
-/// A record of one expire-retention run that had something to do.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ExpiryRun {
-    pub run_id: ExpiryRunId,
-    pub status: JobStatus,
-    pub started_at: Timestamp,
-    pub finished_at: Timestamp,
-    pub summary: ExpirySummary,
-    pub version: u64,
-}
-
-const EXPIRY_OWNER: &str = "expiry";
-
-impl StoredRecord for ExpiryRun {
-    const COLLECTION: Collection = Collection::ExpiryRuns;
-    const WHAT: &'static str = "expiry run";
-    fn id(&self) -> &str {
-        &self.run_id
-    }
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn set_version(&mut self, version: u64) {
-        self.version = version;
-    }
-    fn owner(&self) -> &str {
-        EXPIRY_OWNER
-    }
-    fn created_at(&self) -> Timestamp {
-        self.started_at
-    }
 }
 
 /// Body of `POST /jobs/{job_id}/cancel`.
@@ -355,9 +322,4 @@ impl Jobs {
             }
         }
     }
-}
-
-/// The 409 of a cancel that comes after the job ended.
-pub(crate) fn not_running(id: &str, status: JobStatus) -> Error {
-    Error::conflict("JobNotRunning", format!("job {id} is {} and cannot be cancelled", status.as_str()))
 }

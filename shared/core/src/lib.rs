@@ -18,6 +18,7 @@ pub mod records;
 pub mod replication;
 pub mod restore;
 pub mod retention;
+pub mod snapshots;
 pub mod status;
 pub mod store;
 pub mod validate;

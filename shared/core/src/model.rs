@@ -6,14 +6,13 @@
 //! [`crate::backup`], [`crate::restore`], [`crate::retention`] and [`crate::replication`] change them,
 //! [`crate::records`] stores them.
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{BackupId, PolicyId, RestoreId};
-use crate::records::StoredRows;
 use crate::status::{aggregate, ItemStatus, JobStatus};
+use crate::store::StoredRows;
 
-pub type Timestamp = DateTime<Utc>;
+pub use crate::clock::Timestamp;
 
 /// What a backup item protects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -301,6 +300,7 @@ impl RestoreRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
 
     fn record(items: &[ItemStatus]) -> BackupRecord {
         crate::fixtures::backup_point(

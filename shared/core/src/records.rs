@@ -5,7 +5,6 @@
 //! holds (one running backup per service instance; one in-place restore per service
 //! instance). Every save is a conditional write on the version that was read.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -14,7 +13,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::model::{BackupRecord, RestoreMode, RestorePhase, RestoreRecord, Timestamp};
-use crate::store::{Collection, Cursor, Document, Row, Store, StoreError};
+use crate::store::{Collection, Cursor, Document, Row, Store, StoreError, StoredRows};
 
 /// A record kept in the store.
 pub trait StoredRecord: Serialize + DeserializeOwned + Send + Sync {
@@ -53,18 +52,6 @@ pub trait StoredRecord: Serialize + DeserializeOwned + Send + Sync {
 pub struct RowList {
     pub prefix: &'static str,
     pub path: &'static [&'static str],
-}
-
-/// The rows a record was read from, by key: their versions and bodies, so a save writes
-/// only the rows that changed, each conditional on the version it was read at. Not part of
-/// what a record is: two records are equal whatever rows they were read from.
-#[derive(Debug, Clone, Default)]
-pub struct StoredRows(BTreeMap<String, (u64, Value)>);
-
-impl PartialEq for StoredRows {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
 }
 
 fn row_key(prefix: &str, index: usize) -> String {

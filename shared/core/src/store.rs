@@ -10,7 +10,9 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::model::Timestamp;
+use std::collections::BTreeMap;
+
+use crate::clock::Timestamp;
 
 /// A kind of record, each in its own key space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -111,6 +113,18 @@ impl Cursor {
             return Err(StoreError::BadCursor);
         }
         Ok((ms, id.to_owned()))
+    }
+}
+
+/// The rows a record was read from, by key: their versions and bodies, so a save writes
+/// only the rows that changed, each conditional on the version it was read at. Not part of
+/// what a record is: two records are equal whatever rows they were read from.
+#[derive(Debug, Clone, Default)]
+pub struct StoredRows(pub(crate) BTreeMap<String, (u64, Value)>);
+
+impl PartialEq for StoredRows {
+    fn eq(&self, _: &Self) -> bool {
+        true
     }
 }
 

@@ -16,6 +16,7 @@ use chrono::Duration;
 
 use crate::cloud::{CloudError, SnapshotState, SnapshotStatus, StartedSnapshot, VolumeSelection};
 use crate::model::{BackupItem, BackupRecord, ResourceKind, Timestamp};
+use crate::snapshots::db_snapshot_name;
 use crate::status::{aggregate, IllegalTransition, ItemStatus, JobStatus};
 
 /// How long the invocation that creates a backup may take to issue its snapshots before
@@ -82,17 +83,6 @@ pub fn plan_snapshot_calls(record: &mut BackupRecord, found: &[StartedSnapshot])
         SnapshotCall::Group { instance_id, volumes, positions }
     });
     groups.chain(calls).collect()
-}
-
-/// The RDS snapshot identifier of a database in a backup: deterministic, so a retried
-/// `CreateDBSnapshot` meets the first one. RDS wants letters, digits and single hyphens.
-pub fn db_snapshot_name(backup_id: &str, db_id: &str) -> String {
-    let mut name = format!("snapnest-{backup_id}-{db_id}");
-    name.retain(|c| c.is_ascii_alphanumeric() || c == '-');
-    while name.contains("--") {
-        name = name.replace("--", "-");
-    }
-    name.trim_end_matches('-').chars().take(255).collect()
 }
 
 /// What one instance's group call answered. A volume attached since discovery is part of
@@ -424,12 +414,5 @@ mod tests {
         // WHEN one ends after it THEN the clean-up is over
         cleanup_pass_done(&mut record, now + start_lease() * 2);
         assert!(!record.cleanup_pending);
-    }
-
-    #[test]
-    fn db_snapshot_names_are_valid_rds_identifiers() {
-        assert_eq!(db_snapshot_name("bk-1", "orders--db_x"), "snapnest-bk-1-orders-dbx");
-        assert!(db_snapshot_name("bk", &"a".repeat(300)).len() <= 255);
-        assert!(!db_snapshot_name("bk", "db-").ends_with('-'));
     }
 }

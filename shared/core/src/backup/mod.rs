@@ -10,25 +10,23 @@
 pub mod lifecycle;
 pub mod request;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tracing::{info, instrument, warn};
 
 use crate::clock::Clock;
-use crate::cloud::{tag, Cloud, CloudError, CloudProvider, DeleteOutcome, SnapshotStatus};
+use crate::cloud::{tag, Cloud, CloudError, CloudProvider, DeleteOutcome};
 use crate::error::{Error, Result};
 use crate::ids::BackupId;
 use crate::model::{BackupRecord, Replication, ResourceKind, Timestamp};
 use crate::records::Records;
-use crate::retention::delete_snapshot;
+use crate::snapshots::{delete_snapshot, describe_snapshots, snapshot_tags};
 use crate::status::{ItemStatus, JobStatus};
 use crate::store::{Cursor, StoreError};
 use crate::validate;
 
-pub use lifecycle::db_snapshot_name;
 use lifecycle::SnapshotCall;
-pub use request::{snapshot_tags, BackupOrigin, BackupRequest};
+pub use request::{BackupOrigin, BackupRequest};
 
 /// Creating, following and cancelling backup points.
 #[derive(Clone)]
@@ -222,7 +220,7 @@ impl BackupService {
         let now = self.clock.now();
         let mut backup: BackupRecord = self.records.load(backup_id).await?;
         if backup.status.is_terminal() {
-            return Err(crate::jobs::not_running(backup_id, backup.status));
+            return Err(Error::not_running(backup_id, backup.status));
         }
         lifecycle::cancel(&mut backup, keep_snapshots, now)?;
         // Saved before any deletion: the backup lock is released and the starting
@@ -265,31 +263,6 @@ impl BackupService {
         self.records.save(&mut backup).await?;
         Ok(backup)
     }
-}
-
-/// What the cloud reports of EBS and DB snapshots, by id, in one batched describe per kind
-/// (none for a kind with no id). Ids the cloud does not know are absent.
-pub(crate) async fn describe_snapshots(
-    cloud: &dyn Cloud,
-    snapshots: impl IntoIterator<Item = (ResourceKind, String)>,
-) -> Result<HashMap<String, SnapshotStatus>, CloudError> {
-    let (mut volume_ids, mut db_ids) = (Vec::new(), Vec::new());
-    for (kind, id) in snapshots {
-        match kind {
-            ResourceKind::Volume => volume_ids.push(id),
-            ResourceKind::Database => db_ids.push(id),
-        }
-    }
-    let mut reported = HashMap::new();
-    if !volume_ids.is_empty() {
-        let found = cloud.describe_snapshots(&volume_ids).await?;
-        reported.extend(found.into_iter().map(|s| (s.snapshot_id.clone(), s)));
-    }
-    if !db_ids.is_empty() {
-        let found = cloud.describe_db_snapshots(&db_ids).await?;
-        reported.extend(found.into_iter().map(|s| (s.snapshot_id.clone(), s)));
-    }
-    Ok(reported)
 }
 
 /// One structured line per finished point, with a CloudWatch embedded-metric block so a

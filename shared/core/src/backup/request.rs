@@ -4,10 +4,10 @@
 use chrono::Duration;
 use serde::Deserialize;
 
-use crate::cloud::{tag, Inventory, Tags};
+use crate::cloud::Inventory;
 use crate::error::{Error, Result};
 use crate::ids::PolicyId;
-use crate::model::{BackupItem, BackupRecord, ResourceKind, Selection, Timestamp, Trigger};
+use crate::model::{BackupItem, ResourceKind, Selection, Timestamp, Trigger};
 use crate::validate::{self, MAX_INSTANCES_PER_BACKUP};
 
 /// Body of `POST /service-instances/{id}/backups`.
@@ -186,17 +186,6 @@ fn volume_item(volume_id: &str, instance_id: &str, device: &str, availability_zo
     item.availability_zone = Some(availability_zone.to_owned());
     item.size_bytes = size_gib << 30;
     item
-}
-
-/// The tags on every snapshot of a point (SPEC "Backup" 3).
-pub fn snapshot_tags(record: &BackupRecord) -> Tags {
-    let expiry = record.expires_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339());
-    Tags::from([
-        (tag::BACKUP_ID.to_owned(), record.backup_id.to_string()),
-        (tag::SERVICE_INSTANCE.to_owned(), record.service_instance_id.clone()),
-        (tag::EXPIRES_AT.to_owned(), expiry),
-        (tag::MANAGED.to_owned(), "true".to_owned()),
-    ])
 }
 
 #[cfg(test)]

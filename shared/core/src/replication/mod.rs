@@ -12,14 +12,12 @@ use std::sync::Arc;
 use serde::Serialize;
 use tracing::{info, instrument, warn};
 
-use crate::backup::{db_snapshot_name, describe_snapshots, snapshot_tags};
 use crate::cloud::{tag, CloudError, CloudProvider, DeleteOutcome};
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, JobId};
-use crate::jobs::not_running;
 use crate::model::{BackupRecord, ResourceKind};
 use crate::records::Records;
-use crate::retention::delete_snapshot;
+use crate::snapshots::{db_snapshot_name, delete_snapshot, describe_snapshots, snapshot_tags};
 use crate::status::{ItemStatus, JobStatus};
 
 use lifecycle::CopyStart;
@@ -141,7 +139,7 @@ impl ReplicationService {
             return Err(Error::not_found("replication job", backup_id.as_str()));
         };
         if replication.status.is_terminal() {
-            return Err(not_running(&JobId::replication_of(backup_id), replication.status));
+            return Err(Error::not_running(&JobId::replication_of(backup_id), replication.status));
         }
         replication.status.transition(JobStatus::Cancelled)?;
         let cloud = self.clouds.region(&replication.region)?;

@@ -262,7 +262,7 @@ impl RestoreService {
     pub async fn cancel(&self, restore_id: &RestoreId) -> Result<RestoreRecord> {
         let mut restore: RestoreRecord = self.records.load(restore_id).await?;
         if restore.status.is_terminal() {
-            return Err(crate::jobs::not_running(restore_id, restore.status));
+            return Err(Error::not_running(restore_id, restore.status));
         }
         machine::cancel(&mut restore, self.clock.now())?;
         self.records.save(&mut restore).await?;

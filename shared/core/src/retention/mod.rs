@@ -12,15 +12,15 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument, warn};
 
-use crate::backup::snapshot_tags;
 use crate::clock::Clock;
-use crate::cloud::{Cloud, CloudProvider, CloudResult, DeleteOutcome};
+use crate::cloud::CloudProvider;
 use crate::error::Result;
 use crate::ids::{BackupId, ExpiryRunId};
-use crate::jobs::ExpiryRun;
-use crate::model::{BackupRecord, ResourceKind, Timestamp};
-use crate::records::Records;
+use crate::model::{BackupRecord, Timestamp};
+use crate::records::{Records, StoredRecord};
+use crate::snapshots::{delete_snapshot, snapshot_tags};
 use crate::status::{ItemStatus, JobStatus};
+use crate::store::Collection;
 
 /// Body of `PATCH /backups/{backup_id}/retention`: exactly one of the three.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -41,6 +41,39 @@ pub struct ExpirySummary {
     pub points_damaged: usize,
     /// Points left for the next run because the cloud failed transiently.
     pub deferred: usize,
+}
+
+/// A record of one expire-retention run that had something to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpiryRun {
+    pub run_id: ExpiryRunId,
+    pub status: JobStatus,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+    pub summary: ExpirySummary,
+    pub version: u64,
+}
+
+const EXPIRY_OWNER: &str = "expiry";
+
+impl StoredRecord for ExpiryRun {
+    const COLLECTION: Collection = Collection::ExpiryRuns;
+    const WHAT: &'static str = "expiry run";
+    fn id(&self) -> &str {
+        &self.run_id
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+    fn owner(&self) -> &str {
+        EXPIRY_OWNER
+    }
+    fn created_at(&self) -> Timestamp {
+        self.started_at
+    }
 }
 
 /// Retention changes and the expiry of due points.
@@ -137,17 +170,5 @@ impl RetentionService {
         if let Err(e) = self.records.insert(&mut run, None).await {
             warn!(error = %e, "expiry run not recorded; the points themselves are");
         }
-    }
-}
-
-/// Deletes an EBS or a DB snapshot.
-pub(crate) async fn delete_snapshot(
-    cloud: &dyn Cloud,
-    kind: ResourceKind,
-    snapshot_id: &str,
-) -> CloudResult<DeleteOutcome> {
-    match kind {
-        ResourceKind::Volume => cloud.delete_snapshot(snapshot_id).await,
-        ResourceKind::Database => cloud.delete_db_snapshot(snapshot_id).await,
     }
 }

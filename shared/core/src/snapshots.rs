@@ -1,0 +1,74 @@
+//! What every lifecycle does with snapshots the same way: how they are tagged and named,
+//! described in batches, and deleted.
+
+use std::collections::HashMap;
+
+use crate::cloud::{tag, Cloud, CloudError, CloudResult, DeleteOutcome, SnapshotStatus, Tags};
+use crate::model::{BackupRecord, ResourceKind};
+
+/// The tags on every snapshot of a point (SPEC "Backup" 3).
+pub fn snapshot_tags(record: &BackupRecord) -> Tags {
+    let expiry = record.expires_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339());
+    Tags::from([
+        (tag::BACKUP_ID.to_owned(), record.backup_id.to_string()),
+        (tag::SERVICE_INSTANCE.to_owned(), record.service_instance_id.clone()),
+        (tag::EXPIRES_AT.to_owned(), expiry),
+        (tag::MANAGED.to_owned(), "true".to_owned()),
+    ])
+}
+
+/// The RDS snapshot identifier of a database in a backup: deterministic, so a retried
+/// `CreateDBSnapshot` meets the first one. RDS wants letters, digits and single hyphens.
+pub fn db_snapshot_name(backup_id: &str, db_id: &str) -> String {
+    let mut name = format!("snapnest-{backup_id}-{db_id}");
+    name.retain(|c| c.is_ascii_alphanumeric() || c == '-');
+    while name.contains("--") {
+        name = name.replace("--", "-");
+    }
+    name.trim_end_matches('-').chars().take(255).collect()
+}
+
+/// What the cloud reports of EBS and DB snapshots, by id, in one batched describe per kind
+/// (none for a kind with no id). Ids the cloud does not know are absent.
+pub async fn describe_snapshots(
+    cloud: &dyn Cloud,
+    snapshots: impl IntoIterator<Item = (ResourceKind, String)>,
+) -> Result<HashMap<String, SnapshotStatus>, CloudError> {
+    let (mut volume_ids, mut db_ids) = (Vec::new(), Vec::new());
+    for (kind, id) in snapshots {
+        match kind {
+            ResourceKind::Volume => volume_ids.push(id),
+            ResourceKind::Database => db_ids.push(id),
+        }
+    }
+    let mut reported = HashMap::new();
+    if !volume_ids.is_empty() {
+        let found = cloud.describe_snapshots(&volume_ids).await?;
+        reported.extend(found.into_iter().map(|s| (s.snapshot_id.clone(), s)));
+    }
+    if !db_ids.is_empty() {
+        let found = cloud.describe_db_snapshots(&db_ids).await?;
+        reported.extend(found.into_iter().map(|s| (s.snapshot_id.clone(), s)));
+    }
+    Ok(reported)
+}
+
+/// Deletes an EBS or a DB snapshot.
+pub async fn delete_snapshot(cloud: &dyn Cloud, kind: ResourceKind, snapshot_id: &str) -> CloudResult<DeleteOutcome> {
+    match kind {
+        ResourceKind::Volume => cloud.delete_snapshot(snapshot_id).await,
+        ResourceKind::Database => cloud.delete_db_snapshot(snapshot_id).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_snapshot_names_are_valid_rds_identifiers() {
+        assert_eq!(db_snapshot_name("bk-1", "orders--db_x"), "snapnest-bk-1-orders-dbx");
+        assert!(db_snapshot_name("bk", &"a".repeat(300)).len() <= 255);
+        assert!(!db_snapshot_name("bk", "db-").ends_with('-'));
+    }
+}
