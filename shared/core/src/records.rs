@@ -3,11 +3,12 @@
 //! This is where a record decides which indexes it is in (active while a scheduled
 //! function has work on it, due while something of it can expire) and which lock it
 //! holds (one running backup per service instance; one in-place restore per service
-//! instance). Every save is a conditional write on the version that was read.
+//! instance). A record's item lists are stored as rows beside its header document, so a
+//! save writes the header and only the rows that changed; every save is a conditional
+//! write on the versions that were read.
 
 use std::sync::Arc;
 
-use chrono::Duration;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
@@ -194,12 +195,6 @@ fn from_parts<R: StoredRecord>(doc: Document, rows: Vec<Row>) -> Result<R> {
         *stored = StoredRows(rows.into_iter().map(|row| (row.key, (row.version, row.body))).collect());
     }
     Ok(record)
-}
-
-/// How long the invocation that creates a backup may take to issue its snapshots before
-/// poll-status assumes it died and takes over.
-pub fn start_lease() -> Duration {
-    Duration::seconds(60)
 }
 
 /// Typed access to the store: every read, insert and conditional save of a record goes
