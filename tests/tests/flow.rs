@@ -133,6 +133,20 @@ async fn a_snapshot_error_makes_the_point_partially_failed_with_the_cause_on_the
     let failed: Vec<_> = backup["items"].as_array().unwrap().iter().filter(|i| i["status"] == "Failed").collect();
     assert!(!failed.is_empty());
     assert!(failed.iter().all(|i| i["error"].as_str().unwrap().contains("Snapshot creation failed")));
+
+    // In place, a partial point needs the user's say-so; nothing is written without it.
+    let restore = |body: serde_json::Value| http_event("restore.json", &[("BACKUP_ID", id)], Some(&body));
+    let (status, refused) = call(restore::router(app.clone()), restore(json!({"mode": "in_place"}))).await;
+    assert_eq!((status, refused["error"].as_str()), (409, Some("BackupIncomplete")), "{refused}");
+    let first_failed = failed[0]["resource_id"].as_str().unwrap();
+    assert!(refused["message"].as_str().unwrap().contains(first_failed), "{refused}");
+    let restores = app.jobs.list(Some(snapnest_core::jobs::JobKind::Restore), None, 100, None).await.unwrap().0;
+    assert!(restores.is_empty(), "a refused restore wrote nothing: {restores:?}");
+    let body = json!({"mode": "in_place", "allow_partial": true, "safety_backup": false});
+    let (status, started) = call(restore::router(app.clone()), restore(body)).await;
+    assert_eq!(status, 202, "{started}");
+    let succeeded = backup["items"].as_array().unwrap().iter().filter(|i| i["status"] == "Succeeded").count();
+    assert_eq!(started["items"].as_array().unwrap().len(), succeeded, "only what the point holds is restored");
 }
 
 #[tokio::test]

@@ -63,8 +63,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         started.elapsed().as_secs_f64()
     );
     let started = Instant::now();
-    let request =
-        RestoreRequest { mode: RestoreMode::InPlace, safety_backup: Some(true), region: None, client_token: None };
+    let request = RestoreRequest {
+        mode: RestoreMode::InPlace,
+        safety_backup: Some(true),
+        region: None,
+        allow_partial: None,
+        client_token: None,
+    };
     let mut restore = app.restores.create(&backup.backup_id, &request).await?;
     let mut passes = 0;
     while !restore.status.is_terminal() {

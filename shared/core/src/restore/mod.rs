@@ -38,6 +38,8 @@ pub struct RestoreRequest {
     pub safety_backup: Option<bool>,
     /// Where to restore; only the replication region is valid for disaster recovery.
     pub region: Option<String>,
+    /// In place only: restore a `PartiallyFailed` point, leaving what it lacks as it is now.
+    pub allow_partial: Option<bool>,
     pub client_token: Option<String>,
 }
 

@@ -27,6 +27,19 @@ pub fn items_of(backup: &BackupRecord, request: &RestoreRequest) -> Result<(Stri
             format!("backup {backup_id} is damaged: a snapshot of it was deleted outside snapnest"),
         ));
     }
+    let in_place_of_part = request.mode == RestoreMode::InPlace && backup.status == JobStatus::PartiallyFailed;
+    if in_place_of_part && request.allow_partial != Some(true) {
+        // In place, a partial point would bring back some disks and databases and leave the
+        // others at today's data: the user says so knowingly, or nothing happens.
+        return Err(Error::conflict(
+            "BackupIncomplete",
+            format!(
+                "backup {backup_id} is PartiallyFailed: it has no snapshot of {}; \
+                 restore it in place with \"allow_partial\": true to leave those as they are now",
+                missing(backup)
+            ),
+        ));
+    }
     let (region, replicas) = match request.mode {
         RestoreMode::DisasterRecovery => {
             let replication =
@@ -96,6 +109,16 @@ pub fn items_of(backup: &BackupRecord, request: &RestoreRequest) -> Result<(Stri
     Ok((region, items))
 }
 
+/// The resources a point has no usable snapshot of, named for a person (at most ten).
+fn missing(backup: &BackupRecord) -> String {
+    let ids: Vec<&str> =
+        backup.items.iter().filter(|i| i.status != ItemStatus::Succeeded).map(|i| i.resource_id.as_str()).collect();
+    match ids.len() {
+        0..=10 => ids.join(", "),
+        n => format!("{} and {} more", ids[..10].join(", "), n - 10),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,7 +126,13 @@ mod tests {
     use crate::model::{BackupItem, ReplicaItem, Replication, ResourceKind};
 
     fn request(mode: RestoreMode, region: Option<&str>) -> RestoreRequest {
-        RestoreRequest { mode, safety_backup: None, region: region.map(str::to_owned), client_token: None }
+        RestoreRequest {
+            mode,
+            safety_backup: None,
+            region: region.map(str::to_owned),
+            allow_partial: None,
+            client_token: None,
+        }
     }
 
     fn finished_point() -> BackupRecord {
@@ -130,6 +159,24 @@ mod tests {
             (Some("snap-1"), Some("us-east-1b"))
         );
         assert_eq!(items[0].step, RestoreStep::NotStarted);
+    }
+
+    #[test]
+    fn an_in_place_restore_of_a_partial_point_needs_allow_partial() {
+        // GIVEN a PartiallyFailed point (vol-2 has no snapshot)
+        let point = finished_point();
+        // WHEN it is restored in place without allow_partial
+        let refused = items_of(&point, &request(RestoreMode::InPlace, None));
+        // THEN it is a 409 naming what is missing
+        assert!(
+            matches!(&refused, Err(Error::Conflict { code: "BackupIncomplete", message }) if message.contains("vol-2")),
+            "{refused:?}"
+        );
+        // WHEN allow_partial is given THEN the succeeded item is planned
+        let allowed = RestoreRequest { allow_partial: Some(true), ..request(RestoreMode::InPlace, None) };
+        assert_eq!(items_of(&point, &allowed).unwrap().1.len(), 1);
+        // AND a clone of it needs nothing more (the original is untouched)
+        assert!(items_of(&point, &request(RestoreMode::Clone, None)).is_ok());
     }
 
     #[test]

@@ -188,6 +188,10 @@ pub struct RestoreRequest {
     /// Where to restore: the point's own region for `in_place` and `clone`, the replication
     /// region for `disaster_recovery` (the default in each case).
     region: Option<Region>,
+    /// In place only: restore a `PartiallyFailed` point, leaving the disks and databases it
+    /// has no snapshot of as they are now (409 `BackupIncomplete` without it).
+    #[schema(default = false)]
+    allow_partial: Option<bool>,
     /// Makes the request idempotent; a retry answers the first request's record.
     client_token: Option<Identifier>,
 }
