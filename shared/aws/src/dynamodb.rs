@@ -293,6 +293,14 @@ fn row_sk(key: &str) -> String {
     format!("{ROW_SK_PREFIX}{key}")
 }
 
+/// The item of one row of the document under `pk`.
+fn row_item(pk: &str, row: &Row) -> Result<Item, StoreError> {
+    let mut item = key(pk.to_owned(), row_sk(&row.key));
+    item.insert(attr::VERSION.into(), n(row.version));
+    item.insert(attr::BODY.into(), s(body_text(&format!("row '{}' of {pk}", row.key), &row.body)?));
+    Ok(item)
+}
+
 /// The owner and creation time of a document: set by its insert and kept by every update
 /// (as the embedded store does), since they place it in its owner's list.
 struct Placement<'a> {
@@ -613,9 +621,7 @@ impl DynamoStore {
 
     /// A conditional put of one row: absent for a new row, else at the version before.
     fn row_put(&self, pk: &str, row: &Row) -> Result<TransactWriteItem, StoreError> {
-        let mut item = key(pk.to_owned(), row_sk(&row.key));
-        item.insert(attr::VERSION.into(), n(row.version));
-        item.insert(attr::BODY.into(), s(body_text(&format!("row '{}' of {pk}", row.key), &row.body)?));
+        let item = row_item(pk, row)?;
         if row.version <= 1 {
             self.put(item, "attribute_not_exists(#pk)", &[("#pk", attr::PK)], &[], false)
         } else {
@@ -639,9 +645,7 @@ impl DynamoStore {
         for chunk in rows.chunks(ROW_PUTS_IN_FLIGHT) {
             let mut puts = tokio::task::JoinSet::new();
             for row in chunk {
-                let mut item = key(pk.clone(), row_sk(&row.key));
-                item.insert(attr::VERSION.into(), n(row.version));
-                item.insert(attr::BODY.into(), s(body_text(&format!("row '{}' of {pk}", row.key), &row.body)?));
+                let item = row_item(&pk, row)?;
                 let mut put = self.client.put_item().table_name(&self.table).set_item(Some(item));
                 put = if row.version <= 1 {
                     put.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", attr::PK)
@@ -673,9 +677,7 @@ impl DynamoStore {
         let pk = doc_pk(doc.collection, &doc.id);
         let mut requests = Vec::with_capacity(rows.len());
         for row in rows {
-            let mut item = key(pk.clone(), row_sk(&row.key));
-            item.insert(attr::VERSION.into(), n(row.version));
-            item.insert(attr::BODY.into(), s(body_text(&format!("row '{}' of {pk}", row.key), &row.body)?));
+            let item = row_item(&pk, row)?;
             let put = PutRequest::builder().set_item(Some(item)).build().map_err(build_error)?;
             requests.push(WriteRequest::builder().put_request(put).build());
         }

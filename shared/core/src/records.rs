@@ -192,7 +192,7 @@ fn from_parts<R: StoredRecord>(doc: Document, rows: Vec<Row>) -> Result<R> {
         .map_err(|e| StoreError::Internal(format!("{} '{}' is unreadable: {e}", R::WHAT, doc.id)))?;
     record.set_version(doc.version);
     if let Some(stored) = record.stored_rows() {
-        *stored = StoredRows(rows.into_iter().map(|row| (row.key, (row.version, row.body))).collect());
+        *stored = StoredRows::from_rows(rows);
     }
     Ok(record)
 }
@@ -236,7 +236,7 @@ impl Records {
         let rows: Vec<Row> = rows.into_iter().map(|(key, body)| Row { key, version: 1, body }).collect();
         self.store.insert_with_rows(&doc, &rows, client_token).await?;
         if let Some(stored) = record.stored_rows() {
-            *stored = StoredRows(rows.into_iter().map(|row| (row.key, (row.version, row.body))).collect());
+            *stored = StoredRows::from_rows(rows);
         }
         Ok(())
     }
@@ -255,24 +255,13 @@ impl Records {
 
     async fn write_changes<R: StoredRecord>(&self, record: &mut R) -> Result<()> {
         let (doc, rows) = to_document(record)?;
-        let stored = record.stored_rows().map(|s| s.0.clone()).unwrap_or_default();
-        if stored.keys().any(|key| !rows.iter().any(|(k, _)| k == key)) {
-            return Err(StoreError::Internal(format!("{} '{}' lost items it had", R::WHAT, doc.id)).into());
-        }
-        let changed: Vec<Row> = rows
-            .into_iter()
-            .filter_map(|(key, body)| match stored.get(&key) {
-                Some((_, was)) if *was == body => None,
-                Some((version, _)) => Some(Row { key, version: version + 1, body }),
-                None => Some(Row { key, version: 1, body }),
-            })
-            .collect();
+        let mut unread = StoredRows::default();
+        let stored = record.stored_rows().unwrap_or(&mut unread);
+        let changed = stored
+            .changes(rows)
+            .ok_or_else(|| StoreError::Internal(format!("{} '{}' lost items it had", R::WHAT, doc.id)))?;
         self.store.update_with_rows(&doc, &changed).await?;
-        if let Some(stored) = record.stored_rows() {
-            for row in changed {
-                stored.0.insert(row.key, (row.version, row.body));
-            }
-        }
+        stored.remember(changed);
         Ok(())
     }
 

@@ -120,11 +120,42 @@ impl Cursor {
 /// only the rows that changed, each conditional on the version it was read at. Not part of
 /// what a record is: two records are equal whatever rows they were read from.
 #[derive(Debug, Clone, Default)]
-pub struct StoredRows(pub(crate) BTreeMap<String, (u64, Value)>);
+pub struct StoredRows(BTreeMap<String, (u64, Value)>);
 
 impl PartialEq for StoredRows {
     fn eq(&self, _: &Self) -> bool {
         true
+    }
+}
+
+impl StoredRows {
+    /// The rows as read from (or written to) the store.
+    pub fn from_rows(rows: Vec<Row>) -> StoredRows {
+        StoredRows(rows.into_iter().map(|row| (row.key, (row.version, row.body))).collect())
+    }
+
+    /// Of a record's rows now (key and body), those that differ from what was read, each one
+    /// version on (1 for a new row). `None` when a row that was read is not among them: rows
+    /// are never taken away.
+    pub fn changes(&self, rows: Vec<(String, Value)>) -> Option<Vec<Row>> {
+        let mut kept = 0;
+        let mut changed = Vec::new();
+        for (key, body) in rows {
+            match self.0.get(&key) {
+                Some((_, was)) if *was == body => kept += 1,
+                Some((version, _)) => {
+                    kept += 1;
+                    changed.push(Row { key, version: version + 1, body });
+                }
+                None => changed.push(Row { key, version: 1, body }),
+            }
+        }
+        (kept == self.0.len()).then_some(changed)
+    }
+
+    /// Rows written: what the next save compares with.
+    pub fn remember(&mut self, rows: Vec<Row>) {
+        self.0.extend(rows.into_iter().map(|row| (row.key, (row.version, row.body))));
     }
 }
 
@@ -237,4 +268,26 @@ pub trait Store: Send + Sync {
 
     /// Every document whose `due_at` is at or before `now`, read from an index of due times.
     async fn list_due(&self, collection: Collection, now: Timestamp) -> Result<Vec<Document>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(key: &str, version: u64, body: Value) -> Row {
+        Row { key: key.into(), version, body }
+    }
+
+    #[test]
+    fn a_save_sends_only_the_rows_that_changed_one_version_on() {
+        // GIVEN two rows read at versions 1 and 4
+        let stored = StoredRows::from_rows(vec![row("item#0", 1, json!("a")), row("item#1", 4, json!("b"))]);
+        // WHEN the record now has item#1 changed and a new item#2
+        let now = vec![("item#0".into(), json!("a")), ("item#1".into(), json!("b2")), ("item#2".into(), json!("c"))];
+        // THEN only those two are written: item#1 at version 5, item#2 new at 1
+        assert_eq!(stored.changes(now), Some(vec![row("item#1", 5, json!("b2")), row("item#2", 1, json!("c"))]));
+        // AND a record that lost a row it was read with is refused
+        assert_eq!(stored.changes(vec![("item#0".into(), json!("a"))]), None);
+    }
 }
