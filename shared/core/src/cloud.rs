@@ -22,8 +22,11 @@ pub mod tag {
     pub const EXPIRES_AT: &str = "snapnest:expires-at";
     pub const SOURCE_VOLUME: &str = "snapnest:source-volume-id";
     pub const RESTORE_ID: &str = "snapnest:restore-id";
-    /// On a volume or database an in-place restore took out of service, kept for roll-back.
-    pub const REPLACED_BY_RESTORE: &str = "snapnest:replaced-by-restore";
+    /// On a volume or database an in-place restore took out of service, kept for roll-back:
+    /// the restore's id. Only what carries it is ever deleted as "replaced".
+    pub const REPLACED_BY: &str = "snapnest:replaced-by";
+    /// Until when a replaced volume or database is kept (RFC 3339).
+    pub const KEPT_UNTIL: &str = "snapnest:kept-until";
     /// Every resource snapnest manages carries this; IAM conditions on destructive calls use it.
     pub const MANAGED: &str = "snapnest:managed";
 }
@@ -39,6 +42,8 @@ pub enum InstanceState {
     Terminated,
 }
 
+/// A volume at a device of an instance: attached, or being attached or detached (the
+/// device is taken until a detach ends).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachedVolume {
     pub volume_id: String,
@@ -114,8 +119,11 @@ pub enum VolumeState {
 pub struct VolumeStatus {
     pub volume_id: String,
     pub state: VolumeState,
-    /// (instance id, device) while attached.
+    /// (instance id, device) from the start of an attach until a detach has ended.
     pub attachment: Option<(String, String)>,
+    /// An attach or a detach is in progress: asking again would be refused.
+    pub busy: bool,
+    pub tags: Tags,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +131,7 @@ pub struct DatabaseStatus {
     pub db_id: String,
     /// RDS's own status words: `creating`, `available`, `renaming`, …
     pub status: String,
+    pub tags: Tags,
 }
 
 impl DatabaseStatus {
@@ -223,10 +232,13 @@ pub trait Cloud: Send + Sync {
         tags: &Tags,
     ) -> CloudResult<()>;
 
+    /// Stops instances (one call for all). An instance that cannot be stopped (instance-store
+    /// root, Spot, stop protection) refuses the whole call with the cloud's message.
     async fn stop_instances(&self, instance_ids: &[String]) -> CloudResult<()>;
     async fn start_instances(&self, instance_ids: &[String]) -> CloudResult<()>;
-    /// States of instances; ids the cloud does not know are absent.
-    async fn describe_instances(&self, instance_ids: &[String]) -> CloudResult<Vec<(String, InstanceState)>>;
+    /// Instances with their states and the volumes at their devices; ids the cloud does
+    /// not know are absent.
+    async fn describe_instances(&self, instance_ids: &[String]) -> CloudResult<Vec<Instance>>;
 
     /// A new volume from a snapshot in an availability zone; returns the volume id. A second
     /// call with the same `client_token` (at most 64 ASCII characters) returns the volume the
@@ -241,13 +253,21 @@ pub trait Cloud: Send + Sync {
     async fn describe_volumes(&self, volume_ids: &[String]) -> CloudResult<Vec<VolumeStatus>>;
     async fn detach_volume(&self, instance_id: &str, volume_id: &str) -> CloudResult<()>;
     async fn attach_volume(&self, instance_id: &str, volume_id: &str, device: &str) -> CloudResult<()>;
+    /// Deletes a volume that is not attached.
+    async fn delete_volume(&self, volume_id: &str) -> CloudResult<DeleteOutcome>;
+    /// Adds (or overwrites) tags on an instance, a volume or a DB instance.
     async fn tag_resource(&self, resource_id: &str, tags: &Tags) -> CloudResult<()>;
+    /// Removes tag keys from an instance, a volume or a DB instance; absent keys are fine.
+    async fn untag_resource(&self, resource_id: &str, keys: &[String]) -> CloudResult<()>;
 
     /// A new DB instance `new_db_id` from a DB snapshot.
     async fn restore_database(&self, snapshot_id: &str, new_db_id: &str, tags: &Tags) -> CloudResult<()>;
     async fn describe_databases(&self, db_ids: &[String]) -> CloudResult<Vec<DatabaseStatus>>;
     /// Renames a DB instance (`ModifyDBInstance NewDBInstanceIdentifier`, applied immediately).
     async fn rename_database(&self, db_id: &str, new_db_id: &str) -> CloudResult<()>;
+    /// Deletes a DB instance snapnest created or replaced, without a final snapshot (the
+    /// data is in a backup point, or was copied back in place).
+    async fn delete_database(&self, db_id: &str) -> CloudResult<DeleteOutcome>;
 }
 
 /// Hands out the cloud of a region.

@@ -290,7 +290,7 @@ fn finish(item: &mut RestoreItem) {
 }
 
 fn replaced_mark(record: &RestoreRecord) -> Tags {
-    Tags::from([(tag::REPLACED_BY_RESTORE.to_owned(), record.restore_id.to_string())])
+    Tags::from([(tag::REPLACED_BY.to_owned(), record.restore_id.to_string())])
 }
 
 fn volume_step(record: &mut RestoreRecord, n: usize, observed: &Observation, tags: Tags) -> Vec<Command> {
@@ -571,6 +571,8 @@ mod tests {
             volume_id: volume_id.into(),
             state: VolumeState::InUse,
             attachment: Some((instance.into(), device.into())),
+            busy: false,
+            tags: Tags::new(),
         };
         (volume_id.into(), status)
     }
@@ -578,7 +580,13 @@ mod tests {
     fn available(volume_id: &str) -> (String, VolumeStatus) {
         (
             volume_id.into(),
-            VolumeStatus { volume_id: volume_id.into(), state: VolumeState::Available, attachment: None },
+            VolumeStatus {
+                volume_id: volume_id.into(),
+                state: VolumeState::Available,
+                attachment: None,
+                busy: false,
+                tags: Tags::new(),
+            },
         )
     }
 

@@ -135,7 +135,7 @@ impl RestoreService {
         let cloud = self.clouds.region(&backup.region)?;
         let states = cloud.describe_instances(&ids).await?;
         for id in &ids {
-            let state = states.iter().find(|(i, _)| i == id).map(|(_, s)| *s);
+            let state = states.iter().find(|i| i.instance_id == *id).map(|i| i.state);
             if matches!(state, None | Some(InstanceState::Terminated | InstanceState::ShuttingDown)) {
                 return Err(Error::conflict("InstanceReleased", format!("{RELEASED} ({id})")));
             }
@@ -193,7 +193,8 @@ impl RestoreService {
         let wanted = machine::wanted(record);
         let mut observed = Observation::default();
         if !wanted.instance_ids.is_empty() {
-            observed.instances = cloud.describe_instances(&wanted.instance_ids).await?.into_iter().collect();
+            observed.instances =
+                cloud.describe_instances(&wanted.instance_ids).await?.into_iter().map(|i| (i.instance_id, i.state)).collect();
         }
         if !wanted.volume_ids.is_empty() {
             let volumes = cloud.describe_volumes(&wanted.volume_ids).await?;
