@@ -120,7 +120,7 @@ impl Cloud for RetryingCloud {
     async fn start_instances(&self, instance_ids: &[String]) -> CloudResult<()> {
         retrying("start_instances", || self.0.start_instances(instance_ids)).await
     }
-    async fn describe_instances(&self, instance_ids: &[String]) -> CloudResult<Vec<(String, InstanceState)>> {
+    async fn describe_instances(&self, instance_ids: &[String]) -> CloudResult<Vec<Instance>> {
         retrying("describe_instances", || self.0.describe_instances(instance_ids)).await
     }
     async fn create_volume(
@@ -141,8 +141,14 @@ impl Cloud for RetryingCloud {
     async fn attach_volume(&self, instance_id: &str, volume_id: &str, device: &str) -> CloudResult<()> {
         retrying("attach_volume", || self.0.attach_volume(instance_id, volume_id, device)).await
     }
+    async fn delete_volume(&self, volume_id: &str) -> CloudResult<DeleteOutcome> {
+        retrying("delete_volume", || self.0.delete_volume(volume_id)).await
+    }
     async fn tag_resource(&self, resource_id: &str, tags: &Tags) -> CloudResult<()> {
         retrying("tag_resource", || self.0.tag_resource(resource_id, tags)).await
+    }
+    async fn untag_resource(&self, resource_id: &str, keys: &[String]) -> CloudResult<()> {
+        retrying("untag_resource", || self.0.untag_resource(resource_id, keys)).await
     }
     async fn restore_database(&self, snapshot_id: &str, new_db_id: &str, tags: &Tags) -> CloudResult<()> {
         retrying("restore_database", || self.0.restore_database(snapshot_id, new_db_id, tags)).await
@@ -152,6 +158,9 @@ impl Cloud for RetryingCloud {
     }
     async fn rename_database(&self, db_id: &str, new_db_id: &str) -> CloudResult<()> {
         retrying("rename_database", || self.0.rename_database(db_id, new_db_id)).await
+    }
+    async fn delete_database(&self, db_id: &str) -> CloudResult<DeleteOutcome> {
+        retrying("delete_database", || self.0.delete_database(db_id)).await
     }
 }
 

@@ -437,6 +437,30 @@ fn seed_service_instance(
     }
 }
 
+/// An instance as the cloud reports it, with the volumes at its devices: attached, being
+/// detached, or being attached (the device is taken from the attach call on, as in EC2).
+fn instance_view(r: &Region, i: &SimInstance) -> Instance {
+    let mut volumes: Vec<_> = r
+        .volumes
+        .values()
+        .filter_map(|v| {
+            let at = match (&v.attachment, &v.moving) {
+                (Some((instance, device)), _) => Some((instance, device)),
+                (None, Some(VolumeMove::Attach { instance_id, device })) => Some((instance_id, device)),
+                _ => None,
+            };
+            match at {
+                Some((instance, device)) if *instance == i.id => {
+                    Some(AttachedVolume { volume_id: v.id.clone(), device: device.clone(), size_gib: v.size_gib })
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    volumes.sort_by(|a, b| a.device.cmp(&b.device));
+    Instance { instance_id: i.id.clone(), state: i.state, availability_zone: i.availability_zone.clone(), volumes }
+}
+
 /// Moves transitional states on to where they were going once their time has come.
 fn settle(region: &mut Region, now: i64) {
     for instance in region.instances.values_mut() {
@@ -550,27 +574,7 @@ impl Cloud for SimulatedRegion {
                     .instances
                     .values()
                     .filter(|i| tagged(&i.tags) && i.state != InstanceState::Terminated)
-                    .map(|i| {
-                        let mut volumes: Vec<_> = r
-                            .volumes
-                            .values()
-                            .filter_map(|v| match &v.attachment {
-                                Some((instance, device)) if *instance == i.id => Some(AttachedVolume {
-                                    volume_id: v.id.clone(),
-                                    device: device.clone(),
-                                    size_gib: v.size_gib,
-                                }),
-                                _ => None,
-                            })
-                            .collect();
-                        volumes.sort_by(|a, b| a.device.cmp(&b.device));
-                        Instance {
-                            instance_id: i.id.clone(),
-                            state: i.state,
-                            availability_zone: i.availability_zone.clone(),
-                            volumes,
-                        }
-                    })
+                    .map(|i| instance_view(r, i))
                     .collect();
                 let databases = r
                     .databases
@@ -807,12 +811,12 @@ impl Cloud for SimulatedRegion {
         self.move_instances(instance_ids, InstanceState::Pending, InstanceState::Running).await
     }
 
-    async fn describe_instances(&self, instance_ids: &[String]) -> CloudResult<Vec<(String, InstanceState)>> {
+    async fn describe_instances(&self, instance_ids: &[String]) -> CloudResult<Vec<Instance>> {
         let ids = instance_ids.to_vec();
         self.cloud
             .call(&self.region, move |r, _, _, _| {
                 settle(r, now_ms());
-                Ok(ids.iter().filter_map(|id| r.instances.get(id)).map(|i| (i.id.clone(), i.state)).collect())
+                Ok(ids.iter().filter_map(|id| r.instances.get(id)).map(|i| instance_view(r, i)).collect())
             })
             .await
     }
@@ -875,7 +879,14 @@ impl Cloud for SimulatedRegion {
                             (Some(_), _) => VolumeState::InUse,
                             (None, _) => VolumeState::Available,
                         },
-                        attachment: v.attachment.clone(),
+                        attachment: v.attachment.clone().or_else(|| match &v.moving {
+                            Some(VolumeMove::Attach { instance_id, device }) => {
+                                Some((instance_id.clone(), device.clone()))
+                            }
+                            _ => None,
+                        }),
+                        busy: v.moving.is_some(),
+                        tags: v.tags.clone(),
                     })
                     .collect())
             })
@@ -890,18 +901,39 @@ impl Cloud for SimulatedRegion {
         self.move_volume(volume_id, instance_id, Some(device.to_owned())).await
     }
 
-    async fn tag_resource(&self, resource_id: &str, tags: &Tags) -> CloudResult<()> {
-        let (id, tags) = (resource_id.to_owned(), tags.clone());
+    async fn delete_volume(&self, volume_id: &str) -> CloudResult<DeleteOutcome> {
+        let id = volume_id.to_owned();
         self.cloud
             .call(&self.region, move |r, _, _, _| {
-                let target = r
-                    .volumes
-                    .get_mut(&id)
-                    .map(|v| &mut v.tags)
-                    .or_else(|| r.instances.get_mut(&id).map(|i| &mut i.tags))
-                    .or_else(|| r.databases.get_mut(&id).map(|d| &mut d.tags))
-                    .ok_or_else(|| CloudError::NotFound(id.clone()))?;
-                target.extend(tags);
+                settle(r, now_ms());
+                match r.volumes.get(&id) {
+                    None => Ok(DeleteOutcome::NotFound),
+                    Some(v) if v.attachment.is_some() || v.moving.is_some() => Err(CloudError::Rejected {
+                        code: "VolumeInUse".into(),
+                        message: format!("Volume {id} is currently attached"),
+                    }),
+                    Some(_) => {
+                        r.volumes.remove(&id);
+                        Ok(DeleteOutcome::Deleted)
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn tag_resource(&self, resource_id: &str, tags: &Tags) -> CloudResult<()> {
+        let (id, tags) = (resource_id.to_owned(), tags.clone());
+        self.cloud.call(&self.region, move |r, _, _, _| Ok(tags_of(r, &id)?.extend(tags))).await
+    }
+
+    async fn untag_resource(&self, resource_id: &str, keys: &[String]) -> CloudResult<()> {
+        let (id, keys) = (resource_id.to_owned(), keys.to_vec());
+        self.cloud
+            .call(&self.region, move |r, _, _, _| {
+                let tags = tags_of(r, &id)?;
+                keys.iter().for_each(|k| {
+                    tags.remove(k);
+                });
                 Ok(())
             })
             .await
@@ -943,7 +975,7 @@ impl Cloud for SimulatedRegion {
                 Ok(ids
                     .iter()
                     .filter_map(|id| r.databases.get(id))
-                    .map(|d| DatabaseStatus { db_id: d.id.clone(), status: d.status.clone() })
+                    .map(|d| DatabaseStatus { db_id: d.id.clone(), status: d.status.clone(), tags: d.tags.clone() })
                     .collect())
             })
             .await
@@ -966,6 +998,30 @@ impl Cloud for SimulatedRegion {
             })
             .await
     }
+
+    async fn delete_database(&self, db_id: &str) -> CloudResult<DeleteOutcome> {
+        let id = db_id.to_owned();
+        self.cloud
+            .call(&self.region, move |r, _, _, _| {
+                settle(r, now_ms());
+                Ok(match r.databases.remove(&id) {
+                    Some(_) => DeleteOutcome::Deleted,
+                    None => DeleteOutcome::NotFound,
+                })
+            })
+            .await
+    }
+}
+
+/// The tags of an instance, a volume or a database.
+fn tags_of<'a>(r: &'a mut Region, id: &str) -> CloudResult<&'a mut Tags> {
+    if let Some(v) = r.volumes.get_mut(id) {
+        return Ok(&mut v.tags);
+    }
+    if let Some(i) = r.instances.get_mut(id) {
+        return Ok(&mut i.tags);
+    }
+    r.databases.get_mut(id).map(|d| &mut d.tags).ok_or_else(|| CloudError::NotFound(id.to_owned()))
 }
 
 impl SimulatedRegion {
