@@ -49,6 +49,8 @@ pub struct Settings {
     pub default_retention_days: u32,
     /// Where a policy that turns replication on without naming a region copies to.
     pub default_destination_region: Option<String>,
+    /// How long an in-place restore keeps what it replaced, for a roll-back.
+    pub keep_replaced_days: u32,
 }
 
 /// Every use case of snapnest, each holding only the ports it uses. Built once per process;
@@ -89,7 +91,11 @@ impl Snapnest {
             clouds.clone(),
             clock.clone(),
             backups.clone(),
-            settings.tag_key.clone(),
+            restore::machine::Rules {
+                tag_key: settings.tag_key.clone(),
+                keep_replaced: chrono::Duration::days(settings.keep_replaced_days.into()),
+                deadlines: Default::default(),
+            },
         );
         let replication = ReplicationService::new(records.clone(), clouds.clone());
         let retention = RetentionService::new(records.clone(), clouds.clone(), clock.clone());

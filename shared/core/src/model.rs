@@ -198,34 +198,76 @@ pub enum RestoreMode {
     DisasterRecovery,
 }
 
-/// The step an in-place restore is at. Each step is finished (as seen in the cloud)
-/// before the next starts, so a restore can be resumed by any poll after a crash.
+/// What an in-place restore does when one of its resources fails, or a phase deadline passes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Put every resource back as it was before the restore (the default).
+    #[default]
+    Rollback,
+    /// Put back only what failed; keep what was restored.
+    Keep,
+}
+
+/// The phase a restore is in. Each phase is finished (as seen in the cloud) before the
+/// next starts, so any poll can carry a restore on after a crash.
+///
+/// ```text
+/// in place:  SafetyBackup ─▶ StoppingInstances ─▶ Restoring ─▶ Committing ─▶ StartingInstances ─▶ Done
+///                                  │                  │                            ▲
+///                                  └──── failure, deadline, cancel ──▶ RollingBack ┘
+/// clone, disaster recovery:                        Restoring ─────────────────────────────────▶ Done
+/// ```
+/// A roll-back the user asks for after the restore ended goes StoppingInstances ─▶
+/// RollingBack ─▶ StartingInstances ─▶ Done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RestorePhase {
     SafetyBackup,
     StoppingInstances,
     Restoring,
+    /// In place, every resource swapped: the replaced ones are tagged as kept.
+    Committing,
     StartingInstances,
+    RollingBack,
     Done,
 }
 
-/// Where one resource's restore stands, finer than its [`ItemStatus`].
+/// Where one resource's restore stands, finer than its [`ItemStatus`]. Each step is
+/// written to the record before the cloud call that starts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RestoreStep {
     NotStarted,
     /// New volume or database being created from the snapshot.
     Creating,
-    /// In place: the old volume is being detached.
+    /// In place: the volume at the device is being detached.
     DetachingOld,
-    /// In place: the new volume is being attached at the old device.
+    /// In place: the new volume is being attached at the device.
     AttachingNew,
     /// In place: the original database is being renamed out of the way.
     RenamingOld,
     /// In place: the restored database is being renamed to the original id.
     RenamingNew,
     Done,
+    /// In place: being put back as it was (original re-attached or renamed back, what the
+    /// restore made deleted).
+    RollingBack,
+    RolledBack,
+}
+
+/// What became of the volume or database an in-place restore took out of service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplacedState {
+    /// Tagged `snapnest:replaced-by`, without the service-instance tag; kept until `kept_until`.
+    Kept,
+    /// Deleted by expire-retention after `kept_until`.
+    Deleted,
+    /// In service again after a roll-back.
+    Restored,
+    /// No longer carries this restore's tag (someone took it over): left alone.
+    Released,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -240,8 +282,18 @@ pub struct RestoreItem {
     pub instance_id: Option<String>,
     pub device: Option<String>,
     pub availability_zone: Option<String>,
-    /// In place: the volume or database that was replaced, kept (tagged) for roll-back.
+    /// In place: the volume at the device (planned, then what was found there at the swap),
+    /// or the id the original database is kept under.
     pub replaced_resource_id: Option<String>,
+    /// In place: what became of the replaced resource.
+    #[serde(default)]
+    pub replaced_state: Option<ReplacedState>,
+    /// The replaced resource carried the service-instance tag, which the swap took off.
+    #[serde(default)]
+    pub replaced_untagged: bool,
+    /// Size of the snapshot the item is restored from.
+    #[serde(default)]
+    pub size_bytes: u64,
     pub step: RestoreStep,
 }
 
@@ -250,6 +302,30 @@ impl RestoreItem {
         self.status = ItemStatus::Failed;
         self.error = Some(cause.into());
     }
+}
+
+/// Why an in-place restore is being (or was) rolled back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackReason {
+    /// A resource failed for good.
+    Failure,
+    /// A phase did not finish before its deadline.
+    Deadline,
+    /// The user cancelled the restore.
+    Cancel,
+    /// The user asked for the roll-back of a finished restore.
+    Request,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollback {
+    pub reason: RollbackReason,
+    pub cause: String,
+    pub started_at: Timestamp,
+    /// Resources the roll-back could not put back (each item's error says why).
+    #[serde(default)]
+    pub not_put_back: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -262,14 +338,30 @@ pub struct RestoreRecord {
     pub region: String,
     pub status: JobStatus,
     pub phase: RestorePhase,
+    /// When the current phase began: its deadline counts from here.
+    #[serde(default)]
+    pub phase_started_at: Option<Timestamp>,
+    #[serde(default)]
+    pub on_failure: OnFailure,
     pub safety_backup: bool,
     pub safety_backup_id: Option<BackupId>,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     pub items: Vec<RestoreItem>,
-    /// Instances this restore stopped and must start again, whatever happens.
+    /// Instances this restore stopped and must start again, whatever happens. Written
+    /// before the stop call is made.
     #[serde(default)]
     pub stopped_instance_ids: Vec<String>,
+    /// Something of the service instance was changed (an instance stopped, a device or a
+    /// database id swapped): an end before that is a plain failure or cancel, after it a
+    /// roll-back.
+    #[serde(default)]
+    pub service_changed: bool,
+    #[serde(default)]
+    pub rollback: Option<Rollback>,
+    /// In place: until when the replaced volumes and databases are kept for a roll-back.
+    #[serde(default)]
+    pub kept_until: Option<Timestamp>,
     pub error: Option<String>,
     pub client_token: Option<String>,
     pub version: u64,
@@ -279,21 +371,9 @@ pub struct RestoreRecord {
 }
 
 impl RestoreRecord {
-    pub fn refresh_status(&mut self, now: Timestamp) {
-        if self.status == JobStatus::Cancelled {
-            return;
-        }
-        let derived = if self.phase == RestorePhase::Done {
-            aggregate(self.items.iter().map(|i| i.status))
-        } else if self.phase == RestorePhase::SafetyBackup && self.safety_backup_id.is_none() {
-            JobStatus::Pending
-        } else {
-            JobStatus::Running
-        };
-        self.status = derived;
-        if derived.is_terminal() && self.finished_at.is_none() {
-            self.finished_at = Some(now);
-        }
+    /// Replaced resources are still kept (a roll-back is possible, expiry has work).
+    pub fn keeps_replaced(&self) -> bool {
+        self.items.iter().any(|i| i.replaced_state == Some(ReplacedState::Kept))
     }
 }
 

@@ -159,7 +159,8 @@ impl StoredRecord for RestoreRecord {
         self.phase != RestorePhase::Done
     }
     fn due_at(&self) -> Option<Timestamp> {
-        None
+        // expire-retention deletes the replaced resources once they are no longer kept.
+        self.keeps_replaced().then_some(self.kept_until).flatten()
     }
     fn lock(&self) -> Option<String> {
         (self.mode == RestoreMode::InPlace && self.phase != RestorePhase::Done)

@@ -19,11 +19,13 @@ pub enum ItemStatus {
     Failed,
     /// The job was cancelled before this item finished.
     Cancelled,
+    /// An in-place restore put this resource back as it was before the restore.
+    RolledBack,
 }
 
 impl ItemStatus {
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled | Self::RolledBack)
     }
 }
 
@@ -42,11 +44,28 @@ pub enum JobStatus {
     Cancelled,
     /// A backup point whose retention ran out; its snapshots are deleted.
     Expired,
+    /// An in-place restore is putting the service instance back as it was before it
+    /// (after a failure, a deadline, a cancel, or at the user's request).
+    RollingBack,
+    /// An in-place restore ended with the service instance as it was before it.
+    RolledBack,
 }
 
 impl JobStatus {
+    pub const ALL: [JobStatus; 9] = [
+        Self::Pending,
+        Self::Running,
+        Self::Succeeded,
+        Self::PartiallyFailed,
+        Self::Failed,
+        Self::Cancelled,
+        Self::Expired,
+        Self::RollingBack,
+        Self::RolledBack,
+    ];
+
     pub fn is_terminal(self) -> bool {
-        !matches!(self, Self::Pending | Self::Running)
+        !matches!(self, Self::Pending | Self::Running | Self::RollingBack)
     }
 
     /// A finished point that still holds snapshots someone may restore from.
@@ -72,6 +91,11 @@ impl JobStatus {
             (a, b) if a == b => true,
             (Pending, Running | Succeeded | PartiallyFailed | Failed | Cancelled) => true,
             (Running, Succeeded | PartiallyFailed | Failed | Cancelled) => true,
+            // A roll-back starts from a restore at work, or from a finished in-place restore
+            // whose replaced resources are still kept; it ends put back, or failed to.
+            (Pending | Running | Succeeded | PartiallyFailed, RollingBack) => true,
+            (Pending | Running | RollingBack, RolledBack) => true,
+            (RollingBack, Failed | Cancelled) => true,
             // A point that finished keeps its snapshots until its retention runs out.
             (Succeeded | PartiallyFailed | Failed | Cancelled, Expired) => true,
             _ => false,
@@ -87,6 +111,8 @@ impl JobStatus {
             Self::Failed => "Failed",
             Self::Cancelled => "Cancelled",
             Self::Expired => "Expired",
+            Self::RollingBack => "RollingBack",
+            Self::RolledBack => "RolledBack",
         }
     }
 }
@@ -94,8 +120,7 @@ impl JobStatus {
 impl std::str::FromStr for JobStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        use JobStatus::*;
-        [Pending, Running, Succeeded, PartiallyFailed, Failed, Cancelled, Expired]
+        JobStatus::ALL
             .into_iter()
             .find(|status| status.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| format!("unknown status '{s}'"))
@@ -113,6 +138,7 @@ pub struct IllegalTransition {
 /// The status of a job derived from its items (SPEC "Backup" 4):
 /// - no items, or all `Pending` → `Pending`;
 /// - any item `Pending` or `Running` (and not all pending) → `Running`;
+/// - all terminal and any `RolledBack` → `RolledBack`;
 /// - all terminal and any `Cancelled` → `Cancelled`;
 /// - all terminal with failures → `PartiallyFailed` when some succeeded, else `Failed`;
 /// - all succeeded → `Succeeded`.
@@ -120,7 +146,7 @@ pub fn aggregate<I>(items: I) -> JobStatus
 where
     I: IntoIterator<Item = ItemStatus>,
 {
-    let (mut pending, mut running, mut succeeded, mut failed, mut cancelled) = (0, 0, 0, 0, 0);
+    let (mut pending, mut running, mut succeeded, mut failed, mut cancelled, mut rolled_back) = (0, 0, 0, 0, 0, 0);
     for status in items {
         match status {
             ItemStatus::Pending => pending += 1,
@@ -128,13 +154,16 @@ where
             ItemStatus::Succeeded => succeeded += 1,
             ItemStatus::Failed => failed += 1,
             ItemStatus::Cancelled => cancelled += 1,
+            ItemStatus::RolledBack => rolled_back += 1,
         }
     }
-    let total = pending + running + succeeded + failed + cancelled;
+    let total = pending + running + succeeded + failed + cancelled + rolled_back;
     if total == pending {
         JobStatus::Pending
     } else if pending + running > 0 {
         JobStatus::Running
+    } else if rolled_back > 0 {
+        JobStatus::RolledBack
     } else if cancelled > 0 {
         JobStatus::Cancelled
     } else if failed > 0 && succeeded > 0 {
@@ -152,9 +181,8 @@ mod tests {
     use ItemStatus as I;
     use JobStatus as J;
 
-    const ALL_ITEMS: [ItemStatus; 5] = [I::Pending, I::Running, I::Succeeded, I::Failed, I::Cancelled];
-    const ALL_JOBS: [JobStatus; 7] =
-        [J::Pending, J::Running, J::Succeeded, J::PartiallyFailed, J::Failed, J::Cancelled, J::Expired];
+    const ALL_ITEMS: [ItemStatus; 6] = [I::Pending, I::Running, I::Succeeded, I::Failed, I::Cancelled, I::RolledBack];
+    const ALL_JOBS: [JobStatus; 9] = JobStatus::ALL;
 
     /// The rule written independently of `aggregate`, from the counts of each status.
     fn expected(items: &[ItemStatus]) -> JobStatus {
@@ -163,6 +191,8 @@ mod tests {
             J::Pending
         } else if items.iter().any(|i| !i.is_terminal()) {
             J::Running
+        } else if count(I::RolledBack) > 0 {
+            J::RolledBack
         } else if count(I::Cancelled) > 0 {
             J::Cancelled
         } else if count(I::Failed) == items.len() {
@@ -176,15 +206,15 @@ mod tests {
 
     #[test]
     fn every_combination_of_up_to_four_items_aggregates_by_the_rule() {
-        // 5^1 + 5^2 + 5^3 + 5^4 combinations, order included.
+        // 6^1 + 6^2 + 6^3 + 6^4 combinations, order included.
         let mut checked = 0;
         for len in 1..=4u32 {
-            for code in 0..5usize.pow(len) {
+            for code in 0..6usize.pow(len) {
                 let mut n = code;
                 let items: Vec<_> = (0..len)
                     .map(|_| {
-                        let s = ALL_ITEMS[n % 5];
-                        n /= 5;
+                        let s = ALL_ITEMS[n % 6];
+                        n /= 6;
                         s
                     })
                     .collect();
@@ -192,7 +222,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 5 + 25 + 125 + 625);
+        assert_eq!(checked, 6 + 36 + 216 + 1296);
     }
 
     #[test]
@@ -212,10 +242,14 @@ mod tests {
         for from in ALL_JOBS {
             for to in ALL_JOBS {
                 let allowed = from.can_become(to);
+                let rolling_back = from == J::RollingBack;
                 let forward = from == to
-                    || (!from.is_terminal() && to.is_terminal() && to != J::Expired)
+                    || (!from.is_terminal() && !rolling_back && to.is_terminal() && to != J::Expired)
                     || (from == J::Pending && to == J::Running)
-                    || (from.is_terminal() && from != J::Expired && to == J::Expired);
+                    || (from.is_terminal() && from != J::Expired && from != J::RolledBack && to == J::Expired)
+                    // roll-backs: into one from work or a finished restore, out of one to its ends
+                    || (to == J::RollingBack && matches!(from, J::Pending | J::Running | J::Succeeded | J::PartiallyFailed))
+                    || (rolling_back && matches!(to, J::RolledBack | J::Failed | J::Cancelled));
                 assert_eq!(allowed, forward, "{from:?} -> {to:?}");
             }
         }

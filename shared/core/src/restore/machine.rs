@@ -1,27 +1,74 @@
 //! The restore state machine, pure: given a restore record and what the cloud reports now
 //! ([`Observation`]), [`step`] moves the record on and says which cloud calls to make
 //! ([`Command`]); [`command_done`] folds each call's answer back in. No store, no cloud,
-//! no clock: the service observes, calls `step`, acts, and saves.
+//! no clock: the service observes, calls `step`, saves, acts, folds, and saves again.
 //!
-//! ```text
-//! in place:  SafetyBackup ─▶ StoppingInstances ─▶ Restoring ─▶ StartingInstances ─▶ Done
-//! clone, disaster recovery:                        Restoring ─────────────────────▶ Done
-//! ```
-//! Per item (`RestoreStep`): a volume is created from its snapshot, then (in place) the
-//! volume at its device is detached and the new one attached there; a database is restored
-//! under a temporary id, then (in place) the original is renamed away and the restored one
-//! renamed to the original id. Each step waits until the cloud shows the previous one done,
-//! so any poll can carry a restore on after a crash.
+//! The phases are in [`RestorePhase`]. Three rules make an in-place restore safe:
+//! - **Write ahead.** `step` writes the intent of every call into the record (the item's
+//!   next step, the instances about to be stopped) before returning the command, and the
+//!   service saves the record before it makes the call. Every call is either idempotent
+//!   (`CreateVolume` with a client token, a database restored under a fixed name) or made
+//!   only when the cloud shows it is still needed, so a run that dies at any point is
+//!   finished by the next one, and two runs cannot both act (the second save loses).
+//! - **Swap what is there now.** The volume detached is the one at the device when the
+//!   swap starts, not the one the backup was taken of; databases are told apart by the
+//!   restore's tag, not by their names.
+//! - **Finish or roll back.** Once the service instance was changed (an instance stopped),
+//!   a resource that fails for good, a phase past its [`Deadlines`] or a cancel puts every
+//!   resource back ([`OnFailure::Rollback`]) or only the failed one ([`OnFailure::Keep`]):
+//!   originals re-attached at their devices or renamed back, what the restore made deleted,
+//!   the instances it stopped started. No device is left empty, no database id missing.
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::cloud::{tag, CloudError, InstanceState, Tags, VolumeState, VolumeStatus};
+use chrono::Duration;
+
+use crate::cloud::{tag, CloudError, DatabaseStatus, Instance, InstanceState, Tags, VolumeState, VolumeStatus};
 use crate::ids::BackupId;
-use crate::model::{ResourceKind, RestoreItem, RestoreMode, RestorePhase, RestoreRecord, RestoreStep, Timestamp};
-use crate::status::{aggregate, ItemStatus, JobStatus};
+use crate::model::{
+    OnFailure, ReplacedState, ResourceKind, RestoreItem, RestoreMode, RestorePhase, RestoreRecord, RestoreStep,
+    Rollback, RollbackReason, Timestamp,
+};
+use crate::status::{aggregate, IllegalTransition, ItemStatus, JobStatus};
 
 /// The seeds' words for an instance that no longer exists.
 pub const RELEASED: &str = "This instance has been released.";
+
+/// RDS statuses from which a database restore does not recover.
+const DATABASE_FAILED: &[&str] = &["failed", "incompatible-restore", "incompatible-parameters", "storage-full"];
+
+/// How long each phase of an in-place restore may take. Past it, the restore is rolled back
+/// (stopping, restoring) or ends saying which instances did not start (starting).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deadlines {
+    pub stopping: Duration,
+    pub restoring: Duration,
+    pub starting: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            // An EBS-backed instance stops in a minute or two; a Windows shutdown or a
+            // hibernation takes longer. Half an hour means the stop is stuck.
+            stopping: Duration::minutes(30),
+            // A volume made from a snapshot is usable within minutes (its blocks load lazily),
+            // but a DB instance restored from a snapshot can take hours for a large database.
+            restoring: Duration::hours(6),
+            starting: Duration::minutes(30),
+        }
+    }
+}
+
+/// What the machine needs to know of the deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    /// The tag key that makes a resource part of a service instance.
+    pub tag_key: String,
+    /// How long replaced volumes and databases are kept for a roll-back.
+    pub keep_replaced: Duration,
+    pub deadlines: Deadlines,
+}
 
 /// Where the safety backup of an in-place restore stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,13 +84,36 @@ pub enum SafetyBackup {
 /// What the cloud and the store report now of what the restore touches.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observation {
-    /// Instances of the restore's items; an id that is absent no longer exists.
-    pub instances: HashMap<String, InstanceState>,
-    /// Volumes the items name (new, current, replaced); absent = unknown to the cloud.
+    pub now: Timestamp,
+    /// Instances of the restore's items, with the volumes at their devices; an id that is
+    /// absent no longer exists.
+    pub instances: HashMap<String, Instance>,
+    /// Volumes the items name (new and replaced); absent = unknown to the cloud.
     pub volumes: HashMap<String, VolumeStatus>,
-    /// RDS status words of the databases the items name; absent = no such database.
-    pub databases: HashMap<String, String>,
+    /// Databases under the names the items use; absent = no such database.
+    pub databases: HashMap<String, DatabaseStatus>,
     pub safety_backup: Option<SafetyBackup>,
+}
+
+impl Observation {
+    fn state(&self, instance_id: &str) -> Option<InstanceState> {
+        self.instances.get(instance_id).map(|i| i.state)
+    }
+
+    /// The volume at a device of an instance now.
+    fn at_device(&self, instance_id: &str, device: &str) -> Option<String> {
+        let instance = self.instances.get(instance_id)?;
+        instance.volumes.iter().find(|v| v.device == device).map(|v| v.volume_id.clone())
+    }
+
+    fn database(&self, db_id: &str) -> Option<&str> {
+        self.databases.get(db_id).map(|d| d.status.as_str())
+    }
+
+    /// A volume is settled: not being created, attached or detached.
+    fn volume_settled(&self, volume_id: &str) -> bool {
+        self.volumes.get(volume_id).is_some_and(|v| !v.busy && v.state != VolumeState::Creating)
+    }
 }
 
 /// What [`step`] needs observed.
@@ -80,10 +150,10 @@ pub enum Command {
         volume_id: String,
         device: String,
     },
-    /// Marks what an in-place restore took out of service.
-    MarkReplaced {
-        resource_id: String,
-        tags: Tags,
+    /// Deletes a volume the restore made (roll-back).
+    DeleteVolume {
+        item: usize,
+        volume_id: String,
     },
     RestoreDatabase {
         item: usize,
@@ -95,6 +165,25 @@ pub enum Command {
         item: usize,
         from: String,
         to: String,
+    },
+    /// Deletes a database the restore made (roll-back).
+    DeleteDatabase {
+        item: usize,
+        db_id: String,
+    },
+    /// Adds `add`, then removes the keys `remove`: marks a replaced resource as kept, or
+    /// gives it back to the service instance on a roll-back.
+    Retag {
+        item: usize,
+        resource_id: String,
+        add: Tags,
+        remove: Vec<String>,
+    },
+    /// Deletes a replaced volume or database whose keeping time is over (expire-retention).
+    DeleteReplaced {
+        item: usize,
+        kind: ResourceKind,
+        resource_id: String,
     },
 }
 
@@ -113,8 +202,10 @@ pub fn instance_ids(items: &[RestoreItem]) -> Vec<String> {
     items.iter().filter_map(|i| i.instance_id.clone()).collect::<BTreeSet<_>>().into_iter().collect()
 }
 
-/// The temporary id a database is restored under, and the id its original is renamed to.
-fn database_ids(record: &RestoreRecord, original: &str) -> (String, String) {
+/// The names a database item uses: the id it has (and keeps in place), the temporary id
+/// the snapshot is restored under, and the id the original is kept under. The suffix is
+/// the restore's own, so two restores never use the same names.
+pub fn database_ids(record: &RestoreRecord, original: &str) -> (String, String, String) {
     let suffix: String = {
         let tail: Vec<char> = record.restore_id.chars().rev().take(8).collect();
         tail.into_iter().rev().collect()
@@ -123,7 +214,7 @@ fn database_ids(record: &RestoreRecord, original: &str) -> (String, String) {
         RestoreMode::InPlace => format!("{original}-rst{suffix}"),
         _ => format!("{original}-clone{suffix}"),
     };
-    (restored, format!("{original}-old{suffix}"))
+    (original.to_owned(), restored, format!("{original}-old{suffix}"))
 }
 
 /// Tags on what a restore creates: snapnest's and, in place, the service instance's own tag,
@@ -149,30 +240,32 @@ pub fn volume_token(record: &RestoreRecord, resource_id: &str) -> String {
     format!("{}-{resource_id}", record.restore_id).chars().take(64).collect()
 }
 
-/// What the restore's current phase needs observed.
+/// What the restore needs observed: everything its items name, while it is not done.
 pub fn wanted(record: &RestoreRecord) -> Wanted {
     let mut wanted = Wanted::default();
     match record.phase {
-        RestorePhase::SafetyBackup => wanted.safety_backup = record.safety_backup_id.clone(),
-        RestorePhase::StoppingInstances => wanted.instance_ids = instance_ids(&record.items),
-        RestorePhase::StartingInstances => wanted.instance_ids = record.stopped_instance_ids.clone(),
-        RestorePhase::Restoring => {
-            for item in record.items.iter().filter(|i| !i.status.is_terminal()) {
-                match item.kind {
-                    ResourceKind::Volume => wanted.volume_ids.extend(
-                        [Some(&item.resource_id), item.new_resource_id.as_ref(), item.replaced_resource_id.as_ref()]
-                            .into_iter()
-                            .flatten()
-                            .cloned(),
-                    ),
-                    ResourceKind::Database => {
-                        let (restored, old) = database_ids(record, &item.resource_id);
-                        wanted.database_ids.extend([item.resource_id.clone(), restored, old]);
-                    }
-                }
+        RestorePhase::Done => return wanted,
+        RestorePhase::SafetyBackup => {
+            wanted.safety_backup = record.safety_backup_id.clone();
+            return wanted;
+        }
+        _ => {}
+    }
+    if record.mode == RestoreMode::InPlace {
+        let mut ids: BTreeSet<String> = instance_ids(&record.items).into_iter().collect();
+        ids.extend(record.stopped_instance_ids.iter().cloned());
+        wanted.instance_ids = ids.into_iter().collect();
+    }
+    for item in &record.items {
+        match item.kind {
+            ResourceKind::Volume => wanted
+                .volume_ids
+                .extend([item.new_resource_id.as_ref(), item.replaced_resource_id.as_ref()].into_iter().flatten().cloned()),
+            ResourceKind::Database => {
+                let (original, restored, old) = database_ids(record, &item.resource_id);
+                wanted.database_ids.extend([original, restored, old]);
             }
         }
-        RestorePhase::Done => {}
     }
     wanted.volume_ids.sort();
     wanted.volume_ids.dedup();
@@ -181,14 +274,68 @@ pub fn wanted(record: &RestoreRecord) -> Wanted {
 
 /// Moves the restore on as far as `observed` allows and returns the calls to make now.
 /// Phases that need no call advance at once; the service calls `step` again after the
-/// calls are made, until it returns none.
-pub fn step(record: &mut RestoreRecord, observed: &Observation, tag_key: &str) -> Vec<Command> {
+/// calls are made, until it returns none and the phase stays.
+pub fn step(record: &mut RestoreRecord, observed: &Observation, rules: &Rules) -> Vec<Command> {
+    check_deadline(record, observed.now, rules);
     match record.phase {
         RestorePhase::SafetyBackup => safety_backup(record, observed),
         RestorePhase::StoppingInstances => stop_instances(record, observed),
-        RestorePhase::Restoring => restore_items(record, observed, tag_key),
+        RestorePhase::Restoring => restore_items(record, observed, rules),
+        RestorePhase::Committing => commit(record, observed, rules),
         RestorePhase::StartingInstances => start_instances(record, observed),
+        RestorePhase::RollingBack => roll_back_items(record, observed, rules),
         RestorePhase::Done => Vec::new(),
+    }
+}
+
+fn enter(record: &mut RestoreRecord, phase: RestorePhase, now: Timestamp) {
+    record.phase = phase;
+    record.phase_started_at = Some(now);
+}
+
+fn check_deadline(record: &mut RestoreRecord, now: Timestamp, rules: &Rules) {
+    if record.mode != RestoreMode::InPlace || record.rollback.is_some() {
+        return;
+    }
+    let Some(started) = record.phase_started_at else { return };
+    let limit = match record.phase {
+        RestorePhase::StoppingInstances => rules.deadlines.stopping,
+        RestorePhase::Restoring => rules.deadlines.restoring,
+        RestorePhase::StartingInstances => rules.deadlines.starting,
+        _ => return,
+    };
+    if now <= started + limit {
+        return;
+    }
+    let minutes = limit.num_minutes();
+    match record.phase {
+        RestorePhase::StoppingInstances => start_rollback(
+            record,
+            RollbackReason::Deadline,
+            format!("the instances did not stop within {minutes} minutes"),
+            now,
+        ),
+        RestorePhase::Restoring => {
+            let cause = format!("not restored within {minutes} minutes");
+            if record.on_failure == OnFailure::Rollback {
+                start_rollback(record, RollbackReason::Deadline, cause, now);
+            } else {
+                for n in 0..record.items.len() {
+                    if !matches!(record.items[n].step, RestoreStep::Done | RestoreStep::RolledBack | RestoreStep::RollingBack)
+                    {
+                        fail_item(record, n, cause.clone(), now);
+                    }
+                }
+            }
+        }
+        _ => {
+            let waiting: Vec<&str> = record.stopped_instance_ids.iter().map(String::as_str).collect();
+            record.error = Some(format!(
+                "the restore is done but {} did not start within {minutes} minutes; start them by hand",
+                waiting.join(", ")
+            ));
+            enter(record, RestorePhase::Done, now);
+        }
     }
 }
 
@@ -197,43 +344,47 @@ fn safety_backup(record: &mut RestoreRecord, observed: &Observation) -> Vec<Comm
         return vec![Command::TakeSafetyBackup];
     }
     match observed.safety_backup.clone().unwrap_or(SafetyBackup::Unknown) {
-        SafetyBackup::Succeeded => record.phase = RestorePhase::StoppingInstances,
+        SafetyBackup::Succeeded => enter(record, RestorePhase::StoppingInstances, observed.now),
         SafetyBackup::Ended(status) => {
             let id = record.safety_backup_id.clone().expect("checked above");
-            abort(record, format!("safety backup {id} ended {}; nothing was changed", status.as_str()));
+            abort(record, format!("safety backup {id} ended {}; nothing was changed", status.as_str()), observed.now);
         }
         SafetyBackup::Running | SafetyBackup::Unknown => {}
     }
     Vec::new()
 }
 
-fn gone(state: Option<&InstanceState>) -> bool {
+fn gone(state: Option<InstanceState>) -> bool {
     matches!(state, None | Some(InstanceState::Terminated | InstanceState::ShuttingDown))
 }
 
 fn stop_instances(record: &mut RestoreRecord, observed: &Observation) -> Vec<Command> {
+    let now = observed.now;
+    if record.stopped_instance_ids.iter().any(|id| observed.state(id).is_some_and(|s| s != InstanceState::Running)) {
+        record.service_changed = true;
+    }
     let ids = instance_ids(&record.items);
-    for item in record.items.iter_mut().filter(|i| i.status == ItemStatus::Pending) {
-        if item.instance_id.as_ref().is_some_and(|id| gone(observed.instances.get(id))) {
-            item.fail(RELEASED);
+    if record.rollback.is_none() && !record.service_changed {
+        if let Some(released) = ids.iter().find(|id| gone(observed.state(id))) {
+            abort(record, format!("{RELEASED} ({released}); nothing was changed"), now);
+            return Vec::new();
         }
     }
-    let live: Vec<&String> = ids.iter().filter(|id| !gone(observed.instances.get(*id))).collect();
-    if record.stopped_instance_ids.is_empty() {
-        // Only instances that were running are ours to start again afterwards; they are
-        // recorded before the stop call is made.
-        let running: Vec<String> = live
-            .iter()
-            .filter(|id| observed.instances.get(**id) != Some(&InstanceState::Stopped))
-            .map(|id| (*id).clone())
-            .collect();
-        if !running.is_empty() {
-            record.stopped_instance_ids = running.clone();
-            return vec![Command::StopInstances(running)];
+    // Every running instance is stopped, and written down before the call as one to start
+    // again; one recorded earlier that still runs never got the call (the run died first).
+    let running: Vec<String> =
+        ids.iter().filter(|id| observed.state(id) == Some(InstanceState::Running)).cloned().collect();
+    if !running.is_empty() {
+        for id in &running {
+            if !record.stopped_instance_ids.contains(id) {
+                record.stopped_instance_ids.push(id.clone());
+            }
         }
+        return vec![Command::StopInstances(running)];
     }
-    if live.iter().all(|id| observed.instances.get(*id) == Some(&InstanceState::Stopped)) {
-        record.phase = RestorePhase::Restoring;
+    if ids.iter().all(|id| gone(observed.state(id)) || observed.state(id) == Some(InstanceState::Stopped)) {
+        let next = if record.rollback.is_some() { RestorePhase::RollingBack } else { RestorePhase::Restoring };
+        enter(record, next, now);
     }
     Vec::new()
 }
@@ -242,21 +393,14 @@ fn start_instances(record: &mut RestoreRecord, observed: &Observation) -> Vec<Co
     let waiting: Vec<&String> = record
         .stopped_instance_ids
         .iter()
-        .filter(|id| {
-            observed.instances.get(*id).is_some_and(|s| {
-                !matches!(s, InstanceState::Running | InstanceState::Terminated | InstanceState::ShuttingDown)
-            })
-        })
+        .filter(|id| !gone(observed.state(id)) && observed.state(id) != Some(InstanceState::Running))
         .collect();
     if waiting.is_empty() {
-        record.phase = RestorePhase::Done;
+        enter(record, RestorePhase::Done, observed.now);
         return Vec::new();
     }
-    let to_start: Vec<String> = waiting
-        .into_iter()
-        .filter(|id| observed.instances.get(*id) == Some(&InstanceState::Stopped))
-        .cloned()
-        .collect();
+    let to_start: Vec<String> =
+        waiting.into_iter().filter(|id| observed.state(id) == Some(InstanceState::Stopped)).cloned().collect();
     if to_start.is_empty() {
         Vec::new()
     } else {
@@ -264,22 +408,37 @@ fn start_instances(record: &mut RestoreRecord, observed: &Observation) -> Vec<Co
     }
 }
 
-fn restore_items(record: &mut RestoreRecord, observed: &Observation, tag_key: &str) -> Vec<Command> {
+fn restore_items(record: &mut RestoreRecord, observed: &Observation, rules: &Rules) -> Vec<Command> {
     let mut commands = Vec::new();
     for n in 0..record.items.len() {
-        if record.items[n].status.is_terminal() {
+        let item = &record.items[n];
+        let in_place = record.mode == RestoreMode::InPlace;
+        if settled(item) {
             continue;
         }
-        let tags = restore_tags(record, &record.items[n].resource_id, tag_key);
-        let command = match record.items[n].kind {
-            ResourceKind::Volume => volume_step(record, n, observed, tags),
-            ResourceKind::Database => database_step(record, n, observed, tags),
-        };
-        commands.extend(command);
+        commands.extend(match (item.step, item.kind, in_place) {
+            (RestoreStep::RollingBack, _, _) => roll_back_item(record, n, observed, rules),
+            (_, ResourceKind::Volume, true) => swap_volume(record, n, observed, rules),
+            (_, ResourceKind::Database, true) => swap_database(record, n, observed, rules),
+            (_, ResourceKind::Volume, false) => clone_volume(record, n, observed, rules),
+            (_, ResourceKind::Database, false) => clone_database(record, n, observed, rules),
+        });
+        if record.phase != RestorePhase::Restoring {
+            // A failure turned the restore into a roll-back: nothing more goes forward.
+            return Vec::new();
+        }
     }
-    if commands.is_empty() && record.items.iter().all(|i| i.status.is_terminal()) {
-        record.phase =
-            if record.mode == RestoreMode::InPlace { RestorePhase::StartingInstances } else { RestorePhase::Done };
+    if commands.is_empty() && record.items.iter().all(settled) {
+        let restored_any = record.items.iter().any(|i| i.step == RestoreStep::Done);
+        let next = match record.mode {
+            RestoreMode::InPlace if restored_any => {
+                record.kept_until = Some(observed.now + rules.keep_replaced);
+                RestorePhase::Committing
+            }
+            RestoreMode::InPlace => RestorePhase::StartingInstances,
+            _ => RestorePhase::Done,
+        };
+        enter(record, next, observed.now);
     }
     commands
 }
@@ -289,472 +448,681 @@ fn finish(item: &mut RestoreItem) {
     item.status = ItemStatus::Succeeded;
 }
 
-fn replaced_mark(record: &RestoreRecord) -> Tags {
-    Tags::from([(tag::REPLACED_BY.to_owned(), record.restore_id.to_string())])
+fn begin(item: &mut RestoreItem, step: RestoreStep) {
+    item.step = step;
+    item.status = ItemStatus::Running;
 }
 
-fn volume_step(record: &mut RestoreRecord, n: usize, observed: &Observation, tags: Tags) -> Vec<Command> {
-    let in_place = record.mode == RestoreMode::InPlace;
-    let mark = replaced_mark(record);
+/// A resource failed for good: in place, the restore rolls back (or, with
+/// [`OnFailure::Keep`], this resource alone is put back); otherwise the item just fails.
+fn fail_item(record: &mut RestoreRecord, n: usize, cause: String, now: Timestamp) -> Vec<Command> {
+    let resource_id = record.items[n].resource_id.clone();
+    record.items[n].fail(cause.clone());
+    if record.mode != RestoreMode::InPlace || record.items[n].step == RestoreStep::RolledBack {
+        return Vec::new();
+    }
+    match record.on_failure {
+        OnFailure::Rollback => start_rollback(record, RollbackReason::Failure, format!("{resource_id}: {cause}"), now),
+        OnFailure::Keep if record.items[n].step == RestoreStep::NotStarted => {
+            record.items[n].step = RestoreStep::RolledBack
+        }
+        OnFailure::Keep => record.items[n].step = RestoreStep::RollingBack,
+    }
+    Vec::new()
+}
+
+/// An item needs nothing more in the restoring phase: done, put back, or (clone) failed.
+fn settled(item: &RestoreItem) -> bool {
+    item.step != RestoreStep::RollingBack
+        && (item.status.is_terminal() || matches!(item.step, RestoreStep::Done | RestoreStep::RolledBack))
+}
+
+fn create_volume(record: &mut RestoreRecord, n: usize, rules: &Rules) -> Command {
     let token = volume_token(record, &record.items[n].resource_id);
-    let item = &mut record.items[n];
+    let tags = restore_tags(record, &record.items[n].resource_id, &rules.tag_key);
+    let item = &record.items[n];
+    Command::CreateVolume {
+        item: n,
+        snapshot_id: item.snapshot_id.clone().unwrap_or_default(),
+        availability_zone: item.availability_zone.clone().unwrap_or_default(),
+        client_token: token,
+        tags,
+    }
+}
+
+fn clone_volume(record: &mut RestoreRecord, n: usize, observed: &Observation, rules: &Rules) -> Vec<Command> {
+    let Some(new_id) = record.items[n].new_resource_id.clone() else {
+        begin(&mut record.items[n], RestoreStep::Creating);
+        return vec![create_volume(record, n, rules)];
+    };
+    match observed.volumes.get(&new_id).map(|v| v.state) {
+        Some(VolumeState::Available | VolumeState::InUse) => finish(&mut record.items[n]),
+        Some(VolumeState::Error) => {
+            let snapshot_id = record.items[n].snapshot_id.clone().unwrap_or_default();
+            return fail_item(record, n, format!("volume {new_id} could not be created from {snapshot_id}"), observed.now);
+        }
+        Some(VolumeState::Creating) | None => {}
+    }
+    Vec::new()
+}
+
+fn clone_database(record: &mut RestoreRecord, n: usize, observed: &Observation, rules: &Rules) -> Vec<Command> {
+    let (_, restored, _) = database_ids(record, &record.items[n].resource_id);
+    let tags = restore_tags(record, &record.items[n].resource_id, &rules.tag_key);
+    match observed.database(&restored) {
+        None => {
+            begin(&mut record.items[n], RestoreStep::Creating);
+            let snapshot_id = record.items[n].snapshot_id.clone().unwrap_or_default();
+            vec![Command::RestoreDatabase { item: n, snapshot_id, new_db_id: restored, tags }]
+        }
+        Some("available") => {
+            record.items[n].new_resource_id = Some(restored);
+            finish(&mut record.items[n]);
+            Vec::new()
+        }
+        Some(status) if DATABASE_FAILED.contains(&status) => {
+            fail_item(record, n, format!("database {restored} could not be restored: {status}"), observed.now)
+        }
+        Some(_) => Vec::new(),
+    }
+}
+
+/// In place, one volume: make it, then swap it in at its device for whatever is there now.
+fn swap_volume(record: &mut RestoreRecord, n: usize, observed: &Observation, rules: &Rules) -> Vec<Command> {
+    let now = observed.now;
+    let item = &record.items[n];
     let (instance_id, device) = (item.instance_id.clone().unwrap_or_default(), item.device.clone().unwrap_or_default());
-    let new_id = item.new_resource_id.clone().unwrap_or_default();
-    let attach_new = Command::AttachVolume {
+    if gone(observed.state(&instance_id)) {
+        return fail_item(record, n, format!("{RELEASED} ({instance_id})"), now);
+    }
+    let Some(new_id) = item.new_resource_id.clone() else {
+        // Not made yet, or made by a run that died before it could write the id down: the
+        // client token makes the call answer the same volume.
+        begin(&mut record.items[n], RestoreStep::Creating);
+        return vec![create_volume(record, n, rules)];
+    };
+    let new_volume = observed.volumes.get(&new_id);
+    let at_device = observed.at_device(&instance_id, &device);
+    let attach = Command::AttachVolume {
         item: n,
         instance_id: instance_id.clone(),
         volume_id: new_id.clone(),
         device: device.clone(),
     };
+    let taken = |other: &str| format!("{device} of {instance_id} now holds {other}, which this restore did not put there");
     match item.step {
-        RestoreStep::NotStarted => vec![Command::CreateVolume {
-            item: n,
-            snapshot_id: item.snapshot_id.clone().unwrap_or_default(),
-            availability_zone: item.availability_zone.clone().unwrap_or_default(),
-            client_token: token,
-            tags,
-        }],
-        RestoreStep::Creating => match observed.volumes.get(&new_id).map(|v| v.state) {
-            Some(VolumeState::Available) if !in_place => {
-                finish(item);
-                Vec::new()
-            }
+        RestoreStep::NotStarted | RestoreStep::Creating => match new_volume.map(|v| v.state) {
             Some(VolumeState::Available) => {
-                // The volume at the device now (the original, unless someone swapped it since).
-                let current = observed.volumes.get(&item.resource_id).and_then(|v| v.attachment.clone());
-                if current == Some((instance_id.clone(), device)) {
-                    vec![Command::DetachVolume { item: n, instance_id, volume_id: item.resource_id.clone() }]
-                } else {
-                    vec![attach_new]
+                let item = &mut record.items[n];
+                record.service_changed = true;
+                match at_device {
+                    None => {
+                        item.replaced_resource_id = None;
+                        item.step = RestoreStep::AttachingNew;
+                        vec![attach]
+                    }
+                    Some(current) => {
+                        item.replaced_resource_id = Some(current.clone());
+                        item.step = RestoreStep::DetachingOld;
+                        vec![Command::DetachVolume { item: n, instance_id, volume_id: current }]
+                    }
                 }
             }
-            Some(VolumeState::Error) | None => {
+            Some(VolumeState::Error) => {
                 let snapshot_id = item.snapshot_id.clone().unwrap_or_default();
-                item.fail(format!("volume {new_id} could not be created from {snapshot_id}"));
-                Vec::new()
+                fail_item(record, n, format!("volume {new_id} could not be created from {snapshot_id}"), now)
             }
-            Some(_) => Vec::new(),
+            _ => Vec::new(),
         },
-        RestoreStep::DetachingOld => {
-            let old = item.replaced_resource_id.clone().unwrap_or_default();
-            if observed.volumes.get(&old).is_some_and(|v| v.attachment.is_none()) {
-                vec![Command::MarkReplaced { resource_id: old, tags: mark }, attach_new]
-            } else {
+        RestoreStep::DetachingOld => match at_device {
+            None => {
+                record.items[n].step = RestoreStep::AttachingNew;
+                vec![attach]
+            }
+            Some(current) if Some(&current) == item.replaced_resource_id.as_ref() => {
+                if observed.volume_settled(&current) {
+                    vec![Command::DetachVolume { item: n, instance_id, volume_id: current }]
+                } else {
+                    Vec::new()
+                }
+            }
+            Some(current) if current == new_id => {
+                record.items[n].step = RestoreStep::AttachingNew;
                 Vec::new()
             }
-        }
-        RestoreStep::AttachingNew => {
-            if observed.volumes.get(&new_id).and_then(|v| v.attachment.clone()) == Some((instance_id, device)) {
-                finish(item);
+            Some(other) => fail_item(record, n, taken(&other), now),
+        },
+        RestoreStep::AttachingNew => match at_device {
+            Some(current) if current == new_id => {
+                if new_volume.is_some_and(|v| !v.busy && v.state == VolumeState::InUse) {
+                    finish(&mut record.items[n]);
+                }
+                Vec::new()
             }
-            Vec::new()
-        }
+            None if new_volume.is_some_and(|v| !v.busy && v.attachment.is_none()) => vec![attach],
+            None => Vec::new(),
+            Some(other) => fail_item(record, n, taken(&other), now),
+        },
         _ => Vec::new(),
     }
 }
 
-fn database_step(record: &mut RestoreRecord, n: usize, observed: &Observation, tags: Tags) -> Vec<Command> {
-    let in_place = record.mode == RestoreMode::InPlace;
-    let mark = replaced_mark(record);
-    let original = record.items[n].resource_id.clone();
-    let (restored, old) = database_ids(record, &original);
-    let status = |id: &str| observed.databases.get(id).map(String::as_str);
-    let item = &mut record.items[n];
-    match item.step {
-        RestoreStep::NotStarted => vec![Command::RestoreDatabase {
-            item: n,
-            snapshot_id: item.snapshot_id.clone().unwrap_or_default(),
-            new_db_id: restored,
-            tags,
-        }],
+/// The restore's own database: it carries the restore's tag.
+fn is_ours(record: &RestoreRecord, observed: &Observation, db_id: &str) -> bool {
+    observed.databases.get(db_id).is_some_and(|d| d.tags.get(tag::RESTORE_ID) == Some(&record.restore_id.to_string()))
+}
+
+/// In place, one database: restore it under a temporary id, rename the original away,
+/// rename the restored one to the original id.
+fn swap_database(record: &mut RestoreRecord, n: usize, observed: &Observation, rules: &Rules) -> Vec<Command> {
+    let now = observed.now;
+    let (original, restored, old) = database_ids(record, &record.items[n].resource_id);
+    let ours = |id: &str| is_ours(record, observed, id);
+    let status = |id: &str| observed.database(id);
+    let restore_call = Command::RestoreDatabase {
+        item: n,
+        snapshot_id: record.items[n].snapshot_id.clone().unwrap_or_default(),
+        new_db_id: restored.clone(),
+        tags: restore_tags(record, &record.items[n].resource_id, &rules.tag_key),
+    };
+    let rename = |from: &str, to: &str| Command::RenameDatabase { item: n, from: from.to_owned(), to: to.to_owned() };
+    match record.items[n].step {
+        RestoreStep::NotStarted => {
+            begin(&mut record.items[n], RestoreStep::Creating);
+            vec![restore_call]
+        }
         RestoreStep::Creating => match status(&restored) {
-            Some("available") if !in_place => {
-                finish(item);
-                Vec::new()
+            // Not there: the call was never made (the run died first), or is not visible yet.
+            None => vec![restore_call],
+            Some("available") if !ours(&restored) => {
+                fail_item(record, n, format!("database id {restored} is taken by a database this restore did not make"), now)
             }
-            Some("available") if status(&original).is_some() => {
-                vec![Command::RenameDatabase { item: n, from: original, to: old }]
-            }
-            Some("available") => {
-                item.step = RestoreStep::RenamingOld;
-                Vec::new()
-            }
-            Some("failed" | "incompatible-restore" | "incompatible-parameters") | None => {
-                item.fail(format!("database {restored} could not be restored"));
-                Vec::new()
+            Some("available") => match status(&original) {
+                None => {
+                    record.service_changed = true;
+                    record.items[n].replaced_resource_id = None;
+                    record.items[n].step = RestoreStep::RenamingNew;
+                    vec![rename(&restored, &original)]
+                }
+                Some("available") => {
+                    record.service_changed = true;
+                    record.items[n].replaced_resource_id = Some(old.clone());
+                    record.items[n].step = RestoreStep::RenamingOld;
+                    vec![rename(&original, &old)]
+                }
+                // The original is busy (a backup, a modification): the swap waits for it.
+                Some(_) => Vec::new(),
+            },
+            Some(s) if DATABASE_FAILED.contains(&s) => {
+                fail_item(record, n, format!("database {restored} could not be restored: {s}"), now)
             }
             Some(_) => Vec::new(),
         },
-        RestoreStep::RenamingOld => {
-            let original_gone = status(&original).is_none();
-            let renamed_ready = item.replaced_resource_id.is_none() || status(&old) == Some("available");
-            if original_gone && renamed_ready {
-                vec![Command::RenameDatabase { item: n, from: restored, to: original }]
+        RestoreStep::RenamingOld => match (status(&original), status(&old)) {
+            (Some("available"), None) if !ours(&original) => vec![rename(&original, &old)],
+            (None, Some("available")) if status(&restored) == Some("available") => {
+                record.items[n].step = RestoreStep::RenamingNew;
+                vec![rename(&restored, &original)]
+            }
+            _ => Vec::new(),
+        },
+        RestoreStep::RenamingNew => {
+            if status(&original) == Some("available") && ours(&original) {
+                record.items[n].new_resource_id = Some(original);
+                finish(&mut record.items[n]);
+                Vec::new()
+            } else if status(&original).is_none() && status(&restored) == Some("available") {
+                vec![rename(&restored, &original)]
             } else {
                 Vec::new()
-            }
-        }
-        RestoreStep::RenamingNew => {
-            if status(&original) != Some("available") {
-                return Vec::new();
-            }
-            item.new_resource_id = Some(original);
-            finish(item);
-            match item.replaced_resource_id.clone() {
-                Some(old) => vec![Command::MarkReplaced { resource_id: old, tags: mark }],
-                None => Vec::new(),
             }
         }
         _ => Vec::new(),
     }
 }
 
-/// Folds a command's answer into the record. A call the cloud refused for good fails the
-/// item it was for (the rest of the restore goes on); a transient failure changes nothing,
-/// and the next poll makes the same call again.
-pub fn command_done(record: &mut RestoreRecord, command: &Command, answer: Result<Answer, CloudError>) {
+/// Every swapped resource is in service: what they replaced is tagged as kept (and loses the
+/// service-instance tag, so backups no longer find it) before the instances start again.
+fn commit(record: &mut RestoreRecord, observed: &Observation, rules: &Rules) -> Vec<Command> {
+    let kept_until = record.kept_until.map(|t| t.to_rfc3339()).unwrap_or_default();
+    let mut commands = Vec::new();
+    for n in 0..record.items.len() {
+        let item = &record.items[n];
+        let Some(replaced) = item.replaced_resource_id.clone() else { continue };
+        if item.step != RestoreStep::Done || item.replaced_state.is_some() {
+            continue;
+        }
+        let tags = match item.kind {
+            ResourceKind::Volume => observed.volumes.get(&replaced).map(|v| &v.tags),
+            ResourceKind::Database => observed.databases.get(&replaced).map(|d| &d.tags),
+        };
+        let Some(tags) = tags else {
+            let item = &mut record.items[n];
+            item.replaced_state = Some(ReplacedState::Released);
+            item.error = Some(format!("{replaced}, which this restore replaced, no longer exists"));
+            continue;
+        };
+        let had_service_tag = tags.contains_key(&rules.tag_key);
+        let item = &mut record.items[n];
+        item.replaced_untagged |= had_service_tag;
+        commands.push(Command::Retag {
+            item: n,
+            resource_id: replaced,
+            add: Tags::from([
+                (tag::REPLACED_BY.to_owned(), record.restore_id.to_string()),
+                (tag::KEPT_UNTIL.to_owned(), kept_until.clone()),
+            ]),
+            remove: vec![rules.tag_key.clone()],
+        });
+    }
+    let marked = record.items.iter().all(|i| i.replaced_resource_id.is_none() || i.step != RestoreStep::Done || i.replaced_state.is_some());
+    if commands.is_empty() && marked {
+        enter(record, RestorePhase::StartingInstances, observed.now);
+    }
+    commands
+}
+
+/// Starts putting the service instance back as it was: every item that did something is
+/// rolled back; one that never started is cancelled.
+fn start_rollback(record: &mut RestoreRecord, reason: RollbackReason, cause: String, now: Timestamp) {
+    if record.rollback.is_some() {
+        return;
+    }
+    record.rollback = Some(Rollback { reason, cause: cause.clone(), started_at: now, not_put_back: Vec::new() });
+    record.error = Some(cause);
+    for item in record.items.iter_mut() {
+        match item.step {
+            RestoreStep::NotStarted => {
+                item.step = RestoreStep::RolledBack;
+                if !item.status.is_terminal() {
+                    item.status = ItemStatus::Cancelled;
+                }
+            }
+            RestoreStep::RolledBack => {}
+            _ => item.step = RestoreStep::RollingBack,
+        }
+    }
+    // Swapped devices are only put back on stopped instances: a restore whose instances may
+    // run again (starting, or finished) stops them first.
+    let next = match record.phase {
+        RestorePhase::StartingInstances | RestorePhase::Done => {
+            if record.phase == RestorePhase::Done {
+                record.stopped_instance_ids.clear();
+                record.finished_at = None;
+            }
+            RestorePhase::StoppingInstances
+        }
+        _ => RestorePhase::RollingBack,
+    };
+    enter(record, next, now);
+}
+
+fn roll_back_items(record: &mut RestoreRecord, observed: &Observation, rules: &Rules) -> Vec<Command> {
+    let mut commands = Vec::new();
+    for n in 0..record.items.len() {
+        if record.items[n].step == RestoreStep::RollingBack {
+            commands.extend(roll_back_item(record, n, observed, rules));
+        }
+    }
+    if commands.is_empty() && record.items.iter().all(|i| i.step != RestoreStep::RollingBack) {
+        enter(record, RestorePhase::StartingInstances, observed.now);
+    }
+    commands
+}
+
+fn roll_back_item(record: &mut RestoreRecord, n: usize, observed: &Observation, rules: &Rules) -> Vec<Command> {
+    match record.items[n].kind {
+        ResourceKind::Volume => roll_back_volume(record, n, observed, rules),
+        ResourceKind::Database => roll_back_database(record, n, observed, rules),
+    }
+}
+
+/// The item is back as it was (or could not be put back: `problem`).
+fn rolled_back(record: &mut RestoreRecord, n: usize, problem: Option<String>) -> Vec<Command> {
+    let rolling_back_all = record.rollback.is_some();
+    let item = &mut record.items[n];
+    item.step = RestoreStep::RolledBack;
+    match problem {
+        Some(problem) => {
+            item.fail(format!("not put back: {problem}"));
+            let resource_id = item.resource_id.clone();
+            if let Some(rollback) = record.rollback.as_mut() {
+                rollback.not_put_back.push(resource_id);
+            }
+        }
+        None if rolling_back_all => item.status = ItemStatus::RolledBack,
+        None => item.status = ItemStatus::Failed,
+    }
+    Vec::new()
+}
+
+/// Gives a kept resource back to the service instance: the tags the swap changed, undone.
+fn unmark(record: &RestoreRecord, n: usize, resource_id: &str, rules: &Rules) -> Command {
+    let item = &record.items[n];
+    let mut add = Tags::new();
+    if item.replaced_untagged {
+        add.insert(rules.tag_key.clone(), record.service_instance_id.clone());
+    }
+    Command::Retag {
+        item: n,
+        resource_id: resource_id.to_owned(),
+        add,
+        remove: vec![tag::REPLACED_BY.to_owned(), tag::KEPT_UNTIL.to_owned()],
+    }
+}
+
+fn roll_back_volume(record: &mut RestoreRecord, n: usize, observed: &Observation, rules: &Rules) -> Vec<Command> {
+    let item = &record.items[n];
+    let (instance_id, device) = (item.instance_id.clone().unwrap_or_default(), item.device.clone().unwrap_or_default());
+    let original = item.replaced_resource_id.clone();
+    let Some(new_id) = item.new_resource_id.clone() else {
+        if item.step == RestoreStep::NotStarted {
+            return rolled_back(record, n, None);
+        }
+        // A create may have been made by a run that died before writing the id down: the
+        // same client token answers that volume (or makes one), which is then deleted.
+        return vec![create_volume(record, n, rules)];
+    };
+    let at_device = observed.at_device(&instance_id, &device);
+    let new_volume = observed.volumes.get(&new_id);
+    if at_device.as_ref() == Some(&new_id) {
+        return if observed.volume_settled(&new_id) {
+            vec![Command::DetachVolume { item: n, instance_id, volume_id: new_id }]
+        } else {
+            Vec::new()
+        };
+    }
+    match (&at_device, &original) {
+        (None, Some(original)) => {
+            // Until the original is back, the device must stay free for it.
+            if !observed.volumes.contains_key(original) {
+                return rolled_back(record, n, Some(format!("{original} no longer exists; {device} of {instance_id} is empty")));
+            }
+            if gone(observed.state(&instance_id)) {
+                return rolled_back(record, n, Some(format!("{RELEASED} ({instance_id})")));
+            }
+            let free = observed.volumes.get(original).is_some_and(|v| v.attachment.is_none() && !v.busy);
+            let new_detached = new_volume.is_none_or(|v| v.attachment.is_none() && !v.busy);
+            return if free && new_detached {
+                vec![Command::AttachVolume { item: n, instance_id, volume_id: original.clone(), device }]
+            } else {
+                Vec::new()
+            };
+        }
+        (Some(current), original) if Some(current) != original.as_ref() => {
+            return rolled_back(record, n, Some(format!("{device} of {instance_id} now holds {current}")));
+        }
+        _ => {}
+    }
+    // The original (or nothing, if the device was empty) is at the device: the restore's
+    // volume goes, and a kept original gets its tags back.
+    if let Some(volume) = new_volume {
+        return if volume.state != VolumeState::Creating && !volume.busy && volume.attachment.is_none() {
+            vec![Command::DeleteVolume { item: n, volume_id: new_id }]
+        } else {
+            Vec::new()
+        };
+    }
+    if let (Some(original), Some(ReplacedState::Kept)) = (&original, record.items[n].replaced_state) {
+        if !observed.volume_settled(original) {
+            return Vec::new();
+        }
+        return vec![unmark(record, n, original, rules)];
+    }
+    rolled_back(record, n, None)
+}
+
+fn roll_back_database(record: &mut RestoreRecord, n: usize, observed: &Observation, rules: &Rules) -> Vec<Command> {
+    let (original, restored, old) = database_ids(record, &record.items[n].resource_id);
+    let ours = |id: &str| is_ours(record, observed, id);
+    let status = |id: &str| observed.database(id);
+    let busy = [&original, &restored, &old]
+        .iter()
+        .any(|id| status(id).is_some_and(|s| s != "available" && !DATABASE_FAILED.contains(&s)));
+    if busy {
+        return Vec::new(); // being created, renamed or deleted: wait for it
+    }
+    let rename = |from: &str, to: &str| Command::RenameDatabase { item: n, from: from.to_owned(), to: to.to_owned() };
+    if status(&original).is_some() && ours(&original) {
+        // The restored database holds the id: it moves back out of the way first.
+        return if status(&restored).is_none() {
+            vec![rename(&original, &restored)]
+        } else {
+            rolled_back(record, n, Some(format!("{restored} is taken; {original} is the restored database")))
+        };
+    }
+    if status(&original).is_none() && status(&old).is_some() {
+        return vec![rename(&old, &original)];
+    }
+    if status(&restored).is_some() && ours(&restored) {
+        return vec![Command::DeleteDatabase { item: n, db_id: restored }];
+    }
+    if status(&original).is_none() && record.items[n].replaced_resource_id.is_some() {
+        return rolled_back(record, n, Some(format!("the original database {original} no longer exists")));
+    }
+    if status(&original).is_some() && record.items[n].replaced_state == Some(ReplacedState::Kept) {
+        return vec![unmark(record, n, &original, rules)];
+    }
+    rolled_back(record, n, None)
+}
+
+/// Folds a command's answer into the record. A transient failure changes nothing (the next
+/// poll sees the cloud and asks again); a refusal fails the item it was for, which rolls
+/// the restore back; a refusal during a roll-back is noted and asked again.
+pub fn command_done(record: &mut RestoreRecord, command: &Command, answer: Result<Answer, CloudError>, now: Timestamp) {
     let answer = match answer {
         Ok(answer) => answer,
         Err(e) if e.is_retryable() => return,
-        Err(e) => {
-            match command {
-                Command::CreateVolume { item, .. }
-                | Command::DetachVolume { item, .. }
-                | Command::AttachVolume { item, .. }
-                | Command::RenameDatabase { item, .. } => record.items[*item].fail(e.to_string()),
-                Command::RestoreDatabase { item, new_db_id, .. } => match e {
-                    // Made by an earlier attempt: carry on with it.
-                    CloudError::AlreadyExists(_) => database_created(&mut record.items[*item], new_db_id),
-                    e => record.items[*item].fail(e.to_string()),
-                },
-                Command::TakeSafetyBackup => {
-                    abort(record, format!("the safety backup could not start: {e}; nothing was changed"))
-                }
-                // Stop/start/mark failures: retried by the next poll, which sees the cloud again.
-                Command::StopInstances(_) | Command::StartInstances(_) | Command::MarkReplaced { .. } => {}
-            }
-            return;
-        }
+        Err(e) => return refused(record, command, e, now),
     };
     match (command, answer) {
         (Command::TakeSafetyBackup, Answer::SafetyBackup(id)) => record.safety_backup_id = Some(id),
+        (Command::StopInstances(_), _) => record.service_changed = true,
         (Command::CreateVolume { item, .. }, Answer::Made(volume_id)) => {
-            let item = &mut record.items[*item];
-            item.new_resource_id = Some(volume_id);
-            item.status = ItemStatus::Running;
-            item.step = RestoreStep::Creating;
+            record.items[*item].new_resource_id = Some(volume_id)
         }
-        (Command::DetachVolume { item, volume_id, .. }, _) => {
+        (Command::Retag { item, .. }, _) => {
             let item = &mut record.items[*item];
-            item.replaced_resource_id = Some(volume_id.clone());
-            item.step = RestoreStep::DetachingOld;
+            item.replaced_state = match (record.phase, item.replaced_state) {
+                (RestorePhase::Committing, _) => Some(ReplacedState::Kept),
+                (_, Some(ReplacedState::Kept)) => Some(ReplacedState::Restored),
+                (_, other) => other,
+            };
         }
-        (Command::AttachVolume { item, .. }, _) => record.items[*item].step = RestoreStep::AttachingNew,
-        (Command::RestoreDatabase { item, new_db_id, .. }, _) => database_created(&mut record.items[*item], new_db_id),
-        (Command::RenameDatabase { item, to, .. }, _) => {
-            let item = &mut record.items[*item];
-            if item.step == RestoreStep::Creating {
-                item.replaced_resource_id = Some(to.clone());
-                item.step = RestoreStep::RenamingOld;
-            } else {
-                item.step = RestoreStep::RenamingNew;
-            }
-        }
+        (Command::DeleteReplaced { item, .. }, _) => record.items[*item].replaced_state = Some(ReplacedState::Deleted),
         _ => {}
     }
 }
 
-fn database_created(item: &mut RestoreItem, new_db_id: &str) {
-    item.new_resource_id = Some(new_db_id.to_owned());
-    item.status = ItemStatus::Running;
-    item.step = RestoreStep::Creating;
+fn refused(record: &mut RestoreRecord, command: &Command, error: CloudError, now: Timestamp) {
+    let item_of = |command: &Command| match command {
+        Command::CreateVolume { item, .. }
+        | Command::DetachVolume { item, .. }
+        | Command::AttachVolume { item, .. }
+        | Command::DeleteVolume { item, .. }
+        | Command::RestoreDatabase { item, .. }
+        | Command::RenameDatabase { item, .. }
+        | Command::DeleteDatabase { item, .. }
+        | Command::Retag { item, .. }
+        | Command::DeleteReplaced { item, .. } => Some(*item),
+        _ => None,
+    };
+    match command {
+        Command::TakeSafetyBackup => {
+            abort(record, format!("the safety backup could not start: {error}; nothing was changed"), now)
+        }
+        Command::StopInstances(_) if record.rollback.is_none() => start_rollback(
+            record,
+            RollbackReason::Failure,
+            format!("the instances could not be stopped: {error}"),
+            now,
+        ),
+        // Made by an earlier attempt: the next step tells by its tag whether it is ours.
+        Command::RestoreDatabase { .. } if matches!(error, CloudError::AlreadyExists(_)) => {}
+        Command::Retag { item, .. } | Command::DeleteReplaced { item, .. } if matches!(error, CloudError::NotFound(_)) => {
+            let item = &mut record.items[*item];
+            item.replaced_state = Some(match command {
+                Command::DeleteReplaced { .. } => ReplacedState::Deleted,
+                _ => ReplacedState::Released,
+            });
+        }
+        command => match item_of(command) {
+            Some(n) if record.phase == RestorePhase::Restoring && record.items[n].step != RestoreStep::RollingBack => {
+                fail_item(record, n, error.to_string(), now);
+            }
+            // Roll-back, tags, starts: asked again by the next poll, which sees the cloud.
+            Some(n) => record.items[n].error = Some(format!("{}: {error}", what(command))),
+            None => {}
+        },
+    }
 }
 
-/// Ends a restore before it touched anything.
-pub fn abort(record: &mut RestoreRecord, cause: String) {
-    for item in record.items.iter_mut() {
+fn what(command: &Command) -> &'static str {
+    match command {
+        Command::CreateVolume { .. } => "create volume",
+        Command::DetachVolume { .. } => "detach volume",
+        Command::AttachVolume { .. } => "attach volume",
+        Command::DeleteVolume { .. } => "delete volume",
+        Command::RestoreDatabase { .. } => "restore database",
+        Command::RenameDatabase { .. } => "rename database",
+        Command::DeleteDatabase { .. } => "delete database",
+        Command::Retag { .. } => "tag",
+        Command::DeleteReplaced { .. } => "delete replaced",
+        Command::TakeSafetyBackup => "safety backup",
+        Command::StopInstances(_) => "stop instances",
+        Command::StartInstances(_) => "start instances",
+    }
+}
+
+/// Ends a restore before it changed anything.
+pub fn abort(record: &mut RestoreRecord, cause: String, now: Timestamp) {
+    for item in record.items.iter_mut().filter(|i| !i.status.is_terminal()) {
         item.fail(cause.clone());
     }
     record.error = Some(cause);
-    record.phase = RestorePhase::Done;
+    if record.rollback.is_none() && (record.service_changed || record.items.iter().any(|i| i.new_resource_id.is_some())) {
+        // Something was made or stopped after all: put it back.
+        return start_rollback(record, RollbackReason::Failure, record.error.clone().unwrap_or_default(), now);
+    }
+    enter(record, RestorePhase::Done, now);
 }
 
-/// A user cancels the restore: unfinished items are cancelled; instances it stopped are
-/// still started again by the next polls.
-pub fn cancel(record: &mut RestoreRecord, now: Timestamp) -> Result<(), crate::status::IllegalTransition> {
+/// A user cancels the restore. Before it changed or made anything, it just ends; after, an
+/// in-place restore rolls back (status `RollingBack`, then `RolledBack`).
+pub fn cancel(record: &mut RestoreRecord, now: Timestamp) -> Result<(), IllegalTransition> {
+    if record.status.is_terminal() || record.rollback.is_some() {
+        return Err(IllegalTransition { from: record.status, to: JobStatus::Cancelled });
+    }
+    let touched = record.service_changed
+        || !record.stopped_instance_ids.is_empty()
+        || record.items.iter().any(|i| i.step != RestoreStep::NotStarted);
+    if record.mode == RestoreMode::InPlace && touched {
+        record.status.transition(JobStatus::RollingBack)?;
+        start_rollback(record, RollbackReason::Cancel, "cancelled by the user".to_owned(), now);
+        return Ok(());
+    }
     record.status.transition(JobStatus::Cancelled)?;
     record.finished_at = Some(now);
     for item in record.items.iter_mut().filter(|i| !i.status.is_terminal()) {
         item.status = ItemStatus::Cancelled;
     }
-    record.phase =
-        if record.stopped_instance_ids.is_empty() { RestorePhase::Done } else { RestorePhase::StartingInstances };
+    enter(record, RestorePhase::Done, now);
     Ok(())
 }
 
-/// The restore's status: from its items once done, `Pending` until it started, else `Running`.
-pub fn derive_status(record: &mut RestoreRecord, now: Timestamp) {
-    if record.status == JobStatus::Cancelled {
-        return;
+/// Why a finished restore cannot be rolled back, if it cannot.
+pub fn rollback_refusal(record: &RestoreRecord, now: Timestamp) -> Option<String> {
+    if record.mode != RestoreMode::InPlace {
+        return Some("only an in-place restore can be rolled back".into());
     }
+    if !matches!(record.status, JobStatus::Succeeded | JobStatus::PartiallyFailed) {
+        return Some(format!("the restore is {}; only a finished in-place restore can be rolled back", record.status.as_str()));
+    }
+    if !record.keeps_replaced() || record.kept_until.is_some_and(|until| until <= now) {
+        return Some("what it replaced is no longer kept".into());
+    }
+    None
+}
+
+/// The user asks to put back what a finished in-place restore replaced.
+pub fn request_rollback(record: &mut RestoreRecord, now: Timestamp) -> Result<(), IllegalTransition> {
+    record.status.transition(JobStatus::RollingBack)?;
+    start_rollback(record, RollbackReason::Request, "roll-back requested by the user".to_owned(), now);
+    Ok(())
+}
+
+/// The replaced resources whose keeping time is over, to delete — only those still carrying
+/// this restore's `snapnest:replaced-by` tag; others are no longer snapnest's to delete.
+pub fn expire_replaced(record: &mut RestoreRecord, observed: &Observation) -> Vec<Command> {
+    if record.kept_until.is_none_or(|until| until > observed.now) {
+        return Vec::new();
+    }
+    let restore_id = record.restore_id.to_string();
+    let mut commands = Vec::new();
+    for (n, item) in record.items.iter_mut().enumerate() {
+        let Some(replaced) = item.replaced_resource_id.clone() else { continue };
+        if item.replaced_state != Some(ReplacedState::Kept) {
+            continue;
+        }
+        let tags = match item.kind {
+            ResourceKind::Volume => observed.volumes.get(&replaced).map(|v| &v.tags),
+            ResourceKind::Database => observed.databases.get(&replaced).map(|d| &d.tags),
+        };
+        match tags {
+            None => item.replaced_state = Some(ReplacedState::Deleted),
+            Some(tags) if tags.get(tag::REPLACED_BY) == Some(&restore_id) => {
+                commands.push(Command::DeleteReplaced { item: n, kind: item.kind, resource_id: replaced })
+            }
+            Some(_) => item.replaced_state = Some(ReplacedState::Released),
+        }
+    }
+    commands
+}
+
+/// What expire-retention needs observed to delete a restore's replaced resources.
+pub fn wanted_replaced(record: &RestoreRecord) -> Wanted {
+    let mut wanted = Wanted::default();
+    for item in record.items.iter().filter(|i| i.replaced_state == Some(ReplacedState::Kept)) {
+        if let Some(id) = &item.replaced_resource_id {
+            match item.kind {
+                ResourceKind::Volume => wanted.volume_ids.push(id.clone()),
+                ResourceKind::Database => wanted.database_ids.push(id.clone()),
+            }
+        }
+    }
+    wanted
+}
+
+/// The restore's status: from its items once done, `RollingBack` while it rolls back,
+/// `Pending` until it started, else `Running`.
+pub fn derive_status(record: &mut RestoreRecord, now: Timestamp) {
     let derived = if record.phase == RestorePhase::Done {
-        aggregate(record.items.iter().map(|i| i.status))
+        match &record.rollback {
+            Some(rollback) if !rollback.not_put_back.is_empty() => {
+                record.error = Some(format!(
+                    "the roll-back is incomplete ({} not put back, see their errors); it started because: {}",
+                    rollback.not_put_back.join(", "),
+                    rollback.cause
+                ));
+                JobStatus::Failed
+            }
+            Some(_) if record.service_changed => JobStatus::RolledBack,
+            Some(rollback) if rollback.reason == RollbackReason::Cancel => JobStatus::Cancelled,
+            Some(_) => JobStatus::Failed,
+            None => aggregate(record.items.iter().map(|i| i.status)),
+        }
+    } else if record.rollback.is_some() {
+        JobStatus::RollingBack
     } else if record.phase == RestorePhase::SafetyBackup && record.safety_backup_id.is_none() {
         JobStatus::Pending
     } else {
         JobStatus::Running
     };
-    record.status = derived;
+    if record.status != derived {
+        debug_assert!(record.status.can_become(derived), "{:?} -> {derived:?}", record.status);
+        record.status = derived;
+    }
     if derived.is_terminal() && record.finished_at.is_none() {
         record.finished_at = Some(now);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ids::RestoreId;
-    use chrono::Utc;
-
-    fn volume_item(volume_id: &str, instance: &str, device: &str) -> RestoreItem {
-        RestoreItem {
-            resource_id: volume_id.into(),
-            kind: ResourceKind::Volume,
-            snapshot_id: Some(format!("snap-of-{volume_id}")),
-            new_resource_id: None,
-            status: ItemStatus::Pending,
-            error: None,
-            instance_id: Some(instance.into()),
-            device: Some(device.into()),
-            availability_zone: Some("us-east-1a".into()),
-            replaced_resource_id: None,
-            step: RestoreStep::NotStarted,
-        }
-    }
-
-    fn database_item(db_id: &str) -> RestoreItem {
-        RestoreItem {
-            resource_id: db_id.into(),
-            kind: ResourceKind::Database,
-            snapshot_id: Some(format!("snapnest-{db_id}")),
-            instance_id: None,
-            device: None,
-            availability_zone: None,
-            ..volume_item(db_id, "", "")
-        }
-    }
-
-    fn restore(mode: RestoreMode, phase: RestorePhase, items: Vec<RestoreItem>) -> RestoreRecord {
-        RestoreRecord {
-            restore_id: RestoreId::generate(),
-            backup_id: BackupId::generate(),
-            service_instance_id: "si-1".into(),
-            mode,
-            region: "us-east-1".into(),
-            status: JobStatus::Pending,
-            phase,
-            safety_backup: false,
-            safety_backup_id: None,
-            started_at: Utc::now(),
-            finished_at: None,
-            items,
-            stopped_instance_ids: Vec::new(),
-            error: None,
-            client_token: None,
-            version: 1,
-            stored_rows: Default::default(),
-        }
-    }
-
-    fn attached(volume_id: &str, instance: &str, device: &str) -> (String, VolumeStatus) {
-        let status = VolumeStatus {
-            volume_id: volume_id.into(),
-            state: VolumeState::InUse,
-            attachment: Some((instance.into(), device.into())),
-            busy: false,
-            tags: Tags::new(),
-        };
-        (volume_id.into(), status)
-    }
-
-    fn available(volume_id: &str) -> (String, VolumeStatus) {
-        (
-            volume_id.into(),
-            VolumeStatus {
-                volume_id: volume_id.into(),
-                state: VolumeState::Available,
-                attachment: None,
-                busy: false,
-                tags: Tags::new(),
-            },
-        )
-    }
-
-    /// Applies every command as the cloud would answer it when all goes well.
-    fn succeed(record: &mut RestoreRecord, commands: &[Command]) {
-        for command in commands {
-            let answer = match command {
-                Command::CreateVolume { item, .. } => Answer::Made(format!("vol-new{item}")),
-                Command::TakeSafetyBackup => Answer::SafetyBackup(BackupId::generate()),
-                _ => Answer::Done,
-            };
-            command_done(record, command, Ok(answer));
-        }
-    }
-
-    #[test]
-    fn an_in_place_volume_restore_stops_swaps_at_the_device_and_starts_again() {
-        // GIVEN an in-place restore of one volume of a running instance
-        let mut record = restore(
-            RestoreMode::InPlace,
-            RestorePhase::StoppingInstances,
-            vec![volume_item("vol-a", "i-1", "/dev/xvda")],
-        );
-        let mut seen = Observation {
-            instances: HashMap::from([("i-1".to_owned(), InstanceState::Running)]),
-            ..Default::default()
-        };
-        // WHEN it steps THEN it records the instance before asking to stop it
-        let commands = step(&mut record, &seen, "service-instance-id");
-        assert_eq!(commands, vec![Command::StopInstances(vec!["i-1".into()])]);
-        assert_eq!(record.stopped_instance_ids, vec!["i-1".to_owned()]);
-        // WHEN the instance is stopped THEN it moves to restoring and creates the volume with its token
-        seen.instances.insert("i-1".into(), InstanceState::Stopped);
-        assert!(step(&mut record, &seen, "service-instance-id").is_empty());
-        assert_eq!(record.phase, RestorePhase::Restoring);
-        let commands = step(&mut record, &seen, "service-instance-id");
-        assert!(
-            matches!(&commands[..], [Command::CreateVolume { client_token, .. }] if *client_token == volume_token(&record, "vol-a"))
-        );
-        succeed(&mut record, &commands);
-        // WHEN the new volume is available and the old one still at the device THEN the old is detached
-        seen.volumes = HashMap::from([available("vol-new0"), attached("vol-a", "i-1", "/dev/xvda")]);
-        let commands = step(&mut record, &seen, "service-instance-id");
-        assert_eq!(
-            commands,
-            vec![Command::DetachVolume { item: 0, instance_id: "i-1".into(), volume_id: "vol-a".into() }]
-        );
-        succeed(&mut record, &commands);
-        // WHEN it is detached THEN it is marked replaced and the new one attached at the device
-        seen.volumes.insert("vol-a".into(), available("vol-a").1);
-        let commands = step(&mut record, &seen, "service-instance-id");
-        assert!(
-            matches!(&commands[..], [Command::MarkReplaced { resource_id, .. }, Command::AttachVolume { device, .. }] if resource_id == "vol-a" && device == "/dev/xvda")
-        );
-        succeed(&mut record, &commands);
-        // WHEN the new volume shows attached THEN the item is done and the instance started again
-        seen.volumes.insert("vol-new0".into(), attached("vol-new0", "i-1", "/dev/xvda").1);
-        assert!(step(&mut record, &seen, "service-instance-id").is_empty());
-        assert_eq!(record.items[0].status, ItemStatus::Succeeded);
-        assert_eq!(record.items[0].replaced_resource_id.as_deref(), Some("vol-a"));
-        assert_eq!(record.phase, RestorePhase::StartingInstances);
-        assert_eq!(step(&mut record, &seen, "service-instance-id"), vec![Command::StartInstances(vec!["i-1".into()])]);
-        seen.instances.insert("i-1".into(), InstanceState::Running);
-        step(&mut record, &seen, "service-instance-id");
-        assert_eq!(record.phase, RestorePhase::Done);
-        derive_status(&mut record, Utc::now());
-        assert_eq!(record.status, JobStatus::Succeeded);
-    }
-
-    #[test]
-    fn an_in_place_database_restore_renames_the_original_away_and_the_restored_one_in() {
-        // GIVEN an in-place restore of database "orders" (no instances to stop)
-        let mut record = restore(RestoreMode::InPlace, RestorePhase::Restoring, vec![database_item("orders")]);
-        let (restored, old) = database_ids(&record, "orders");
-        let mut seen = Observation::default();
-        // WHEN it steps THEN the snapshot is restored under a temporary id
-        let commands = step(&mut record, &seen, "k");
-        assert!(matches!(&commands[..], [Command::RestoreDatabase { new_db_id, .. }] if *new_db_id == restored));
-        succeed(&mut record, &commands);
-        // WHEN the copy is available THEN the original is renamed out of the way
-        seen.databases = HashMap::from([(restored.clone(), "available".into()), ("orders".into(), "available".into())]);
-        let commands = step(&mut record, &seen, "k");
-        assert_eq!(commands, vec![Command::RenameDatabase { item: 0, from: "orders".into(), to: old.clone() }]);
-        succeed(&mut record, &commands);
-        // WHEN the original name is free THEN the restored one takes it
-        seen.databases = HashMap::from([(restored.clone(), "available".into()), (old.clone(), "available".into())]);
-        let commands = step(&mut record, &seen, "k");
-        assert_eq!(commands, vec![Command::RenameDatabase { item: 0, from: restored.clone(), to: "orders".into() }]);
-        succeed(&mut record, &commands);
-        // WHEN the restored one is available under the original name THEN the old one is marked and the item done
-        seen.databases = HashMap::from([("orders".into(), "available".into()), (old.clone(), "available".into())]);
-        let commands = step(&mut record, &seen, "k");
-        assert!(matches!(&commands[..], [Command::MarkReplaced { resource_id, .. }] if *resource_id == old));
-        assert_eq!(record.items[0].status, ItemStatus::Succeeded);
-        assert_eq!(record.items[0].new_resource_id.as_deref(), Some("orders"));
-    }
-
-    #[test]
-    fn a_released_instance_fails_its_items_and_the_rest_goes_on() {
-        // GIVEN an in-place restore over two instances, one of them terminated
-        let mut record = restore(
-            RestoreMode::InPlace,
-            RestorePhase::StoppingInstances,
-            vec![volume_item("vol-a", "i-1", "/dev/xvda"), volume_item("vol-b", "i-2", "/dev/xvda")],
-        );
-        let seen = Observation {
-            instances: HashMap::from([("i-1".to_owned(), InstanceState::Stopped)]),
-            ..Default::default()
-        };
-        // WHEN it steps THEN i-2's item fails with the seed's words and i-1 (already stopped) goes on
-        assert!(step(&mut record, &seen, "k").is_empty());
-        assert_eq!(record.items[1].error.as_deref(), Some(RELEASED));
-        assert_eq!(record.phase, RestorePhase::Restoring);
-        assert!(record.stopped_instance_ids.is_empty(), "an instance it did not stop is not started");
-    }
-
-    #[test]
-    fn a_transient_failure_changes_nothing_and_a_refusal_fails_the_item() {
-        // GIVEN a clone about to create its volume
-        let mut record =
-            restore(RestoreMode::Clone, RestorePhase::Restoring, vec![volume_item("vol-a", "i-1", "/dev/xvda")]);
-        let commands = step(&mut record, &Observation::default(), "k");
-        // WHEN the call is throttled THEN the item is as it was (the next poll calls again)
-        command_done(&mut record, &commands[0], Err(CloudError::Throttled("slow".into())));
-        assert_eq!(record.items[0].step, RestoreStep::NotStarted);
-        assert_eq!(record.items[0].status, ItemStatus::Pending);
-        // WHEN it is refused THEN the item fails with the cause
-        command_done(&mut record, &commands[0], Err(CloudError::NotFound("snap-of-vol-a".into())));
-        assert_eq!(record.items[0].status, ItemStatus::Failed);
-        assert!(step(&mut record, &Observation::default(), "k").is_empty());
-        assert_eq!(record.phase, RestorePhase::Done);
-    }
-
-    #[test]
-    fn a_failed_safety_backup_ends_the_restore_before_anything_changes() {
-        // GIVEN an in-place restore waiting for its safety backup
-        let mut record =
-            restore(RestoreMode::InPlace, RestorePhase::SafetyBackup, vec![volume_item("vol-a", "i-1", "/dev/xvda")]);
-        let commands = step(&mut record, &Observation::default(), "k");
-        assert_eq!(commands, vec![Command::TakeSafetyBackup]);
-        succeed(&mut record, &commands);
-        derive_status(&mut record, Utc::now());
-        assert_eq!(record.status, JobStatus::Running);
-        // WHEN the safety backup fails
-        let seen = Observation { safety_backup: Some(SafetyBackup::Ended(JobStatus::Failed)), ..Default::default() };
-        assert!(step(&mut record, &seen, "k").is_empty());
-        // THEN the restore is done, every item failed with the cause, and nothing was stopped
-        derive_status(&mut record, Utc::now());
-        assert_eq!(record.status, JobStatus::Failed);
-        assert!(record.error.as_deref().unwrap().contains("nothing was changed"));
-        assert!(record.stopped_instance_ids.is_empty());
-    }
-
-    #[test]
-    fn a_cancel_after_the_stop_still_starts_the_instances_again() {
-        // GIVEN an in-place restore that stopped i-1
-        let mut record =
-            restore(RestoreMode::InPlace, RestorePhase::Restoring, vec![volume_item("vol-a", "i-1", "/dev/xvda")]);
-        record.stopped_instance_ids = vec!["i-1".into()];
-        // WHEN it is cancelled
-        cancel(&mut record, Utc::now()).unwrap();
-        // THEN it is Cancelled and goes on to start i-1
-        assert_eq!(record.status, JobStatus::Cancelled);
-        assert_eq!(record.phase, RestorePhase::StartingInstances);
-        let seen = Observation {
-            instances: HashMap::from([("i-1".to_owned(), InstanceState::Stopped)]),
-            ..Default::default()
-        };
-        assert_eq!(step(&mut record, &seen, "k"), vec![Command::StartInstances(vec!["i-1".into()])]);
     }
 }

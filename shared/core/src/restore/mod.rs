@@ -1,16 +1,18 @@
 //! Restores: in place (safety backup, stop, swap volumes at the same devices, swap
-//! database ids, start), as a clone, or as a clone in the replication region.
+//! database ids, keep what was replaced, start — or roll back), as a clone, or as a clone
+//! in the replication region.
 //!
-//! [`machine`] is the restore's state machine, pure; [`RestoreService::advance`] is the
-//! shell around it: observe what the current phase needs, let the machine step, make the
-//! calls it asks for, fold their answers in, save. The restore function starts a restore
-//! and poll-status finishes it; any call may die without losing track, since the machine
-//! only moves on what the cloud shows.
+//! [`plan`] decides what a restore will do; [`machine`] is its state machine, pure;
+//! [`RestoreService::advance`] is the shell around it: observe what the restore touches,
+//! let the machine step, save the intent, make the calls it asks for, fold their answers
+//! in, save. The restore function starts a restore and poll-status finishes it; a run may
+//! die at any point without losing track, and two runs cannot both act on one restore
+//! (the second's save of its intent loses, before it calls the cloud).
 
 pub mod machine;
 pub mod plan;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -18,16 +20,19 @@ use tracing::{info, instrument, warn};
 
 use crate::backup::{BackupOrigin, BackupRequest, BackupService};
 use crate::clock::Clock;
-use crate::cloud::{Cloud, CloudError, CloudProvider, InstanceState};
+use crate::cloud::{Cloud, CloudError, CloudProvider, DeleteOutcome, InstanceState};
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, RestoreId};
-use crate::model::{BackupRecord, RestoreItem, RestoreMode, RestorePhase, RestoreRecord, Trigger};
+use crate::model::{
+    BackupRecord, OnFailure, ResourceKind, RestoreItem, RestoreMode, RestorePhase, RestoreRecord, Trigger,
+};
 use crate::records::Records;
 use crate::status::JobStatus;
 use crate::store::StoreError;
 use crate::validate;
 
-use machine::{Answer, Command, Observation, SafetyBackup, RELEASED};
+use machine::{Answer, Command, Observation, Rules, SafetyBackup, Wanted, RELEASED};
+use plan::{Current, RestorePlan};
 
 /// Body of `POST /backups/{backup_id}/restores`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -40,21 +45,33 @@ pub struct RestoreRequest {
     pub region: Option<String>,
     /// In place only: restore a `PartiallyFailed` point, leaving what it lacks as it is now.
     pub allow_partial: Option<bool>,
+    /// In place only: on a failure, put everything back (default) or only what failed.
+    pub on_failure: Option<OnFailure>,
+    /// Answer the plan (200) and change nothing.
+    pub dry_run: Option<bool>,
     pub client_token: Option<String>,
+}
+
+/// What `POST /backups/{backup_id}/restores` answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Started {
+    /// A dry run: what the restore would do now.
+    Plan(Box<RestorePlan>),
+    Restore(Box<RestoreRecord>),
 }
 
 /// How many observe–step–act rounds one call of [`RestoreService::advance`] makes at most:
 /// enough to cross the phases that need no waiting, few enough to bound an invocation.
 const ROUNDS_PER_ADVANCE: usize = 5;
 
-/// Starting, following and cancelling restores.
+/// Starting, following, cancelling and rolling back restores.
 #[derive(Clone)]
 pub struct RestoreService {
     records: Records,
     clouds: Arc<dyn CloudProvider>,
     clock: Arc<dyn Clock>,
     backups: BackupService,
-    tag_key: String,
+    rules: Rules,
 }
 
 impl RestoreService {
@@ -63,14 +80,15 @@ impl RestoreService {
         clouds: Arc<dyn CloudProvider>,
         clock: Arc<dyn Clock>,
         backups: BackupService,
-        tag_key: String,
+        rules: Rules,
     ) -> Self {
-        Self { records, clouds, clock, backups, tag_key }
+        Self { records, clouds, clock, backups, rules }
     }
 
-    /// Starts a restore of a backup point and takes its first steps.
+    /// Plans a restore of a backup point; unless it is a dry run, starts it and takes its
+    /// first steps.
     #[instrument(skip(self, request), fields(restore_id))]
-    pub async fn create(&self, backup_id: &str, request: &RestoreRequest) -> Result<RestoreRecord> {
+    pub async fn create(&self, backup_id: &str, request: &RestoreRequest) -> Result<Started> {
         let now = self.clock.now();
         let backup_id = &BackupId::parse("backup id", backup_id)?;
         if let Some(token) = &request.client_token {
@@ -82,9 +100,6 @@ impl RestoreService {
         let backup: BackupRecord = self.records.load(backup_id).await?;
         let (region, items) = plan::items_of(&backup, request)?;
         let in_place = request.mode == RestoreMode::InPlace;
-        if in_place {
-            self.check_instances_exist(&backup, &items).await?;
-        }
         let safety_backup = in_place && request.safety_backup.unwrap_or(true);
         let mut record = RestoreRecord {
             restore_id: RestoreId::generate(),
@@ -98,22 +113,38 @@ impl RestoreService {
                 (true, false) => RestorePhase::StoppingInstances,
                 (false, _) => RestorePhase::Restoring,
             },
+            phase_started_at: Some(now),
+            on_failure: request.on_failure.unwrap_or_default(),
             safety_backup,
             safety_backup_id: None,
             started_at: now,
             finished_at: None,
             items,
             stopped_instance_ids: Vec::new(),
+            service_changed: false,
+            rollback: None,
+            kept_until: None,
             error: None,
             client_token: request.client_token.clone(),
             version: 0,
             stored_rows: Default::default(),
         };
+        let current = if in_place { self.current(&record).await? } else { Current::default() };
+        if in_place {
+            check_instances_exist(&record.items, &current)?;
+            plan::against(&mut record, &current);
+        }
+        if request.dry_run == Some(true) {
+            let plan = RestorePlan::of(&record, &current, &backup, now + self.rules.keep_replaced);
+            return Ok(Started::Plan(Box::new(plan)));
+        }
         machine::derive_status(&mut record, now);
         tracing::Span::current().record("restore_id", record.restore_id.as_str());
         match self.records.insert(&mut record, request.client_token.as_deref()).await {
             Ok(()) => {}
-            Err(StoreError::TokenUsed { existing_id }) => return self.records.load(&existing_id).await,
+            Err(StoreError::TokenUsed { existing_id }) => {
+                return Ok(Started::Restore(Box::new(self.records.load(&existing_id).await?)))
+            }
             Err(StoreError::LockHeld { holder, .. }) => {
                 return Err(Error::conflict(
                     "RestoreAlreadyRunning",
@@ -123,24 +154,21 @@ impl RestoreService {
             Err(other) => return Err(other.into()),
         }
         info!(%backup_id, mode = ?record.mode, "restore record written");
-        self.advance(record).await
+        Ok(Started::Restore(Box::new(self.advance(record).await?)))
     }
 
-    /// In place: every instance the point covers must still exist (the seed's error otherwise).
-    async fn check_instances_exist(&self, backup: &BackupRecord, items: &[RestoreItem]) -> Result<()> {
-        let ids = machine::instance_ids(items);
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let cloud = self.clouds.region(&backup.region)?;
-        let states = cloud.describe_instances(&ids).await?;
-        for id in &ids {
-            let state = states.iter().find(|i| i.instance_id == *id).map(|i| i.state);
-            if matches!(state, None | Some(InstanceState::Terminated | InstanceState::ShuttingDown)) {
-                return Err(Error::conflict("InstanceReleased", format!("{RELEASED} ({id})")));
-            }
-        }
-        Ok(())
+    /// What the cloud holds now of what an in-place restore will replace.
+    async fn current(&self, record: &RestoreRecord) -> Result<Current> {
+        let cloud = self.clouds.region(&record.region)?;
+        let ids = machine::instance_ids(&record.items);
+        let instances = if ids.is_empty() { Vec::new() } else { cloud.describe_instances(&ids).await? };
+        let db_ids: Vec<String> =
+            record.items.iter().filter(|i| i.kind == ResourceKind::Database).map(|i| i.resource_id.clone()).collect();
+        let databases = if db_ids.is_empty() { Vec::new() } else { cloud.describe_databases(&db_ids).await? };
+        Ok(Current {
+            instances: instances.into_iter().map(|i| (i.instance_id.clone(), i)).collect(),
+            databases: databases.into_iter().map(|d| d.db_id).collect::<HashSet<_>>(),
+        })
     }
 
     /// A restore record; 404 when there is none.
@@ -148,17 +176,18 @@ impl RestoreService {
         self.records.load(&RestoreId::parse("restore id", restore_id)?).await
     }
 
-    /// Moves a restore on as far as the cloud allows now, and saves it.
+    /// Moves a restore on as far as the cloud allows now, and saves it: the intent of every
+    /// call before the call, the answers after.
     #[instrument(skip_all, fields(restore_id = %record.restore_id, service_instance_id = %record.service_instance_id))]
     pub async fn advance(&self, mut record: RestoreRecord) -> Result<RestoreRecord> {
         if record.phase == RestorePhase::Done {
             return Ok(record);
         }
         let cloud = self.clouds.region(&record.region)?;
-        let before = record.clone();
+        let mut saved = record.clone();
         for _ in 0..ROUNDS_PER_ADVANCE {
             let phase = record.phase;
-            let observed = match self.observe(&record, cloud.as_ref()).await {
+            let observed = match self.observe(&machine::wanted(&record), cloud.as_ref()).await {
                 Ok(observed) => observed,
                 Err(e) if e.is_retryable() => {
                     warn!(error = %e, "restore step will be retried on the next poll");
@@ -166,35 +195,41 @@ impl RestoreService {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let commands = machine::step(&mut record, &observed, &self.tag_key);
+            let commands = machine::step(&mut record, &observed, &self.rules);
+            self.save_if_changed(&mut record, &mut saved).await?;
             for command in &commands {
                 let answer = self.act(&record, command, cloud.as_ref()).await?;
                 if let Err(e) = &answer {
                     warn!(?command, error = %e, "restore call failed");
                 }
-                machine::command_done(&mut record, command, answer);
+                machine::command_done(&mut record, command, answer, self.clock.now());
             }
+            self.save_if_changed(&mut record, &mut saved).await?;
             if commands.is_empty() && record.phase == phase {
                 break;
-            }
-        }
-        machine::derive_status(&mut record, self.clock.now());
-        if record != before {
-            self.records.save(&mut record).await?;
-            if record.status.is_terminal() {
-                info!(status = record.status.as_str(), "restore finished");
             }
         }
         Ok(record)
     }
 
-    /// What the current phase needs to know, in one batched describe per kind.
-    async fn observe(&self, record: &RestoreRecord, cloud: &dyn Cloud) -> Result<Observation, CloudError> {
-        let wanted = machine::wanted(record);
-        let mut observed = Observation::default();
+    async fn save_if_changed(&self, record: &mut RestoreRecord, saved: &mut RestoreRecord) -> Result<()> {
+        machine::derive_status(record, self.clock.now());
+        if record != saved {
+            self.records.save(record).await?;
+            if record.status.is_terminal() && !saved.status.is_terminal() {
+                info!(status = record.status.as_str(), error = ?record.error, "restore finished");
+            }
+            *saved = record.clone();
+        }
+        Ok(())
+    }
+
+    /// What the machine wants to know, in one batched describe per kind.
+    async fn observe(&self, wanted: &Wanted, cloud: &dyn Cloud) -> Result<Observation, CloudError> {
+        let mut observed = Observation { now: self.clock.now(), ..Default::default() };
         if !wanted.instance_ids.is_empty() {
-            observed.instances =
-                cloud.describe_instances(&wanted.instance_ids).await?.into_iter().map(|i| (i.instance_id, i.state)).collect();
+            let instances = cloud.describe_instances(&wanted.instance_ids).await?;
+            observed.instances = instances.into_iter().map(|i| (i.instance_id.clone(), i)).collect();
         }
         if !wanted.volume_ids.is_empty() {
             let volumes = cloud.describe_volumes(&wanted.volume_ids).await?;
@@ -202,7 +237,7 @@ impl RestoreService {
         }
         if !wanted.database_ids.is_empty() {
             let databases = cloud.describe_databases(&wanted.database_ids).await?;
-            observed.databases = databases.into_iter().map(|d| (d.db_id, d.status)).collect::<HashMap<_, _>>();
+            observed.databases = databases.into_iter().map(|d| (d.db_id.clone(), d)).collect();
         }
         if let Some(safety_id) = &wanted.safety_backup {
             observed.safety_backup = Some(match self.records.load::<BackupRecord>(safety_id).await {
@@ -227,6 +262,7 @@ impl RestoreService {
         cloud: &dyn Cloud,
     ) -> Result<Result<Answer, CloudError>> {
         let done = |outcome: Result<(), CloudError>| outcome.map(|()| Answer::Done);
+        let deleted = |outcome: Result<DeleteOutcome, CloudError>| outcome.map(|_| Answer::Done);
         Ok(match command {
             Command::TakeSafetyBackup => {
                 let origin = BackupOrigin { trigger: Trigger::SafetyBackup, policy_id: None };
@@ -253,22 +289,103 @@ impl RestoreService {
             Command::AttachVolume { instance_id, volume_id, device, .. } => {
                 done(cloud.attach_volume(instance_id, volume_id, device).await)
             }
-            Command::MarkReplaced { resource_id, tags } => done(cloud.tag_resource(resource_id, tags).await),
+            Command::DeleteVolume { volume_id, .. } => deleted(cloud.delete_volume(volume_id).await),
             Command::RestoreDatabase { snapshot_id, new_db_id, tags, .. } => {
                 done(cloud.restore_database(snapshot_id, new_db_id, tags).await)
             }
             Command::RenameDatabase { from, to, .. } => done(cloud.rename_database(from, to).await),
+            Command::DeleteDatabase { db_id, .. } => deleted(cloud.delete_database(db_id).await),
+            Command::Retag { resource_id, add, remove, .. } => {
+                let tagged = if add.is_empty() { Ok(()) } else { cloud.tag_resource(resource_id, add).await };
+                match tagged {
+                    Ok(()) if !remove.is_empty() => done(cloud.untag_resource(resource_id, remove).await),
+                    other => done(other),
+                }
+            }
+            Command::DeleteReplaced { kind: ResourceKind::Volume, resource_id, .. } => {
+                deleted(cloud.delete_volume(resource_id).await)
+            }
+            Command::DeleteReplaced { kind: ResourceKind::Database, resource_id, .. } => {
+                deleted(cloud.delete_database(resource_id).await)
+            }
         })
     }
 
-    /// Cancels a running restore; instances it stopped are started again by the next polls.
+    /// Cancels a running restore. Before it changed anything it just ends; after, an
+    /// in-place restore rolls back (the next polls carry that out).
     pub async fn cancel(&self, restore_id: &RestoreId) -> Result<RestoreRecord> {
         let mut restore: RestoreRecord = self.records.load(restore_id).await?;
         if restore.status.is_terminal() {
             return Err(Error::not_running(restore_id, restore.status));
         }
+        if restore.status == JobStatus::RollingBack {
+            return Err(Error::conflict(
+                "RestoreRollingBack",
+                format!("restore {restore_id} is already rolling back: {}", restore.error.clone().unwrap_or_default()),
+            ));
+        }
         machine::cancel(&mut restore, self.clock.now())?;
         self.records.save(&mut restore).await?;
+        info!(%restore_id, status = restore.status.as_str(), "restore cancelled");
         Ok(restore)
     }
+
+    /// Puts back what a finished in-place restore replaced, while it is kept: instances
+    /// stopped, originals swapped back in, what the restore made deleted, instances started.
+    #[instrument(skip(self))]
+    pub async fn rollback(&self, restore_id: &str) -> Result<RestoreRecord> {
+        let restore_id = RestoreId::parse("restore id", restore_id)?;
+        let mut restore: RestoreRecord = self.records.load(&restore_id).await?;
+        let now = self.clock.now();
+        if let Some(refusal) = machine::rollback_refusal(&restore, now) {
+            return Err(Error::conflict("RollbackNotPossible", format!("restore {restore_id} cannot be rolled back: {refusal}")));
+        }
+        machine::request_rollback(&mut restore, now)?;
+        match self.records.save(&mut restore).await {
+            Ok(()) => {}
+            Err(Error::Store(StoreError::LockHeld { holder, .. })) => {
+                return Err(Error::conflict(
+                    "RestoreAlreadyRunning",
+                    format!("restore {holder} of service instance {} is running", restore.service_instance_id),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+        info!(%restore_id, "roll-back requested");
+        self.advance(restore).await
+    }
+
+    /// Deletes what finished in-place restores replaced once it is no longer kept — only
+    /// resources still tagged as replaced by that restore. Returns how many were deleted.
+    pub async fn expire_replaced(&self) -> Result<usize> {
+        let now = self.clock.now();
+        let mut deleted = 0;
+        for mut restore in self.records.due::<RestoreRecord>(now).await? {
+            let cloud = self.clouds.region(&restore.region)?;
+            let mut saved = restore.clone();
+            let observed = self.observe(&machine::wanted_replaced(&restore), cloud.as_ref()).await?;
+            let commands = machine::expire_replaced(&mut restore, &observed);
+            for command in &commands {
+                let answer = self.act(&restore, command, cloud.as_ref()).await?;
+                if let Err(e) = &answer {
+                    warn!(restore_id = %restore.restore_id, ?command, error = %e, "replaced resource not deleted yet");
+                }
+                deleted += usize::from(answer.is_ok());
+                machine::command_done(&mut restore, command, answer, now);
+            }
+            self.save_if_changed(&mut restore, &mut saved).await?;
+        }
+        Ok(deleted)
+    }
+}
+
+/// In place: every instance the point covers must still exist (the seed's error otherwise).
+fn check_instances_exist(items: &[RestoreItem], current: &Current) -> Result<()> {
+    for id in machine::instance_ids(items) {
+        let state = current.instances.get(&id).map(|i| i.state);
+        if matches!(state, None | Some(InstanceState::Terminated | InstanceState::ShuttingDown)) {
+            return Err(Error::conflict("InstanceReleased", format!("{RELEASED} ({id})")));
+        }
+    }
+    Ok(())
 }

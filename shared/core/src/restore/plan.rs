@@ -1,11 +1,185 @@
-//! Which resources a restore brings back, and from which snapshots, decided from the
-//! backup point and the request alone: the pure first step of every restore.
+//! What a restore will do, decided before it does anything: which resources it brings
+//! back from which snapshots ([`items_of`], from the backup point and the request alone),
+//! and — in place — what each of them replaces now ([`against`], from what the cloud
+//! reports). [`RestorePlan`] is that decision as a user reads it: the dry run's answer.
 
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::cloud::Instance;
 use crate::error::{Error, Result};
-use crate::model::{BackupRecord, RestoreItem, RestoreMode, RestoreStep};
+use crate::ids::{BackupId, RestoreId};
+use crate::model::{BackupRecord, OnFailure, ResourceKind, RestoreItem, RestoreMode, RestoreRecord, RestoreStep, Timestamp};
 use crate::status::{ItemStatus, JobStatus};
 
+use super::machine::{database_ids, instance_ids};
 use super::RestoreRequest;
+
+/// What the cloud holds now of the resources an in-place restore replaces.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Current {
+    /// The point's instances, with the volumes at their devices; absent = no longer exists.
+    pub instances: HashMap<String, Instance>,
+    /// The point's databases that exist under their ids.
+    pub databases: HashSet<String>,
+}
+
+/// A restore as it will run: the answer to a dry run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RestorePlan {
+    /// The id the restore gets if it is started now from this plan (the temporary and kept
+    /// database names carry its last eight characters).
+    pub restore_id: RestoreId,
+    pub backup_id: BackupId,
+    pub service_instance_id: String,
+    pub mode: RestoreMode,
+    pub region: String,
+    pub safety_backup: bool,
+    pub on_failure: OnFailure,
+    /// In place: the instances that run now and will be stopped, then started again.
+    pub stop_instances: Vec<String>,
+    pub volumes: Vec<PlannedVolume>,
+    pub databases: Vec<PlannedDatabase>,
+    /// In place: replaced volumes and databases are kept at least until then.
+    pub replaced_kept_until: Option<Timestamp>,
+    /// Resources of the point this restore leaves as they are, and why.
+    pub skipped: Vec<SkippedResource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedVolume {
+    /// The volume the backup was taken of.
+    pub source_volume_id: String,
+    pub snapshot_id: String,
+    pub size_bytes: u64,
+    pub availability_zone: Option<String>,
+    /// In place: where the new volume goes.
+    pub instance_id: Option<String>,
+    pub device: Option<String>,
+    /// In place: the volume at that device now, detached and kept (null: the device is empty).
+    pub replaces_volume_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedDatabase {
+    pub db_id: String,
+    pub snapshot_id: String,
+    /// The id the snapshot is restored under (in place: until the swap).
+    pub restored_as: String,
+    /// In place: the id the current database is renamed to and kept under (null: no
+    /// database holds the id now).
+    pub current_renamed_to: Option<String>,
+    /// The id the restored database ends with.
+    pub final_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SkippedResource {
+    pub resource_id: String,
+    pub kind: ResourceKind,
+    pub reason: String,
+}
+
+impl RestorePlan {
+    /// The plan of a restore record not started yet, built by [`against`] from `current`.
+    pub fn of(record: &RestoreRecord, current: &Current, backup: &BackupRecord, kept_until: Timestamp) -> RestorePlan {
+        let in_place = record.mode == RestoreMode::InPlace;
+        let running = |id: &String| {
+            current.instances.get(id).is_some_and(|i| i.state == crate::cloud::InstanceState::Running)
+        };
+        let mut volumes = Vec::new();
+        let mut databases = Vec::new();
+        for item in &record.items {
+            let snapshot_id = item.snapshot_id.clone().unwrap_or_default();
+            match item.kind {
+                ResourceKind::Volume => volumes.push(PlannedVolume {
+                    source_volume_id: item.resource_id.clone(),
+                    snapshot_id,
+                    size_bytes: item.size_bytes,
+                    availability_zone: item.availability_zone.clone(),
+                    instance_id: in_place.then(|| item.instance_id.clone()).flatten(),
+                    device: in_place.then(|| item.device.clone()).flatten(),
+                    replaces_volume_id: item.replaced_resource_id.clone(),
+                }),
+                ResourceKind::Database => {
+                    let (original, restored, _) = database_ids(record, &item.resource_id);
+                    databases.push(PlannedDatabase {
+                        db_id: item.resource_id.clone(),
+                        snapshot_id,
+                        final_id: if in_place { original } else { restored.clone() },
+                        restored_as: restored,
+                        current_renamed_to: item.replaced_resource_id.clone(),
+                    })
+                }
+            }
+        }
+        RestorePlan {
+            restore_id: record.restore_id.clone(),
+            backup_id: record.backup_id.clone(),
+            service_instance_id: record.service_instance_id.clone(),
+            mode: record.mode,
+            region: record.region.clone(),
+            safety_backup: record.safety_backup,
+            on_failure: record.on_failure,
+            stop_instances: if in_place {
+                instance_ids(&record.items).into_iter().filter(running).collect()
+            } else {
+                Vec::new()
+            },
+            volumes,
+            databases,
+            replaced_kept_until: in_place.then_some(kept_until),
+            skipped: skipped_of(backup, record),
+        }
+    }
+}
+
+/// In place: fills in what each item replaces now — the volume at its device, the id its
+/// database will be kept under — from what the cloud reports.
+pub fn against(record: &mut RestoreRecord, current: &Current) {
+    if record.mode != RestoreMode::InPlace {
+        return;
+    }
+    let names: Vec<(String, String, String)> =
+        record.items.iter().map(|i| database_ids(record, &i.resource_id)).collect();
+    for (item, (original, _, old)) in record.items.iter_mut().zip(names) {
+        item.replaced_resource_id = match item.kind {
+            ResourceKind::Volume => {
+                let (instance_id, device) = (item.instance_id.as_deref(), item.device.as_deref());
+                current
+                    .instances
+                    .get(instance_id.unwrap_or_default())
+                    .and_then(|i| i.volumes.iter().find(|v| Some(v.device.as_str()) == device))
+                    .map(|v| v.volume_id.clone())
+            }
+            ResourceKind::Database => current.databases.contains(&original).then_some(old),
+        };
+    }
+}
+
+/// The point's resources a restore does not bring back, and why.
+fn skipped_of(backup: &BackupRecord, record: &RestoreRecord) -> Vec<SkippedResource> {
+    backup
+        .items
+        .iter()
+        .filter(|b| !record.items.iter().any(|i| i.resource_id == b.resource_id))
+        .map(|b| SkippedResource {
+            resource_id: b.resource_id.clone(),
+            kind: b.kind,
+            reason: if b.released {
+                "its snapshot is used by something else and no longer managed by snapnest".to_owned()
+            } else if b.status == ItemStatus::Succeeded {
+                "its snapshot has no completed copy in the destination region".to_owned()
+            } else {
+                format!(
+                    "the backup has no snapshot of it ({}): it stays as it is now",
+                    b.error.clone().unwrap_or_else(|| format!("{:?}", b.status))
+                )
+            },
+        })
+        .collect()
+}
 
 /// The region a restore works in and its items: one per succeeded snapshot of the point
 /// (in the destination region's copy for a disaster recovery). Refused, with nothing
@@ -100,8 +274,12 @@ pub fn items_of(backup: &BackupRecord, request: &RestoreRequest) -> Result<(Stri
                 i.availability_zone.clone()
             },
             replaced_resource_id: None,
+            replaced_state: None,
+            replaced_untagged: false,
+            size_bytes: i.size_bytes,
             step: RestoreStep::NotStarted,
         })
+        .filter(|item| item.snapshot_id.is_some())
         .collect();
     if items.is_empty() {
         return Err(Error::conflict("BackupNotRestorable", format!("backup {backup_id} holds no usable snapshot")));
