@@ -6,8 +6,16 @@
 //! waits `SNAPNEST_SIM_LATENCY_MS`, and `SNAPNEST_SIM_FAULTS` injects seeded faults:
 //! `throttle=<p>` (a call is throttled), `snapshot_error=<p>` (a snapshot ends in error),
 //! `release=<p>` (the instance is found released when its snapshot is asked for),
-//! `seed=<n>`. Every volume and database carries a content fingerprint that snapshots
-//! copy and restores bring back, so a test can prove which data a restore returned.
+//! `fail=<op>` (the next call of that mutating operation is refused with `SimulatedFailure`;
+//! the key may repeat), `seed=<n>`. Every volume and database carries a content fingerprint
+//! that snapshots copy and restores bring back, so a test can prove which data a restore
+//! returned.
+//!
+//! Faults a test places itself are persisted with the world, so they hold whichever process
+//! makes the call: [`SimulatedCloud::fail_call`] refuses the nth mutating call, and
+//! [`SimulatedCloud::refuse_stop`] makes an instance one `StopInstances` refuses. The world
+//! also counts every mutating call ([`SimulatedCloud::mutations`]) and logs the ones it
+//! accepted ([`SimulatedCloud::calls`]), so a test can tell which calls changed it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,12 +31,41 @@ use serde::{Deserialize, Serialize};
 
 use snapnest_core::cloud::*;
 
+/// The operations of the `Cloud` port that change the world: what `mutations` counts,
+/// `fail=` and `fail_call` name, and the call log records.
+pub const MUTATING_OPS: &[&str] = &[
+    "snapshot_instance",
+    "snapshot_volume",
+    "snapshot_database",
+    "delete_snapshot",
+    "delete_db_snapshot",
+    "tag_snapshot",
+    "copy_snapshot",
+    "copy_db_snapshot",
+    "stop_instances",
+    "start_instances",
+    "create_volume",
+    "detach_volume",
+    "attach_volume",
+    "delete_volume",
+    "tag_resource",
+    "untag_resource",
+    "restore_database",
+    "rename_database",
+    "delete_database",
+];
+
+/// The error code of a call refused by `fail=<op>`.
+pub const SIMULATED_FAILURE: &str = "SimulatedFailure";
+
 /// Faults to inject, parsed from `SNAPNEST_SIM_FAULTS`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
     pub throttle: f64,
     pub snapshot_error: f64,
     pub release: f64,
+    /// Operations (of [`MUTATING_OPS`]) whose next call is refused, once each.
+    pub fail: Vec<String>,
     pub seed: u64,
 }
 
@@ -49,8 +86,12 @@ impl std::str::FromStr for Faults {
                 "throttle" => faults.throttle = probability()?,
                 "snapshot_error" => faults.snapshot_error = probability()?,
                 "release" => faults.release = probability()?,
+                "fail" if MUTATING_OPS.contains(&value) => faults.fail.push(value.to_owned()),
+                "fail" => return Err(format!("fail: '{value}' is not a mutating call ({})", MUTATING_OPS.join(", "))),
                 "seed" => faults.seed = value.parse().map_err(|_| format!("seed: '{value}' is not a number"))?,
-                other => return Err(format!("unknown fault '{other}' (throttle, snapshot_error, release, seed)")),
+                other => {
+                    return Err(format!("unknown fault '{other}' (throttle, snapshot_error, release, fail, seed)"))
+                }
             }
         }
         Ok(faults)
@@ -77,6 +118,55 @@ struct SimInstance {
     availability_zone: String,
     tags: Tags,
     consistent_groups: bool,
+    /// Why `StopInstances` refuses this instance (an instance-store root, stop protection).
+    #[serde(default)]
+    stop_refusal: Option<Refusal>,
+}
+
+/// A refusal the cloud answers instead of doing the call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Refusal {
+    code: String,
+    message: String,
+}
+
+impl Refusal {
+    fn error(&self) -> CloudError {
+        CloudError::Rejected { code: self.code.clone(), message: self.message.clone() }
+    }
+}
+
+/// A mutating call to refuse when its turn comes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PendingFailure {
+    /// Only calls of this operation count; any mutating call does when `None`.
+    op: Option<String>,
+    /// Counted calls until the refused one, which is the one that brings this to 0.
+    calls_to_go: u64,
+    refusal: Refusal,
+}
+
+/// A mutating call the simulated cloud accepted, as the call log shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimCall {
+    pub region: String,
+    /// The `Cloud` method, e.g. `create_volume`.
+    pub op: String,
+    /// The call's arguments in the port's parameter order, tags left out (`untag_resource`
+    /// keeps its keys). A list of ids (`stop_instances`) spreads into the arguments; a
+    /// `VolumeSelection` is `all` or its volume ids joined by commas.
+    pub args: Vec<String>,
+}
+
+/// A mutating call as `call` receives it: what pending failures match and the log records.
+struct Mutation {
+    op: &'static str,
+    args: Vec<String>,
+}
+
+/// The `Mutation` of a call of `op` with `args`, for `SimulatedCloud::call`.
+fn mutating<S: AsRef<str>>(op: &'static str, args: impl IntoIterator<Item = S>) -> Option<Mutation> {
+    Some(Mutation { op, args: args.into_iter().map(|a| a.as_ref().to_owned()).collect() })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,12 +233,44 @@ struct World {
     regions: BTreeMap<String, Region>,
     /// Counts calls and created ids: the fault injection is seeded by it, ids come from it.
     counter: u64,
+    /// Mutating calls made, refused ones included.
+    #[serde(default)]
+    mutations: u64,
+    /// The mutating calls the cloud accepted, in order.
+    #[serde(default)]
+    calls: Vec<SimCall>,
+    /// Failures placed by `fail_call` or `fail=`, in the order they were placed.
+    #[serde(default)]
+    failures: Vec<PendingFailure>,
+    /// The `fail=` list last armed: every process of a local run opens the cloud with the
+    /// same list, and it must arm once for the world, not once per process.
+    #[serde(default)]
+    armed_fail: Vec<String>,
 }
 
 impl World {
     fn next_id(&mut self, prefix: &str) -> String {
         self.counter += 1;
         format!("{prefix}-{:017x}", self.counter.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 4)
+    }
+
+    /// Counts a mutating call of `op` against the pending failures and answers the refusal
+    /// of the first one whose turn it is. Every failure whose turn it is is used up: they
+    /// all name this call.
+    fn due_failure(&mut self, op: &str) -> Option<Refusal> {
+        let mut due = None;
+        self.failures.retain_mut(|failure| {
+            if failure.op.as_deref().is_some_and(|only| only != op) {
+                return true;
+            }
+            failure.calls_to_go = failure.calls_to_go.saturating_sub(1);
+            if failure.calls_to_go > 0 {
+                return true;
+            }
+            due.get_or_insert_with(|| failure.refusal.clone());
+            false
+        });
+        due
     }
 }
 
@@ -188,11 +310,27 @@ impl SimulatedCloud {
         )
         .map_err(sim_err)?;
         let cloud = Self { conn: Arc::new(Mutex::new(conn)), settings: Arc::new(settings) };
-        let home = cloud.settings.home_region.clone();
+        let (home, fail) = (cloud.settings.home_region.clone(), cloud.settings.faults.fail.clone());
         cloud.mutate_blocking(move |world, _| {
             if world.regions.is_empty() {
                 let az = format!("{home}a");
                 seed_service_instance(world, &home, &az, DEMO_SERVICE_INSTANCE, 2, 3, 1, true);
+            }
+            // Armed when the list differs from the one armed last, so the processes of one run
+            // arm it once; an open without `fail=` (a test's own handle) leaves it alone. A
+            // fresh data dir, or another list, arms again.
+            if !fail.is_empty() && world.armed_fail != fail {
+                for op in &fail {
+                    world.failures.push(PendingFailure {
+                        op: Some(op.clone()),
+                        calls_to_go: 1,
+                        refusal: Refusal {
+                            code: SIMULATED_FAILURE.into(),
+                            message: format!("{op} failed (simulated)"),
+                        },
+                    });
+                }
+                world.armed_fail = fail;
             }
             Ok(())
         })?;
@@ -223,10 +361,20 @@ impl SimulatedCloud {
         out
     }
 
-    /// Runs one simulated API call of `region`: latency, throttling, then `work`.
+    /// Runs one simulated API call of `region`: latency, then for a `mutation` its count and
+    /// any failure placed for it, throttling, then `work` (`mutation` is `None` for the calls
+    /// that only read). The pending failures count before throttling, so the nth call is
+    /// the nth that reaches the cloud, whatever the throttle draws.
+    ///
+    /// The log takes a mutating call when `work` accepted it, even one that found nothing
+    /// to do (a delete of what is gone, a used client token): the cloud answered it as done.
+    /// A refused call — a placed failure, throttling, the cloud's own rules — is counted
+    /// but not logged, as it changed nothing. (Every refusal here checks before it changes
+    /// anything; the release fault's termination is the world's doing, not the call's.)
     async fn call<T: Send + 'static>(
         &self,
         region: &str,
+        mutation: Option<Mutation>,
         work: impl FnOnce(&mut Region, &mut World, &SimSettings, &mut SmallRng) -> CloudResult<T> + Send + 'static,
     ) -> CloudResult<T> {
         if !self.settings.latency.is_zero() {
@@ -237,17 +385,72 @@ impl SimulatedCloud {
         tokio::task::spawn_blocking(move || {
             let settings = this.settings.clone();
             this.mutate_blocking(|world, rng| {
+                if let Some(mutation) = &mutation {
+                    world.mutations += 1;
+                    if let Some(refusal) = world.due_failure(mutation.op) {
+                        return Err(refusal.error());
+                    }
+                }
                 if rng.gen_bool(settings.faults.throttle) {
                     return Err(CloudError::Throttled("Request limit exceeded (simulated)".into()));
                 }
                 let mut taken = world.regions.remove(&region).unwrap_or_default();
                 let out = work(&mut taken, world, &settings, rng);
-                world.regions.insert(region, taken);
+                world.regions.insert(region.clone(), taken);
+                if let (Some(Mutation { op, args }), Ok(_)) = (mutation, &out) {
+                    world.calls.push(SimCall { region, op: op.to_owned(), args });
+                }
                 out
             })
         })
         .await
         .map_err(sim_err)?
+    }
+
+    /// Makes the `nth` mutating call from now (1 = the next) fail with `Rejected { code,
+    /// message }`, changing nothing; only calls of `op` count when it is given. One-shot;
+    /// several may be pending, and those whose turn is the same call are all used up by it.
+    pub fn fail_call(&self, nth: u64, op: Option<&str>, code: &str, message: &str) -> CloudResult<()> {
+        let invalid = |message: String| CloudError::Rejected { code: "InvalidParameterValue".into(), message };
+        if nth == 0 {
+            return Err(invalid("nth counts from 1 (the next call)".into()));
+        }
+        if let Some(op) = op.filter(|op| !MUTATING_OPS.contains(op)) {
+            // A misspelt operation would never come, and the failure with it.
+            return Err(invalid(format!("'{op}' is not a mutating call ({})", MUTATING_OPS.join(", "))));
+        }
+        let failure = PendingFailure {
+            op: op.map(str::to_owned),
+            calls_to_go: nth,
+            refusal: Refusal { code: code.to_owned(), message: message.to_owned() },
+        };
+        self.mutate_blocking(move |world, _| {
+            world.failures.push(failure);
+            Ok(())
+        })
+    }
+
+    /// Makes `StopInstances` refuse every call that names `instance_id`, changing nothing,
+    /// as EC2 does for an instance-store root (`UnsupportedOperation`) or under stop
+    /// protection (`OperationNotPermitted`).
+    pub fn refuse_stop(&self, region: &str, instance_id: &str, code: &str, message: &str) -> CloudResult<()> {
+        let (region, id) = (region.to_owned(), instance_id.to_owned());
+        let refusal = Refusal { code: code.to_owned(), message: message.to_owned() };
+        self.mutate_blocking(move |world, _| {
+            let r = world.regions.entry(region).or_default();
+            r.instances.get_mut(&id).ok_or_else(|| CloudError::NotFound(id.clone()))?.stop_refusal = Some(refusal);
+            Ok(())
+        })
+    }
+
+    /// How many mutating calls were made, refused ones included.
+    pub fn mutations(&self) -> CloudResult<u64> {
+        self.mutate_blocking(|world, _| Ok(world.mutations))
+    }
+
+    /// The mutating calls the cloud accepted, in order (see `call` for which are logged).
+    pub fn calls(&self) -> CloudResult<Vec<SimCall>> {
+        self.mutate_blocking(|world, _| Ok(world.calls.clone()))
     }
 
     /// Adds a service instance of `instances` instances with `volumes_per_instance` volumes
@@ -306,6 +509,51 @@ impl SimulatedCloud {
                 .map(|v| v.fingerprint.clone())
                 .or_else(|| r.databases.get(&id).map(|d| d.fingerprint.clone()))
                 .ok_or(CloudError::NotFound(id))
+        })
+    }
+
+    /// The tags of a volume.
+    pub fn volume_tags(&self, region: &str, volume_id: &str) -> CloudResult<Tags> {
+        let (region, id) = (region.to_owned(), volume_id.to_owned());
+        self.mutate_blocking(move |world, _| {
+            let r = world.regions.entry(region).or_default();
+            r.volumes.get(&id).map(|v| v.tags.clone()).ok_or(CloudError::NotFound(id))
+        })
+    }
+
+    /// Ids of the volumes that exist in a region.
+    pub fn volume_ids(&self, region: &str) -> CloudResult<Vec<String>> {
+        let region = region.to_owned();
+        self.mutate_blocking(move |world, _| {
+            Ok(world.regions.entry(region).or_default().volumes.keys().cloned().collect())
+        })
+    }
+
+    /// Ids of the DB instances that exist in a region.
+    pub fn database_ids(&self, region: &str) -> CloudResult<Vec<String>> {
+        let region = region.to_owned();
+        self.mutate_blocking(move |world, _| {
+            Ok(world.regions.entry(region).or_default().databases.keys().cloned().collect())
+        })
+    }
+
+    /// The state of an instance now (transitions whose time has come are settled first).
+    pub fn instance_state(&self, region: &str, instance_id: &str) -> CloudResult<InstanceState> {
+        let (region, id) = (region.to_owned(), instance_id.to_owned());
+        self.mutate_blocking(move |world, _| {
+            let r = world.regions.entry(region).or_default();
+            settle(r, now_ms());
+            r.instances.get(&id).map(|i| i.state).ok_or(CloudError::NotFound(id))
+        })
+    }
+
+    /// A DB instance as (status, fingerprint, tags), settled first; `None` when it does not exist.
+    pub fn database(&self, region: &str, db_id: &str) -> CloudResult<Option<(String, String, Tags)>> {
+        let (region, id) = (region.to_owned(), db_id.to_owned());
+        self.mutate_blocking(move |world, _| {
+            let r = world.regions.entry(region).or_default();
+            settle(r, now_ms());
+            Ok(r.databases.get(&id).map(|d| (d.status.clone(), d.fingerprint.clone(), d.tags.clone())))
         })
     }
 
@@ -412,6 +660,7 @@ fn seed_service_instance(
                 availability_zone: az.to_owned(),
                 tags: tags.clone(),
                 consistent_groups,
+                stop_refusal: None,
             },
         );
         for volume in volumes {
@@ -567,7 +816,7 @@ impl Cloud for SimulatedRegion {
     async fn discover(&self, tag_key: &str, value: &str) -> CloudResult<Inventory> {
         let (key, value) = (tag_key.to_owned(), value.to_owned());
         self.cloud
-            .call(&self.region, move |r, _, _, _| {
+            .call(&self.region, None, move |r, _, _, _| {
                 settle(r, now_ms());
                 let tagged = |tags: &Tags| tags.get(&key) == Some(&value);
                 let instances = r
@@ -599,48 +848,59 @@ impl Cloud for SimulatedRegion {
         tags: &Tags,
     ) -> CloudResult<Vec<StartedSnapshot>> {
         let (id, selection, tags) = (instance_id.to_owned(), volumes.clone(), tags.clone());
+        let selected = match volumes {
+            VolumeSelection::All => "all".to_owned(),
+            VolumeSelection::Only(ids) => ids.join(","),
+        };
         self.cloud
-            .call(&self.region, move |r, world, settings, rng| {
-                settle(r, now_ms());
-                let instance = Self::live_instance(r, &id, settings, rng)?;
-                if !instance.consistent_groups {
-                    return Err(CloudError::GroupUnsupported(format!("{id} does not support multi-volume snapshots")));
-                }
-                let chosen: Vec<SimVolume> = r
-                    .volumes
-                    .values()
-                    .filter(|v| v.attachment.as_ref().is_some_and(|(i, _)| *i == id))
-                    .filter(|v| match &selection {
-                        VolumeSelection::All => true,
-                        VolumeSelection::Only(ids) => ids.contains(&v.id),
-                    })
-                    .cloned()
-                    .collect();
-                let mut started = Vec::new();
-                for volume in chosen {
-                    let mut snapshot_tags = tags.clone();
-                    snapshot_tags.insert(tag::SOURCE_VOLUME.into(), volume.id.clone());
-                    let snapshot = Self::new_snapshot(
-                        world,
-                        settings,
-                        rng,
-                        &volume.id,
-                        volume.size_gib,
-                        &volume.fingerprint,
-                        &snapshot_tags,
-                    );
-                    started.push(StartedSnapshot { snapshot_id: snapshot.id.clone(), volume_id: volume.id.clone() });
-                    r.snapshots.insert(snapshot.id.clone(), snapshot);
-                }
-                Ok(started)
-            })
+            .call(
+                &self.region,
+                mutating("snapshot_instance", [instance_id, selected.as_str()]),
+                move |r, world, settings, rng| {
+                    settle(r, now_ms());
+                    let instance = Self::live_instance(r, &id, settings, rng)?;
+                    if !instance.consistent_groups {
+                        return Err(CloudError::GroupUnsupported(format!(
+                            "{id} does not support multi-volume snapshots"
+                        )));
+                    }
+                    let chosen: Vec<SimVolume> = r
+                        .volumes
+                        .values()
+                        .filter(|v| v.attachment.as_ref().is_some_and(|(i, _)| *i == id))
+                        .filter(|v| match &selection {
+                            VolumeSelection::All => true,
+                            VolumeSelection::Only(ids) => ids.contains(&v.id),
+                        })
+                        .cloned()
+                        .collect();
+                    let mut started = Vec::new();
+                    for volume in chosen {
+                        let mut snapshot_tags = tags.clone();
+                        snapshot_tags.insert(tag::SOURCE_VOLUME.into(), volume.id.clone());
+                        let snapshot = Self::new_snapshot(
+                            world,
+                            settings,
+                            rng,
+                            &volume.id,
+                            volume.size_gib,
+                            &volume.fingerprint,
+                            &snapshot_tags,
+                        );
+                        started
+                            .push(StartedSnapshot { snapshot_id: snapshot.id.clone(), volume_id: volume.id.clone() });
+                        r.snapshots.insert(snapshot.id.clone(), snapshot);
+                    }
+                    Ok(started)
+                },
+            )
             .await
     }
 
     async fn snapshot_volume(&self, volume_id: &str, tags: &Tags) -> CloudResult<StartedSnapshot> {
         let (id, tags) = (volume_id.to_owned(), tags.clone());
         self.cloud
-            .call(&self.region, move |r, world, settings, rng| {
+            .call(&self.region, mutating("snapshot_volume", [volume_id]), move |r, world, settings, rng| {
                 settle(r, now_ms());
                 let volume = r.volumes.get(&id).cloned().ok_or_else(|| CloudError::NotFound(id.clone()))?;
                 if let Some((instance_id, _)) = &volume.attachment {
@@ -667,24 +927,28 @@ impl Cloud for SimulatedRegion {
     async fn snapshot_database(&self, db_id: &str, snapshot_id: &str, tags: &Tags) -> CloudResult<()> {
         let (db_id, snapshot_id, tags) = (db_id.to_owned(), snapshot_id.to_owned(), tags.clone());
         self.cloud
-            .call(&self.region, move |r, world, settings, rng| {
-                if r.db_snapshots.contains_key(&snapshot_id) {
-                    return Err(CloudError::AlreadyExists(snapshot_id));
-                }
-                let db = r.databases.get(&db_id).cloned().ok_or_else(|| CloudError::NotFound(db_id.clone()))?;
-                let mut snapshot =
-                    Self::new_snapshot(world, settings, rng, &db.id, db.allocated_gib, &db.fingerprint, &tags);
-                snapshot.id = snapshot_id.clone();
-                r.db_snapshots.insert(snapshot_id, snapshot);
-                Ok(())
-            })
+            .call(
+                &self.region,
+                mutating("snapshot_database", [&db_id, &snapshot_id]),
+                move |r, world, settings, rng| {
+                    if r.db_snapshots.contains_key(&snapshot_id) {
+                        return Err(CloudError::AlreadyExists(snapshot_id));
+                    }
+                    let db = r.databases.get(&db_id).cloned().ok_or_else(|| CloudError::NotFound(db_id.clone()))?;
+                    let mut snapshot =
+                        Self::new_snapshot(world, settings, rng, &db.id, db.allocated_gib, &db.fingerprint, &tags);
+                    snapshot.id = snapshot_id.clone();
+                    r.db_snapshots.insert(snapshot_id, snapshot);
+                    Ok(())
+                },
+            )
             .await
     }
 
     async fn describe_snapshots(&self, snapshot_ids: &[String]) -> CloudResult<Vec<SnapshotStatus>> {
         let ids = snapshot_ids.to_vec();
         self.cloud
-            .call(&self.region, move |r, _, _, _| {
+            .call(&self.region, None, move |r, _, _, _| {
                 let now = now_ms();
                 Ok(ids.iter().filter_map(|id| r.snapshots.get(id)).map(|s| snapshot_status(s, now)).collect())
             })
@@ -694,7 +958,7 @@ impl Cloud for SimulatedRegion {
     async fn describe_db_snapshots(&self, snapshot_ids: &[String]) -> CloudResult<Vec<SnapshotStatus>> {
         let ids = snapshot_ids.to_vec();
         self.cloud
-            .call(&self.region, move |r, _, _, _| {
+            .call(&self.region, None, move |r, _, _, _| {
                 let now = now_ms();
                 Ok(ids.iter().filter_map(|id| r.db_snapshots.get(id)).map(|s| snapshot_status(s, now)).collect())
             })
@@ -704,7 +968,7 @@ impl Cloud for SimulatedRegion {
     async fn find_snapshots(&self, key: &str, value: &str) -> CloudResult<Vec<StartedSnapshot>> {
         let (key, value) = (key.to_owned(), value.to_owned());
         self.cloud
-            .call(&self.region, move |r, _, _, _| {
+            .call(&self.region, None, move |r, _, _, _| {
                 Ok(r.snapshots
                     .values()
                     .filter(|s| s.tags.get(&key) == Some(&value))
@@ -716,18 +980,26 @@ impl Cloud for SimulatedRegion {
 
     async fn delete_snapshot(&self, snapshot_id: &str) -> CloudResult<DeleteOutcome> {
         let id = snapshot_id.to_owned();
-        self.cloud.call(&self.region, move |r, _, _, _| Ok(delete_from(&mut r.snapshots, &id))).await
+        self.cloud
+            .call(&self.region, mutating("delete_snapshot", [snapshot_id]), move |r, _, _, _| {
+                Ok(delete_from(&mut r.snapshots, &id))
+            })
+            .await
     }
 
     async fn delete_db_snapshot(&self, snapshot_id: &str) -> CloudResult<DeleteOutcome> {
         let id = snapshot_id.to_owned();
-        self.cloud.call(&self.region, move |r, _, _, _| Ok(delete_from(&mut r.db_snapshots, &id))).await
+        self.cloud
+            .call(&self.region, mutating("delete_db_snapshot", [snapshot_id]), move |r, _, _, _| {
+                Ok(delete_from(&mut r.db_snapshots, &id))
+            })
+            .await
     }
 
     async fn tag_snapshot(&self, snapshot_id: &str, tags: &Tags) -> CloudResult<()> {
         let (id, tags) = (snapshot_id.to_owned(), tags.clone());
         self.cloud
-            .call(&self.region, move |r, _, _, _| {
+            .call(&self.region, mutating("tag_snapshot", [snapshot_id]), move |r, _, _, _| {
                 let snapshot = r
                     .snapshots
                     .get_mut(&id)
@@ -743,7 +1015,7 @@ impl Cloud for SimulatedRegion {
         let (source_region, id, tags, dest) =
             (source_region.to_owned(), snapshot_id.to_owned(), tags.clone(), self.region.clone());
         self.cloud
-            .call(&dest, move |r, world, settings, rng| {
+            .call(&dest, mutating("copy_snapshot", [&source_region, &id]), move |r, world, settings, rng| {
                 let source = world
                     .regions
                     .get(&source_region)
@@ -777,44 +1049,48 @@ impl Cloud for SimulatedRegion {
         let (source_region, id, target, tags, dest) =
             (source_region.to_owned(), snapshot_id.to_owned(), target_id.to_owned(), tags.clone(), self.region.clone());
         self.cloud
-            .call(&dest, move |r, world, settings, rng| {
-                if r.db_snapshots.contains_key(&target) {
-                    return Err(CloudError::AlreadyExists(target));
-                }
-                let source = world
-                    .regions
-                    .get(&source_region)
-                    .and_then(|s| s.db_snapshots.get(&id))
-                    .cloned()
-                    .ok_or_else(|| CloudError::NotFound(id.clone()))?;
-                let mut copy = Self::new_snapshot(
-                    world,
-                    settings,
-                    rng,
-                    &source.source_id,
-                    source.size_gib,
-                    &source.fingerprint,
-                    &tags,
-                );
-                copy.id = target.clone();
-                r.db_snapshots.insert(target, copy);
-                Ok(())
-            })
+            .call(
+                &dest,
+                mutating("copy_db_snapshot", [&source_region, &id, &target]),
+                move |r, world, settings, rng| {
+                    if r.db_snapshots.contains_key(&target) {
+                        return Err(CloudError::AlreadyExists(target));
+                    }
+                    let source = world
+                        .regions
+                        .get(&source_region)
+                        .and_then(|s| s.db_snapshots.get(&id))
+                        .cloned()
+                        .ok_or_else(|| CloudError::NotFound(id.clone()))?;
+                    let mut copy = Self::new_snapshot(
+                        world,
+                        settings,
+                        rng,
+                        &source.source_id,
+                        source.size_gib,
+                        &source.fingerprint,
+                        &tags,
+                    );
+                    copy.id = target.clone();
+                    r.db_snapshots.insert(target, copy);
+                    Ok(())
+                },
+            )
             .await
     }
 
     async fn stop_instances(&self, instance_ids: &[String]) -> CloudResult<()> {
-        self.move_instances(instance_ids, InstanceState::Stopping, InstanceState::Stopped).await
+        self.move_instances("stop_instances", instance_ids, InstanceState::Stopping, InstanceState::Stopped).await
     }
 
     async fn start_instances(&self, instance_ids: &[String]) -> CloudResult<()> {
-        self.move_instances(instance_ids, InstanceState::Pending, InstanceState::Running).await
+        self.move_instances("start_instances", instance_ids, InstanceState::Pending, InstanceState::Running).await
     }
 
     async fn describe_instances(&self, instance_ids: &[String]) -> CloudResult<Vec<Instance>> {
         let ids = instance_ids.to_vec();
         self.cloud
-            .call(&self.region, move |r, _, _, _| {
+            .call(&self.region, None, move |r, _, _, _| {
                 settle(r, now_ms());
                 Ok(ids.iter().filter_map(|id| r.instances.get(id)).map(|i| instance_view(r, i)).collect())
             })
@@ -831,42 +1107,46 @@ impl Cloud for SimulatedRegion {
         let (id, az, tags) = (snapshot_id.to_owned(), availability_zone.to_owned(), tags.clone());
         let token = client_token.to_owned();
         self.cloud
-            .call(&self.region, move |r, world, settings, _| {
-                // EC2's idempotency: the same client token answers the volume it made before.
-                if let Some(made) = r.volumes.values().find(|v| v.client_token.as_deref() == Some(token.as_str())) {
-                    return Ok(made.id.clone());
-                }
-                let snapshot = r.snapshots.get(&id).cloned().ok_or_else(|| CloudError::NotFound(id.clone()))?;
-                if !matches!(snapshot_status(&snapshot, now_ms()).state, SnapshotState::Completed) {
-                    return Err(CloudError::Rejected {
-                        code: "IncorrectState".into(),
-                        message: format!("snapshot {id} is not completed"),
-                    });
-                }
-                let volume_id = world.next_id("vol");
-                r.volumes.insert(
-                    volume_id.clone(),
-                    SimVolume {
-                        id: volume_id.clone(),
-                        availability_zone: az,
-                        size_gib: snapshot.size_gib,
-                        tags,
-                        attachment: None,
-                        fingerprint: snapshot.fingerprint,
-                        ready_at_ms: now_ms() + Self::op_ms(settings),
-                        moving: None,
-                        client_token: Some(token),
-                    },
-                );
-                Ok(volume_id)
-            })
+            .call(
+                &self.region,
+                mutating("create_volume", [snapshot_id, availability_zone, client_token]),
+                move |r, world, settings, _| {
+                    // EC2's idempotency: the same client token answers the volume it made before.
+                    if let Some(made) = r.volumes.values().find(|v| v.client_token.as_deref() == Some(token.as_str())) {
+                        return Ok(made.id.clone());
+                    }
+                    let snapshot = r.snapshots.get(&id).cloned().ok_or_else(|| CloudError::NotFound(id.clone()))?;
+                    if !matches!(snapshot_status(&snapshot, now_ms()).state, SnapshotState::Completed) {
+                        return Err(CloudError::Rejected {
+                            code: "IncorrectState".into(),
+                            message: format!("snapshot {id} is not completed"),
+                        });
+                    }
+                    let volume_id = world.next_id("vol");
+                    r.volumes.insert(
+                        volume_id.clone(),
+                        SimVolume {
+                            id: volume_id.clone(),
+                            availability_zone: az,
+                            size_gib: snapshot.size_gib,
+                            tags,
+                            attachment: None,
+                            fingerprint: snapshot.fingerprint,
+                            ready_at_ms: now_ms() + Self::op_ms(settings),
+                            moving: None,
+                            client_token: Some(token),
+                        },
+                    );
+                    Ok(volume_id)
+                },
+            )
             .await
     }
 
     async fn describe_volumes(&self, volume_ids: &[String]) -> CloudResult<Vec<VolumeStatus>> {
         let ids = volume_ids.to_vec();
         self.cloud
-            .call(&self.region, move |r, _, _, _| {
+            .call(&self.region, None, move |r, _, _, _| {
                 let now = now_ms();
                 settle(r, now);
                 Ok(ids
@@ -904,7 +1184,7 @@ impl Cloud for SimulatedRegion {
     async fn delete_volume(&self, volume_id: &str) -> CloudResult<DeleteOutcome> {
         let id = volume_id.to_owned();
         self.cloud
-            .call(&self.region, move |r, _, _, _| {
+            .call(&self.region, mutating("delete_volume", [volume_id]), move |r, _, _, _| {
                 settle(r, now_ms());
                 match r.volumes.get(&id) {
                     None => Ok(DeleteOutcome::NotFound),
@@ -923,19 +1203,28 @@ impl Cloud for SimulatedRegion {
 
     async fn tag_resource(&self, resource_id: &str, tags: &Tags) -> CloudResult<()> {
         let (id, tags) = (resource_id.to_owned(), tags.clone());
-        self.cloud.call(&self.region, move |r, _, _, _| Ok(tags_of(r, &id)?.extend(tags))).await
+        self.cloud
+            .call(&self.region, mutating("tag_resource", [resource_id]), move |r, _, _, _| {
+                tags_of(r, &id)?.extend(tags);
+                Ok(())
+            })
+            .await
     }
 
     async fn untag_resource(&self, resource_id: &str, keys: &[String]) -> CloudResult<()> {
         let (id, keys) = (resource_id.to_owned(), keys.to_vec());
         self.cloud
-            .call(&self.region, move |r, _, _, _| {
-                let tags = tags_of(r, &id)?;
-                keys.iter().for_each(|k| {
-                    tags.remove(k);
-                });
-                Ok(())
-            })
+            .call(
+                &self.region,
+                mutating("untag_resource", std::iter::once(resource_id).chain(keys.iter().map(String::as_str))),
+                move |r, _, _, _| {
+                    let tags = tags_of(r, &id)?;
+                    keys.iter().for_each(|k| {
+                        tags.remove(k);
+                    });
+                    Ok(())
+                },
+            )
             .await
     }
 
@@ -943,7 +1232,7 @@ impl Cloud for SimulatedRegion {
         let (id, new_id, tags) = (snapshot_id.to_owned(), new_db_id.to_owned(), tags.clone());
         let snapshot_az = format!("{}a", self.region);
         self.cloud
-            .call(&self.region, move |r, _, settings, _| {
+            .call(&self.region, mutating("restore_database", [snapshot_id, new_db_id]), move |r, _, settings, _| {
                 if r.databases.contains_key(&new_id) {
                     return Err(CloudError::AlreadyExists(new_id));
                 }
@@ -970,7 +1259,7 @@ impl Cloud for SimulatedRegion {
     async fn describe_databases(&self, db_ids: &[String]) -> CloudResult<Vec<DatabaseStatus>> {
         let ids = db_ids.to_vec();
         self.cloud
-            .call(&self.region, move |r, _, _, _| {
+            .call(&self.region, None, move |r, _, _, _| {
                 settle(r, now_ms());
                 Ok(ids
                     .iter()
@@ -984,7 +1273,7 @@ impl Cloud for SimulatedRegion {
     async fn rename_database(&self, db_id: &str, new_db_id: &str) -> CloudResult<()> {
         let (id, new_id) = (db_id.to_owned(), new_db_id.to_owned());
         self.cloud
-            .call(&self.region, move |r, _, settings, _| {
+            .call(&self.region, mutating("rename_database", [db_id, new_db_id]), move |r, _, settings, _| {
                 settle(r, now_ms());
                 if r.databases.contains_key(&new_id) {
                     return Err(CloudError::AlreadyExists(new_id));
@@ -1002,7 +1291,7 @@ impl Cloud for SimulatedRegion {
     async fn delete_database(&self, db_id: &str) -> CloudResult<DeleteOutcome> {
         let id = db_id.to_owned();
         self.cloud
-            .call(&self.region, move |r, _, _, _| {
+            .call(&self.region, mutating("delete_database", [db_id]), move |r, _, _, _| {
                 settle(r, now_ms());
                 Ok(match r.databases.remove(&id) {
                     Some(_) => DeleteOutcome::Deleted,
@@ -1025,17 +1314,30 @@ fn tags_of<'a>(r: &'a mut Region, id: &str) -> CloudResult<&'a mut Tags> {
 }
 
 impl SimulatedRegion {
-    async fn move_instances(&self, ids: &[String], via: InstanceState, to: InstanceState) -> CloudResult<()> {
+    /// Starts or stops instances. As in EC2, one instance that cannot go refuses the whole
+    /// call: every instance is checked before any moves.
+    async fn move_instances(
+        &self,
+        op: &'static str,
+        ids: &[String],
+        via: InstanceState,
+        to: InstanceState,
+    ) -> CloudResult<()> {
         let ids = ids.to_vec();
         self.cloud
-            .call(&self.region, move |r, _, settings, _| {
+            .call(&self.region, mutating(op, &ids), move |r, _, settings, _| {
                 let now = now_ms();
                 settle(r, now);
                 for id in &ids {
-                    let instance = r.instances.get_mut(id).ok_or_else(|| CloudError::NotFound(id.clone()))?;
+                    let instance = r.instances.get(id).ok_or_else(|| CloudError::NotFound(id.clone()))?;
                     if instance.state == InstanceState::Terminated {
                         return Err(CloudError::InstanceReleased(id.clone()));
                     }
+                    if let Some(refusal) = instance.stop_refusal.as_ref().filter(|_| to == InstanceState::Stopped) {
+                        return Err(refusal.error());
+                    }
+                }
+                for instance in r.instances.values_mut().filter(|i| ids.contains(&i.id)) {
                     if instance.state != to && instance.target != Some(to) {
                         instance.state = via;
                         instance.target = Some(to);
@@ -1048,9 +1350,13 @@ impl SimulatedRegion {
     }
 
     async fn move_volume(&self, volume_id: &str, instance_id: &str, device: Option<String>) -> CloudResult<()> {
+        let mutation = match &device {
+            Some(device) => mutating("attach_volume", [instance_id, volume_id, device.as_str()]),
+            None => mutating("detach_volume", [instance_id, volume_id]),
+        };
         let (id, instance_id) = (volume_id.to_owned(), instance_id.to_owned());
         self.cloud
-            .call(&self.region, move |r, _, settings, _| {
+            .call(&self.region, mutation, move |r, _, settings, _| {
                 let now = now_ms();
                 settle(r, now);
                 let volume = r.volumes.get(&id).ok_or_else(|| CloudError::NotFound(id.clone()))?;
@@ -1110,27 +1416,226 @@ impl CloudProvider for SimulatedCloud {
 mod tests {
     use super::*;
 
+    const HOME: &str = "us-east-1";
+
+    /// A simulated cloud where every operation ends at once, with `faults`.
+    fn open_cloud(dir: &Path, faults: Faults) -> SimulatedCloud {
+        let settings =
+            SimSettings { home_region: HOME.into(), operation_time: Duration::ZERO, latency: Duration::ZERO, faults };
+        SimulatedCloud::open(dir, settings).unwrap()
+    }
+
+    fn rejected(code: &str, message: &str) -> CloudError {
+        CloudError::Rejected { code: code.into(), message: message.into() }
+    }
+
+    fn call(region: &str, op: &str, args: &[&str]) -> SimCall {
+        SimCall { region: region.into(), op: op.into(), args: args.iter().map(|a| a.to_string()).collect() }
+    }
+
     #[test]
     fn faults_parse_and_reject_nonsense() {
         let faults: Faults = "throttle=0.2, snapshot_error=0.05,seed=7".parse().unwrap();
-        assert_eq!(faults, Faults { throttle: 0.2, snapshot_error: 0.05, release: 0.0, seed: 7 });
+        assert_eq!(faults, Faults { throttle: 0.2, snapshot_error: 0.05, release: 0.0, fail: vec![], seed: 7 });
         assert!("throttle=2".parse::<Faults>().is_err());
         assert!("lightning=0.1".parse::<Faults>().is_err());
         assert!("throttle".parse::<Faults>().is_err());
         assert_eq!("".parse::<Faults>().unwrap(), Faults::default());
     }
 
+    #[test]
+    fn fail_parses_mutating_calls_and_rejects_others() {
+        // GIVEN two `fail=` keys naming mutating calls
+        let faults: Faults = "fail=stop_instances, fail=create_volume".parse().unwrap();
+        // THEN both are kept, in order
+        assert_eq!(faults.fail, ["stop_instances", "create_volume"]);
+
+        // GIVEN a `fail=` naming a read, a misspelt call, or a misspelt key
+        let read = "fail=describe_volumes".parse::<Faults>().unwrap_err();
+        let misspelt = "fail=stop_instance".parse::<Faults>().unwrap_err();
+        let key = "fial=stop_instances".parse::<Faults>().unwrap_err();
+        // THEN each is refused, saying what is accepted
+        assert!(read.contains("is not a mutating call") && read.contains("stop_instances"), "{read}");
+        assert!(misspelt.contains("'stop_instance'"), "{misspelt}");
+        assert!(key.contains("unknown fault 'fial'") && key.contains("fail"), "{key}");
+    }
+
+    #[tokio::test]
+    async fn fail_from_the_environment_fails_the_next_call_once_per_world() {
+        // GIVEN a cloud opened with `fail=stop_instances`, then opened again by a second
+        // process of the same run and by a test handle without faults
+        let dir = tempfile::tempdir().unwrap();
+        let faults: Faults = "fail=stop_instances".parse().unwrap();
+        let cloud = open_cloud(dir.path(), faults.clone());
+        open_cloud(dir.path(), faults);
+        open_cloud(dir.path(), Faults::default());
+        let home = cloud.region(HOME).unwrap();
+        let instance =
+            home.discover("service-instance-id", DEMO_SERVICE_INSTANCE).await.unwrap().instances[0].instance_id.clone();
+
+        // WHEN stop_instances is called twice
+        let first = home.stop_instances(std::slice::from_ref(&instance)).await;
+        let second = home.stop_instances(std::slice::from_ref(&instance)).await;
+
+        // THEN only the first fails, with SimulatedFailure, and the second stops the instance
+        assert_eq!(first, Err(rejected(SIMULATED_FAILURE, "stop_instances failed (simulated)")));
+        assert_eq!(second, Ok(()));
+        assert_eq!(cloud.instance_state(HOME, &instance).unwrap(), InstanceState::Stopped);
+    }
+
+    #[tokio::test]
+    async fn the_nth_call_fails_and_changes_nothing_and_the_next_succeeds() {
+        // GIVEN a completed snapshot and a failure placed on the 2nd mutating call from now
+        let dir = tempfile::tempdir().unwrap();
+        let cloud = open_cloud(dir.path(), Faults::default());
+        let home = cloud.region(HOME).unwrap();
+        let inventory = home.discover("service-instance-id", DEMO_SERVICE_INSTANCE).await.unwrap();
+        let volume = &inventory.instances[0].volumes[0].volume_id;
+        let az = &inventory.instances[0].availability_zone;
+        let snapshot = home.snapshot_volume(volume, &Tags::new()).await.unwrap().snapshot_id;
+        cloud.fail_call(2, None, "InternalError", "An internal error has occurred").unwrap();
+        let (volumes_before, mutations_before) = (cloud.volume_ids(HOME).unwrap(), cloud.mutations().unwrap());
+
+        // WHEN three mutating calls are made, a read between them
+        let first = home.tag_resource(volume, &[("k".to_owned(), "v".to_owned())].into()).await;
+        home.describe_volumes(std::slice::from_ref(volume)).await.unwrap();
+        let second = home.create_volume(&snapshot, az, "token-1", &Tags::new()).await;
+        let volumes_after_second = cloud.volume_ids(HOME).unwrap();
+        let third = home.create_volume(&snapshot, az, "token-1", &Tags::new()).await;
+
+        // THEN the read is not counted, the second mutating call is refused and made no
+        // volume, and the third, the same call again, makes one
+        assert_eq!(first, Ok(()));
+        assert_eq!(second, Err(rejected("InternalError", "An internal error has occurred")));
+        assert!(!second.unwrap_err().is_retryable(), "a placed failure is a permanent refusal");
+        assert_eq!(volumes_after_second, volumes_before);
+        let made = third.unwrap();
+        assert_eq!(cloud.volume_ids(HOME).unwrap().len(), volumes_before.len() + 1);
+        assert!(cloud.volume_ids(HOME).unwrap().contains(&made));
+        // AND all three are counted, the refused one is not logged
+        assert_eq!(cloud.mutations().unwrap(), mutations_before + 3);
+        let ops: Vec<_> = cloud.calls().unwrap().into_iter().map(|c| c.op).collect();
+        assert_eq!(ops, ["snapshot_volume", "tag_resource", "create_volume"]);
+    }
+
+    #[tokio::test]
+    async fn a_failure_for_one_operation_counts_only_its_calls() {
+        // GIVEN a failure on the 2nd tag_resource from now
+        let dir = tempfile::tempdir().unwrap();
+        let cloud = open_cloud(dir.path(), Faults::default());
+        let home = cloud.region(HOME).unwrap();
+        let inventory = home.discover("service-instance-id", DEMO_SERVICE_INSTANCE).await.unwrap();
+        let volume = &inventory.instances[0].volumes[0].volume_id;
+        cloud.fail_call(2, Some("tag_resource"), "RequestLimitExceeded", "no").unwrap();
+        let tag = |key: &str| -> Tags { [(key.to_owned(), "v".to_owned())].into() };
+
+        // WHEN tag_resource, other mutating calls, then tag_resource twice
+        assert_eq!(home.tag_resource(volume, &tag("a")).await, Ok(()));
+        home.snapshot_volume(volume, &Tags::new()).await.unwrap();
+        home.untag_resource(volume, &["a".to_owned()]).await.unwrap();
+        let refused = home.tag_resource(volume, &tag("b")).await;
+        let accepted = home.tag_resource(volume, &tag("c")).await;
+
+        // THEN the other calls did not count: the second tag_resource is the refused one,
+        // its tag absent, and the third is accepted
+        assert_eq!(refused, Err(rejected("RequestLimitExceeded", "no")));
+        assert_eq!(accepted, Ok(()));
+        assert_eq!(cloud.volume_tags(HOME, volume).unwrap(), tag("c"));
+
+        // GIVEN two failures whose turn is the same next call
+        cloud.fail_call(1, None, "First", "first").unwrap();
+        cloud.fail_call(1, Some("tag_resource"), "Second", "second").unwrap();
+        // WHEN tag_resource is called twice
+        let refused = home.tag_resource(volume, &tag("d")).await;
+        let accepted = home.tag_resource(volume, &tag("e")).await;
+        // THEN the first placed answers that call, and both are used up by it
+        assert_eq!(refused, Err(rejected("First", "first")));
+        assert_eq!(accepted, Ok(()));
+
+        // AND nonsense is refused rather than waiting for a call that never comes
+        assert!(cloud.fail_call(0, None, "X", "x").is_err());
+        assert!(cloud.fail_call(1, Some("describe_volumes"), "X", "x").is_err());
+    }
+
+    #[tokio::test]
+    async fn an_instance_that_cannot_stop_refuses_the_whole_stop() {
+        // GIVEN two running instances, the second one that cannot be stopped
+        let dir = tempfile::tempdir().unwrap();
+        let cloud = open_cloud(dir.path(), Faults::default());
+        let home = cloud.region(HOME).unwrap();
+        let inventory = home.discover("service-instance-id", DEMO_SERVICE_INSTANCE).await.unwrap();
+        let ids: Vec<String> = inventory.instances.iter().map(|i| i.instance_id.clone()).collect();
+        let message =
+            format!("The instance '{}' does not have an 'ebs' root device type and cannot be stopped.", ids[1]);
+        cloud.refuse_stop(HOME, &ids[1], "UnsupportedOperation", &message).unwrap();
+
+        // WHEN both are stopped in one call
+        let stopped = home.stop_instances(&ids).await;
+
+        // THEN the whole call is refused with the cloud's message, both still run, and
+        // nothing is logged
+        assert_eq!(stopped, Err(rejected("UnsupportedOperation", &message)));
+        for id in &ids {
+            assert_eq!(cloud.instance_state(HOME, id).unwrap(), InstanceState::Running, "{id}");
+        }
+        assert!(cloud.calls().unwrap().is_empty());
+        // AND the other one stops on its own, and the refused one still starts
+        assert_eq!(home.stop_instances(&ids[..1]).await, Ok(()));
+        assert_eq!(cloud.instance_state(HOME, &ids[0]).unwrap(), InstanceState::Stopped);
+        assert_eq!(home.start_instances(&ids).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn the_log_shows_the_accepted_calls_with_their_arguments() {
+        // GIVEN the demo service instance, one of its volumes snapshotted
+        let dir = tempfile::tempdir().unwrap();
+        let cloud = open_cloud(dir.path(), Faults::default());
+        let home = cloud.region(HOME).unwrap();
+        let inventory = home.discover("service-instance-id", DEMO_SERVICE_INSTANCE).await.unwrap();
+        let ids: Vec<String> = inventory.instances.iter().map(|i| i.instance_id.clone()).collect();
+        let (instance, az) = (&ids[0], &inventory.instances[0].availability_zone);
+        let snapshot =
+            home.snapshot_volume(&inventory.instances[0].volumes[0].volume_id, &Tags::new()).await.unwrap().snapshot_id;
+        let db = &inventory.databases[0].db_id;
+        let tags: Tags = [("k".to_owned(), "v".to_owned())].into();
+
+        // WHEN mutating calls are made, one refused by the cloud's own rules, and a read
+        home.stop_instances(&ids).await.unwrap();
+        let volume = home.create_volume(&snapshot, az, "rs-1-vol", &tags).await.unwrap();
+        home.attach_volume(instance, &volume, "/dev/xvdz").await.unwrap();
+        home.untag_resource(&volume, &["k".to_owned()]).await.unwrap();
+        assert!(home.rename_database("no-such-db", "other").await.is_err());
+        home.rename_database(db, "si-demo-mysql-old").await.unwrap();
+        home.describe_databases(&["si-demo-mysql-old".to_owned()]).await.unwrap();
+
+        // THEN the log shows the accepted ones in order with their arguments, tags left
+        // out; the refused one is counted but not logged, the read neither
+        let after_snapshot = &cloud.calls().unwrap()[1..];
+        assert_eq!(
+            after_snapshot,
+            [
+                call(HOME, "stop_instances", &[&ids[0], &ids[1]]),
+                call(HOME, "create_volume", &[&snapshot, az, "rs-1-vol"]),
+                call(HOME, "attach_volume", &[instance, &volume, "/dev/xvdz"]),
+                call(HOME, "untag_resource", &[&volume, "k"]),
+                call(HOME, "rename_database", &[db, "si-demo-mysql-old"]),
+            ]
+        );
+        assert_eq!(cloud.mutations().unwrap(), 7);
+        // AND the getters see what the calls did
+        assert_eq!(cloud.volume_tags(HOME, &volume).unwrap(), Tags::new());
+        assert_eq!(cloud.database_ids(HOME).unwrap(), ["si-demo-mysql-old"]);
+        let (status, fingerprint, db_tags) = cloud.database(HOME, "si-demo-mysql-old").unwrap().unwrap();
+        assert_eq!((status.as_str(), fingerprint.as_str()), ("available", "si-demo-mysql#initial"));
+        assert_eq!(db_tags.get("service-instance-id").map(String::as_str), Some(DEMO_SERVICE_INSTANCE));
+        assert_eq!(cloud.database(HOME, db).unwrap(), None);
+    }
+
     #[tokio::test]
     async fn create_volume_with_a_used_client_token_answers_the_first_volume() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = SimSettings {
-            home_region: "us-east-1".into(),
-            operation_time: Duration::ZERO,
-            latency: Duration::ZERO,
-            faults: Faults::default(),
-        };
-        let cloud = SimulatedCloud::open(dir.path(), settings).unwrap();
-        let home = cloud.region("us-east-1").unwrap();
+        let cloud = open_cloud(dir.path(), Faults::default());
+        let home = cloud.region(HOME).unwrap();
         let inventory = home.discover("service-instance-id", DEMO_SERVICE_INSTANCE).await.unwrap();
         let volume = &inventory.instances[0].volumes[0];
         let started = home.snapshot_volume(&volume.volume_id, &Tags::new()).await.unwrap();
