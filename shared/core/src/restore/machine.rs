@@ -276,6 +276,9 @@ pub fn wanted(record: &RestoreRecord) -> Wanted {
 /// Phases that need no call advance at once; the service calls `step` again after the
 /// calls are made, until it returns none and the phase stays.
 pub fn step(record: &mut RestoreRecord, observed: &Observation, rules: &Rules) -> Vec<Command> {
+    if record.stopped_instance_ids.iter().any(|id| observed.state(id).is_some_and(|s| s != InstanceState::Running)) {
+        record.service_changed = true;
+    }
     check_deadline(record, observed.now, rules);
     match record.phase {
         RestorePhase::SafetyBackup => safety_backup(record, observed),
@@ -360,9 +363,6 @@ fn gone(state: Option<InstanceState>) -> bool {
 
 fn stop_instances(record: &mut RestoreRecord, observed: &Observation) -> Vec<Command> {
     let now = observed.now;
-    if record.stopped_instance_ids.iter().any(|id| observed.state(id).is_some_and(|s| s != InstanceState::Running)) {
-        record.service_changed = true;
-    }
     let ids = instance_ids(&record.items);
     if record.rollback.is_none() && !record.service_changed {
         if let Some(released) = ids.iter().find(|id| gone(observed.state(id))) {
@@ -1124,5 +1124,432 @@ pub fn derive_status(record: &mut RestoreRecord, now: Timestamp) {
     }
     if derived.is_terminal() && record.finished_at.is_none() {
         record.finished_at = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::AttachedVolume;
+    use crate::ids::RestoreId;
+    use chrono::Utc;
+
+    const KEY: &str = "service-instance-id";
+
+    fn rules() -> Rules {
+        Rules { tag_key: KEY.into(), keep_replaced: Duration::days(7), deadlines: Deadlines::default() }
+    }
+
+    fn volume_item(volume_id: &str, instance: &str, device: &str) -> RestoreItem {
+        RestoreItem {
+            resource_id: volume_id.into(),
+            kind: ResourceKind::Volume,
+            snapshot_id: Some(format!("snap-of-{volume_id}")),
+            new_resource_id: None,
+            status: ItemStatus::Pending,
+            error: None,
+            instance_id: Some(instance.into()),
+            device: Some(device.into()),
+            availability_zone: Some("us-east-1a".into()),
+            replaced_resource_id: Some(volume_id.into()),
+            replaced_state: None,
+            replaced_untagged: false,
+            size_bytes: 8 << 30,
+            step: RestoreStep::NotStarted,
+        }
+    }
+
+    fn database_item(db_id: &str) -> RestoreItem {
+        RestoreItem {
+            resource_id: db_id.into(),
+            kind: ResourceKind::Database,
+            snapshot_id: Some(format!("snapnest-{db_id}")),
+            instance_id: None,
+            device: None,
+            availability_zone: None,
+            ..volume_item(db_id, "", "")
+        }
+    }
+
+    fn restore(mode: RestoreMode, phase: RestorePhase, items: Vec<RestoreItem>) -> RestoreRecord {
+        RestoreRecord {
+            restore_id: RestoreId::generate(),
+            backup_id: BackupId::generate(),
+            service_instance_id: "si-1".into(),
+            mode,
+            region: "us-east-1".into(),
+            status: JobStatus::Running,
+            phase,
+            phase_started_at: Some(Utc::now()),
+            on_failure: OnFailure::Rollback,
+            safety_backup: false,
+            safety_backup_id: None,
+            started_at: Utc::now(),
+            finished_at: None,
+            items,
+            stopped_instance_ids: Vec::new(),
+            service_changed: false,
+            rollback: None,
+            kept_until: None,
+            error: None,
+            client_token: None,
+            version: 1,
+            stored_rows: Default::default(),
+        }
+    }
+
+    /// A small cloud the tests change by hand: instances with devices, volumes, databases.
+    #[derive(Default)]
+    struct World {
+        instances: HashMap<String, (InstanceState, Vec<(String, String)>)>,
+        volumes: HashMap<String, Option<(String, String)>>,
+        databases: HashMap<String, Tags>,
+    }
+
+    impl World {
+        fn with_instance(mut self, id: &str, state: InstanceState, devices: &[(&str, &str)]) -> Self {
+            let devices: Vec<(String, String)> = devices.iter().map(|(d, v)| (d.to_string(), v.to_string())).collect();
+            for (device, volume) in &devices {
+                self.volumes.insert(volume.clone(), Some((id.to_owned(), device.clone())));
+            }
+            self.instances.insert(id.into(), (state, devices));
+            self
+        }
+
+        fn observe(&self) -> Observation {
+            let mut observed = Observation { now: Utc::now(), ..Default::default() };
+            for (id, (state, _)) in &self.instances {
+                let volumes = self
+                    .volumes
+                    .iter()
+                    .filter_map(|(v, at)| match at {
+                        Some((i, d)) if i == id => {
+                            Some(AttachedVolume { volume_id: v.clone(), device: d.clone(), size_gib: 8 })
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let instance = Instance {
+                    instance_id: id.clone(),
+                    state: *state,
+                    availability_zone: "us-east-1a".into(),
+                    volumes,
+                };
+                observed.instances.insert(id.clone(), instance);
+            }
+            for (id, at) in &self.volumes {
+                let status = VolumeStatus {
+                    volume_id: id.clone(),
+                    state: if at.is_some() { VolumeState::InUse } else { VolumeState::Available },
+                    attachment: at.clone(),
+                    busy: false,
+                    tags: Tags::new(),
+                };
+                observed.volumes.insert(id.clone(), status);
+            }
+            for (id, tags) in &self.databases {
+                let status = DatabaseStatus { db_id: id.clone(), status: "available".into(), tags: tags.clone() };
+                observed.databases.insert(id.clone(), status);
+            }
+            observed
+        }
+
+        /// Carries out a command at once, as a cloud whose every change is instant; `fail`
+        /// refuses it instead.
+        fn apply(&mut self, command: &Command, fail: bool) -> Result<Answer, CloudError> {
+            if fail {
+                return Err(CloudError::Rejected { code: "Refused".into(), message: "refused".into() });
+            }
+            match command {
+                Command::StopInstances(ids) => ids.iter().for_each(|id| self.set_state(id, InstanceState::Stopped)),
+                Command::StartInstances(ids) => ids.iter().for_each(|id| self.set_state(id, InstanceState::Running)),
+                Command::CreateVolume { client_token, .. } => {
+                    let id = format!("vol-new-{}", client_token.len() + self.volumes.len());
+                    let id = self
+                        .volumes
+                        .keys()
+                        .find(|v| v.ends_with(&format!("#{client_token}")))
+                        .cloned()
+                        .unwrap_or(format!("{id}#{client_token}"));
+                    self.volumes.entry(id.clone()).or_insert(None);
+                    return Ok(Answer::Made(id));
+                }
+                Command::DetachVolume { volume_id, .. } => {
+                    self.volumes.insert(volume_id.clone(), None);
+                }
+                Command::AttachVolume { instance_id, volume_id, device, .. } => {
+                    self.volumes.insert(volume_id.clone(), Some((instance_id.clone(), device.clone())));
+                }
+                Command::DeleteVolume { volume_id, .. } => {
+                    self.volumes.remove(volume_id);
+                }
+                Command::RestoreDatabase { new_db_id, tags, .. } => {
+                    self.databases.insert(new_db_id.clone(), tags.clone());
+                }
+                Command::RenameDatabase { from, to, .. } => {
+                    let tags = self.databases.remove(from).expect("renamed database exists");
+                    self.databases.insert(to.clone(), tags);
+                }
+                Command::DeleteDatabase { db_id, .. } => {
+                    self.databases.remove(db_id);
+                }
+                Command::Retag { resource_id, add, remove, .. } => {
+                    if let Some(tags) = self.databases.get_mut(resource_id) {
+                        tags.extend(add.clone());
+                        remove.iter().for_each(|k| {
+                            tags.remove(k);
+                        });
+                    }
+                }
+                Command::TakeSafetyBackup => return Ok(Answer::SafetyBackup(BackupId::generate())),
+                Command::DeleteReplaced { .. } => {}
+            }
+            Ok(Answer::Done)
+        }
+
+        fn set_state(&mut self, id: &str, state: InstanceState) {
+            self.instances.get_mut(id).expect("known instance").0 = state;
+        }
+
+        fn at_device(&self, instance: &str, device: &str) -> Option<String> {
+            let wanted = Some((instance.to_owned(), device.to_owned()));
+            self.volumes.iter().find(|(_, at)| **at == wanted).map(|(v, _)| v.clone())
+        }
+    }
+
+    /// Runs the restore to its end; the `fail_at`-th command (1-based) is refused.
+    fn run(record: &mut RestoreRecord, world: &mut World, fail_at: Option<usize>) -> Vec<Command> {
+        let mut made = Vec::new();
+        for _ in 0..100 {
+            let observed = world.observe();
+            let commands = step(record, &observed, &rules());
+            for command in &commands {
+                made.push(command.clone());
+                let answer = world.apply(command, fail_at == Some(made.len()));
+                command_done(record, command, answer, Utc::now());
+            }
+            derive_status(record, Utc::now());
+            if record.phase == RestorePhase::Done {
+                return made;
+            }
+        }
+        panic!("the restore did not end: {record:?}");
+    }
+
+    fn demo() -> (RestoreRecord, World) {
+        let record = restore(
+            RestoreMode::InPlace,
+            RestorePhase::StoppingInstances,
+            vec![volume_item("vol-a", "i-1", "/dev/xvda"), volume_item("vol-b", "i-1", "/dev/xvdb"), database_item("orders")],
+        );
+        let mut world =
+            World::default().with_instance("i-1", InstanceState::Running, &[("/dev/xvda", "vol-a"), ("/dev/xvdb", "vol-b")]);
+        world.databases.insert("orders".into(), Tags::from([(KEY.to_owned(), "si-1".to_owned())]));
+        (record, world)
+    }
+
+    #[test]
+    fn an_in_place_restore_swaps_every_device_and_the_database_then_keeps_what_it_replaced() {
+        // GIVEN a running instance with two volumes and a database of the service instance
+        let (mut record, mut world) = demo();
+        // WHEN the restore runs with every call succeeding
+        let made = run(&mut record, &mut world, None);
+        // THEN it stopped the instance before anything else and started it last
+        assert_eq!(made.first(), Some(&Command::StopInstances(vec!["i-1".into()])));
+        assert_eq!(made.last(), Some(&Command::StartInstances(vec!["i-1".into()])));
+        // AND each device holds the restored volume, the database id the restored database
+        assert_eq!(record.status, JobStatus::Succeeded, "{record:?}");
+        for item in &record.items[..2] {
+            let at = world.at_device("i-1", item.device.as_deref().unwrap());
+            assert_eq!(at, item.new_resource_id);
+        }
+        assert_eq!(world.databases["orders"].get(tag::RESTORE_ID), Some(&record.restore_id.to_string()));
+        // AND what was replaced is kept, tagged, and the old database left the service instance
+        let (_, _, old) = database_ids(&record, "orders");
+        assert!(record.items.iter().all(|i| i.replaced_state == Some(ReplacedState::Kept)));
+        assert_eq!(world.databases[&old].get(tag::REPLACED_BY), Some(&record.restore_id.to_string()));
+        assert!(!world.databases[&old].contains_key(KEY));
+        assert!(record.kept_until.is_some());
+        assert_eq!(world.instances["i-1"].0, InstanceState::Running);
+    }
+
+    #[test]
+    fn the_swap_detaches_what_is_at_the_device_now_not_what_the_backup_saw() {
+        // GIVEN a restore planned when vol-a was at /dev/xvda, and someone swapped in vol-x since
+        let mut record = restore(
+            RestoreMode::InPlace,
+            RestorePhase::StoppingInstances,
+            vec![volume_item("vol-a", "i-1", "/dev/xvda")],
+        );
+        let mut world = World::default().with_instance("i-1", InstanceState::Running, &[("/dev/xvda", "vol-x")]);
+        world.volumes.insert("vol-a".into(), None);
+        // WHEN it runs
+        let made = run(&mut record, &mut world, None);
+        // THEN vol-x was detached and is the one kept; the restored volume is at the device
+        assert!(made.iter().any(|c| matches!(c, Command::DetachVolume { volume_id, .. } if volume_id == "vol-x")));
+        assert_eq!(record.items[0].replaced_resource_id.as_deref(), Some("vol-x"));
+        assert_eq!(world.at_device("i-1", "/dev/xvda"), record.items[0].new_resource_id);
+        assert_eq!(record.status, JobStatus::Succeeded);
+    }
+
+    #[test]
+    fn a_failure_after_the_stop_rolls_everything_back_whatever_call_fails() {
+        // GIVEN the demo restore, WHEN each of its calls in turn is refused for good
+        let (mut clean, mut clean_world) = demo();
+        let calls = run(&mut clean, &mut clean_world, None).len();
+        for k in 1..=calls {
+            let (mut record, mut world) = demo();
+            let made = run(&mut record, &mut world, Some(k));
+            let failed = &made[k - 1];
+            if matches!(failed, Command::StartInstances(_) | Command::Retag { .. }) {
+                // Past the swap, refusals are asked again: the restore still succeeds.
+                assert_eq!(record.status, JobStatus::Succeeded, "call {k} {failed:?}");
+                assert_eq!(world.instances["i-1"].0, InstanceState::Running, "call {k} {failed:?}");
+                continue;
+            }
+            // THEN the devices hold the original volumes and the database id the original
+            assert_eq!(world.at_device("i-1", "/dev/xvda").as_deref(), Some("vol-a"), "call {k} {failed:?}");
+            assert_eq!(world.at_device("i-1", "/dev/xvdb").as_deref(), Some("vol-b"), "call {k} {failed:?}");
+            let orders = &world.databases["orders"];
+            assert!(orders.get(tag::RESTORE_ID).is_none(), "call {k} {failed:?}: {orders:?}");
+            // AND nothing the restore made is left, and the instance runs
+            assert_eq!(world.databases.len(), 1, "call {k} {failed:?}: {:?}", world.databases.keys());
+            assert_eq!(world.volumes.len(), 2, "call {k} {failed:?}: {:?}", world.volumes);
+            assert_eq!(world.instances["i-1"].0, InstanceState::Running, "call {k} {failed:?}");
+            // AND the record says what happened: Failed before the instance stopped, RolledBack after
+            let expected = if k == 1 { JobStatus::Failed } else { JobStatus::RolledBack };
+            assert_eq!(record.status, expected, "call {k} {failed:?}: {record:?}");
+            assert!(record.error.as_deref().is_some_and(|e| !e.is_empty()));
+        }
+    }
+
+    #[test]
+    fn a_cancel_before_the_stop_just_ends_and_after_it_rolls_back() {
+        // GIVEN a restore waiting for its safety backup
+        let (mut record, _) = demo();
+        record.phase = RestorePhase::SafetyBackup;
+        // WHEN it is cancelled THEN it ends Cancelled with nothing to put back
+        cancel(&mut record, Utc::now()).unwrap();
+        assert_eq!((record.status, record.phase), (JobStatus::Cancelled, RestorePhase::Done));
+        // GIVEN the demo restore half way (the instance stopped, a volume created)
+        let (mut record, mut world) = demo();
+        for _ in 0..2 {
+            let commands = step(&mut record, &world.observe(), &rules());
+            for command in &commands {
+                let answer = world.apply(command, false);
+                command_done(&mut record, command, answer, Utc::now());
+            }
+        }
+        assert!(record.service_changed);
+        // WHEN it is cancelled THEN it rolls back and ends RolledBack with the instance running
+        cancel(&mut record, Utc::now()).unwrap();
+        assert_eq!(record.status, JobStatus::RollingBack);
+        assert!(cancel(&mut record, Utc::now()).is_err(), "a roll-back cannot be cancelled");
+        run(&mut record, &mut world, None);
+        assert_eq!(record.status, JobStatus::RolledBack);
+        assert_eq!(world.at_device("i-1", "/dev/xvda").as_deref(), Some("vol-a"));
+        assert_eq!(world.volumes.len(), 2);
+        assert_eq!(world.instances["i-1"].0, InstanceState::Running);
+    }
+
+    #[test]
+    fn keep_puts_back_only_what_failed() {
+        // GIVEN the demo restore with on_failure keep, WHEN the first attach is refused
+        let (mut record, mut world) = demo();
+        record.on_failure = OnFailure::Keep;
+        let (mut probe, mut probe_world) = demo();
+        let all = run(&mut probe, &mut probe_world, None);
+        let attach = all.iter().position(|c| matches!(c, Command::AttachVolume { .. })).unwrap() + 1;
+        run(&mut record, &mut world, Some(attach));
+        // THEN that device holds its original again, the others are restored: PartiallyFailed
+        assert_eq!(record.status, JobStatus::PartiallyFailed, "{record:?}");
+        let failed = record.items.iter().find(|i| i.status == ItemStatus::Failed).unwrap();
+        assert_eq!(world.at_device("i-1", failed.device.as_deref().unwrap()).as_ref(), Some(&failed.resource_id));
+        let kept = record.items.iter().filter(|i| i.status == ItemStatus::Succeeded).count();
+        assert_eq!(kept, 2);
+    }
+
+    #[test]
+    fn an_instance_that_cannot_stop_fails_the_restore_before_anything_changes() {
+        // GIVEN the demo restore, WHEN its stop is refused
+        let (mut record, mut world) = demo();
+        run(&mut record, &mut world, Some(1));
+        // THEN it failed with the cloud's words, made nothing, and the lock can go
+        assert_eq!(record.status, JobStatus::Failed);
+        assert!(record.error.as_deref().unwrap().contains("could not be stopped: Refused: refused"));
+        assert_eq!(record.phase, RestorePhase::Done);
+        assert_eq!(world.volumes.len(), 2);
+    }
+
+    #[test]
+    fn a_stop_past_its_deadline_rolls_back() {
+        // GIVEN a restore whose stop began 31 minutes ago and has not finished
+        let (mut record, mut world) = demo();
+        record.stopped_instance_ids = vec!["i-1".into()];
+        record.phase_started_at = Some(Utc::now() - Duration::minutes(31));
+        world.set_state("i-1", InstanceState::Stopping);
+        // WHEN it steps THEN it rolls back (nothing was swapped: straight on to starting i-1),
+        // naming the deadline
+        step(&mut record, &world.observe(), &rules());
+        assert_eq!(record.rollback.as_ref().map(|r| r.reason), Some(RollbackReason::Deadline));
+        assert_eq!(record.phase, RestorePhase::StartingInstances);
+        assert!(record.error.as_deref().unwrap().contains("did not stop within 30 minutes"));
+        world.set_state("i-1", InstanceState::Stopped);
+        run(&mut record, &mut world, None);
+        assert_eq!(record.status, JobStatus::RolledBack);
+        assert_eq!(world.instances["i-1"].0, InstanceState::Running);
+    }
+
+    #[test]
+    fn a_finished_restore_is_rolled_back_on_request_while_its_replaced_resources_are_kept() {
+        // GIVEN a finished demo restore
+        let (mut record, mut world) = demo();
+        run(&mut record, &mut world, None);
+        assert_eq!(rollback_refusal(&record, Utc::now()), None);
+        // WHEN the user asks for a roll-back
+        request_rollback(&mut record, Utc::now()).unwrap();
+        let made = run(&mut record, &mut world, None);
+        // THEN the instance was stopped first, the originals are back, the restored ones gone
+        assert_eq!(made.first(), Some(&Command::StopInstances(vec!["i-1".into()])));
+        assert_eq!(record.status, JobStatus::RolledBack, "{record:?}");
+        assert_eq!(world.at_device("i-1", "/dev/xvda").as_deref(), Some("vol-a"));
+        assert_eq!(world.volumes.len(), 2);
+        assert_eq!(world.databases.len(), 1);
+        assert_eq!(world.databases["orders"].get(KEY).map(String::as_str), Some("si-1"), "the tag is back");
+        assert!(world.databases["orders"].get(tag::REPLACED_BY).is_none());
+        assert!(record.items.iter().all(|i| i.replaced_state == Some(ReplacedState::Restored)));
+        // AND once rolled back it cannot be rolled back again
+        assert!(rollback_refusal(&record, Utc::now()).is_some());
+    }
+
+    #[test]
+    fn replaced_resources_are_deleted_after_kept_until_only_with_this_restores_tag() {
+        // GIVEN a finished restore whose replaced database still carries its tag, and a
+        // volume someone re-tagged for themselves
+        let (mut record, mut world) = demo();
+        run(&mut record, &mut world, None);
+        let mut observed = world.observe();
+        observed.now = record.kept_until.unwrap() + Duration::seconds(1);
+        let (_, _, old) = database_ids(&record, "orders");
+        observed.databases.get_mut(&old).unwrap().tags = world.databases[&old].clone();
+        for volume in ["vol-a", "vol-b"] {
+            observed.volumes.get_mut(volume).unwrap().tags =
+                Tags::from([(tag::REPLACED_BY.to_owned(), if volume == "vol-a" { record.restore_id.to_string() } else { "other".into() })]);
+        }
+        // WHEN expiry looks at it before kept_until THEN nothing is due
+        let mut early = observed.clone();
+        early.now = record.kept_until.unwrap() - Duration::seconds(1);
+        assert!(expire_replaced(&mut record.clone(), &early).is_empty());
+        // WHEN after kept_until THEN the tagged ones are deleted and the re-tagged one released
+        let commands = expire_replaced(&mut record, &observed);
+        let targets: Vec<&str> = commands
+            .iter()
+            .map(|c| match c {
+                Command::DeleteReplaced { resource_id, .. } => resource_id.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(targets, vec!["vol-a", old.as_str()]);
+        assert_eq!(record.items[1].replaced_state, Some(ReplacedState::Released));
     }
 }

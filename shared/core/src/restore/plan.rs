@@ -309,6 +309,8 @@ mod tests {
             safety_backup: None,
             region: region.map(str::to_owned),
             allow_partial: None,
+            on_failure: None,
+            dry_run: None,
             client_token: None,
         }
     }
