@@ -5,6 +5,7 @@
 pub mod aws_fixture;
 pub mod moto;
 pub mod template;
+pub mod tripwire;
 pub mod watch;
 
 use std::path::{Path, PathBuf};

@@ -537,7 +537,7 @@ async fn jobs_cancel_and_capacity(b: &Backend) {
         let r: snapnest_core::model::RestoreRecord = app.restores.get(&restore_id).await.unwrap();
         if r.phase == snapnest_core::model::RestorePhase::Done {
             let states = app.clouds.home().describe_instances(&r.stopped_instance_ids).await.unwrap();
-            assert!(states.iter().all(|(_, s)| *s == snapnest_core::cloud::InstanceState::Running), "{states:?}");
+            assert!(states.iter().all(|i| i.state == snapnest_core::cloud::InstanceState::Running), "{states:?}");
             assert_eq!(r.status, JobStatus::Cancelled);
             break;
         }

@@ -115,8 +115,8 @@ async fn backup_then_in_place_restore_brings_back_the_data_of_backup_time() {
     // Instances run again.
     let record: RestoreRecord = serde_json::from_value(restore.clone()).unwrap();
     let cloud = app.clouds.home();
-    for (id, state) in cloud.describe_instances(&record.stopped_instance_ids).await.unwrap() {
-        assert_eq!(state, snapnest_core::cloud::InstanceState::Running, "{id}");
+    for instance in cloud.describe_instances(&record.stopped_instance_ids).await.unwrap() {
+        assert_eq!(instance.state, snapnest_core::cloud::InstanceState::Running, "{}", instance.instance_id);
     }
     assert_eq!(record.stopped_instance_ids.len(), 2);
 }

@@ -1,22 +1,24 @@
-//! restore: `POST /backups/{backup_id}/restores` starts an in-place, clone or
-//! disaster-recovery restore; poll-status carries it on.
+//! restore: `POST /backups/{backup_id}/restores` plans (dry run) or starts an in-place,
+//! clone or disaster-recovery restore, and `POST /restores/{restore_id}/rollback` puts
+//! back what a finished in-place restore replaced; poll-status carries both on.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use snapnest_core::model::RestoreRecord;
-use snapnest_core::restore::RestoreRequest;
+use snapnest_core::restore::{RestoreRequest, Started};
 use snapnest_core::Snapnest;
-use snapnest_lambda::api::{self, ApiError, BackupId, ErrorBody, JsonBody, PathParams, Routes};
+use snapnest_lambda::api::{self, ApiError, BackupId, ErrorBody, JsonBody, PathParams, RestoreId, Routes};
 use snapnest_lambda::openapi::{examples, responses, schema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 /// restore's routes and their description.
 pub fn routes() -> Routes {
-    OpenApiRouter::new().routes(routes!(create_restore))
+    OpenApiRouter::new().routes(routes!(create_restore)).routes(routes!(rollback_restore))
 }
 
 /// What restore serves, over `app`.
@@ -32,6 +34,13 @@ pub fn router(app: Arc<Snapnest>) -> Router {
 /// next to the originals. `disaster_recovery` clones from the replicated snapshots in the
 /// destination region. Answers at once with the record; poll `GET /restores/{restore_id}`.
 /// A retried request with the same `client_token` answers the first request's record.
+///
+/// In place, the restore swaps whatever is at each device now and, once it stopped the
+/// instances, finishes or rolls back: a resource that fails for good, a phase past its
+/// deadline or a cancel puts everything back (`on_failure: "keep"` puts back only what
+/// failed) and the record ends `RolledBack`. What it replaced is kept, tagged
+/// `snapnest:replaced-by`, until `kept_until`. `"dry_run": true` answers the plan (200)
+/// and changes nothing.
 #[utoipa::path(
     post,
     path = "/backups/{backup_id}/restores",
@@ -44,9 +53,18 @@ pub fn router(app: Arc<Snapnest>) -> Router {
             ("in_place" = (value = json!({"mode": "in_place", "client_token": "restore-2026-11-21"}))),
             ("clone" = (value = json!({"mode": "clone"}))),
             ("disaster_recovery" = (value = json!({"mode": "disaster_recovery", "region": "us-west-2"}))),
+            ("dry_run" = (value = json!({"mode": "in_place", "dry_run": true}))),
         )
     ),
     responses(
+        (
+            status = 200,
+            description = "A dry run: what the restore would do now. Nothing was changed.",
+            body = schema::RestorePlan,
+            examples(
+                ("plan" = (summary = "The plan of an in-place restore", value = json!(examples::restore_plan()))),
+            )
+        ),
         (
             status = 202,
             description = "The restore record, as started.",
@@ -96,6 +114,10 @@ pub fn router(app: Arc<Snapnest>) -> Router {
                     "error": "InstanceReleased",
                     "message": "This instance has been released. (i-0a1b2c3d4e5f60718)"
                 }))),
+                ("BackupIncomplete" = (value = json!({
+                    "error": "BackupIncomplete",
+                    "message": "backup bk-3f9c2a7d41e84b0c9a15 is PartiallyFailed: it has no snapshot of vol-0c1d2e3f4a5b6c7d8; restore it in place with \"allow_partial\": true to leave those as they are now"
+                }))),
                 ("BackupNotRestorable" = (value = json!({
                     "error": "BackupNotRestorable",
                     "message": "backup bk-3f9c2a7d41e84b0c9a15 is Running; only a Succeeded or PartiallyFailed point can be restored"
@@ -134,7 +156,63 @@ async fn create_restore(
     State(app): State<Arc<Snapnest>>,
     PathParams(BackupId(backup_id)): PathParams<BackupId>,
     JsonBody(body): JsonBody<RestoreRequest>,
+) -> Result<Response, ApiError> {
+    Ok(match app.restores.create(&backup_id, &body).await? {
+        Started::Plan(plan) => (StatusCode::OK, Json(plan)).into_response(),
+        Started::Restore(record) => (StatusCode::ACCEPTED, Json(record)).into_response(),
+    })
+}
+
+/// Roll back a finished in-place restore
+///
+/// While what the restore replaced is kept (until its `kept_until`), stops the instances,
+/// re-attaches the replaced volumes at their devices, renames the replaced databases back to
+/// their ids, deletes what the restore created and starts the instances again. Answers at
+/// once with the record (`RollingBack`); it ends `RolledBack`.
+#[utoipa::path(
+    post,
+    path = "/restores/{restore_id}/rollback",
+    operation_id = "rollbackRestore",
+    tag = "restores",
+    params(RestoreId),
+    responses(
+        (status = 202, description = "The restore record, rolling back.", body = schema::RestoreRecord),
+        (
+            status = 400,
+            description = "The restore id is not a valid identifier.",
+            body = ErrorBody,
+            example = json!({
+                "error": "InvalidIdentifier",
+                "message": "restore id: 'rs 8d21' must be 1 to 128 letters, digits, '-', '_' or '.'"
+            })
+        ),
+        (
+            status = 404,
+            description = "No such restore.",
+            body = ErrorBody,
+            example = json!({"error": "NotFound", "message": "restore 'rs-8d21f0c7b34a4e6f9102' does not exist"})
+        ),
+        (
+            status = 409,
+            description = "The restore cannot be rolled back (now).",
+            body = ErrorBody,
+            examples(
+                ("RollbackNotPossible" = (value = json!({
+                    "error": "RollbackNotPossible",
+                    "message": "restore rs-8d21f0c7b34a4e6f9102 cannot be rolled back: what it replaced is no longer kept"
+                }))),
+                ("RestoreAlreadyRunning" = (value = json!({
+                    "error": "RestoreAlreadyRunning",
+                    "message": "restore rs-0c9e1d2f3a4b5c6d7e8f of service instance si-demo is running"
+                }))),
+            )
+        ),
+        (status = 503, response = responses::RetryLater),
+    )
+)]
+async fn rollback_restore(
+    State(app): State<Arc<Snapnest>>,
+    PathParams(RestoreId(restore_id)): PathParams<RestoreId>,
 ) -> Result<(StatusCode, Json<RestoreRecord>), ApiError> {
-    let record = app.restores.create(&backup_id, &body).await?;
-    Ok((StatusCode::ACCEPTED, Json(record)))
+    Ok((StatusCode::ACCEPTED, Json(app.restores.rollback(&restore_id).await?)))
 }

@@ -98,7 +98,7 @@ impl Snapnest {
             },
         );
         let replication = ReplicationService::new(records.clone(), clouds.clone());
-        let retention = RetentionService::new(records.clone(), clouds.clone(), clock.clone());
+        let retention = RetentionService::new(records.clone(), clouds.clone(), clock.clone(), restores.clone());
         let policies = PolicyService::new(
             records.clone(),
             backups.clone(),

@@ -33,6 +33,8 @@ pub struct Config {
     pub default_retention_days: u32,
     /// Where a policy that turns replication on without naming a region copies to.
     pub default_destination_region: Option<String>,
+    /// How long an in-place restore keeps what it replaced, for a roll-back.
+    pub keep_replaced_days: u32,
 }
 
 /// The variables a deployed function reads (the template must set each of them).
@@ -43,6 +45,7 @@ pub const DEPLOYED_VARIABLES: &[&str] = &[
     "SNAPNEST_TAG_KEY",
     "SNAPNEST_DEFAULT_RETENTION_DAYS",
     "SNAPNEST_DESTINATION_REGION",
+    "SNAPNEST_KEEP_REPLACED_DAYS",
 ];
 
 /// The variables only local runs use: the embedded store and the simulated cloud.
@@ -128,6 +131,14 @@ impl Config {
                     .filter(|d| (1..=snapnest_core::validate::MAX_RETENTION_DAYS).contains(d))
                     .ok_or_else(|| err("SNAPNEST_DEFAULT_RETENTION_DAYS", format!("'{v}' is not 1 to 65536")))?,
             },
+            keep_replaced_days: match get("SNAPNEST_KEEP_REPLACED_DAYS") {
+                None => 7,
+                Some(v) => v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|d| (1..=365).contains(d))
+                    .ok_or_else(|| err("SNAPNEST_KEEP_REPLACED_DAYS", format!("'{v}' is not 1 to 365")))?,
+            },
         })
     }
 }
@@ -150,11 +161,13 @@ mod tests {
         assert_eq!(c.tag_key, "service-instance-id");
         assert_eq!(c.sim_operation_time, Duration::from_secs(2));
         assert_eq!(c.default_retention_days, 7);
+        assert_eq!(c.keep_replaced_days, 7);
     }
 
     #[test]
     fn bad_values_name_their_variable() {
         assert_eq!(config(&[("SNAPNEST_STORE", "redis")]).unwrap_err().variable, "SNAPNEST_STORE");
+        assert_eq!(config(&[("SNAPNEST_KEEP_REPLACED_DAYS", "0")]).unwrap_err().variable, "SNAPNEST_KEEP_REPLACED_DAYS");
         assert_eq!(config(&[("SNAPNEST_STORE", "dynamodb")]).unwrap_err().variable, "SNAPNEST_TABLE");
         assert_eq!(
             config(&[("SNAPNEST_SIM_SNAPSHOT_SECONDS", "-1")]).unwrap_err().variable,

@@ -95,6 +95,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Snapnest> {
         tag_key: config.tag_key.clone(),
         default_retention_days: config.default_retention_days,
         default_destination_region: config.default_destination_region.clone(),
+        keep_replaced_days: config.keep_replaced_days,
     };
     Ok(Snapnest::new(store, clouds, Arc::new(SystemClock), settings))
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use snapnest_core::backup::{BackupOrigin, BackupRequest};
 use snapnest_core::model::{BackupRecord, RestoreMode};
-use snapnest_core::restore::RestoreRequest;
+use snapnest_core::restore::{RestoreRequest, Started};
 use snapnest_core::retention::RetentionRequest;
 use snapnest_core::status::JobStatus;
 use snapnest_core::Snapnest;
@@ -68,14 +68,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         safety_backup: Some(true),
         region: None,
         allow_partial: None,
+        on_failure: None,
+        dry_run: None,
         client_token: None,
     };
-    let mut restore = app.restores.create(&backup.backup_id, &request).await?;
+    let Started::Restore(mut restore) = app.restores.create(&backup.backup_id, &request).await? else {
+        return Err("a restore that is not a dry run answers its record".into());
+    };
     let mut passes = 0;
     while !restore.status.is_terminal() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         app.poller.poll_active().await?;
-        restore = app.restores.get(&restore.restore_id).await?;
+        *restore = app.restores.get(&restore.restore_id).await?;
         passes += 1;
     }
     println!(

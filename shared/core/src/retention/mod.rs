@@ -17,6 +17,7 @@ use crate::cloud::CloudProvider;
 use crate::error::Result;
 use crate::ids::{BackupId, ExpiryRunId};
 use crate::model::{BackupRecord, Timestamp};
+use crate::restore::RestoreService;
 use crate::records::{Records, StoredRecord};
 use crate::snapshots::{delete_snapshot, snapshot_tags};
 use crate::status::{ItemStatus, JobStatus};
@@ -39,6 +40,9 @@ pub struct ExpirySummary {
     pub snapshots_deleted: usize,
     pub snapshots_released: usize,
     pub points_damaged: usize,
+    /// Volumes and databases in-place restores replaced, deleted once no longer kept.
+    #[serde(default)]
+    pub replaced_deleted: usize,
     /// Points left for the next run because the cloud failed transiently.
     pub deferred: usize,
 }
@@ -82,11 +86,18 @@ pub struct RetentionService {
     records: Records,
     clouds: Arc<dyn CloudProvider>,
     clock: Arc<dyn Clock>,
+    /// Deletes what in-place restores replaced once it is no longer kept.
+    restores: RestoreService,
 }
 
 impl RetentionService {
-    pub fn new(records: Records, clouds: Arc<dyn CloudProvider>, clock: Arc<dyn Clock>) -> Self {
-        Self { records, clouds, clock }
+    pub fn new(
+        records: Records,
+        clouds: Arc<dyn CloudProvider>,
+        clock: Arc<dyn Clock>,
+        restores: RestoreService,
+    ) -> Self {
+        Self { records, clouds, clock, restores }
     }
 
     /// Extends a point's retention, sets a later date, or makes it permanent; the snapshots'
@@ -123,6 +134,13 @@ impl RetentionService {
                 warn!(%backup_id, error = %e, "expiry deferred to the next run");
             }
         }
+        match self.restores.expire_replaced().await {
+            Ok(deleted) => summary.replaced_deleted = deleted,
+            Err(e) => {
+                summary.deferred += 1;
+                warn!(error = %e, "replaced resources left for the next run");
+            }
+        }
         self.record_run(started_at, &summary).await;
         Ok(summary)
     }
@@ -155,7 +173,7 @@ impl RetentionService {
 
     /// Keeps a record of an expire-retention run that had something to do.
     async fn record_run(&self, started_at: Timestamp, summary: &ExpirySummary) {
-        let busy = summary.points_expired + summary.replicas_expired + summary.deferred > 0;
+        let busy = summary.points_expired + summary.replicas_expired + summary.replaced_deleted + summary.deferred > 0;
         if !busy {
             return;
         }

@@ -191,6 +191,8 @@ pub fn restore_started() -> Value {
         "region": "us-east-1",
         "status": "Running",
         "phase": "safety_backup",
+        "phase_started_at": "2026-11-21T09:30:00Z",
+        "on_failure": "rollback",
         "safety_backup": true,
         "safety_backup_id": "bk-71e0b5c2a9d34f8e6c10",
         "started_at": "2026-11-21T09:30:00Z",
@@ -206,7 +208,10 @@ pub fn restore_started() -> Value {
                 "instance_id": "i-0a1b2c3d4e5f60718",
                 "device": "/dev/xvda",
                 "availability_zone": "us-east-1a",
-                "replaced_resource_id": null,
+                "replaced_resource_id": "vol-0a1b2c3d4e5f60001",
+                "replaced_state": null,
+                "replaced_untagged": false,
+                "size_bytes": 8589934592u64,
                 "step": "not_started"
             },
             {
@@ -219,11 +224,17 @@ pub fn restore_started() -> Value {
                 "instance_id": null,
                 "device": null,
                 "availability_zone": "us-east-1a",
-                "replaced_resource_id": null,
+                "replaced_resource_id": "si-demo-mysql-old4e6f9102",
+                "replaced_state": null,
+                "replaced_untagged": false,
+                "size_bytes": 21474836480u64,
                 "step": "not_started"
             }
         ],
         "stopped_instance_ids": [],
+        "service_changed": false,
+        "rollback": null,
+        "kept_until": null,
         "error": null,
         "client_token": "restore-2026-11-21",
         "version": 2
@@ -240,6 +251,8 @@ pub fn restore_succeeded() -> Value {
         "region": "us-east-1",
         "status": "Succeeded",
         "phase": "done",
+        "phase_started_at": "2026-11-21T09:41:27Z",
+        "on_failure": "rollback",
         "safety_backup": true,
         "safety_backup_id": "bk-71e0b5c2a9d34f8e6c10",
         "started_at": "2026-11-21T09:30:00Z",
@@ -256,6 +269,9 @@ pub fn restore_succeeded() -> Value {
                 "device": "/dev/xvda",
                 "availability_zone": "us-east-1a",
                 "replaced_resource_id": "vol-0a1b2c3d4e5f60001",
+                "replaced_state": "kept",
+                "replaced_untagged": false,
+                "size_bytes": 8589934592u64,
                 "step": "done"
             },
             {
@@ -268,14 +284,56 @@ pub fn restore_succeeded() -> Value {
                 "instance_id": null,
                 "device": null,
                 "availability_zone": "us-east-1a",
-                "replaced_resource_id": "si-demo-mysql-old8d21f0c7",
+                "replaced_resource_id": "si-demo-mysql-old4e6f9102",
+                "replaced_state": "kept",
+                "replaced_untagged": true,
+                "size_bytes": 21474836480u64,
                 "step": "done"
             }
         ],
         "stopped_instance_ids": ["i-0a1b2c3d4e5f60718"],
+        "service_changed": true,
+        "rollback": null,
+        "kept_until": "2026-11-28T09:40:02Z",
         "error": null,
         "client_token": "restore-2026-11-21",
         "version": 14
+    })
+}
+
+/// The dry run of an in-place restore.
+pub fn restore_plan() -> Value {
+    json!({
+        "restore_id": "rs-019ad3c48e2b7f10a2c34d5e6f708192",
+        "backup_id": "bk-3f9c2a7d41e84b0c9a15",
+        "service_instance_id": "si-demo",
+        "mode": "in_place",
+        "region": "us-east-1",
+        "safety_backup": true,
+        "on_failure": "rollback",
+        "stop_instances": ["i-0a1b2c3d4e5f60718"],
+        "volumes": [{
+            "source_volume_id": "vol-0a1b2c3d4e5f60001",
+            "snapshot_id": "snap-0a1b2c3d4e5f61001",
+            "size_bytes": 8589934592u64,
+            "availability_zone": "us-east-1a",
+            "instance_id": "i-0a1b2c3d4e5f60718",
+            "device": "/dev/xvda",
+            "replaces_volume_id": "vol-0c3d4e5f6a7b80001"
+        }],
+        "databases": [{
+            "db_id": "si-demo-mysql",
+            "snapshot_id": "snapnest-bk-3f9c2a7d41e84b0c9a15-si-demo-mysql",
+            "restored_as": "si-demo-mysql-rst6f708192",
+            "current_renamed_to": "si-demo-mysql-old6f708192",
+            "final_id": "si-demo-mysql"
+        }],
+        "replaced_kept_until": "2026-11-28T09:30:00Z",
+        "skipped": [{
+            "resource_id": "vol-0a1b2c3d4e5f60002",
+            "kind": "volume",
+            "reason": "the backup has no snapshot of it (Snapshot creation failed: internal error): it stays as it is now"
+        }]
     })
 }
 

@@ -81,6 +81,10 @@ pub enum JobStatus {
     Failed,
     Cancelled,
     Expired,
+    /// An in-place restore putting the service instance back as it was before it.
+    RollingBack,
+    /// An in-place restore that ended with the service instance as it was before it.
+    RolledBack,
 }
 
 /// Of one volume or database of a backup, copy or restore.
@@ -91,6 +95,8 @@ pub enum ItemStatus {
     Succeeded,
     Failed,
     Cancelled,
+    /// Put back as it was before the restore.
+    RolledBack,
 }
 
 #[derive(ToSchema)]
@@ -123,7 +129,10 @@ pub enum RestorePhase {
     SafetyBackup,
     StoppingInstances,
     Restoring,
+    /// In place: every resource swapped; what was replaced is being tagged as kept.
+    Committing,
     StartingInstances,
+    RollingBack,
     Done,
 }
 
@@ -137,6 +146,50 @@ pub enum RestoreStep {
     RenamingOld,
     RenamingNew,
     Done,
+    RollingBack,
+    RolledBack,
+}
+
+/// In place, on a failure: put everything back (default) or only what failed.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(rename_all = "snake_case")]
+pub enum OnFailure {
+    Rollback,
+    Keep,
+}
+
+/// What became of a volume or database an in-place restore replaced.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ReplacedState {
+    /// Tagged `snapnest:replaced-by`, kept until `kept_until`.
+    Kept,
+    /// Deleted by expire-retention after `kept_until`.
+    Deleted,
+    /// In service again after a roll-back.
+    Restored,
+    /// No longer tagged as replaced by this restore: left alone.
+    Released,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum RollbackReason {
+    Failure,
+    Deadline,
+    Cancel,
+    Request,
+}
+
+/// Why and since when an in-place restore is (or was) rolled back.
+#[derive(ToSchema)]
+pub struct Rollback {
+    reason: RollbackReason,
+    cause: String,
+    started_at: Timestamp,
+    /// Resources the roll-back could not put back (each item's error says why).
+    not_put_back: Vec<String>,
 }
 
 #[derive(ToSchema)]
@@ -192,6 +245,13 @@ pub struct RestoreRequest {
     /// has no snapshot of as they are now (409 `BackupIncomplete` without it).
     #[schema(default = false)]
     allow_partial: Option<bool>,
+    /// In place only: on a failure, a passed deadline or a cancel after the instances were
+    /// stopped, put everything back (`rollback`) or only what failed (`keep`).
+    #[schema(default = "rollback")]
+    on_failure: Option<OnFailure>,
+    /// Answer the plan (200) and change nothing.
+    #[schema(default = false)]
+    dry_run: Option<bool>,
     /// Makes the request idempotent; a retry answers the first request's record.
     client_token: Option<Identifier>,
 }
@@ -382,9 +442,17 @@ pub struct RestoreItem {
     device: Option<String>,
     #[schema(required = true)]
     availability_zone: Option<String>,
-    /// In place, the volume or database taken out of service, kept (tagged) for roll-back.
+    /// In place: the volume found at the device when it was swapped, or the id the original
+    /// database is kept under.
     #[schema(required = true)]
     replaced_resource_id: Option<String>,
+    /// What became of the replaced resource (null until the restore is committed).
+    #[schema(required = true)]
+    replaced_state: Option<ReplacedState>,
+    /// The replaced resource carried the service-instance tag, which the swap took off.
+    replaced_untagged: bool,
+    /// Size of the snapshot the item is restored from.
+    size_bytes: u64,
     step: RestoreStep,
 }
 
@@ -400,6 +468,10 @@ pub struct RestoreRecord {
     region: String,
     status: JobStatus,
     phase: RestorePhase,
+    /// When the current phase began; its deadline counts from here.
+    #[schema(required = true)]
+    phase_started_at: Option<Timestamp>,
+    on_failure: OnFailure,
     safety_backup: bool,
     #[schema(required = true)]
     safety_backup_id: Option<String>,
@@ -409,12 +481,83 @@ pub struct RestoreRecord {
     items: Vec<RestoreItem>,
     /// Instances this restore stopped and starts again.
     stopped_instance_ids: Vec<String>,
+    /// Something of the service instance was changed (an instance stopped, a device or a
+    /// database id swapped): an end after this is a roll-back.
+    service_changed: bool,
+    #[schema(required = true)]
+    rollback: Option<Rollback>,
+    /// In place: until when the replaced volumes and databases are kept for a roll-back.
+    #[schema(required = true)]
+    kept_until: Option<Timestamp>,
     #[schema(required = true)]
     error: Option<String>,
     #[schema(required = true)]
     client_token: Option<String>,
     #[schema(minimum = 1)]
     version: u64,
+}
+
+/// A volume a restore will create.
+#[derive(ToSchema)]
+pub struct PlannedVolume {
+    /// The volume the backup was taken of.
+    source_volume_id: String,
+    snapshot_id: String,
+    size_bytes: u64,
+    #[schema(required = true)]
+    availability_zone: Option<String>,
+    /// In place: the instance and device the new volume goes to.
+    #[schema(required = true)]
+    instance_id: Option<String>,
+    #[schema(required = true)]
+    device: Option<String>,
+    /// In place: the volume at that device now, detached and kept (null: the device is empty).
+    #[schema(required = true)]
+    replaces_volume_id: Option<String>,
+}
+
+/// A database a restore will create.
+#[derive(ToSchema)]
+pub struct PlannedDatabase {
+    db_id: String,
+    snapshot_id: String,
+    /// The id the snapshot is restored under (in place: until the swap).
+    restored_as: String,
+    /// In place: the id the current database is renamed to and kept under.
+    #[schema(required = true)]
+    current_renamed_to: Option<String>,
+    /// The id the restored database ends with.
+    final_id: String,
+}
+
+/// A resource of the point a restore leaves as it is.
+#[derive(ToSchema)]
+pub struct SkippedResource {
+    resource_id: String,
+    kind: ResourceKind,
+    reason: String,
+}
+
+/// What a restore would do now: the answer to a dry run.
+#[derive(ToSchema)]
+pub struct RestorePlan {
+    /// The id a restore started now from this plan gets (the temporary and kept database
+    /// names carry its last eight characters).
+    restore_id: String,
+    backup_id: String,
+    service_instance_id: String,
+    mode: RestoreMode,
+    region: String,
+    safety_backup: bool,
+    on_failure: OnFailure,
+    /// In place: the instances that run now and will be stopped, then started again.
+    stop_instances: Vec<String>,
+    volumes: Vec<PlannedVolume>,
+    databases: Vec<PlannedDatabase>,
+    /// In place: replaced volumes and databases are kept at least until then.
+    #[schema(required = true)]
+    replaced_kept_until: Option<Timestamp>,
+    skipped: Vec<SkippedResource>,
 }
 
 /// What happened to one service instance in a policy run.
