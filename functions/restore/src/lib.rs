@@ -176,7 +176,14 @@ async fn create_restore(
     tag = "restores",
     params(RestoreId),
     responses(
-        (status = 202, description = "The restore record, rolling back.", body = schema::RestoreRecord),
+        (
+            status = 202,
+            description = "The restore record, rolling back.",
+            body = schema::RestoreRecord,
+            examples(
+                ("rolling_back" = (summary = "Stopping the instances to swap the originals back", value = json!(examples::restore_rolling_back()))),
+            )
+        ),
         (
             status = 400,
             description = "The restore id is not a valid identifier.",

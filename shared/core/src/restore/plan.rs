@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cloud::Instance;
 use crate::error::{Error, Result};
@@ -26,7 +26,7 @@ pub struct Current {
 }
 
 /// A restore as it will run: the answer to a dry run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestorePlan {
     /// The id the restore gets if it is started now from this plan (the temporary and kept
     /// database names carry its last eight characters).
@@ -47,7 +47,7 @@ pub struct RestorePlan {
     pub skipped: Vec<SkippedResource>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedVolume {
     /// The volume the backup was taken of.
     pub source_volume_id: String,
@@ -61,7 +61,7 @@ pub struct PlannedVolume {
     pub replaces_volume_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedDatabase {
     pub db_id: String,
     pub snapshot_id: String,
@@ -74,7 +74,7 @@ pub struct PlannedDatabase {
     pub final_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SkippedResource {
     pub resource_id: String,
     pub kind: ResourceKind,

@@ -301,6 +301,28 @@ pub fn restore_succeeded() -> Value {
     })
 }
 
+/// A finished in-place restore being rolled back at the user's request.
+pub fn restore_rolling_back() -> Value {
+    let mut restore = restore_succeeded();
+    restore["status"] = json!("RollingBack");
+    restore["phase"] = json!("stopping_instances");
+    restore["phase_started_at"] = json!("2026-11-22T08:00:00Z");
+    restore["finished_at"] = Value::Null;
+    restore["stopped_instance_ids"] = json!([]);
+    restore["rollback"] = json!({
+        "reason": "request",
+        "cause": "roll-back requested by the user",
+        "started_at": "2026-11-22T08:00:00Z",
+        "not_put_back": []
+    });
+    restore["error"] = json!("roll-back requested by the user");
+    for item in restore["items"].as_array_mut().expect("items") {
+        item["step"] = json!("rolling_back");
+    }
+    restore["version"] = json!(15);
+    restore
+}
+
 /// The dry run of an in-place restore.
 pub fn restore_plan() -> Value {
     json!({
