@@ -4,6 +4,7 @@
 
 pub mod aws_fixture;
 pub mod moto;
+pub mod sandbox;
 pub mod template;
 pub mod tripwire;
 pub mod watch;

@@ -10,57 +10,23 @@
 //! instant), so each case takes milliseconds.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::sync::Arc;
 
-use chrono::Utc;
-use snapnest_core::backup::{BackupOrigin, BackupRequest};
 use snapnest_core::cloud::InstanceState;
 use snapnest_core::ids::RestoreId;
-use snapnest_core::model::{BackupRecord, ResourceKind, RestoreMode, RestoreRecord, Trigger};
-use snapnest_core::restore::{RestoreRequest, Started};
+use snapnest_core::model::{BackupRecord, ResourceKind, RestoreRecord};
+use snapnest_core::restore::Started;
 use snapnest_core::status::JobStatus;
 use snapnest_core::store::Collection;
-use snapnest_core::{Settings, Snapnest};
-use snapnest_e2e::tripwire::{SteppingClock, Trip, Tripwire, Wire};
-use snapnest_local::embedded::EmbeddedStore;
-use snapnest_local::retry::RetryingProvider;
-use snapnest_local::simulated::{SimSettings, SimulatedCloud, DEMO_SERVICE_INSTANCE};
+use snapnest_core::Snapnest;
+use snapnest_e2e::sandbox::{in_place, Sandbox, REGION};
+use snapnest_e2e::tripwire::Trip;
+use snapnest_local::simulated::DEMO_SERVICE_INSTANCE;
 
-const REGION: &str = "us-east-1";
 const SI: &str = DEMO_SERVICE_INSTANCE;
-
-struct Case {
-    _dir: tempfile::TempDir,
-    app: Arc<Snapnest>,
-    sim: SimulatedCloud,
-    wire: Arc<Wire>,
-    clock: Arc<SteppingClock>,
-}
-
-fn open(dir: &Path, clock: Arc<SteppingClock>) -> (Arc<Snapnest>, SimulatedCloud, Arc<Wire>) {
-    let settings = SimSettings {
-        home_region: REGION.into(),
-        operation_time: std::time::Duration::ZERO,
-        latency: std::time::Duration::ZERO,
-        faults: Default::default(),
-    };
-    let sim = SimulatedCloud::open(dir, settings).expect("simulated cloud");
-    let store = Arc::new(EmbeddedStore::open(dir).expect("embedded store"));
-    let wire = Arc::new(Wire::default());
-    let clouds = Arc::new(Tripwire { inner: Arc::new(RetryingProvider(sim.clone())), wire: wire.clone() });
-    let settings = Settings {
-        tag_key: "service-instance-id".into(),
-        default_retention_days: 7,
-        default_destination_region: None,
-        keep_replaced_days: 7,
-    };
-    (Arc::new(Snapnest::new(store, clouds, clock, settings)), sim, wire)
-}
 
 /// What the world looked like before each case: the point, and the data at each resource.
 struct Before {
-    dir: tempfile::TempDir,
+    world: Sandbox,
     backup: BackupRecord,
     /// Fingerprints of the point's resources at backup time.
     backed_up: BTreeMap<String, String>,
@@ -73,13 +39,10 @@ struct Before {
 
 /// `si-demo` with a finished backup point, and new data written to every resource since.
 async fn prepare() -> Before {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(SteppingClock::new(Utc::now()));
-    let (app, sim, _) = open(dir.path(), clock.clone());
-    let origin = BackupOrigin { trigger: Trigger::Manual, policy_id: None };
-    let started = app.backups.create(SI, &BackupRequest::default(), origin).await.expect("backup");
-    let backup = settle_backup(&app, &clock, &started.backup_id).await;
+    let world = Sandbox::new();
+    let backup = world.backup(SI).await;
     assert_eq!(backup.status, JobStatus::Succeeded, "{backup:?}");
+    let sim = &world.sim;
     let mut backed_up = BTreeMap::new();
     let mut current = BTreeMap::new();
     for item in &backup.items {
@@ -93,43 +56,7 @@ async fn prepare() -> Before {
         volumes: sim.volume_ids(REGION).unwrap().into_iter().collect(),
         databases: sim.database_ids(REGION).unwrap().into_iter().collect(),
         snapshots: sim.snapshot_ids(REGION).unwrap().into_iter().collect(),
-        dir,
-    }
-}
-
-async fn settle_backup(app: &Snapnest, clock: &SteppingClock, id: &str) -> BackupRecord {
-    for _ in 0..50 {
-        clock.advance(chrono::Duration::seconds(10));
-        app.poller.poll_active().await.expect("poll");
-        let record: BackupRecord = app.backups.get(id).await.expect("read backup");
-        if record.status.is_terminal() {
-            return record;
-        }
-    }
-    panic!("backup {id} did not finish");
-}
-
-/// A fresh copy of the prepared world.
-fn case(before: &Before) -> Case {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(before.dir.path()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
-    let clock = Arc::new(SteppingClock::new(Utc::now() + chrono::Duration::minutes(5)));
-    let (app, sim, wire) = open(dir.path(), clock.clone());
-    Case { _dir: dir, app, sim, wire, clock }
-}
-
-fn request(safety_backup: bool) -> RestoreRequest {
-    RestoreRequest {
-        mode: RestoreMode::InPlace,
-        safety_backup: Some(safety_backup),
-        region: None,
-        allow_partial: None,
-        on_failure: None,
-        dry_run: None,
-        client_token: Some("restore-under-test".into()),
+        world,
     }
 }
 
@@ -139,28 +66,20 @@ async fn the_restore(app: &Snapnest) -> Option<RestoreRecord> {
     Some(app.restores.get(&doc.id).await.unwrap())
 }
 
-/// Starts the restore and runs poll-status until everything is finished; each invocation
-/// may die at the armed call. Returns the restore and the calls made.
-async fn run(c: &Case, backup_id: &str, safety_backup: bool) -> RestoreRecord {
-    let body = request(safety_backup);
-    let create = c.app.restores.create(backup_id, &body);
-    if let Some(Ok(Started::Plan(_))) = c.wire.invoke(create).await {
+/// Starts the restore (the invocation may die at the armed call) and runs poll-status
+/// until everything is finished.
+async fn run(c: &Sandbox, backup_id: &str, safety_backup: bool) -> RestoreRecord {
+    let mut body = in_place(safety_backup);
+    body.client_token = Some("restore-under-test".into());
+    if let Some(Ok(Started::Plan(_))) = c.wire.invoke(c.app.restores.create(backup_id, &body)).await {
         panic!("not a dry run");
     }
-    for _ in 0..200 {
-        c.clock.advance(chrono::Duration::seconds(10));
-        let _ = c.wire.invoke(c.app.poller.poll_active()).await;
-        let restore = the_restore(&c.app).await.expect("the restore record was written before any cloud call");
-        let busy = !c.app.store.list_active(Collection::Backups).await.unwrap().is_empty();
-        if restore.status.is_terminal() && !busy && !c.app.store.list_active(Collection::Restores).await.unwrap().iter().any(|d| d.id == restore.restore_id.as_str()) {
-            return restore;
-        }
-    }
-    panic!("the restore did not finish: {:#?}", the_restore(&c.app).await);
+    c.settle().await;
+    the_restore(&c.app).await.expect("the restore record was written before any cloud call")
 }
 
 /// The invariants every case must end with; a description of each breach.
-async fn breaches(c: &Case, before: &Before, restore: &RestoreRecord) -> Vec<String> {
+async fn breaches(c: &Sandbox, before: &Before, restore: &RestoreRecord) -> Vec<String> {
     let mut found = Vec::new();
     let sim = &c.sim;
     // Each (instance, device) of the point holds one volume; every instance that ran runs.
@@ -257,7 +176,7 @@ async fn an_in_place_restore_finishes_or_rolls_back_at_every_call() {
     let mut problems = Vec::new();
     for safety_backup in [false, true] {
         // GIVEN how many mutating calls the restore makes when nothing goes wrong
-        let clean = case(&before);
+        let clean = Sandbox::copy_of(&before.world);
         let restore = run(&clean, &backup_id, safety_backup).await;
         assert_eq!(restore.status, JobStatus::Succeeded, "{restore:#?}");
         assert!(breaches(&clean, &before, &restore).await.is_empty());
@@ -265,7 +184,7 @@ async fn an_in_place_restore_finishes_or_rolls_back_at_every_call() {
         for mishap in [Mishap::Dies, Mishap::Cancelled, Mishap::Refused] {
             for k in 1..=calls {
                 // WHEN the k-th call goes wrong that way
-                let c = case(&before);
+                let c = Sandbox::copy_of(&before.world);
                 match mishap {
                     Mishap::Dies => c.wire.arm(k, Trip::Die),
                     Mishap::Cancelled => {
