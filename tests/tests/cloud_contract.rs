@@ -125,7 +125,7 @@ async fn aws_cloud_on_moto_meets_the_contract() {
     assert_eq!(mapped, new_volume.volume_id(), "{device} of {instance_id} is the new volume");
     let old_volumes = ec2
         .describe_volumes()
-        .filters(filter(format!("tag:{}", tag::REPLACED_BY_RESTORE), restore_id))
+        .filters(filter(format!("tag:{}", tag::REPLACED_BY), restore_id))
         .send()
         .await
         .expect("describe old volumes");
@@ -139,7 +139,7 @@ async fn aws_cloud_on_moto_meets_the_contract() {
     let by_id = |id: &str| databases.db_instances().iter().find(|d| d.db_instance_identifier() == Some(id));
     let old = by_id(&format!("{db_id}-old")).expect("the original database, renamed");
     assert_eq!(rds_tag(old.tag_list(), TAG_KEY), Some(si.as_str()), "it keeps its tags: {old:?}");
-    assert!(rds_tag(old.tag_list(), tag::REPLACED_BY_RESTORE).is_some(), "{old:?}");
+    assert!(rds_tag(old.tag_list(), tag::REPLACED_BY).is_some(), "{old:?}");
     let current = by_id(&db_id).expect("the restored database, under the original name");
     assert!(rds_tag(current.tag_list(), tag::RESTORE_ID).is_some(), "{current:?}");
     let with_si: Vec<_> = databases

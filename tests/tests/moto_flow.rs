@@ -113,7 +113,7 @@ async fn the_whole_flow_on_dynamodb_and_the_aws_apis() {
         assert_eq!(attachment.device(), item["device"].as_str());
         let old = volumes.volumes().iter().find(|v| v.volume_id() == Some(old_id)).unwrap();
         assert!(old.attachments().is_empty(), "the old volume is detached and kept");
-        assert!(old.tags().iter().any(|t| t.key() == Some(tag::REPLACED_BY_RESTORE) && t.value() == Some(&restore_id)));
+        assert!(old.tags().iter().any(|t| t.key() == Some(tag::REPLACED_BY) && t.value() == Some(&restore_id)));
     }
     let databases = moto.rds.describe_db_instances().send().await.unwrap();
     let ids: Vec<&str> = databases.db_instances().iter().filter_map(|d| d.db_instance_identifier()).collect();

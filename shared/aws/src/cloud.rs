@@ -223,7 +223,7 @@ impl RegionClients {
             .ok_or_else(|| CloudError::NotFound(snapshot_id.to_owned()))
     }
 
-    /// The ARN of a DB instance, for `AddTagsToResource`.
+    /// The ARN of a DB instance, for `AddTagsToResource` and `RemoveTagsFromResource`.
     async fn db_instance_arn(&self, db_id: &str) -> CloudResult<String> {
         let out = self
             .rds("DescribeDBInstances", db_id, |c| c.describe_db_instances().db_instance_identifier(db_id).send())
@@ -235,9 +235,9 @@ impl RegionClients {
             .ok_or_else(|| CloudError::NotFound(db_id.to_owned()))
     }
 
-    /// States of instances by id, leaving out ids EC2 does not know.
-    async fn instance_states(&self, instance_ids: &[String]) -> CloudResult<Vec<(String, InstanceState)>> {
-        let mut states = Vec::new();
+    /// Instances by id as EC2 describes them, leaving out ids EC2 does not know.
+    async fn find_instances(&self, instance_ids: &[String]) -> CloudResult<Vec<ec2::Instance>> {
+        let mut found = Vec::new();
         for chunk in instance_ids.chunks(EC2_IDS_PER_CALL) {
             // A filter on instance-id, unlike InstanceIds, does not fail the whole call
             // when one id is unknown.
@@ -251,13 +251,71 @@ impl RegionClients {
                         .try_collect()
                 })
                 .await?;
-            states.extend(
-                reservations.iter().flat_map(|r| r.instances()).filter_map(|i| {
-                    Some((i.instance_id()?.to_owned(), instance_state(i.state().and_then(|s| s.name()))))
-                }),
-            );
+            found.extend(reservations.into_iter().flat_map(|r| r.instances.unwrap_or_default()));
         }
-        Ok(states)
+        Ok(found)
+    }
+
+    /// The port's view of instances EC2 described: state, AZ and the volumes at their devices.
+    ///
+    /// The devices come from each instance's `BlockDeviceMappings`. EC2 API Reference,
+    /// `EbsInstanceBlockDevice` `Status`: attaching | attached | detaching | detached. A device
+    /// is taken from the start of an attach until its detach has ended, so every status but
+    /// `detached` counts. Mappings carry no size: one `DescribeVolumes` per 200 volumes adds it.
+    async fn with_volumes<'a>(
+        &self,
+        subject: &str,
+        described: impl IntoIterator<Item = &'a ec2::Instance>,
+    ) -> CloudResult<Vec<Instance>> {
+        let mut instances: Vec<Instance> = described
+            .into_iter()
+            .filter_map(|i| {
+                let volumes = i
+                    .block_device_mappings()
+                    .iter()
+                    .filter_map(|m| {
+                        let ebs = m.ebs()?;
+                        match ebs.status().map(|s| s.as_str()) {
+                            Some("attaching" | "attached" | "detaching") => Some(AttachedVolume {
+                                volume_id: ebs.volume_id()?.to_owned(),
+                                device: m.device_name()?.to_owned(),
+                                size_gib: 0,
+                            }),
+                            _ => None,
+                        }
+                    })
+                    .collect();
+                Some(Instance {
+                    instance_id: i.instance_id()?.to_owned(),
+                    state: instance_state(i.state().and_then(|s| s.name())),
+                    availability_zone: i.placement().and_then(|p| p.availability_zone()).unwrap_or_default().to_owned(),
+                    volumes,
+                })
+            })
+            .collect();
+
+        let volume_ids: Vec<String> = instances.iter().flat_map(|i| &i.volumes).map(|v| v.volume_id.clone()).collect();
+        let mut sizes: HashMap<String, u64> = HashMap::new();
+        for chunk in volume_ids.chunks(EC2_IDS_PER_CALL) {
+            let volumes = self
+                .ec2("DescribeVolumes", subject, |c| {
+                    c.describe_volumes()
+                        .filters(filter("volume-id", chunk))
+                        .into_paginator()
+                        .items()
+                        .send()
+                        .try_collect()
+                })
+                .await?;
+            sizes.extend(volumes.iter().filter_map(|v| Some((v.volume_id()?.to_owned(), v.size()?.max(0) as u64))));
+        }
+        for instance in &mut instances {
+            for volume in &mut instance.volumes {
+                volume.size_gib = sizes.get(&volume.volume_id).copied().unwrap_or(0);
+            }
+            instance.volumes.sort_by(|a, b| a.device.cmp(&b.device));
+        }
+        Ok(instances)
     }
 
     /// Turns a refused start/stop into `InstanceReleased` when an instance was terminated,
@@ -266,11 +324,15 @@ impl RegionClients {
         if !matches!(&error, CloudError::Rejected { code, .. } if code == "IncorrectInstanceState") {
             return error;
         }
-        match self.instance_states(instance_ids).await {
-            Ok(states) => states
-                .into_iter()
-                .find(|(_, state)| matches!(state, InstanceState::Terminated | InstanceState::ShuttingDown))
-                .map(|(id, _)| CloudError::InstanceReleased(id))
+        match self.find_instances(instance_ids).await {
+            Ok(instances) => instances
+                .iter()
+                .find(|i| {
+                    let state = instance_state(i.state().and_then(|s| s.name()));
+                    matches!(state, InstanceState::Terminated | InstanceState::ShuttingDown)
+                })
+                .and_then(|i| i.instance_id())
+                .map(|id| CloudError::InstanceReleased(id.to_owned()))
                 .unwrap_or(error),
             Err(_) => error,
         }
@@ -321,53 +383,11 @@ impl Cloud for AwsCloud {
                     .try_collect()
             })
             .await?;
-        let mut instances: Vec<Instance> = reservations
-            .iter()
-            .flat_map(|r| r.instances())
-            .filter_map(|i| {
-                let state = instance_state(i.state().and_then(|s| s.name()));
-                let released = matches!(state, InstanceState::Terminated | InstanceState::ShuttingDown);
-                (!released).then(|| Instance {
-                    instance_id: i.instance_id().unwrap_or_default().to_owned(),
-                    state,
-                    availability_zone: i.placement().and_then(|p| p.availability_zone()).unwrap_or_default().to_owned(),
-                    volumes: Vec::new(),
-                })
-            })
-            .collect();
-
-        // One DescribeVolumes per 200 instances gives every attached volume with its device
-        // and size (block device mappings carry no size).
-        let instance_ids: Vec<String> = instances.iter().map(|i| i.instance_id.clone()).collect();
-        for chunk in instance_ids.chunks(EC2_IDS_PER_CALL) {
-            let volumes = c
-                .ec2("DescribeVolumes", value, |ec2| {
-                    ec2.describe_volumes()
-                        .filters(filter("attachment.instance-id", chunk))
-                        .into_paginator()
-                        .items()
-                        .send()
-                        .try_collect()
-                })
-                .await?;
-            for volume in &volumes {
-                for attachment in volume.attachments() {
-                    // A volume on its way off the instance is no longer part of it.
-                    let leaving = matches!(attachment.state().map(|s| s.as_str()), Some("detaching" | "detached"));
-                    let owner = instances.iter_mut().find(|i| Some(i.instance_id.as_str()) == attachment.instance_id());
-                    if let (false, Some(owner)) = (leaving, owner) {
-                        owner.volumes.push(AttachedVolume {
-                            volume_id: volume.volume_id().unwrap_or_default().to_owned(),
-                            device: attachment.device().unwrap_or_default().to_owned(),
-                            size_gib: volume.size().unwrap_or(0).max(0) as u64,
-                        });
-                    }
-                }
-            }
-        }
-        for instance in &mut instances {
-            instance.volumes.sort_by(|a, b| a.device.cmp(&b.device));
-        }
+        let live = reservations.iter().flat_map(|r| r.instances()).filter(|i| {
+            let state = instance_state(i.state().and_then(|s| s.name()));
+            !matches!(state, InstanceState::Terminated | InstanceState::ShuttingDown)
+        });
+        let instances = c.with_volumes(value, live).await?;
 
         // DescribeDBInstances has no tag filter: list them all and read each TagList.
         let db_instances = c
@@ -715,8 +735,9 @@ impl Cloud for AwsCloud {
         }
     }
 
-    async fn describe_instances(&self, instance_ids: &[String]) -> CloudResult<Vec<(String, InstanceState)>> {
-        self.here.instance_states(instance_ids).await
+    async fn describe_instances(&self, instance_ids: &[String]) -> CloudResult<Vec<Instance>> {
+        let found = self.here.find_instances(instance_ids).await?;
+        self.here.with_volumes("instances", &found).await
     }
 
     async fn create_volume(
@@ -769,14 +790,21 @@ impl Cloud for AwsCloud {
                         // deleting, deleted, error: not usable any more.
                         _ => VolumeState::Error,
                     },
-                    // An attachment counts from "attached" until it is fully detached, the way
-                    // the device stays taken on the instance until then.
+                    // EC2 API Reference, `VolumeAttachment` `State`: attaching | attached | detaching |
+                    // detached | busy. An attachment counts from the start of an attach until it is
+                    // fully detached, the way the device stays taken on the instance until then.
                     attachment: v.attachments().iter().find_map(|a| match a.state().map(|s| s.as_str()) {
-                        Some("attached" | "busy" | "detaching") => {
+                        Some("attaching" | "attached" | "busy" | "detaching") => {
                             Some((a.instance_id()?.to_owned(), a.device()?.to_owned()))
                         }
                         _ => None,
                     }),
+                    // While an attach or detach is in progress EC2 refuses another one.
+                    busy: v
+                        .attachments()
+                        .iter()
+                        .any(|a| matches!(a.state().map(|s| s.as_str()), Some("attaching" | "detaching"))),
+                    tags: ec2_tag_map(v.tags()),
                 })
             }));
         }
@@ -803,6 +831,19 @@ impl Cloud for AwsCloud {
             .map(drop)
     }
 
+    async fn delete_volume(&self, volume_id: &str) -> CloudResult<DeleteOutcome> {
+        // EC2 API Reference, DeleteVolume: "The volume must be in the available state (not
+        // attached to an instance)"; EC2 refuses an attached one (VolumeInUse), which is passed
+        // on as the cloud's refusal. The volume may stay `deleting` for several minutes.
+        let outcome =
+            self.here.ec2("DeleteVolume", volume_id, |ec2| ec2.delete_volume().volume_id(volume_id).send()).await;
+        match outcome {
+            Ok(_) => Ok(DeleteOutcome::Deleted),
+            Err(CloudError::NotFound(_)) => Ok(DeleteOutcome::NotFound),
+            Err(other) => Err(other),
+        }
+    }
+
     async fn tag_resource(&self, resource_id: &str, tags: &Tags) -> CloudResult<()> {
         // EC2 ids (instances, volumes, snapshots) have a fixed shape; anything else is a DB
         // instance identifier, which RDS tags by ARN.
@@ -811,6 +852,34 @@ impl Cloud for AwsCloud {
         } else {
             let arn = self.here.db_instance_arn(resource_id).await?;
             self.here.add_rds_tags(&arn, tags).await
+        }
+    }
+
+    async fn untag_resource(&self, resource_id: &str, keys: &[String]) -> CloudResult<()> {
+        // Nothing to remove is nothing to send: EC2 DeleteTags without tags would delete every
+        // user tag of the resource (EC2 API Reference, DeleteTags `Tags`).
+        if keys.is_empty() {
+            return Ok(());
+        }
+        if is_ec2_id(resource_id) {
+            // A key without a value deletes the tag whatever its value (DeleteTags `Tags`).
+            let tags: Vec<ec2::Tag> = keys.iter().map(|k| ec2::Tag::builder().key(k).build()).collect();
+            self.here
+                .ec2("DeleteTags", resource_id, |ec2| {
+                    ec2.delete_tags().resources(resource_id).set_tags(Some(tags)).send()
+                })
+                .await
+                .map(drop)
+        } else {
+            // RDS API Reference, RemoveTagsFromResource: `ResourceName` is the ARN, `TagKeys`
+            // the keys to remove.
+            let arn = self.here.db_instance_arn(resource_id).await?;
+            self.here
+                .rds("RemoveTagsFromResource", &arn, |rds| {
+                    rds.remove_tags_from_resource().resource_name(&arn).set_tag_keys(Some(keys.to_vec())).send()
+                })
+                .await
+                .map(drop)
         }
     }
 
@@ -847,6 +916,7 @@ impl Cloud for AwsCloud {
                 Some(DatabaseStatus {
                     db_id: d.db_instance_identifier()?.to_owned(),
                     status: d.db_instance_status().unwrap_or_default().to_owned(),
+                    tags: rds_tag_map(d.tag_list()),
                 })
             }));
         }
@@ -865,6 +935,35 @@ impl Cloud for AwsCloud {
             .await
             .map(drop)
             .map_err(|error| already_exists_is(error, new_db_id))
+    }
+
+    async fn delete_database(&self, db_id: &str) -> CloudResult<DeleteOutcome> {
+        // RDS API Reference, DeleteDBInstance `SkipFinalSnapshot`: without it RDS takes a final
+        // DB snapshot (and needs FinalDBSnapshotIdentifier); snapnest deletes only what a backup
+        // point holds or what was copied back in place, so no final snapshot is taken.
+        let outcome = self
+            .here
+            .rds("DeleteDBInstance", db_id, |rds| {
+                rds.delete_db_instance().db_instance_identifier(db_id).skip_final_snapshot(true).send()
+            })
+            .await;
+        match outcome {
+            Ok(_) => Ok(DeleteOutcome::Deleted),
+            Err(CloudError::NotFound(_)) => Ok(DeleteOutcome::NotFound),
+            // A DB instance already `deleting` is refused with InvalidDBInstanceState: the delete
+            // asked for is under way. Any other state is the cloud's refusal.
+            Err(CloudError::Rejected { code, message }) if code.starts_with("InvalidDBInstanceState") => {
+                match self.describe_databases(&[db_id.to_owned()]).await {
+                    Ok(found) => match found.iter().find(|d| d.db_id == db_id) {
+                        None => Ok(DeleteOutcome::NotFound),
+                        Some(d) if d.status == "deleting" => Ok(DeleteOutcome::Deleted),
+                        Some(_) => Err(CloudError::Rejected { code, message }),
+                    },
+                    Err(_) => Err(CloudError::Rejected { code, message }),
+                }
+            }
+            Err(other) => Err(other),
+        }
     }
 }
 
@@ -1010,6 +1109,16 @@ fn tag_specification(resource: ec2::ResourceType, tags: &Tags) -> Option<Vec<ec2
 
 fn ec2_tag<'a>(tags: &'a [ec2::Tag], key: &str) -> Option<&'a str> {
     tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+}
+
+/// The tags EC2 reports on a resource, as a map.
+fn ec2_tag_map(tags: &[ec2::Tag]) -> Tags {
+    tags.iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))).collect()
+}
+
+/// The tags RDS reports on a resource (`TagList`), as a map.
+fn rds_tag_map(tags: &[rds::Tag]) -> Tags {
+    tags.iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))).collect()
 }
 
 fn rds_tags(tags: &Tags) -> Vec<rds::Tag> {

@@ -12,21 +12,40 @@ use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use snapnest_aws::cloud::AwsProvider;
-use snapnest_core::cloud::{CloudProvider, Tags};
+use snapnest_core::cloud::{tag, CloudProvider, DeleteOutcome, Tags};
 
-/// Records every request body and answers each with the same canned response.
+/// Records every request body and answers each with the canned response for its `Action`
+/// (HTTP 400 for an `<ErrorResponse>`, as the query protocol does, 200 otherwise).
 #[derive(Debug, Clone)]
 struct Capture {
     bodies: Arc<Mutex<Vec<String>>>,
-    answer: &'static str,
+    answers: &'static [(&'static str, &'static str)],
+}
+
+impl Capture {
+    fn answering(answers: &'static [(&'static str, &'static str)]) -> Capture {
+        Capture { bodies: Arc::default(), answers }
+    }
+
+    fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().unwrap().clone()
+    }
 }
 
 impl HttpConnector for Capture {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let body = String::from_utf8_lossy(request.body().bytes().unwrap_or_default()).into_owned();
+        let action = parameters(&body).into_iter().find(|(k, _)| k == "Action").map(|(_, v)| v).unwrap_or_default();
+        let answer = self
+            .answers
+            .iter()
+            .find(|(a, _)| *a == action)
+            .map(|(_, answer)| *answer)
+            .unwrap_or_else(|| panic!("no canned answer for {action}: {body}"));
         self.bodies.lock().unwrap().push(body);
-        let status = StatusCode::try_from(200u16).expect("200 is a status");
-        HttpConnectorFuture::ready(Ok(HttpResponse::new(status, SdkBody::from(self.answer))))
+        let code = if answer.starts_with("<ErrorResponse") { 400u16 } else { 200 };
+        let status = StatusCode::try_from(code).expect("a status");
+        HttpConnectorFuture::ready(Ok(HttpResponse::new(status, SdkBody::from(answer))))
     }
 }
 
@@ -40,7 +59,7 @@ fn capturing_config(capture: &Capture) -> SdkConfig {
         .build()
 }
 
-/// The query-protocol parameters of a captured EC2 request.
+/// The query-protocol parameters of a captured EC2 or RDS request.
 fn parameters(body: &str) -> Vec<(String, String)> {
     body.split('&')
         .filter_map(|pair| pair.split_once('='))
@@ -48,27 +67,120 @@ fn parameters(body: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The value of one parameter of a captured request.
+fn get<'a>(sent: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    sent.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
 #[tokio::test]
 async fn create_volume_sends_the_callers_client_token_on_every_attempt() {
-    let capture = Capture {
-        bodies: Arc::default(),
-        answer: r#"<CreateVolumeResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><volumeId>vol-0new</volumeId></CreateVolumeResponse>"#,
-    };
+    let capture = Capture::answering(&[(
+        "CreateVolume",
+        r#"<CreateVolumeResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><volumeId>vol-0new</volumeId></CreateVolumeResponse>"#,
+    )]);
     let cloud = AwsProvider::new(&capturing_config(&capture)).home();
     let tags = Tags::from([("snapnest:restore-id".to_owned(), "rs-1".to_owned())]);
     for _ in 0..2 {
         let made = cloud.create_volume("snap-0abc", "us-east-1a", "rs-1-vol-0old", &tags).await;
         assert_eq!(made.as_deref(), Ok("vol-0new"));
     }
-    let bodies = capture.bodies.lock().unwrap().clone();
+    let bodies = capture.bodies();
     assert_eq!(bodies.len(), 2, "one request per call: {bodies:?}");
     for body in &bodies {
         let sent = parameters(body);
-        let get = |name: &str| sent.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-        assert_eq!(get("Action"), Some("CreateVolume"), "{body}");
+        assert_eq!(get(&sent, "Action"), Some("CreateVolume"), "{body}");
         // The same token on both: EC2 answers the second with the first one's volume.
-        assert_eq!(get("ClientToken"), Some("rs-1-vol-0old"), "{body}");
-        assert_eq!(get("SnapshotId"), Some("snap-0abc"), "{body}");
-        assert_eq!(get("AvailabilityZone"), Some("us-east-1a"), "{body}");
+        assert_eq!(get(&sent, "ClientToken"), Some("rs-1-vol-0old"), "{body}");
+        assert_eq!(get(&sent, "SnapshotId"), Some("snap-0abc"), "{body}");
+        assert_eq!(get(&sent, "AvailabilityZone"), Some("us-east-1a"), "{body}");
     }
+}
+
+#[tokio::test]
+async fn delete_database_skips_the_final_snapshot() {
+    let capture = Capture::answering(&[(
+        "DeleteDBInstance",
+        r#"<DeleteDBInstanceResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><DeleteDBInstanceResult><DBInstance><DBInstanceIdentifier>si-demo-mysql-old</DBInstanceIdentifier><DBInstanceStatus>deleting</DBInstanceStatus></DBInstance></DeleteDBInstanceResult></DeleteDBInstanceResponse>"#,
+    )]);
+    let cloud = AwsProvider::new(&capturing_config(&capture)).home();
+    assert_eq!(cloud.delete_database("si-demo-mysql-old").await, Ok(DeleteOutcome::Deleted));
+    let bodies = capture.bodies();
+    assert_eq!(bodies.len(), 1, "one request: {bodies:?}");
+    let sent = parameters(&bodies[0]);
+    assert_eq!(get(&sent, "Action"), Some("DeleteDBInstance"), "{}", bodies[0]);
+    assert_eq!(get(&sent, "DBInstanceIdentifier"), Some("si-demo-mysql-old"), "{}", bodies[0]);
+    // Without it RDS would take a final snapshot, and refuse the call for want of its name.
+    assert_eq!(get(&sent, "SkipFinalSnapshot"), Some("true"), "{}", bodies[0]);
+    assert_eq!(get(&sent, "FinalDBSnapshotIdentifier"), None, "{}", bodies[0]);
+}
+
+#[tokio::test]
+async fn delete_database_of_a_database_already_being_deleted_is_deleted() {
+    // RDS refuses a second DeleteDBInstance with InvalidDBInstanceState while the first runs;
+    // moto deletes at once and cannot show it.
+    let capture = Capture::answering(&[
+        (
+            "DeleteDBInstance",
+            r#"<ErrorResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><Error><Type>Sender</Type><Code>InvalidDBInstanceState</Code><Message>Instance si-demo-mysql-old is already being deleted.</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"#,
+        ),
+        (
+            "DescribeDBInstances",
+            r#"<DescribeDBInstancesResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><DescribeDBInstancesResult><DBInstances><DBInstance><DBInstanceIdentifier>si-demo-mysql-old</DBInstanceIdentifier><DBInstanceStatus>deleting</DBInstanceStatus></DBInstance></DBInstances></DescribeDBInstancesResult></DescribeDBInstancesResponse>"#,
+        ),
+    ]);
+    let cloud = AwsProvider::new(&capturing_config(&capture)).home();
+    assert_eq!(cloud.delete_database("si-demo-mysql-old").await, Ok(DeleteOutcome::Deleted));
+    let actions: Vec<String> =
+        capture.bodies().iter().filter_map(|body| get(&parameters(body), "Action").map(str::to_owned)).collect();
+    assert_eq!(actions, ["DeleteDBInstance", "DescribeDBInstances"]);
+}
+
+#[tokio::test]
+async fn untag_resource_removes_the_keys_of_a_database_by_its_arn() {
+    let capture = Capture::answering(&[
+        (
+            "DescribeDBInstances",
+            r#"<DescribeDBInstancesResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><DescribeDBInstancesResult><DBInstances><DBInstance><DBInstanceIdentifier>si-demo-mysql-old</DBInstanceIdentifier><DBInstanceArn>arn:aws:rds:us-east-1:123456789012:db:si-demo-mysql-old</DBInstanceArn><DBInstanceStatus>available</DBInstanceStatus></DBInstance></DBInstances></DescribeDBInstancesResult></DescribeDBInstancesResponse>"#,
+        ),
+        (
+            "RemoveTagsFromResource",
+            r#"<RemoveTagsFromResourceResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><ResponseMetadata><RequestId>r-1</RequestId></ResponseMetadata></RemoveTagsFromResourceResponse>"#,
+        ),
+    ]);
+    let cloud = AwsProvider::new(&capturing_config(&capture)).home();
+    let keys = [tag::REPLACED_BY.to_owned(), tag::KEPT_UNTIL.to_owned()];
+    assert_eq!(cloud.untag_resource("si-demo-mysql-old", &keys).await, Ok(()));
+    let bodies = capture.bodies();
+    assert_eq!(bodies.len(), 2, "the ARN is looked up, then the tags removed: {bodies:?}");
+    let sent = parameters(&bodies[1]);
+    assert_eq!(get(&sent, "Action"), Some("RemoveTagsFromResource"), "{}", bodies[1]);
+    assert_eq!(get(&sent, "ResourceName"), Some("arn:aws:rds:us-east-1:123456789012:db:si-demo-mysql-old"));
+    assert_eq!(get(&sent, "TagKeys.member.1"), Some(tag::REPLACED_BY), "{}", bodies[1]);
+    assert_eq!(get(&sent, "TagKeys.member.2"), Some(tag::KEPT_UNTIL), "{}", bodies[1]);
+    assert_eq!(get(&sent, "TagKeys.member.3"), None, "{}", bodies[1]);
+
+    // No keys: nothing is sent at all.
+    assert_eq!(cloud.untag_resource("si-demo-mysql-old", &[]).await, Ok(()));
+    assert_eq!(capture.bodies().len(), 2);
+}
+
+#[tokio::test]
+async fn untag_resource_of_a_volume_sends_keys_without_values() {
+    let capture = Capture::answering(&[(
+        "DeleteTags",
+        r#"<DeleteTagsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><return>true</return></DeleteTagsResponse>"#,
+    )]);
+    let cloud = AwsProvider::new(&capturing_config(&capture)).home();
+    let keys = [tag::KEPT_UNTIL.to_owned()];
+    assert_eq!(cloud.untag_resource("vol-0123456789abcdef0", &keys).await, Ok(()));
+    // An empty key list must not become a DeleteTags without tags, which deletes every tag.
+    assert_eq!(cloud.untag_resource("vol-0123456789abcdef0", &[]).await, Ok(()));
+    let bodies = capture.bodies();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let sent = parameters(&bodies[0]);
+    assert_eq!(get(&sent, "Action"), Some("DeleteTags"), "{}", bodies[0]);
+    assert_eq!(get(&sent, "ResourceId.1"), Some("vol-0123456789abcdef0"), "{}", bodies[0]);
+    assert_eq!(get(&sent, "Tag.1.Key"), Some(tag::KEPT_UNTIL), "{}", bodies[0]);
+    // A value would delete the tag only where it matches: keys alone delete it whatever it holds.
+    assert_eq!(get(&sent, "Tag.1.Value"), None, "{}", bodies[0]);
 }

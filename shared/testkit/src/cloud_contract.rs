@@ -11,7 +11,9 @@
 //! Everything it creates carries `snapnest:service-instance-id=<service instance>`, so a test
 //! can look at the cloud afterwards through its own means. It renames the database `<db>` to
 //! `<db>-old` and the restored one to `<db>`, and swaps the highest-named device of the first
-//! discovered instance for a new volume made from that volume's snapshot.
+//! discovered instance for a new volume made from that volume's snapshot; the volume and the
+//! database taken out of service keep a `snapnest:replaced-by` tag. It also makes one more
+//! volume and one more database, only to delete them again.
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -92,6 +94,19 @@ pub async fn check_cloud_contract_with(
     let nobody = ok("discover nobody", home.discover(tag_key, &format!("nobody-{run}")).await);
     assert_eq!(nobody, Inventory::default(), "an unused tag value finds nothing");
     let (a, b) = (&inventory.instances[0], &inventory.instances[1]);
+    // describe_instances sees the same instances, with the same volumes at the same devices.
+    let asked = [a.instance_id.clone(), b.instance_id.clone(), no_instance.clone()];
+    let mut described = ok("describe_instances", home.describe_instances(&asked).await);
+    described.sort_by(|x, y| x.instance_id.cmp(&y.instance_id));
+    let mut discovered = inventory.instances.clone();
+    discovered.sort_by(|x, y| x.instance_id.cmp(&y.instance_id));
+    assert_eq!(described, discovered, "describe_instances agrees with discover; the unknown id is absent");
+    // describe_databases reports a database's tags.
+    let seen = ok("describe_databases", home.describe_databases(std::slice::from_ref(&db.db_id)).await);
+    assert!(
+        matches!(seen.as_slice(), [d] if d.tags.get(tag_key).map(String::as_str) == Some(si)),
+        "the database carries {tag_key}={si}: {seen:?}"
+    );
 
     // 2. A consistent group of all of A's volumes: one snapshot per volume.
     let all_tags = backup_tags("all");
@@ -239,26 +254,61 @@ pub async fn check_cloud_contract_with(
         home.create_volume(&source.snapshot_id, &a.availability_zone, "contract-restore-1", &restore_tags).await,
     );
     let status = wait_for_volume(home, &new_volume, "available and unattached", |v| {
-        v.state == VolumeState::Available && v.attachment.is_none()
+        v.state == VolumeState::Available && v.attachment.is_none() && !v.busy
     })
     .await;
     assert_eq!(status.volume_id, new_volume);
+    assert!(has_tags(&status.tags, &restore_tags), "the new volume carries the restore's tags: {status:?}");
     let missing = ok("describe unknown volume", home.describe_volumes(std::slice::from_ref(&no_volume)).await);
     assert!(missing.is_empty(), "an unknown volume is absent: {missing:?}");
 
     ok("detach_volume", home.detach_volume(&a.instance_id, &chosen.volume_id).await);
     wait_for_volume(home, &chosen.volume_id, "detached", |v| {
-        v.attachment.is_none() && v.state == VolumeState::Available
+        v.attachment.is_none() && v.state == VolumeState::Available && !v.busy
     })
     .await;
-    let replaced: Tags = [(tag::REPLACED_BY_RESTORE.to_owned(), format!("contract-{run}"))].into();
+    // Once the detach has ended the device is free.
+    let a_detached = described_instance(home, &a.instance_id).await;
+    assert!(
+        a_detached.volumes.iter().all(|v| v.device != chosen.device && v.volume_id != chosen.volume_id),
+        "{} is free once {} is detached: {a_detached:?}",
+        chosen.device,
+        chosen.volume_id
+    );
+    assert_eq!(a_detached.volumes.len(), 2, "{a_detached:?}");
+
+    // The replaced volume is tagged; untag_resource removes one key (and an absent one) only.
+    let replaced: Tags = [
+        (tag::REPLACED_BY.to_owned(), format!("contract-{run}")),
+        (tag::KEPT_UNTIL.to_owned(), "2099-12-31T00:00:00Z".to_owned()),
+    ]
+    .into();
+    let kept_until = [tag::KEPT_UNTIL.to_owned(), format!("snapnest:never-set-{run}")];
     ok("tag_resource volume", home.tag_resource(&chosen.volume_id, &replaced).await);
+    let tagged = described_volume(home, &chosen.volume_id).await;
+    assert!(has_tags(&tagged.tags, &replaced), "describe_volumes reports the tags: {tagged:?}");
+    ok("untag_resource volume", home.untag_resource(&chosen.volume_id, &kept_until).await);
+    let untagged = described_volume(home, &chosen.volume_id).await;
+    assert_eq!(untagged.tags.get(tag::KEPT_UNTIL), None, "the key is removed: {untagged:?}");
+    assert_eq!(untagged.tags.get(tag::REPLACED_BY), replaced.get(tag::REPLACED_BY), "the others stay: {untagged:?}");
+
     ok("attach_volume", home.attach_volume(&a.instance_id, &new_volume, &chosen.device).await);
     let wanted = Some((a.instance_id.clone(), chosen.device.clone()));
-    wait_for_volume(home, &new_volume, "attached at the old device", |v| {
-        v.attachment == wanted && v.state == VolumeState::InUse
+    let attached = wait_for_volume(home, &new_volume, "attached at the old device", |v| {
+        v.attachment == wanted && v.state == VolumeState::InUse && !v.busy
     })
     .await;
+    assert!(has_tags(&attached.tags, &restore_tags), "{attached:?}");
+    let a_swapped = described_instance(home, &a.instance_id).await;
+    let at_device = a_swapped.volumes.iter().find(|v| v.device == chosen.device).map(|v| v.volume_id.as_str());
+    assert_eq!(
+        at_device,
+        Some(new_volume.as_str()),
+        "describe_instances: the new volume is at {}: {a_swapped:?}",
+        chosen.device
+    );
+    assert!(a_swapped.volumes.iter().all(|v| v.volume_id != chosen.volume_id), "{a_swapped:?}");
+    assert_eq!(a_swapped.volumes.len(), 3, "{a_swapped:?}");
     let after = ok("discover after the swap", home.discover(tag_key, si).await);
     let a_after = after.instances.iter().find(|i| i.instance_id == a.instance_id).expect("A is still there");
     let at_device = a_after.volumes.iter().find(|v| v.device == chosen.device).map(|v| v.volume_id.as_str());
@@ -284,7 +334,19 @@ pub async fn check_cloud_contract_with(
     wait_for_databases(home, &[&old_id], &[&db.db_id]).await;
     ok("rename_database restored", home.rename_database(&restored, &db.db_id).await);
     wait_for_databases(home, &[&db.db_id, &old_id], &[&restored]).await;
+    let swapped =
+        ok("describe_databases after the swap", home.describe_databases(&[db.db_id.clone(), old_id.clone()]).await);
+    let tags_of = |id: &str| swapped.iter().find(|d| d.db_id == id).map(|d| d.tags.clone()).unwrap_or_default();
+    assert!(has_tags(&tags_of(&db.db_id), &restore_tags), "the restored database carries its tags: {swapped:?}");
+    assert_eq!(tags_of(&old_id).get(tag_key).map(String::as_str), Some(si), "a rename keeps the tags: {swapped:?}");
     ok("tag_resource database", home.tag_resource(&old_id, &replaced).await);
+    let tagged = described_database(home, &old_id).await;
+    assert!(has_tags(&tagged.tags, &replaced), "{tagged:?}");
+    ok("untag_resource database", home.untag_resource(&old_id, &kept_until).await);
+    let untagged = described_database(home, &old_id).await;
+    assert_eq!(untagged.tags.get(tag::KEPT_UNTIL), None, "the key is removed: {untagged:?}");
+    assert_eq!(untagged.tags.get(tag::REPLACED_BY), replaced.get(tag::REPLACED_BY), "the others stay: {untagged:?}");
+    assert_eq!(untagged.tags.get(tag_key).map(String::as_str), Some(si), "{untagged:?}");
 
     // 13. Deletes: Deleted, then NotFound; the DB copy likewise.
     for started in only.iter().chain([&single]) {
@@ -304,6 +366,42 @@ pub async fn check_cloud_contract_with(
     assert_eq!(ok("delete unknown", home.delete_snapshot(&no_snapshot).await), DeleteOutcome::NotFound);
     assert_eq!(ok("delete unknown DB", home.delete_db_snapshot(&no_database).await), DeleteOutcome::NotFound);
 
+    // An attached volume is not deleted: the cloud refuses, and the volume stays where it is.
+    match home.delete_volume(&new_volume).await {
+        Err(CloudError::Rejected { .. }) => {}
+        other => panic!("deleting an attached volume must be refused, got {other:?}"),
+    }
+    let still = described_volume(home, &new_volume).await;
+    assert_eq!(still.attachment, wanted, "{still:?}");
+    // A volume that is not attached: Deleted, gone, then NotFound.
+    let doomed_volume = ok(
+        "create_volume to delete",
+        home.create_volume(&source.snapshot_id, &a.availability_zone, &format!("contract-{run}-doomed"), &restore_tags)
+            .await,
+    );
+    wait_for_volume(home, &doomed_volume, "available", |v| v.state == VolumeState::Available && !v.busy).await;
+    assert_eq!(ok("delete_volume", home.delete_volume(&doomed_volume).await), DeleteOutcome::Deleted);
+    eventually(
+        "the deleted volume disappears",
+        || home.describe_volumes(std::slice::from_ref(&doomed_volume)),
+        |seen: &Vec<VolumeStatus>| seen.is_empty().then_some(()),
+    )
+    .await;
+    assert_eq!(ok("delete_volume again", home.delete_volume(&doomed_volume).await), DeleteOutcome::NotFound);
+    assert_eq!(ok("delete unknown volume", home.delete_volume(&no_volume).await), DeleteOutcome::NotFound);
+
+    // A database: Deleted (asked again while it is being deleted, still Deleted or already
+    // NotFound), gone, then NotFound.
+    let doomed_db = format!("snd-{run}");
+    ok("restore_database to delete", home.restore_database(&db_snapshot, &doomed_db, &restore_tags).await);
+    wait_for_databases(home, &[&doomed_db], &[]).await;
+    assert_eq!(ok("delete_database", home.delete_database(&doomed_db).await), DeleteOutcome::Deleted);
+    let again = ok("delete_database while deleting", home.delete_database(&doomed_db).await);
+    assert!(matches!(again, DeleteOutcome::Deleted | DeleteOutcome::NotFound), "{again:?}");
+    wait_for_databases(home, &[], &[&doomed_db]).await;
+    assert_eq!(ok("delete_database again", home.delete_database(&doomed_db).await), DeleteOutcome::NotFound);
+    assert_eq!(ok("delete unknown database", home.delete_database(&no_database).await), DeleteOutcome::NotFound);
+
     // 14. Errors: unknown resources are NotFound (or a rejection naming the bad parameter).
     let outcome = home.snapshot_volume(&no_volume, &volume_tags).await;
     assert!(matches!(outcome, Err(CloudError::NotFound(_) | CloudError::Rejected { .. })), "{outcome:?}");
@@ -321,6 +419,8 @@ pub async fn check_cloud_contract_with(
     let outcome = home.rename_database(&no_database, &format!("{no_database}-x")).await;
     assert!(matches!(outcome, Err(CloudError::NotFound(_))), "{outcome:?}");
     assert!(ok("describe unknown DB", home.describe_databases(std::slice::from_ref(&no_database)).await).is_empty());
+    let outcome = home.untag_resource(&no_database, &kept_until).await;
+    assert!(matches!(outcome, Err(CloudError::NotFound(_))), "{outcome:?}");
     assert!(
         ok("describe unknown instance", home.describe_instances(std::slice::from_ref(&no_instance)).await).is_empty()
     );
@@ -359,9 +459,43 @@ async fn wait_for_instance(cloud: &dyn Cloud, instance_id: &str, state: Instance
     eventually(
         &format!("{instance_id} {state:?}"),
         || cloud.describe_instances(&ids),
-        |seen: &Vec<(String, InstanceState)>| (seen.as_slice() == [(instance_id.to_owned(), state)]).then_some(()),
+        |seen: &Vec<Instance>| {
+            matches!(seen.as_slice(), [i] if i.instance_id == instance_id && i.state == state).then_some(())
+        },
     )
     .await
+}
+
+/// The one instance `instance_id`, as describe_instances reports it.
+async fn described_instance(cloud: &dyn Cloud, instance_id: &str) -> Instance {
+    let seen = ok("describe_instances", cloud.describe_instances(&[instance_id.to_owned()]).await);
+    match <[Instance; 1]>::try_from(seen) {
+        Ok([instance]) if instance.instance_id == instance_id => instance,
+        other => panic!("describe_instances of {instance_id} must report it alone: {other:?}"),
+    }
+}
+
+/// The one volume `volume_id`, as describe_volumes reports it.
+async fn described_volume(cloud: &dyn Cloud, volume_id: &str) -> VolumeStatus {
+    let seen = ok("describe_volumes", cloud.describe_volumes(&[volume_id.to_owned()]).await);
+    match <[VolumeStatus; 1]>::try_from(seen) {
+        Ok([volume]) if volume.volume_id == volume_id => volume,
+        other => panic!("describe_volumes of {volume_id} must report it alone: {other:?}"),
+    }
+}
+
+/// The one database `db_id`, as describe_databases reports it.
+async fn described_database(cloud: &dyn Cloud, db_id: &str) -> DatabaseStatus {
+    let seen = ok("describe_databases", cloud.describe_databases(&[db_id.to_owned()]).await);
+    match <[DatabaseStatus; 1]>::try_from(seen) {
+        Ok([database]) if database.db_id == db_id => database,
+        other => panic!("describe_databases of {db_id} must report it alone: {other:?}"),
+    }
+}
+
+/// Whether `tags` holds every tag of `wanted` with its value.
+fn has_tags(tags: &Tags, wanted: &Tags) -> bool {
+    wanted.iter().all(|(k, v)| tags.get(k) == Some(v))
 }
 
 /// Waits for a volume to satisfy `condition`.
