@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::Utc;
-use snapnest_core::clock::Clock;
 use snapnest_core::backup::{BackupOrigin, BackupRequest};
+use snapnest_core::clock::Clock;
 use snapnest_core::model::{BackupRecord, RestoreRecord, Trigger};
 use snapnest_core::restore::{RestoreRequest, Started};
 use snapnest_core::store::Collection;

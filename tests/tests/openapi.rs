@@ -322,8 +322,7 @@ fn every_operation_is_fully_described() {
             assert!(!examples(&doc, media).is_empty(), "{name}: request body without an example");
         }
 
-        let mut successes: Vec<_> =
-            responses(&doc, &op).into_iter().filter(|(s, _)| (200..300).contains(s)).collect();
+        let mut successes: Vec<_> = responses(&doc, &op).into_iter().filter(|(s, _)| (200..300).contains(s)).collect();
         if name == "POST /backups/{backup_id}/restores" {
             // A dry run answers its plan (200) where a restore answers its record (202).
             assert_eq!(successes.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![200, 202], "{name}");

@@ -110,7 +110,8 @@ async fn breaches(c: &Sandbox, before: &Before, restore: &RestoreRecord) -> Vec<
         let now = match before.backup.items.iter().find(|i| &i.resource_id == resource_id).unwrap().kind {
             ResourceKind::Volume => {
                 let item = before.backup.items.iter().find(|i| &i.resource_id == resource_id).unwrap();
-                let at = sim.volume_at(REGION, item.instance_id.as_ref().unwrap(), item.device.as_ref().unwrap()).unwrap();
+                let at =
+                    sim.volume_at(REGION, item.instance_id.as_ref().unwrap(), item.device.as_ref().unwrap()).unwrap();
                 at.map(|v| sim.fingerprint(REGION, &v).unwrap())
             }
             ResourceKind::Database => sim.fingerprint(REGION, resource_id).ok(),

@@ -167,7 +167,10 @@ mod tests {
     #[test]
     fn bad_values_name_their_variable() {
         assert_eq!(config(&[("SNAPNEST_STORE", "redis")]).unwrap_err().variable, "SNAPNEST_STORE");
-        assert_eq!(config(&[("SNAPNEST_KEEP_REPLACED_DAYS", "0")]).unwrap_err().variable, "SNAPNEST_KEEP_REPLACED_DAYS");
+        assert_eq!(
+            config(&[("SNAPNEST_KEEP_REPLACED_DAYS", "0")]).unwrap_err().variable,
+            "SNAPNEST_KEEP_REPLACED_DAYS"
+        );
         assert_eq!(config(&[("SNAPNEST_STORE", "dynamodb")]).unwrap_err().variable, "SNAPNEST_TABLE");
         assert_eq!(
             config(&[("SNAPNEST_SIM_SNAPSHOT_SECONDS", "-1")]).unwrap_err().variable,

@@ -258,9 +258,9 @@ pub fn wanted(record: &RestoreRecord) -> Wanted {
     }
     for item in &record.items {
         match item.kind {
-            ResourceKind::Volume => wanted
-                .volume_ids
-                .extend([item.new_resource_id.as_ref(), item.replaced_resource_id.as_ref()].into_iter().flatten().cloned()),
+            ResourceKind::Volume => wanted.volume_ids.extend(
+                [item.new_resource_id.as_ref(), item.replaced_resource_id.as_ref()].into_iter().flatten().cloned(),
+            ),
             ResourceKind::Database => {
                 let (original, restored, old) = database_ids(record, &item.resource_id);
                 wanted.database_ids.extend([original, restored, old]);
@@ -324,8 +324,10 @@ fn check_deadline(record: &mut RestoreRecord, now: Timestamp, rules: &Rules) {
                 start_rollback(record, RollbackReason::Deadline, cause, now);
             } else {
                 for n in 0..record.items.len() {
-                    if !matches!(record.items[n].step, RestoreStep::Done | RestoreStep::RolledBack | RestoreStep::RollingBack)
-                    {
+                    if !matches!(
+                        record.items[n].step,
+                        RestoreStep::Done | RestoreStep::RolledBack | RestoreStep::RollingBack
+                    ) {
                         fail_item(record, n, cause.clone(), now);
                     }
                 }
@@ -499,7 +501,12 @@ fn clone_volume(record: &mut RestoreRecord, n: usize, observed: &Observation, ru
         Some(VolumeState::Available | VolumeState::InUse) => finish(&mut record.items[n]),
         Some(VolumeState::Error) => {
             let snapshot_id = record.items[n].snapshot_id.clone().unwrap_or_default();
-            return fail_item(record, n, format!("volume {new_id} could not be created from {snapshot_id}"), observed.now);
+            return fail_item(
+                record,
+                n,
+                format!("volume {new_id} could not be created from {snapshot_id}"),
+                observed.now,
+            );
         }
         Some(VolumeState::Creating) | None => {}
     }
@@ -549,7 +556,8 @@ fn swap_volume(record: &mut RestoreRecord, n: usize, observed: &Observation, rul
         volume_id: new_id.clone(),
         device: device.clone(),
     };
-    let taken = |other: &str| format!("{device} of {instance_id} now holds {other}, which this restore did not put there");
+    let taken =
+        |other: &str| format!("{device} of {instance_id} now holds {other}, which this restore did not put there");
     match item.step {
         RestoreStep::NotStarted | RestoreStep::Creating => match new_volume.map(|v| v.state) {
             Some(VolumeState::Available) => {
@@ -634,9 +642,12 @@ fn swap_database(record: &mut RestoreRecord, n: usize, observed: &Observation, r
         RestoreStep::Creating => match status(&restored) {
             // Not there: the call was never made (the run died first), or is not visible yet.
             None => vec![restore_call],
-            Some("available") if !ours(&restored) => {
-                fail_item(record, n, format!("database id {restored} is taken by a database this restore did not make"), now)
-            }
+            Some("available") if !ours(&restored) => fail_item(
+                record,
+                n,
+                format!("database id {restored} is taken by a database this restore did not make"),
+                now,
+            ),
             Some("available") => match status(&original) {
                 None => {
                     record.service_changed = true;
@@ -715,7 +726,10 @@ fn commit(record: &mut RestoreRecord, observed: &Observation, rules: &Rules) -> 
             remove: vec![rules.tag_key.clone()],
         });
     }
-    let marked = record.items.iter().all(|i| i.replaced_resource_id.is_none() || i.step != RestoreStep::Done || i.replaced_state.is_some());
+    let marked = record
+        .items
+        .iter()
+        .all(|i| i.replaced_resource_id.is_none() || i.step != RestoreStep::Done || i.replaced_state.is_some());
     if commands.is_empty() && marked {
         enter(record, RestorePhase::StartingInstances, observed.now);
     }
@@ -836,7 +850,11 @@ fn roll_back_volume(record: &mut RestoreRecord, n: usize, observed: &Observation
         (None, Some(original)) => {
             // Until the original is back, the device must stay free for it.
             if !observed.volumes.contains_key(original) {
-                return rolled_back(record, n, Some(format!("{original} no longer exists; {device} of {instance_id} is empty")));
+                return rolled_back(
+                    record,
+                    n,
+                    Some(format!("{original} no longer exists; {device} of {instance_id} is empty")),
+                );
             }
             if gone(observed.state(&instance_id)) {
                 return rolled_back(record, n, Some(format!("{RELEASED} ({instance_id})")));
@@ -951,15 +969,14 @@ fn refused(record: &mut RestoreRecord, command: &Command, error: CloudError, now
         Command::TakeSafetyBackup => {
             abort(record, format!("the safety backup could not start: {error}; nothing was changed"), now)
         }
-        Command::StopInstances(_) if record.rollback.is_none() => start_rollback(
-            record,
-            RollbackReason::Failure,
-            format!("the instances could not be stopped: {error}"),
-            now,
-        ),
+        Command::StopInstances(_) if record.rollback.is_none() => {
+            start_rollback(record, RollbackReason::Failure, format!("the instances could not be stopped: {error}"), now)
+        }
         // Made by an earlier attempt: the next step tells by its tag whether it is ours.
         Command::RestoreDatabase { .. } if matches!(error, CloudError::AlreadyExists(_)) => {}
-        Command::Retag { item, .. } | Command::DeleteReplaced { item, .. } if matches!(error, CloudError::NotFound(_)) => {
+        Command::Retag { item, .. } | Command::DeleteReplaced { item, .. }
+            if matches!(error, CloudError::NotFound(_)) =>
+        {
             let item = &mut record.items[*item];
             item.replaced_state = Some(match command {
                 Command::DeleteReplaced { .. } => ReplacedState::Deleted,
@@ -1000,7 +1017,8 @@ pub fn abort(record: &mut RestoreRecord, cause: String, now: Timestamp) {
         item.fail(cause.clone());
     }
     record.error = Some(cause);
-    if record.rollback.is_none() && (record.service_changed || record.items.iter().any(|i| i.new_resource_id.is_some())) {
+    if record.rollback.is_none() && (record.service_changed || record.items.iter().any(|i| i.new_resource_id.is_some()))
+    {
         // Something was made or stopped after all: put it back.
         return start_rollback(record, RollbackReason::Failure, record.error.clone().unwrap_or_default(), now);
     }
@@ -1036,7 +1054,10 @@ pub fn rollback_refusal(record: &RestoreRecord, now: Timestamp) -> Option<String
         return Some("only an in-place restore can be rolled back".into());
     }
     if !matches!(record.status, JobStatus::Succeeded | JobStatus::PartiallyFailed) {
-        return Some(format!("the restore is {}; only a finished in-place restore can be rolled back", record.status.as_str()));
+        return Some(format!(
+            "the restore is {}; only a finished in-place restore can be rolled back",
+            record.status.as_str()
+        ));
     }
     if !record.keeps_replaced() || record.kept_until.is_some_and(|until| until <= now) {
         return Some("what it replaced is no longer kept".into());
@@ -1340,10 +1361,17 @@ mod tests {
         let record = restore(
             RestoreMode::InPlace,
             RestorePhase::StoppingInstances,
-            vec![volume_item("vol-a", "i-1", "/dev/xvda"), volume_item("vol-b", "i-1", "/dev/xvdb"), database_item("orders")],
+            vec![
+                volume_item("vol-a", "i-1", "/dev/xvda"),
+                volume_item("vol-b", "i-1", "/dev/xvdb"),
+                database_item("orders"),
+            ],
         );
-        let mut world =
-            World::default().with_instance("i-1", InstanceState::Running, &[("/dev/xvda", "vol-a"), ("/dev/xvdb", "vol-b")]);
+        let mut world = World::default().with_instance(
+            "i-1",
+            InstanceState::Running,
+            &[("/dev/xvda", "vol-a"), ("/dev/xvdb", "vol-b")],
+        );
         world.databases.insert("orders".into(), Tags::from([(KEY.to_owned(), "si-1".to_owned())]));
         (record, world)
     }
@@ -1533,8 +1561,10 @@ mod tests {
         let (_, _, old) = database_ids(&record, "orders");
         observed.databases.get_mut(&old).unwrap().tags = world.databases[&old].clone();
         for volume in ["vol-a", "vol-b"] {
-            observed.volumes.get_mut(volume).unwrap().tags =
-                Tags::from([(tag::REPLACED_BY.to_owned(), if volume == "vol-a" { record.restore_id.to_string() } else { "other".into() })]);
+            observed.volumes.get_mut(volume).unwrap().tags = Tags::from([(
+                tag::REPLACED_BY.to_owned(),
+                if volume == "vol-a" { record.restore_id.to_string() } else { "other".into() },
+            )]);
         }
         // WHEN expiry looks at it before kept_until THEN nothing is due
         let mut early = observed.clone();

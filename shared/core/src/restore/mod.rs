@@ -338,7 +338,10 @@ impl RestoreService {
         let mut restore: RestoreRecord = self.records.load(&restore_id).await?;
         let now = self.clock.now();
         if let Some(refusal) = machine::rollback_refusal(&restore, now) {
-            return Err(Error::conflict("RollbackNotPossible", format!("restore {restore_id} cannot be rolled back: {refusal}")));
+            return Err(Error::conflict(
+                "RollbackNotPossible",
+                format!("restore {restore_id} cannot be rolled back: {refusal}"),
+            ));
         }
         machine::request_rollback(&mut restore, now)?;
         match self.records.save(&mut restore).await {

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::cloud::Instance;
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, RestoreId};
-use crate::model::{BackupRecord, OnFailure, ResourceKind, RestoreItem, RestoreMode, RestoreRecord, RestoreStep, Timestamp};
+use crate::model::{
+    BackupRecord, OnFailure, ResourceKind, RestoreItem, RestoreMode, RestoreRecord, RestoreStep, Timestamp,
+};
 use crate::status::{ItemStatus, JobStatus};
 
 use super::machine::{database_ids, instance_ids};
@@ -85,9 +87,8 @@ impl RestorePlan {
     /// The plan of a restore record not started yet, built by [`against`] from `current`.
     pub fn of(record: &RestoreRecord, current: &Current, backup: &BackupRecord, kept_until: Timestamp) -> RestorePlan {
         let in_place = record.mode == RestoreMode::InPlace;
-        let running = |id: &String| {
-            current.instances.get(id).is_some_and(|i| i.state == crate::cloud::InstanceState::Running)
-        };
+        let running =
+            |id: &String| current.instances.get(id).is_some_and(|i| i.state == crate::cloud::InstanceState::Running);
         let mut volumes = Vec::new();
         let mut databases = Vec::new();
         for item in &record.items {
