@@ -520,7 +520,8 @@ async fn jobs_cancel_and_capacity(b: &Backend) {
         assert!(!b.snapshot_exists(WEST, copy).await, "copy {copy} deleted");
     }
 
-    // Cancel an in-place restore: it stops, and the instances it stopped run again.
+    // Cancel an in-place restore once it stopped the instances: it rolls back, the
+    // instances it stopped run again, and nothing it made is left.
     let ev = http_event(
         "restore.json",
         &[("BACKUP_ID", &kept_id)],
@@ -530,7 +531,7 @@ async fn jobs_cancel_and_capacity(b: &Backend) {
     assert_eq!(status, 202, "{restore}");
     let restore_id = restore["restore_id"].as_str().unwrap().to_owned();
     let (status, job) = admin(app, "POST", &format!("/jobs/{restore_id}/cancel"), Some(json!({}))).await;
-    assert_eq!((status, job["status"].as_str()), (202, Some("Cancelled")), "{job}");
+    assert_eq!((status, job["status"].as_str()), (202, Some("RollingBack")), "{job}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         app.poller.poll_active().await.unwrap();
@@ -538,7 +539,11 @@ async fn jobs_cancel_and_capacity(b: &Backend) {
         if r.phase == snapnest_core::model::RestorePhase::Done {
             let states = app.clouds.home().describe_instances(&r.stopped_instance_ids).await.unwrap();
             assert!(states.iter().all(|i| i.state == snapnest_core::cloud::InstanceState::Running), "{states:?}");
-            assert_eq!(r.status, JobStatus::Cancelled);
+            assert_eq!(r.status, JobStatus::RolledBack, "{r:#?}");
+            assert_eq!(r.error.as_deref(), Some("cancelled by the user"));
+            let made: Vec<String> = r.items.iter().filter_map(|i| i.new_resource_id.clone()).collect();
+            let left = app.clouds.home().describe_volumes(&made).await.unwrap();
+            assert!(left.is_empty(), "the volumes it made are deleted: {left:?}");
             break;
         }
         assert!(Instant::now() < deadline, "{r:#?}");
