@@ -258,3 +258,141 @@ async fn a_backup_of_99_instances_with_16_volumes_and_10_databases_stores_and_po
         assert!(size < 400 * 1024, "an item of {size} bytes");
     }
 }
+
+/// The volume at each device of the service instance's instances, in the emulator.
+async fn devices(moto: &MotoSnapnest) -> std::collections::BTreeMap<String, String> {
+    let instances = moto
+        .ec2
+        .describe_instances()
+        .filters(Filter::builder().name("tag:service-instance-id").values(&moto.service_instance_id).build())
+        .send()
+        .await
+        .unwrap();
+    let mut devices = std::collections::BTreeMap::new();
+    for instance in instances.reservations().iter().flat_map(|r| r.instances()) {
+        assert_eq!(instance.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"));
+        for mapping in instance.block_device_mappings() {
+            let place = format!("{} {}", instance.instance_id().unwrap(), mapping.device_name().unwrap());
+            let previous = devices.insert(place.clone(), mapping.ebs().unwrap().volume_id().unwrap().to_owned());
+            assert!(previous.is_none(), "{place} holds one volume");
+        }
+    }
+    devices
+}
+
+async fn volume_tags(moto: &MotoSnapnest, volume_id: &str) -> std::collections::BTreeMap<String, String> {
+    let volumes = moto.ec2.describe_volumes().volume_ids(volume_id).send().await.unwrap();
+    let volume = volumes.volumes().first().unwrap_or_else(|| panic!("{volume_id} exists"));
+    volume.tags().iter().map(|t| (t.key().unwrap().to_owned(), t.value().unwrap_or_default().to_owned())).collect()
+}
+
+async fn database_tags(moto: &MotoSnapnest, db_id: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    let databases = moto.rds.describe_db_instances().send().await.unwrap();
+    let db = databases.db_instances().iter().find(|d| d.db_instance_identifier() == Some(db_id))?;
+    Some(db.tag_list().iter().map(|t| (t.key().unwrap().to_owned(), t.value().unwrap_or_default().to_owned())).collect())
+}
+
+async fn backup_now(app: &Arc<Snapnest>, si: &str) -> Value {
+    let ev = http_event("create-backup.json", &[("si-demo", si)], Some(&json!({})));
+    let (status, created) = call(create_backup::router(app.clone()), ev).await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["backup_id"].as_str().unwrap().to_owned();
+    run_until(app, "admin-api-get-backup.json", "BACKUP_ID", &id, |b| b["status"] == "Succeeded").await
+}
+
+async fn restore_in_place(app: &Arc<Snapnest>, backup: &Value) -> Value {
+    let body = json!({"mode": "in_place", "safety_backup": false});
+    let ev = http_event("restore.json", &[("BACKUP_ID", backup["backup_id"].as_str().unwrap())], Some(&body));
+    let (status, restore) = call(restore::router(app.clone()), ev).await;
+    assert_eq!(status, 202, "{restore}");
+    let id = restore["restore_id"].as_str().unwrap().to_owned();
+    settled_restore(app, &id).await
+}
+
+async fn settled_restore(app: &Arc<Snapnest>, id: &str) -> Value {
+    run_until(app, "admin-api-get-restore.json", "RESTORE_ID", id, |r| {
+        !matches!(r["status"].as_str(), Some("Pending" | "Running" | "RollingBack")) && r["phase"] == "done"
+    })
+    .await
+}
+
+#[tokio::test]
+async fn in_place_restores_one_after_another_and_a_roll_back_on_dynamodb_and_the_aws_apis() {
+    // GIVEN two points of a service instance on moto
+    let moto = MotoSnapnest::start("sequences").await;
+    let (app, si) = (moto.app.clone(), moto.service_instance_id.clone());
+    let older = backup_now(&app, &si).await;
+    let newer = backup_now(&app, &si).await;
+    let original = devices(&moto).await;
+
+    // WHEN the newer point is restored in place, twice, then the older one
+    let mut restores = Vec::new();
+    for point in [&newer, &newer, &older] {
+        let before = devices(&moto).await;
+        let restore = restore_in_place(&app, point).await;
+        assert_eq!(restore["status"], "Succeeded", "{restore:#}");
+        let restore_id = restore["restore_id"].as_str().unwrap().to_owned();
+        // THEN every device holds a volume this restore made, and what was there before is
+        // kept, detached, tagged replaced-by the restore with its keeping time
+        let after = devices(&moto).await;
+        assert_eq!(after.keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>());
+        for (place, volume) in &after {
+            assert_eq!(volume_tags(&moto, volume).await.get(tag::RESTORE_ID), Some(&restore_id), "{place}");
+            let replaced = volume_tags(&moto, &before[place]).await;
+            assert_eq!(replaced.get(tag::REPLACED_BY), Some(&restore_id), "{place}");
+            assert!(replaced.contains_key(tag::KEPT_UNTIL), "{place}: {replaced:?}");
+        }
+        // AND the database id names the restored database; the replaced one left the service
+        // instance (no service-instance tag) and is kept under the restore's name
+        let serving = database_tags(&moto, &moto.db_id).await.expect("the database id exists");
+        assert_eq!(serving.get(tag::RESTORE_ID), Some(&restore_id));
+        assert_eq!(serving.get("service-instance-id"), Some(&si));
+        let db_item = restore["items"].as_array().unwrap().iter().find(|i| i["kind"] == "database").unwrap();
+        let kept = database_tags(&moto, db_item["replaced_resource_id"].as_str().unwrap()).await.expect("kept");
+        assert_eq!(kept.get(tag::REPLACED_BY), Some(&restore_id));
+        assert!(!kept.contains_key("service-instance-id"), "{kept:?}");
+        restores.push((restore_id, before));
+    }
+    assert_ne!(devices(&moto).await, original);
+
+    // AND a backup now has exactly the items of the first one
+    let after = backup_now(&app, &si).await;
+    let places = |b: &Value| -> Vec<String> {
+        let mut p: Vec<String> = b["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| format!("{} {} {}", i["instance_id"], i["device"], if i["kind"] == "database" { &i["resource_id"] } else { &Value::Null }))
+            .collect();
+        p.sort();
+        p
+    };
+    assert_eq!(places(&after), places(&older));
+
+    // WHEN the last restore is rolled back on request
+    let (last_id, before_last) = restores.pop().unwrap();
+    let ev = http_event("restore-rollback.json", &[("RESTORE_ID", &last_id)], None);
+    let (status, answer) = call(restore::router(app.clone()), ev).await;
+    assert_eq!(status, 202, "{answer}");
+    let rolled_back = settled_restore(&app, &last_id).await;
+    // THEN it is RolledBack: the devices hold what they held before it (given back to the
+    // service instance, no longer marked replaced), what it made is deleted
+    assert_eq!(rolled_back["status"], "RolledBack", "{rolled_back:#}");
+    assert_eq!(devices(&moto).await, before_last);
+    for volume in before_last.values() {
+        let tags = volume_tags(&moto, volume).await;
+        assert!(!tags.contains_key(tag::REPLACED_BY) && !tags.contains_key(tag::KEPT_UNTIL), "{tags:?}");
+    }
+    let made = moto
+        .ec2
+        .describe_volumes()
+        .filters(Filter::builder().name(format!("tag:{}", tag::RESTORE_ID)).values(&last_id).build())
+        .send()
+        .await
+        .unwrap();
+    assert!(made.volumes().is_empty(), "{:?}", made.volumes());
+    let serving = database_tags(&moto, &moto.db_id).await.expect("the database id exists");
+    assert_eq!(serving.get(tag::RESTORE_ID), Some(&restores[1].0), "the previous restore's database is back");
+    assert_eq!(serving.get("service-instance-id"), Some(&si));
+    assert!(!serving.contains_key(tag::REPLACED_BY));
+}
