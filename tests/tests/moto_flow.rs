@@ -289,7 +289,9 @@ async fn volume_tags(moto: &MotoSnapnest, volume_id: &str) -> std::collections::
 async fn database_tags(moto: &MotoSnapnest, db_id: &str) -> Option<std::collections::BTreeMap<String, String>> {
     let databases = moto.rds.describe_db_instances().send().await.unwrap();
     let db = databases.db_instances().iter().find(|d| d.db_instance_identifier() == Some(db_id))?;
-    Some(db.tag_list().iter().map(|t| (t.key().unwrap().to_owned(), t.value().unwrap_or_default().to_owned())).collect())
+    Some(
+        db.tag_list().iter().map(|t| (t.key().unwrap().to_owned(), t.value().unwrap_or_default().to_owned())).collect(),
+    )
 }
 
 async fn backup_now(app: &Arc<Snapnest>, si: &str) -> Value {
@@ -362,7 +364,14 @@ async fn in_place_restores_one_after_another_and_a_roll_back_on_dynamodb_and_the
             .as_array()
             .unwrap()
             .iter()
-            .map(|i| format!("{} {} {}", i["instance_id"], i["device"], if i["kind"] == "database" { &i["resource_id"] } else { &Value::Null }))
+            .map(|i| {
+                format!(
+                    "{} {} {}",
+                    i["instance_id"],
+                    i["device"],
+                    if i["kind"] == "database" { &i["resource_id"] } else { &Value::Null }
+                )
+            })
             .collect();
         p.sort();
         p

@@ -112,7 +112,12 @@ async fn the_demo_five_times_keeps_seven_items() {
     for run in 1..=5 {
         let point = world.backup(SI).await;
         // THEN every backup has the same seven items
-        assert_eq!(point.items.len(), 7, "run {run}: {:?}", point.items.iter().map(|i| &i.resource_id).collect::<Vec<_>>());
+        assert_eq!(
+            point.items.len(),
+            7,
+            "run {run}: {:?}",
+            point.items.iter().map(|i| &i.resource_id).collect::<Vec<_>>()
+        );
         let restore = world.restore(&point.backup_id, &in_place(true)).await;
         assert_eq!(restore.status, JobStatus::Succeeded, "run {run}: {restore:#?}");
     }

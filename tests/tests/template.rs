@@ -482,6 +482,7 @@ fn the_cargo_lambda_watch_router_sends_each_route_to_the_function_of_the_templat
     assert!(!router.is_empty());
     let functions = functions(&template);
     let mut checked = 0;
+    let mut routed = BTreeSet::new();
     for (path, target) in router {
         // `"/path" = "function"` (every method) or `"/path" = [{ method, function }, …]`.
         let entries: Vec<(Option<String>, String)> = match target {
@@ -497,6 +498,7 @@ fn the_cargo_lambda_watch_router_sends_each_route_to_the_function_of_the_templat
             other => panic!("router entry {path} = {other}"),
         };
         for (method, function) in entries {
+            routed.insert((method.clone().unwrap_or_else(|| "*".into()), path.clone()));
             let matching: Vec<_> = events
                 .iter()
                 .filter(|((m, p), _)| p == path && method.as_ref().is_none_or(|want| want == m))
@@ -519,6 +521,11 @@ fn the_cargo_lambda_watch_router_sends_each_route_to_the_function_of_the_templat
         }
     }
     assert!(checked > 0);
+    // …and every route of the template is served under `cargo lambda watch` too.
+    for (method, path) in events.keys() {
+        let served = routed.contains(&(method.clone(), path.clone())) || routed.contains(&("*".into(), path.clone()));
+        assert!(served, "template.yaml's {method} {path} has no entry in Cargo.toml's cargo lambda watch router");
+    }
 }
 
 #[test]

@@ -1075,7 +1075,8 @@ pub fn request_rollback(record: &mut RestoreRecord, now: Timestamp) -> Result<()
 /// The replaced resources whose keeping time is over, to delete — only those still carrying
 /// this restore's `snapnest:replaced-by` tag; others are no longer snapnest's to delete.
 pub fn expire_replaced(record: &mut RestoreRecord, observed: &Observation) -> Vec<Command> {
-    if record.kept_until.is_none_or(|until| until > observed.now) {
+    // A roll-back still at work (asked for just before kept_until) owns them until it ends.
+    if record.phase != RestorePhase::Done || record.kept_until.is_none_or(|until| until > observed.now) {
         return Vec::new();
     }
     let restore_id = record.restore_id.to_string();
