@@ -1545,7 +1545,7 @@ mod tests {
         assert_eq!(world.volumes.len(), 2);
         assert_eq!(world.databases.len(), 1);
         assert_eq!(world.databases["orders"].get(KEY).map(String::as_str), Some("si-1"), "the tag is back");
-        assert!(world.databases["orders"].get(tag::REPLACED_BY).is_none());
+        assert!(!world.databases["orders"].contains_key(tag::REPLACED_BY));
         assert!(record.items.iter().all(|i| i.replaced_state == Some(ReplacedState::Restored)));
         // AND once rolled back it cannot be rolled back again
         assert!(rollback_refusal(&record, Utc::now()).is_some());
