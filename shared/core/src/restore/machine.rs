@@ -297,7 +297,9 @@ fn enter(record: &mut RestoreRecord, phase: RestorePhase, now: Timestamp) {
 }
 
 fn check_deadline(record: &mut RestoreRecord, now: Timestamp, rules: &Rules) {
-    if record.mode != RestoreMode::InPlace || record.rollback.is_some() {
+    // A roll-back is not given up on; only its last phase, the start, has a deadline.
+    let rolling_back = record.rollback.is_some() && record.phase != RestorePhase::StartingInstances;
+    if record.mode != RestoreMode::InPlace || rolling_back {
         return;
     }
     let Some(started) = record.phase_started_at else { return };
@@ -334,11 +336,12 @@ fn check_deadline(record: &mut RestoreRecord, now: Timestamp, rules: &Rules) {
             }
         }
         _ => {
-            let waiting: Vec<&str> = record.stopped_instance_ids.iter().map(String::as_str).collect();
-            record.error = Some(format!(
-                "the restore is done but {} did not start within {minutes} minutes; start them by hand",
-                waiting.join(", ")
-            ));
+            let stopped = record.stopped_instance_ids.join(", ");
+            let late = format!("not all of {stopped} started within {minutes} minutes; start them by hand");
+            record.error = Some(match record.error.take() {
+                Some(cause) => format!("{cause}; {late}"),
+                None => late,
+            });
             enter(record, RestorePhase::Done, now);
         }
     }
