@@ -209,6 +209,10 @@ async fn get_backup(
                     "error": "BackupExpired",
                     "message": "backup bk-3f9c2a7d41e84b0c9a15 has expired; its snapshots are deleted"
                 }))),
+                ("BackupExpiring" = (value = json!({
+                    "error": "BackupExpiring",
+                    "message": "backup bk-3f9c2a7d41e84b0c9a15 is expiring: its snapshots have been being deleted since 2026-11-28 03:00:00 UTC"
+                }))),
                 ("ConcurrentModification" = (value = json!({
                     "error": "ConcurrentModification",
                     "message": "backup 'bk-3f9c2a7d41e84b0c9a15' was changed by another request; read it again and retry"

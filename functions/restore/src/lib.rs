@@ -122,6 +122,10 @@ pub fn router(app: Arc<Snapnest>) -> Router {
                     "error": "BackupNotRestorable",
                     "message": "backup bk-3f9c2a7d41e84b0c9a15 is Running; only a Succeeded or PartiallyFailed point can be restored"
                 }))),
+                ("BackupExpiring" = (value = json!({
+                    "error": "BackupExpiring",
+                    "message": "backup bk-3f9c2a7d41e84b0c9a15 is expiring: its snapshots have been being deleted since 2026-11-28 03:00:00 UTC"
+                }))),
                 ("BackupDamaged" = (value = json!({
                     "error": "BackupDamaged",
                     "message": "backup bk-3f9c2a7d41e84b0c9a15 is damaged: a snapshot of it was deleted outside snapnest"

@@ -21,6 +21,9 @@ pub mod tag {
     pub const SERVICE_INSTANCE: &str = "snapnest:service-instance-id";
     pub const EXPIRES_AT: &str = "snapnest:expires-at";
     pub const SOURCE_VOLUME: &str = "snapnest:source-volume-id";
+    /// On a copy in another region: the snapshot it copies. `CopySnapshot` takes no client
+    /// token, so this is how a run that died after the call finds the copy it made.
+    pub const COPY_OF: &str = "snapnest:copy-of";
     pub const RESTORE_ID: &str = "snapnest:restore-id";
     /// On a volume or database an in-place restore took out of service, kept for roll-back:
     /// the restore's id. Only what carries it is ever deleted as "replaced".

@@ -24,6 +24,8 @@ pub fn backup_point(items: Vec<BackupItem>) -> BackupRecord {
         replication: None,
         damaged: false,
         cleanup_pending: false,
+        expiring_since: None,
+        restores_running: Vec::new(),
         error: None,
         selection: Selection::default(),
         client_token: None,

@@ -148,6 +148,14 @@ pub struct BackupRecord {
     /// Cancelled without keeping its snapshots, and not all of them are deleted yet.
     #[serde(default)]
     pub cleanup_pending: bool,
+    /// When expire-retention began deleting its snapshots (written before the first delete):
+    /// from then on its retention cannot change, and a snapshot found gone was deleted by
+    /// snapnest itself.
+    #[serde(default)]
+    pub expiring_since: Option<Timestamp>,
+    /// Restores reading this point's snapshots now: it is not expired until they end.
+    #[serde(default)]
+    pub restores_running: Vec<RestoreId>,
     /// Why the whole point failed when no item could say (e.g. nothing to back up).
     pub error: Option<String>,
     #[serde(default)]

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::ids::BackupId;
 use crate::model::{BackupRecord, Replication, ResourceKind, Timestamp};
 use crate::records::Records;
-use crate::snapshots::{delete_snapshot, describe_snapshots, snapshot_tags};
+use crate::snapshots::{db_snapshot_name, delete_snapshot, describe_snapshots, snapshot_tags};
 use crate::status::{ItemStatus, JobStatus};
 use crate::store::{Cursor, StoreError};
 use crate::validate;
@@ -86,6 +86,8 @@ impl BackupService {
             }),
             damaged: false,
             cleanup_pending: false,
+            expiring_since: None,
+            restores_running: Vec::new(),
             error: None,
             selection: plan.selection,
             client_token: request.client_token.clone(),
@@ -243,9 +245,15 @@ impl BackupService {
         let tagged = cloud.find_snapshots(tag::BACKUP_ID, &backup.backup_id).await?;
         let mut untracked: Vec<String> = tagged.into_iter().map(|s| s.snapshot_id).collect();
         for item in backup.items.iter_mut() {
-            let Some(id) = item.snapshot_id.clone() else { continue };
+            // A DB snapshot the starter asked for but had not written down yet has its fixed name.
+            let id = match (&item.snapshot_id, item.kind) {
+                (Some(id), _) => id.clone(),
+                (None, ResourceKind::Database) => db_snapshot_name(&backup.backup_id, &item.resource_id),
+                (None, ResourceKind::Volume) => continue,
+            };
             untracked.retain(|t| *t != id);
             match delete_snapshot(cloud.as_ref(), item.kind, &id).await? {
+                DeleteOutcome::NotFound if item.snapshot_id.is_none() => {}
                 DeleteOutcome::Deleted | DeleteOutcome::NotFound => lifecycle::cleanup_deleted(item, &id, None),
                 DeleteOutcome::InUse(by) => lifecycle::cleanup_deleted(item, &id, Some(by)),
             }

@@ -47,6 +47,30 @@ pub fn begin(record: &mut BackupRecord) -> Result<(), IllegalTransition> {
     Ok(())
 }
 
+/// The copies to ask for now, at most `room`: each is marked asked for (`Running`, no
+/// copy id yet) — the intent the service saves before it makes any call.
+pub fn start_copies(items: &mut [ReplicaItem], room: usize) -> Vec<usize> {
+    let mut started = Vec::new();
+    for (n, item) in items.iter_mut().enumerate().filter(|(_, i)| i.status == ItemStatus::Pending) {
+        if started.len() >= room {
+            break;
+        }
+        item.status = ItemStatus::Running;
+        started.push(n);
+    }
+    started
+}
+
+/// A copy asked for by a run that died before writing its id down, as the destination's
+/// tags show it: the first is adopted and any others (a call made twice) are returned to
+/// be deleted; `None` when there is none and it must be asked for again.
+pub fn copy_found(item: &mut ReplicaItem, mut found: Vec<String>) -> Option<Vec<String>> {
+    found.sort();
+    let mut found = found.into_iter();
+    item.replica_snapshot_id = Some(found.next()?);
+    Some(found.collect())
+}
+
 /// What a copy call answered: the copy's id (it is now running), or a failure that is
 /// retried on a later run while attempts remain.
 pub fn copy_started(item: &mut ReplicaItem, answer: Result<String, CloudError>) -> CopyStart {
@@ -59,6 +83,7 @@ pub fn copy_started(item: &mut ReplicaItem, answer: Result<String, CloudError>) 
         Err(e) if e.is_retryable() && item.attempts + 1 < MAX_COPY_ATTEMPTS => {
             item.attempts += 1;
             item.error = Some(e.to_string());
+            item.status = ItemStatus::Pending;
             CopyStart::Deferred
         }
         Err(e) => {
@@ -89,7 +114,8 @@ pub struct CopiesEnded {
 pub fn copies_reported(items: &mut [ReplicaItem], reported: &HashMap<String, SnapshotStatus>) -> CopiesEnded {
     let mut ended = CopiesEnded::default();
     for item in items.iter_mut().filter(|i| i.status == ItemStatus::Running) {
-        let id = item.replica_snapshot_id.clone().unwrap_or_default();
+        // Asked for, its id not known yet: the service finds it by tag first.
+        let Some(id) = item.replica_snapshot_id.clone() else { continue };
         let outcome = match reported.get(&id) {
             None => Some(Err(format!("copy {id} disappeared before it completed"))),
             Some(status) => {
@@ -162,6 +188,32 @@ mod tests {
         assert_eq!(replication.status, JobStatus::Running);
         assert_eq!(replication.items.len(), 1);
         assert_eq!(replication.items[0].source_snapshot_id, "snap-1");
+    }
+
+    #[test]
+    fn copies_are_asked_for_within_the_room_and_a_lost_answer_is_found_by_tag() {
+        // GIVEN a point with three snapshots to copy and room for two copies
+        let mut record = finished_point(JobStatus::Succeeded);
+        begin(&mut record).unwrap();
+        let items = &mut record.replication.as_mut().unwrap().items;
+        items.extend([items[0].clone(), items[0].clone()]);
+        items[1].source_snapshot_id = "snap-2".into();
+        items[2].source_snapshot_id = "snap-3".into();
+        // WHEN copies are started THEN two are marked asked for (the intent), without ids
+        assert_eq!(start_copies(items, 2), vec![0, 1]);
+        assert!(items[..2].iter().all(|i| i.status == ItemStatus::Running && i.replica_snapshot_id.is_none()));
+        assert_eq!(items[2].status, ItemStatus::Pending);
+        // AND an asked-for copy with no id yet is not taken for a vanished one
+        let ended = copies_reported(items, &HashMap::new());
+        assert_eq!(ended, CopiesEnded::default());
+        // WHEN the run died after the calls and the next finds the copies by tag
+        let extras = copy_found(&mut items[0], vec!["snap-copy-b".into(), "snap-copy-a".into()]);
+        // THEN one is adopted and the other (made twice) is to be deleted
+        assert_eq!(items[0].replica_snapshot_id.as_deref(), Some("snap-copy-a"));
+        assert_eq!(extras, Some(vec!["snap-copy-b".to_owned()]));
+        // AND a copy that is not there is asked for again
+        assert_eq!(copy_found(&mut items[1], vec![]), None);
+        assert!(items[1].replica_snapshot_id.is_none());
     }
 
     #[test]

@@ -103,10 +103,45 @@ impl ReplicationService {
         summary.copies_failed += ended.failed;
         *in_flight = in_flight.saturating_sub(ended.completed + ended.failed);
 
-        for item in replication.items.iter_mut().filter(|i| i.status == ItemStatus::Pending) {
-            if *in_flight >= MAX_COPIES_IN_FLIGHT_PER_REGION {
-                break;
+        // Copies asked for by a run that died before it wrote their ids down: found by tag
+        // (EBS) or by their fixed name (DB), or asked for again.
+        let mut calls: Vec<usize> = Vec::new();
+        for (n, item) in replication.items.iter_mut().enumerate() {
+            if item.status != ItemStatus::Running || item.replica_snapshot_id.is_some() {
+                continue;
             }
+            match item.kind {
+                ResourceKind::Volume => {
+                    let found = destination.find_snapshots(tag::COPY_OF, &item.source_snapshot_id).await?;
+                    match lifecycle::copy_found(item, found.into_iter().map(|s| s.snapshot_id).collect()) {
+                        Some(extras) => {
+                            for extra in extras {
+                                warn!(%backup_id, copy = %extra, "a copy made twice is deleted");
+                                destination.delete_snapshot(&extra).await?;
+                            }
+                        }
+                        None => calls.push(n),
+                    }
+                }
+                ResourceKind::Database => calls.push(n),
+            }
+        }
+        // New copies within the limit: their intent is saved before any of them is asked
+        // for, so a run that loses the race to another saves nothing and calls nothing.
+        let room = MAX_COPIES_IN_FLIGHT_PER_REGION.saturating_sub(*in_flight);
+        let starting = lifecycle::start_copies(&mut replication.items, room);
+        *in_flight += starting.len();
+        calls.extend(starting);
+        if calls.is_empty() {
+            lifecycle::derive_status(replication);
+            return Ok(());
+        }
+        self.records.save(point).await?;
+        let replication = point.replication.as_mut().expect("filtered");
+        for n in calls {
+            let item = &mut replication.items[n];
+            let mut tags = tags.clone();
+            tags.insert(tag::COPY_OF.to_owned(), item.source_snapshot_id.clone());
             let answer = match item.kind {
                 ResourceKind::Volume => {
                     destination.copy_snapshot(&source_region, &item.source_snapshot_id, &tags).await
@@ -120,15 +155,15 @@ impl ReplicationService {
                 }
             };
             match lifecycle::copy_started(item, answer) {
-                CopyStart::Started => {
-                    *in_flight += 1;
-                    summary.copies_started += 1;
+                CopyStart::Started => summary.copies_started += 1,
+                CopyStart::Deferred => *in_flight = in_flight.saturating_sub(1),
+                CopyStart::Failed => {
+                    *in_flight = in_flight.saturating_sub(1);
+                    summary.copies_failed += 1
                 }
-                CopyStart::Deferred => {}
-                CopyStart::Failed => summary.copies_failed += 1,
             }
         }
-        lifecycle::derive_status(replication);
+        lifecycle::derive_status(point.replication.as_mut().expect("filtered"));
         Ok(())
     }
 

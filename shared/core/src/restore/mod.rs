@@ -64,6 +64,9 @@ pub enum Started {
 /// enough to cross the phases that need no waiting, few enough to bound an invocation.
 const ROUNDS_PER_ADVANCE: usize = 5;
 
+/// Conditional writes of the backup point a restore makes before it gives up on a race.
+const HOLD_ATTEMPTS: usize = 5;
+
 /// Starting, following, cancelling and rolling back restores.
 #[derive(Clone)]
 pub struct RestoreService {
@@ -140,18 +143,21 @@ impl RestoreService {
         }
         machine::derive_status(&mut record, now);
         tracing::Span::current().record("restore_id", record.restore_id.as_str());
-        match self.records.insert(&mut record, request.client_token.as_deref()).await {
-            Ok(()) => {}
+        self.hold_point(backup, &record.restore_id).await?;
+        let refused = match self.records.insert(&mut record, request.client_token.as_deref()).await {
+            Ok(()) => None,
             Err(StoreError::TokenUsed { existing_id }) => {
-                return Ok(Started::Restore(Box::new(self.records.load(&existing_id).await?)))
+                Some(Ok(Started::Restore(Box::new(self.records.load(&existing_id).await?))))
             }
-            Err(StoreError::LockHeld { holder, .. }) => {
-                return Err(Error::conflict(
-                    "RestoreAlreadyRunning",
-                    format!("restore {holder} of service instance {} is still running", backup.service_instance_id),
-                ))
-            }
-            Err(other) => return Err(other.into()),
+            Err(StoreError::LockHeld { holder, .. }) => Some(Err(Error::conflict(
+                "RestoreAlreadyRunning",
+                format!("restore {holder} of service instance {} is still running", record.service_instance_id),
+            ))),
+            Err(other) => Some(Err(other.into())),
+        };
+        if let Some(answer) = refused {
+            self.release_point(&record).await;
+            return answer;
         }
         info!(%backup_id, mode = ?record.mode, "restore record written");
         Ok(Started::Restore(Box::new(self.advance(record).await?)))
@@ -219,9 +225,58 @@ impl RestoreService {
             if record.status.is_terminal() && !saved.status.is_terminal() {
                 info!(status = record.status.as_str(), error = ?record.error, "restore finished");
             }
+            if record.phase == RestorePhase::Done && saved.phase != RestorePhase::Done {
+                self.release_point(record).await;
+            }
             *saved = record.clone();
         }
         Ok(())
+    }
+
+    /// Writes the restore onto its backup point, so that expire-retention leaves the point's
+    /// snapshots alone until it is done. One conditional write decides against an expiry
+    /// starting at the same moment: whichever saves first wins, the other is refused.
+    async fn hold_point(&self, mut backup: BackupRecord, restore_id: &RestoreId) -> Result<()> {
+        for _ in 0..HOLD_ATTEMPTS {
+            if let Some(since) = backup.expiring_since {
+                return Err(Error::conflict(
+                    "BackupExpiring",
+                    format!(
+                        "backup {} is expiring: its snapshots have been being deleted since {since}",
+                        backup.backup_id
+                    ),
+                ));
+            }
+            backup.restores_running.push(restore_id.clone());
+            match self.records.save(&mut backup).await {
+                Err(Error::Conflict { code: "ConcurrentModification", .. }) => {
+                    backup = self.records.load(&backup.backup_id).await?;
+                }
+                other => return other,
+            }
+        }
+        Err(Error::conflict("ConcurrentModification", format!("backup {} is changing; retry", backup.backup_id)))
+    }
+
+    /// Takes a finished restore off its point. Best effort: expire-retention also drops the
+    /// restores that ended from the points they held.
+    async fn release_point(&self, restore: &RestoreRecord) {
+        for _ in 0..HOLD_ATTEMPTS {
+            let mut backup: BackupRecord = match self.records.load(&restore.backup_id).await {
+                Ok(backup) => backup,
+                Err(e) => return warn!(error = %e, "backup point not released; expire-retention will"),
+            };
+            let before = backup.restores_running.len();
+            backup.restores_running.retain(|id| *id != restore.restore_id);
+            if backup.restores_running.len() == before {
+                return;
+            }
+            match self.records.save(&mut backup).await {
+                Err(Error::Conflict { code: "ConcurrentModification", .. }) => continue,
+                Err(e) => return warn!(error = %e, "backup point not released; expire-retention will"),
+                Ok(()) => return,
+            }
+        }
     }
 
     /// What the machine wants to know, in one batched describe per kind.
@@ -326,6 +381,9 @@ impl RestoreService {
         }
         machine::cancel(&mut restore, self.clock.now())?;
         self.records.save(&mut restore).await?;
+        if restore.phase == RestorePhase::Done {
+            self.release_point(&restore).await;
+        }
         info!(%restore_id, status = restore.status.as_str(), "restore cancelled");
         Ok(restore)
     }

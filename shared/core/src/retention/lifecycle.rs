@@ -31,6 +31,12 @@ pub fn new_expiry(record: &BackupRecord, request: &RetentionRequest, now: Timest
             format!("backup {backup_id} has expired; its snapshots are deleted"),
         ));
     }
+    if let Some(since) = record.expiring_since {
+        return Err(Error::conflict(
+            "BackupExpiring",
+            format!("backup {backup_id} is expiring: its snapshots have been being deleted since {since}"),
+        ));
+    }
     let limit = record.started_at + Duration::days(MAX_RETENTION_DAYS.into());
     let expiry = match (request, record.expires_at) {
         (RetentionRequest { never_expire: Some(true), .. }, _) => None,
@@ -67,16 +73,24 @@ pub fn new_expiry(record: &BackupRecord, request: &RetentionRequest, now: Timest
     Ok(expiry)
 }
 
-/// Whether the point's own snapshots are due for deletion at `now`.
+/// Whether the point's own snapshots are due for deletion at `now`: its retention ran out,
+/// and nothing reads them (a restore, or a replication still copying them).
 pub fn point_due(record: &BackupRecord, now: Timestamp) -> bool {
-    record.status.is_terminal() && record.status != JobStatus::Expired && record.expires_at.is_some_and(|e| e <= now)
+    let copying = record.replication.as_ref().is_some_and(|r| !r.status.is_terminal());
+    record.status.is_terminal()
+        && record.status != JobStatus::Expired
+        && record.expires_at.is_some_and(|e| e <= now)
+        && record.restores_running.is_empty()
+        && !copying
 }
 
-/// Whether the point's copies in the destination region are due for deletion at `now`.
+/// Whether the point's copies in the destination region are due for deletion at `now`
+/// (not while a restore may be reading them).
 pub fn replicas_due(record: &BackupRecord, now: Timestamp) -> bool {
-    record.replication.as_ref().is_some_and(|r| {
-        r.status.is_terminal() && r.status != JobStatus::Expired && r.expires_at.is_some_and(|e| e <= now)
-    })
+    record.restores_running.is_empty()
+        && record.replication.as_ref().is_some_and(|r| {
+            r.status.is_terminal() && r.status != JobStatus::Expired && r.expires_at.is_some_and(|e| e <= now)
+        })
 }
 
 /// The snapshots an expiring point still manages: (item position, kind, snapshot id).
@@ -92,12 +106,14 @@ pub fn snapshots_to_delete(record: &BackupRecord) -> Vec<(usize, ResourceKind, S
 
 /// How the delete of one of an expiring point's snapshots ended: deleted; in use by
 /// something else (released from snapnest's management, never retried); or already gone,
-/// which for a snapshot of a succeeded item means it was deleted behind snapnest's back.
+/// which for a snapshot of a succeeded item means it was deleted behind snapnest's back —
+/// unless an earlier run of this expiry (`resumed`) may have deleted it.
 pub fn snapshot_deleted(
     record: &mut BackupRecord,
     position: usize,
     snapshot_id: &str,
     outcome: DeleteOutcome,
+    resumed: bool,
     summary: &mut ExpirySummary,
 ) {
     let item: &mut BackupItem = &mut record.items[position];
@@ -108,7 +124,7 @@ pub fn snapshot_deleted(
             item.error = Some(format!("released from snapnest's management: the snapshot is in use ({by})"));
             summary.snapshots_released += 1;
         }
-        DeleteOutcome::NotFound if item.status == ItemStatus::Succeeded => {
+        DeleteOutcome::NotFound if item.status == ItemStatus::Succeeded && !resumed => {
             record.damaged = true;
             item.error = Some(format!("snapshot {snapshot_id} was deleted outside snapnest"));
         }
@@ -208,8 +224,8 @@ mod tests {
         let targets = snapshots_to_delete(&record);
         assert_eq!(targets.len(), 2);
         // WHEN the volume snapshot is in use by an AMI and the DB snapshot is already gone
-        snapshot_deleted(&mut record, 0, "snap-1", DeleteOutcome::InUse("ami-1".into()), &mut summary);
-        snapshot_deleted(&mut record, 1, "snapnest-db", DeleteOutcome::NotFound, &mut summary);
+        snapshot_deleted(&mut record, 0, "snap-1", DeleteOutcome::InUse("ami-1".into()), false, &mut summary);
+        snapshot_deleted(&mut record, 1, "snapnest-db", DeleteOutcome::NotFound, false, &mut summary);
         point_expired(&mut record, &mut summary).unwrap();
         // THEN the volume snapshot is released (kept, never retried), the point damaged and Expired
         assert!(record.items[0].released);
@@ -221,6 +237,43 @@ mod tests {
         // AND a released snapshot is not deleted again
         assert!(snapshots_to_delete(&record).is_empty());
         assert!(!point_due(&record, now));
+    }
+
+    #[test]
+    fn a_snapshot_gone_when_an_earlier_run_of_the_expiry_began_is_not_damage() {
+        // GIVEN a point whose expiry began in a run that died after deleting its snapshot
+        let mut record = point(Some(-1));
+        record.expiring_since = Some(Utc::now());
+        let mut summary = ExpirySummary::default();
+        // WHEN the next run finds the snapshot gone
+        snapshot_deleted(&mut record, 0, "snap-1", DeleteOutcome::NotFound, true, &mut summary);
+        // THEN the point is not damaged: snapnest deleted it itself
+        assert!(!record.damaged);
+        assert!(record.items[0].snapshot_id.is_none());
+        // AND its retention can no longer change
+        let refused = new_expiry(&record, &extend(7), Utc::now());
+        assert!(matches!(refused, Err(Error::Conflict { code: "BackupExpiring", .. })), "{refused:?}");
+    }
+
+    #[test]
+    fn a_point_read_by_a_restore_or_a_replication_is_not_due() {
+        // GIVEN a point past its expiry that a restore reads, and one still being copied
+        let now = Utc::now();
+        let mut restored = point(Some(-1));
+        restored.restores_running = vec![crate::ids::RestoreId::generate()];
+        let mut copying = point(Some(-1));
+        copying.replication = Some(crate::model::Replication {
+            region: "us-west-2".into(),
+            status: JobStatus::Running,
+            expires_at: None,
+            items: vec![],
+        });
+        // THEN neither is due until that ends
+        assert!(!point_due(&restored, now));
+        assert!(!point_due(&copying, now));
+        copying.replication.as_mut().unwrap().status = JobStatus::Succeeded;
+        restored.restores_running.clear();
+        assert!(point_due(&restored, now) && point_due(&copying, now));
     }
 
     #[test]

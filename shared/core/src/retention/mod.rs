@@ -14,9 +14,9 @@ use tracing::{info, instrument, warn};
 
 use crate::clock::Clock;
 use crate::cloud::CloudProvider;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::{BackupId, ExpiryRunId};
-use crate::model::{BackupRecord, Timestamp};
+use crate::model::{BackupRecord, RestorePhase, RestoreRecord, Timestamp};
 use crate::records::{Records, StoredRecord};
 use crate::restore::RestoreService;
 use crate::snapshots::{delete_snapshot, snapshot_tags};
@@ -147,11 +147,23 @@ impl RetentionService {
 
     #[instrument(skip_all, fields(backup_id = %record.backup_id, service_instance_id = %record.service_instance_id))]
     async fn expire_backup(&self, mut record: BackupRecord, now: Timestamp, summary: &mut ExpirySummary) -> Result<()> {
+        if !record.restores_running.is_empty() && self.prune_finished_restores(&mut record).await? {
+            // Restores that ended without saying so (they died) no longer hold the point.
+            self.records.save(&mut record).await?;
+        }
         if lifecycle::point_due(&record, now) {
+            let resumed = record.expiring_since.is_some();
+            if !resumed {
+                // The intent, saved before the first delete: a retention change or a restore
+                // that got in first makes this save fail (the point is left for the next run),
+                // one that comes after is refused.
+                record.expiring_since = Some(now);
+                self.records.save(&mut record).await?;
+            }
             let cloud = self.clouds.region(&record.region)?;
             for (n, kind, snapshot_id) in lifecycle::snapshots_to_delete(&record) {
                 let outcome = delete_snapshot(cloud.as_ref(), kind, &snapshot_id).await?;
-                lifecycle::snapshot_deleted(&mut record, n, &snapshot_id, outcome, summary);
+                lifecycle::snapshot_deleted(&mut record, n, &snapshot_id, outcome, resumed, summary);
             }
             lifecycle::point_expired(&mut record, summary)?;
         }
@@ -169,6 +181,22 @@ impl RetentionService {
         self.records.save(&mut record).await?;
         info!(status = record.status.as_str(), damaged = record.damaged, "backup point expired");
         Ok(())
+    }
+
+    /// Drops the restores that no longer read the point (ended, or never written); true
+    /// when any was dropped.
+    async fn prune_finished_restores(&self, record: &mut BackupRecord) -> Result<bool> {
+        let mut running = Vec::new();
+        for restore_id in &record.restores_running {
+            match self.records.load::<RestoreRecord>(restore_id).await {
+                Ok(restore) if restore.phase != RestorePhase::Done => running.push(restore_id.clone()),
+                Ok(_) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let pruned = running.len() != record.restores_running.len();
+        record.restores_running = running;
+        Ok(pruned)
     }
 
     /// Keeps a record of an expire-retention run that had something to do.

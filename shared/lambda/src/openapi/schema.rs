@@ -409,6 +409,12 @@ pub struct BackupRecord {
     damaged: bool,
     /// Cancelled without keeping its snapshots, and not all are deleted yet.
     cleanup_pending: bool,
+    /// When expire-retention began deleting the point's snapshots; from then on its
+    /// retention cannot change (409 `BackupExpiring`).
+    #[schema(required = true)]
+    expiring_since: Option<Timestamp>,
+    /// Restores reading the point's snapshots now: it does not expire until they end.
+    restores_running: Vec<String>,
     /// Why the whole point failed when no item could say.
     #[schema(required = true)]
     error: Option<String>,
