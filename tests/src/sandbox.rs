@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use snapnest_core::backup::{BackupOrigin, BackupRequest};
@@ -16,7 +17,7 @@ use snapnest_local::embedded::EmbeddedStore;
 use snapnest_local::retry::RetryingProvider;
 use snapnest_local::simulated::{SimSettings, SimulatedCloud};
 
-use crate::tripwire::{SteppingClock, Tripwire, Wire};
+use crate::tripwire::{SteppingClock, Tripwire, Wire, WiredStore};
 
 pub const REGION: &str = "us-east-1";
 
@@ -31,7 +32,12 @@ pub struct Sandbox {
 impl Sandbox {
     /// A new world holding the simulated cloud's `si-demo`.
     pub fn new() -> Sandbox {
-        Self::open(tempfile::tempdir().expect("a temporary directory"))
+        Self::open(tempfile::tempdir().expect("a temporary directory"), Duration::ZERO)
+    }
+
+    /// The same, with `latency` on every cloud call (so runs at once interleave).
+    pub fn with_latency(latency: Duration) -> Sandbox {
+        Self::open(tempfile::tempdir().expect("a temporary directory"), latency)
     }
 
     /// A copy of another sandbox's world, as it is now (it must not be working).
@@ -41,21 +47,27 @@ impl Sandbox {
             let entry = entry.expect("a file");
             std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy the world");
         }
-        let copy = Self::open(dir);
+        let copy = Self::open(dir, Duration::ZERO);
         copy.clock.advance(other.clock.now() - copy.clock.now());
         copy
     }
 
-    fn open(dir: tempfile::TempDir) -> Sandbox {
+    fn open(dir: tempfile::TempDir, latency: Duration) -> Sandbox {
         let clock = Arc::new(SteppingClock::new(Utc::now()));
-        let (app, sim, wire) = service(dir.path(), clock.clone());
+        let (app, sim, wire) = service(dir.path(), clock.clone(), latency);
         Sandbox { dir, app, sim, wire, clock }
     }
 
     /// Backs `si` up and polls until the point is finished.
     pub async fn backup(&self, si: &str) -> BackupRecord {
+        self.backup_with(si, &BackupRequest::default()).await
+    }
+
+    /// Backs `si` up as `request` asks and polls until the point is finished (its
+    /// replication, if any, is replicate's work).
+    pub async fn backup_with(&self, si: &str, request: &BackupRequest) -> BackupRecord {
         let origin = BackupOrigin { trigger: Trigger::Manual, policy_id: None };
-        let started = self.app.backups.create(si, &BackupRequest::default(), origin).await.expect("start a backup");
+        let started = self.app.backups.create(si, request, origin).await.expect("start a backup");
         self.settle().await;
         self.app.backups.get(&started.backup_id).await.expect("read the backup")
     }
@@ -71,18 +83,61 @@ impl Sandbox {
     }
 
     /// Runs poll-status (each pass ten simulated seconds after the last) until no backup or
-    /// restore has work left; every pass may die at the tripwire.
+    /// restore has work left for it; every pass may die at the tripwire.
     pub async fn settle(&self) {
         for _ in 0..200 {
             self.clock.advance(chrono::Duration::seconds(10));
             let _ = self.wire.invoke(self.app.poller.poll_active()).await;
-            let backups = self.app.store.list_active(Collection::Backups).await.expect("active backups");
-            let restores = self.app.store.list_active(Collection::Restores).await.expect("active restores");
-            if backups.is_empty() && restores.is_empty() {
+            if !self.poll_has_work().await {
                 return;
             }
         }
         panic!("poll-status did not finish the work in 200 passes");
+    }
+
+    async fn poll_has_work(&self) -> bool {
+        let restores = self.app.store.list_active(Collection::Restores).await.expect("active restores");
+        if !restores.is_empty() {
+            return true;
+        }
+        for doc in self.app.store.list_active(Collection::Backups).await.expect("active backups") {
+            let backup = self.app.backups.get(&doc.id).await.expect("read a backup");
+            if !backup.status.is_terminal() || backup.cleanup_pending {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Runs replicate (each run a minute after the last) until no replication is at work;
+    /// every run may die at the tripwire.
+    pub async fn replicate(&self) {
+        for _ in 0..50 {
+            self.clock.advance(chrono::Duration::minutes(1));
+            let _ = self.wire.invoke(self.app.replication.replicate_due()).await;
+            let active = self.app.store.list_active(Collection::Backups).await.expect("active backups");
+            let mut copying = false;
+            for doc in active {
+                let backup = self.app.backups.get(&doc.id).await.expect("read a backup");
+                copying |= backup.replication.is_some_and(|r| !r.status.is_terminal());
+            }
+            if !copying {
+                return;
+            }
+        }
+        panic!("replicate did not finish in 50 runs");
+    }
+
+    /// Runs expire-retention at `at` until nothing is due then; every run may die at the
+    /// tripwire.
+    pub async fn expire(&self, at: chrono::DateTime<Utc>) {
+        for _ in 0..20 {
+            let _ = self.wire.invoke(crate::expire_at(&self.app, at)).await;
+            if self.app.store.list_due(Collection::Backups, at).await.expect("due backups").is_empty() {
+                return;
+            }
+        }
+        panic!("expire-retention did not finish in 20 runs");
     }
 }
 
@@ -94,16 +149,15 @@ impl Default for Sandbox {
 
 /// The service over the world in `dir`: the embedded store, the simulated cloud (instant,
 /// its throttling retried as in production) behind a tripwire, on `clock`.
-pub fn service(dir: &Path, clock: Arc<SteppingClock>) -> (Arc<Snapnest>, SimulatedCloud, Arc<Wire>) {
-    let settings = SimSettings {
-        home_region: REGION.into(),
-        operation_time: std::time::Duration::ZERO,
-        latency: std::time::Duration::ZERO,
-        faults: Default::default(),
-    };
+pub fn service(dir: &Path, clock: Arc<SteppingClock>, latency: Duration) -> (Arc<Snapnest>, SimulatedCloud, Arc<Wire>) {
+    let settings =
+        SimSettings { home_region: REGION.into(), operation_time: Duration::ZERO, latency, faults: Default::default() };
     let sim = SimulatedCloud::open(dir, settings).expect("the simulated cloud");
-    let store = Arc::new(EmbeddedStore::open(dir).expect("the embedded store"));
     let wire = Arc::new(Wire::default());
+    let store = Arc::new(WiredStore {
+        inner: Arc::new(EmbeddedStore::open(dir).expect("the embedded store")),
+        wire: wire.clone(),
+    });
     let clouds = Arc::new(Tripwire { inner: Arc::new(RetryingProvider(sim.clone())), wire: wire.clone() });
     let settings = Settings {
         tag_key: "service-instance-id".into(),

@@ -1,7 +1,8 @@
-//! A cloud in front of the real one that trips on its k-th mutating call: the function
-//! dies right after it (the call took effect, its answer never arrives and nothing after
-//! it runs), or something else happens between it and the next call (a user's cancel).
-//! How the restore tests kill a function at every point without a special path in it.
+//! A cloud and a store in front of the real ones that trip on the k-th mutating cloud call
+//! or the k-th store write: the function dies right after the call (it took effect, its
+//! answer never arrives and nothing after it runs), the write fails, or something else
+//! happens at that point (a user's request). How the tests kill a function at every point,
+//! or race a user against it, without a special path in the product.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use snapnest_core::clock::{Clock, Timestamp};
 use snapnest_core::cloud::*;
+use snapnest_core::store::{Collection, Cursor, Document, Page, Row, Store, StoreError};
 use tokio::sync::Notify;
 
 /// Something to run between two cloud calls.
@@ -24,16 +26,26 @@ pub enum Trip {
     Then(Hook),
 }
 
-struct Armed {
-    at: u64,
-    trip: Trip,
+/// What happens at the tripping store write.
+pub enum WriteTrip {
+    /// The write fails (the store is unavailable); the function sees the error.
+    Fails,
+    /// The hook runs just before the write, which then goes ahead.
+    Before(Hook),
 }
 
-/// The state a [`Tripwire`] shares with every cloud it hands out.
+struct Armed<T> {
+    at: u64,
+    trip: T,
+}
+
+/// The state a [`Tripwire`] and a [`WiredStore`] share with every cloud they hand out.
 #[derive(Default)]
 pub struct Wire {
     mutations: AtomicU64,
-    armed: Mutex<Option<Armed>>,
+    armed: Mutex<Option<Armed<Trip>>>,
+    writes: AtomicU64,
+    armed_write: Mutex<Option<Armed<WriteTrip>>>,
     died: Notify,
 }
 
@@ -44,8 +56,37 @@ impl Wire {
         *self.armed.lock().unwrap() = Some(Armed { at, trip });
     }
 
+    /// Trips at the `k`-th store write from now (1 = the next).
+    pub fn arm_write(&self, k: u64, trip: WriteTrip) {
+        let at = self.writes.load(Ordering::SeqCst) + k;
+        *self.armed_write.lock().unwrap() = Some(Armed { at, trip });
+    }
+
     pub fn mutations(&self) -> u64 {
         self.mutations.load(Ordering::SeqCst)
+    }
+
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    async fn before_write(&self) -> Result<(), StoreError> {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        let trip = {
+            let mut armed = self.armed_write.lock().unwrap();
+            match armed.as_ref() {
+                Some(a) if a.at == n => armed.take().map(|a| a.trip),
+                _ => None,
+            }
+        };
+        match trip {
+            Some(WriteTrip::Fails) => Err(StoreError::Unavailable("the store failed (simulated)".into())),
+            Some(WriteTrip::Before(hook)) => {
+                hook().await;
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 
     /// Resolves once a function died at the tripping call.
@@ -198,6 +239,51 @@ impl Cloud for TripCloud {
     }
     async fn delete_database(&self, db_id: &str) -> CloudResult<DeleteOutcome> {
         self.mutation(self.inner.delete_database(db_id).await).await
+    }
+}
+
+/// A [`Store`] whose record writes trip as its [`Wire`] is armed.
+pub struct WiredStore {
+    pub inner: Arc<dyn Store>,
+    pub wire: Arc<Wire>,
+}
+
+#[async_trait]
+impl Store for WiredStore {
+    async fn insert_with_rows(&self, doc: &Document, rows: &[Row], token: Option<&str>) -> Result<(), StoreError> {
+        self.wire.before_write().await?;
+        self.inner.insert_with_rows(doc, rows, token).await
+    }
+    async fn update_with_rows(&self, doc: &Document, rows: &[Row]) -> Result<(), StoreError> {
+        self.wire.before_write().await?;
+        self.inner.update_with_rows(doc, rows).await
+    }
+    async fn get_rows(&self, c: Collection, id: &str) -> Result<Vec<Row>, StoreError> {
+        self.inner.get_rows(c, id).await
+    }
+    async fn get(&self, c: Collection, id: &str) -> Result<Option<Document>, StoreError> {
+        self.inner.get(c, id).await
+    }
+    async fn list_owned(&self, c: Collection, o: &str, l: usize, cur: Option<&Cursor>) -> Result<Page, StoreError> {
+        self.inner.list_owned(c, o, l, cur).await
+    }
+    async fn list_collection(&self, c: Collection, l: usize, cur: Option<&Cursor>) -> Result<Page, StoreError> {
+        self.inner.list_collection(c, l, cur).await
+    }
+    async fn delete(&self, c: Collection, id: &str, v: u64) -> Result<(), StoreError> {
+        self.inner.delete(c, id, v).await
+    }
+    async fn acquire_lock(&self, k: &str, h: &str) -> Result<(), StoreError> {
+        self.inner.acquire_lock(k, h).await
+    }
+    async fn release_lock(&self, k: &str, h: &str) -> Result<(), StoreError> {
+        self.inner.release_lock(k, h).await
+    }
+    async fn list_active(&self, c: Collection) -> Result<Vec<Document>, StoreError> {
+        self.inner.list_active(c).await
+    }
+    async fn list_due(&self, c: Collection, now: Timestamp) -> Result<Vec<Document>, StoreError> {
+        self.inner.list_due(c, now).await
     }
 }
 

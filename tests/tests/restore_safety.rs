@@ -19,7 +19,7 @@ use snapnest_core::status::JobStatus;
 use snapnest_core::store::Collection;
 use snapnest_core::Snapnest;
 use snapnest_e2e::sandbox::{in_place, Sandbox, REGION};
-use snapnest_e2e::tripwire::Trip;
+use snapnest_e2e::tripwire::{Trip, WriteTrip};
 use snapnest_local::simulated::DEMO_SERVICE_INSTANCE;
 
 const SI: &str = DEMO_SERVICE_INSTANCE;
@@ -68,18 +68,20 @@ async fn the_restore(app: &Snapnest) -> Option<RestoreRecord> {
 
 /// Starts the restore (the invocation may die at the armed call) and runs poll-status
 /// until everything is finished.
-async fn run(c: &Sandbox, backup_id: &str, safety_backup: bool) -> RestoreRecord {
+async fn run(c: &Sandbox, backup_id: &str, safety_backup: bool) -> Option<RestoreRecord> {
     let mut body = in_place(safety_backup);
     body.client_token = Some("restore-under-test".into());
     if let Some(Ok(Started::Plan(_))) = c.wire.invoke(c.app.restores.create(backup_id, &body)).await {
         panic!("not a dry run");
     }
     c.settle().await;
-    the_restore(&c.app).await.expect("the restore record was written before any cloud call")
+    // None: the request failed before its record was written (a store write failed); the
+    // caller was answered an error and nothing may have changed.
+    the_restore(&c.app).await
 }
 
 /// The invariants every case must end with; a description of each breach.
-async fn breaches(c: &Sandbox, before: &Before, restore: &RestoreRecord) -> Vec<String> {
+async fn breaches(c: &Sandbox, before: &Before, restore: Option<&RestoreRecord>) -> Vec<String> {
     let mut found = Vec::new();
     let sim = &c.sim;
     // Each (instance, device) of the point holds one volume; every instance that ran runs.
@@ -105,7 +107,9 @@ async fn breaches(c: &Sandbox, before: &Before, restore: &RestoreRecord) -> Vec<
         }
     }
     // The data is the backup's (restored) or what it was before (anything else).
-    let expected = if restore.status == JobStatus::Succeeded { &before.backed_up } else { &before.current };
+    let succeeded = restore.is_some_and(|r| r.status == JobStatus::Succeeded);
+    let status = restore.map_or("not started", |r| r.status.as_str());
+    let expected = if succeeded { &before.backed_up } else { &before.current };
     for (resource_id, fingerprint) in expected {
         let now = match before.backup.items.iter().find(|i| &i.resource_id == resource_id).unwrap().kind {
             ResourceKind::Volume => {
@@ -117,13 +121,13 @@ async fn breaches(c: &Sandbox, before: &Before, restore: &RestoreRecord) -> Vec<
             ResourceKind::Database => sim.fingerprint(REGION, resource_id).ok(),
         };
         if now.as_ref() != Some(fingerprint) {
-            found.push(format!("{resource_id} holds {now:?}, not {fingerprint} ({})", restore.status.as_str()));
+            found.push(format!("{resource_id} holds {now:?}, not {fingerprint} ({status})"));
         }
     }
     // Everything the restore made is listed in its record or deleted.
     let listed: BTreeSet<String> = restore
-        .items
         .iter()
+        .flat_map(|r| &r.items)
         .flat_map(|i| [i.new_resource_id.clone(), i.replaced_resource_id.clone()])
         .flatten()
         .collect();
@@ -151,6 +155,7 @@ async fn breaches(c: &Sandbox, before: &Before, restore: &RestoreRecord) -> Vec<
         }
     }
     // The restore ended and holds no lock.
+    let Some(restore) = restore else { return found };
     if !restore.status.is_terminal() {
         found.push(format!("the restore is {}", restore.status.as_str()));
     }
@@ -166,6 +171,8 @@ enum Mishap {
     Dies,
     Cancelled,
     Refused,
+    /// The k-th store write fails (k counts writes, not calls).
+    WriteFails,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,12 +185,13 @@ async fn an_in_place_restore_finishes_or_rolls_back_at_every_call() {
     for safety_backup in [false, true] {
         // GIVEN how many mutating calls the restore makes when nothing goes wrong
         let clean = Sandbox::copy_of(&before.world);
-        let restore = run(&clean, &backup_id, safety_backup).await;
+        let restore = run(&clean, &backup_id, safety_backup).await.expect("the restore was written");
         assert_eq!(restore.status, JobStatus::Succeeded, "{restore:#?}");
-        assert!(breaches(&clean, &before, &restore).await.is_empty());
-        let calls = clean.wire.mutations();
-        for mishap in [Mishap::Dies, Mishap::Cancelled, Mishap::Refused] {
-            for k in 1..=calls {
+        assert!(breaches(&clean, &before, Some(&restore)).await.is_empty());
+        let (calls, writes) = (clean.wire.mutations(), clean.wire.writes());
+        for mishap in [Mishap::Dies, Mishap::Cancelled, Mishap::Refused, Mishap::WriteFails] {
+            let points = if mishap == Mishap::WriteFails { writes } else { calls };
+            for k in 1..=points {
                 // WHEN the k-th call goes wrong that way
                 let c = Sandbox::copy_of(&before.world);
                 match mishap {
@@ -206,15 +214,17 @@ async fn an_in_place_restore_finishes_or_rolls_back_at_every_call() {
                     Mishap::Refused => {
                         c.sim.fail_call(k, None, "SimulatedFailure", "refused for good (simulated)").unwrap()
                     }
+                    Mishap::WriteFails => c.wire.arm_write(k, WriteTrip::Fails),
                 }
                 let restore = run(&c, &backup_id, safety_backup).await;
                 cases += 1;
-                *outcomes.entry(format!("{mishap:?} → {}", restore.status.as_str())).or_default() += 1;
+                let status = restore.as_ref().map_or("not started (answered an error)", |r| r.status.as_str());
+                *outcomes.entry(format!("{mishap:?} → {status}")).or_default() += 1;
                 // THEN poll-status brought it to an end that leaves the service instance whole
-                for breach in breaches(&c, &before, &restore).await {
+                for breach in breaches(&c, &before, restore.as_ref()).await {
                     problems.push(format!(
-                        "safety backup {safety_backup}, call {k} of {calls} {mishap:?}: {breach}\n  {:?}",
-                        restore.error
+                        "safety backup {safety_backup}, point {k} of {points} {mishap:?}: {breach}\n  {:?}",
+                        restore.as_ref().map(|r| &r.error)
                     ));
                 }
             }
@@ -226,4 +236,36 @@ async fn an_in_place_restore_finishes_or_rolls_back_at_every_call() {
     }
     assert!(problems.is_empty(), "{} breaches:\n{}", problems.len(), problems.join("\n"));
     assert!(cases >= 100, "only {cases} cases ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_polls_at_once_carry_in_place_restores_out_once() {
+    // GIVEN si-demo with latency on every call, so two poll-status passes interleave
+    let world = Sandbox::with_latency(std::time::Duration::from_millis(1));
+    let point = world.backup(SI).await;
+    let volumes_before: BTreeSet<String> = world.sim.volume_ids(REGION).unwrap().into_iter().collect();
+    let mut listed = BTreeSet::new();
+    for run in 0..3 {
+        // WHEN an in-place restore is carried out by two poll-status passes at a time
+        let Started::Restore(restore) = world.app.restores.create(&point.backup_id, &in_place(false)).await.unwrap()
+        else {
+            panic!("not a dry run")
+        };
+        for _ in 0..100 {
+            world.clock.advance(chrono::Duration::seconds(10));
+            let (a, b) = tokio::join!(world.app.poller.poll_active(), world.app.poller.poll_active());
+            let _ = (a, b);
+            if world.app.store.list_active(Collection::Restores).await.unwrap().is_empty() {
+                break;
+            }
+        }
+        // THEN it succeeded, and made one volume per device: every volume is listed
+        let restore = world.app.restores.get(&restore.restore_id).await.unwrap();
+        assert_eq!(restore.status, JobStatus::Succeeded, "run {run}: {restore:#?}");
+        listed.extend(restore.items.iter().filter_map(|i| i.new_resource_id.clone()));
+    }
+    for volume in world.sim.volume_ids(REGION).unwrap() {
+        assert!(volumes_before.contains(&volume) || listed.contains(&volume), "{volume} is an orphan");
+    }
+    assert_eq!(world.sim.volume_ids(REGION).unwrap().len(), volumes_before.len() + 3 * 6);
 }

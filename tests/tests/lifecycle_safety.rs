@@ -1,0 +1,314 @@
+//! Every scheduled lifecycle survives a crash at any of its cloud calls, a store write that
+//! fails, and a second run at the same time — replicate, expire-retention, poll-status
+//! (backups, and the clean-up of a cancelled backup) — on `si-demo` in the simulated cloud,
+//! on simulated time. And what a user asks while a run works is what happens.
+//!
+//! After the next runs have finished, always: no snapshot or copy exists that no record
+//! lists, none was made twice, no point is marked damaged that was not damaged, and every
+//! record is terminal. (In-place restores: `restore_safety.rs`.)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use snapnest_core::backup::{BackupOrigin, BackupRequest};
+use snapnest_core::clock::Clock;
+use snapnest_core::cloud::tag;
+use snapnest_core::jobs::CancelRequest;
+use snapnest_core::model::{BackupRecord, RestoreMode, Trigger};
+use snapnest_core::restore::{RestoreRequest, Started};
+use snapnest_core::retention::RetentionRequest;
+use snapnest_core::status::JobStatus;
+use snapnest_core::store::Collection;
+use snapnest_core::{Error, Snapnest};
+use snapnest_e2e::sandbox::{Sandbox, REGION};
+use snapnest_e2e::tripwire::{Trip, WriteTrip};
+use snapnest_local::simulated::DEMO_SERVICE_INSTANCE;
+
+const SI: &str = DEMO_SERVICE_INSTANCE;
+const WEST: &str = "us-west-2";
+
+fn replicated(retention_days: u32) -> BackupRequest {
+    BackupRequest {
+        retention_days: Some(retention_days),
+        destination_region: Some(WEST.into()),
+        destination_retention_days: Some(retention_days),
+        ..Default::default()
+    }
+}
+
+async fn backups(app: &Snapnest) -> Vec<BackupRecord> {
+    let page = app.store.list_owned(Collection::Backups, SI, 100, None).await.unwrap();
+    let mut out = Vec::new();
+    for doc in page.documents {
+        out.push(app.backups.get(&doc.id).await.unwrap());
+    }
+    out
+}
+
+/// The invariants; a description of each breach.
+async fn breaches(world: &Sandbox) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut listed = BTreeSet::new();
+    for backup in backups(&world.app).await {
+        if !backup.status.is_terminal() || backup.cleanup_pending {
+            found.push(format!(
+                "backup {} is {} (clean-up pending: {})",
+                backup.backup_id,
+                backup.status.as_str(),
+                backup.cleanup_pending
+            ));
+        }
+        if let Some(replication) = backup.replication.as_ref().filter(|r| !r.status.is_terminal()) {
+            found.push(format!("replication of {} is {}", backup.backup_id, replication.status.as_str()));
+        }
+        if backup.damaged {
+            found.push(format!(
+                "backup {} is marked damaged, and nothing was deleted behind snapnest",
+                backup.backup_id
+            ));
+        }
+        listed.extend(backup.items.iter().filter_map(|i| i.snapshot_id.clone()));
+        if let Some(replication) = &backup.replication {
+            listed.extend(replication.items.iter().filter_map(|i| i.replica_snapshot_id.clone()));
+        }
+    }
+    for region in [REGION, WEST] {
+        for snapshot in world.sim.snapshot_ids(region).unwrap() {
+            if !listed.contains(&snapshot) {
+                found.push(format!("{region} snapshot {snapshot} is listed by no record"));
+            }
+        }
+    }
+    let mut copies: BTreeMap<String, usize> = BTreeMap::new();
+    for snapshot in world.sim.snapshot_ids(WEST).unwrap() {
+        if let Some(source) = world.sim.snapshot_tags(WEST, &snapshot).unwrap().get(tag::COPY_OF) {
+            *copies.entry(source.clone()).or_default() += 1;
+        }
+    }
+    for (source, count) in copies.into_iter().filter(|(_, n)| *n > 1) {
+        found.push(format!("{source} was copied {count} times"));
+    }
+    found
+}
+
+type Step = for<'a> fn(&'a Sandbox) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// Runs `step` on a copy of `before` once cleanly to count its calls and writes, then once
+/// per call dying right after it and once per write failing; `finish` then runs the
+/// scheduled functions to the end. Returns the cases run and the breaches found.
+async fn every_point(name: &str, before: &Sandbox, step: Step, finish: Step) -> (usize, Vec<String>) {
+    let clean = Sandbox::copy_of(before);
+    step(&clean).await;
+    finish(&clean).await;
+    let (calls, writes) = (clean.wire.mutations(), clean.wire.writes());
+    assert!(calls > 0, "{name} makes cloud calls");
+    let mut problems: Vec<String> = breaches(&clean).await.into_iter().map(|b| format!("{name}, clean: {b}")).collect();
+    let mut cases = 0;
+    for k in 1..=calls {
+        let world = Sandbox::copy_of(before);
+        world.wire.arm(k, Trip::Die);
+        step(&world).await;
+        finish(&world).await;
+        cases += 1;
+        problems.extend(breaches(&world).await.into_iter().map(|b| format!("{name}, dies after call {k}: {b}")));
+    }
+    for k in 1..=writes {
+        let world = Sandbox::copy_of(before);
+        world.wire.arm_write(k, WriteTrip::Fails);
+        step(&world).await;
+        finish(&world).await;
+        cases += 1;
+        problems.extend(breaches(&world).await.into_iter().map(|b| format!("{name}, write {k} fails: {b}")));
+    }
+    println!("{name}: {calls} calls, {writes} writes, {cases} cases");
+    (cases, problems)
+}
+
+fn replicate(world: &Sandbox) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+    Box::pin(world.replicate())
+}
+
+fn expire(world: &Sandbox) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+    Box::pin(world.expire(world.clock.now() + chrono::Duration::days(2)))
+}
+
+fn settle(world: &Sandbox) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+    Box::pin(world.settle())
+}
+
+fn back_up(world: &Sandbox) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+    Box::pin(async move {
+        let origin = BackupOrigin { trigger: Trigger::Manual, policy_id: None };
+        let request = BackupRequest { client_token: Some("nightly".into()), ..Default::default() };
+        let _ = world.wire.invoke(world.app.backups.create(SI, &request, origin)).await;
+    })
+}
+
+fn cancel_and_clean_up(world: &Sandbox) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+    Box::pin(async move {
+        let running =
+            backups(&world.app).await.into_iter().find(|b| !b.status.is_terminal()).expect("a running backup");
+        let cancel = world.app.jobs.cancel(&running.backup_id, &CancelRequest { keep_snapshots: false });
+        let _ = world.wire.invoke(cancel).await;
+        world.settle().await;
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_lifecycle_finishes_after_a_crash_at_any_call_or_a_failed_write() {
+    let mut cases = 0;
+    let mut problems = Vec::new();
+
+    // GIVEN a finished point of si-demo that replicates to us-west-2
+    let before = Sandbox::new();
+    before.backup_with(SI, &replicated(1)).await;
+    // WHEN replicate dies after each call or a write of it fails, THEN the next runs finish
+    let (n, p) = every_point("replicate", &before, replicate, replicate).await;
+    (cases, problems) = (cases + n, [problems, p].concat());
+
+    // GIVEN the point replicated, WHEN expire-retention dies or fails anywhere two days later
+    before.replicate().await;
+    let (n, p) = every_point("expire-retention", &before, expire, expire).await;
+    (cases, problems) = (cases + n, [problems, p].concat());
+
+    // GIVEN si-demo, WHEN the backup's start (create-backup) dies anywhere, THEN poll-status
+    // finishes it without a snapshot made twice
+    let fresh = Sandbox::new();
+    let (n, p) = every_point("create-backup then poll-status", &fresh, back_up, settle).await;
+    (cases, problems) = (cases + n, [problems, p].concat());
+
+    // GIVEN a backup started, WHEN it is cancelled and its clean-up dies or fails anywhere
+    let started = Sandbox::new();
+    back_up(&started).await;
+    let (n, p) = every_point("cancel clean-up", &started, cancel_and_clean_up, settle).await;
+    (cases, problems) = (cases + n, [problems, p].concat());
+
+    println!("lifecycle crash and write-failure cases run: {cases}");
+    assert!(problems.is_empty(), "{} breaches:\n{}", problems.len(), problems.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_at_once_of_each_scheduled_function_do_nothing_twice() {
+    for round in 0..3 {
+        // GIVEN si-demo with latency on every call, so two runs interleave
+        let world = Sandbox::with_latency(Duration::from_millis(1 + round));
+        let origin = BackupOrigin { trigger: Trigger::Manual, policy_id: None };
+        world.app.backups.create(SI, &replicated(1), origin.clone()).await.unwrap();
+        // WHEN poll-status, replicate, then expire-retention each run twice at once until done
+        for _ in 0..50 {
+            world.clock.advance(chrono::Duration::seconds(10));
+            let (a, b) = tokio::join!(world.app.poller.poll_active(), world.app.poller.poll_active());
+            let _ = (a, b);
+            let (a, b) = tokio::join!(world.app.replication.replicate_due(), world.app.replication.replicate_due());
+            let _ = (a, b);
+        }
+        let at = world.clock.now() + chrono::Duration::days(2);
+        for _ in 0..5 {
+            let (a, b) = tokio::join!(snapnest_e2e::expire_at(&world.app, at), snapnest_e2e::expire_at(&world.app, at));
+            let _ = (a, b);
+        }
+        // THEN everything ended once: no copy twice, nothing left, nothing damaged
+        let problems = breaches(&world).await;
+        assert!(problems.is_empty(), "round {round}: {problems:#?}");
+        let point = backups(&world.app).await.remove(0);
+        assert_eq!(point.status, JobStatus::Expired, "round {round}: {point:#?}");
+        assert!(world.sim.snapshot_ids(REGION).unwrap().is_empty() && world.sim.snapshot_ids(WEST).unwrap().is_empty());
+    }
+}
+
+/// A user's request made at one moment of a scheduled run, and what it was answered.
+type Request = fn(Arc<Snapnest>, String) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+
+fn extend_retention(app: Arc<Snapnest>, backup_id: String) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send>> {
+    Box::pin(async move {
+        let request = RetentionRequest { extend_days: Some(7), ..Default::default() };
+        app.retention.change(&backup_id, &request).await.map(|_| ())
+    })
+}
+
+fn clone_it(app: Arc<Snapnest>, backup_id: String) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send>> {
+    Box::pin(async move {
+        let request = RestoreRequest {
+            mode: RestoreMode::Clone,
+            safety_backup: None,
+            region: None,
+            allow_partial: None,
+            on_failure: None,
+            dry_run: None,
+            client_token: None,
+        };
+        match app.restores.create(&backup_id, &request).await? {
+            Started::Restore(_) => Ok(()),
+            Started::Plan(_) => panic!("not a dry run"),
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_racing_expiry_is_answered_what_happens() {
+    // GIVEN a point whose retention ran out
+    let before = Sandbox::new();
+    let point = before.backup_with(SI, &BackupRequest { retention_days: Some(1), ..Default::default() }).await;
+    let at = before.clock.now() + chrono::Duration::days(2);
+    let clean = Sandbox::copy_of(&before);
+    clean.expire(at).await;
+    let (calls, writes) = (clean.wire.mutations(), clean.wire.writes());
+    let mut cases = 0;
+    for (what, request) in [("extend retention", extend_retention as Request), ("clone", clone_it as Request)] {
+        // WHEN the request comes before each write, or after each call, of the expiry run
+        let offsets = (1..=writes).map(|k| (true, k)).chain((1..=calls).map(|k| (false, k)));
+        for (before_write, k) in offsets {
+            let world = Sandbox::copy_of(&before);
+            let answer = Arc::new(std::sync::Mutex::new(None));
+            let (app, id, slot) = (world.app.clone(), point.backup_id.to_string(), answer.clone());
+            let hook: snapnest_e2e::tripwire::Hook = Box::new(move || {
+                let (app, id, slot) = (app.clone(), id.clone(), slot.clone());
+                Box::pin(async move {
+                    let outcome = request(app, id).await;
+                    *slot.lock().unwrap() = Some(outcome);
+                })
+            });
+            if before_write {
+                world.wire.arm_write(k, WriteTrip::Before(hook));
+            } else {
+                world.wire.arm(k, Trip::Then(hook));
+            }
+            world.expire(at).await;
+            world.settle().await;
+            world.expire(at).await;
+            cases += 1;
+            // THEN the answer is what happened
+            let outcome = answer.lock().unwrap().take().expect("the request was made during the run");
+            let after: BackupRecord = world.app.backups.get(&point.backup_id).await.unwrap();
+            let at_offset = format!("{what} {} {k}", if before_write { "before write" } else { "after call" });
+            match outcome {
+                Ok(()) if what == "extend retention" => {
+                    assert_ne!(after.status, JobStatus::Expired, "{at_offset}: 200, then expired anyway");
+                    assert!(after.expires_at > point.expires_at, "{at_offset}");
+                    assert_eq!(world.sim.snapshot_ids(REGION).unwrap().len(), 7, "{at_offset}");
+                }
+                Ok(()) => {
+                    // The clone ran to the end on the point's snapshots.
+                    let restores = world.app.store.list_owned(Collection::Restores, SI, 10, None).await.unwrap();
+                    let restore = world.app.restores.get(&restores.documents[0].id).await.unwrap();
+                    assert_eq!(restore.status, JobStatus::Succeeded, "{at_offset}: {restore:#?}");
+                }
+                Err(Error::Conflict { code, .. }) => {
+                    assert!(
+                        matches!(code, "BackupExpiring" | "BackupExpired" | "BackupNotRestorable"),
+                        "{at_offset}: {code}"
+                    );
+                    assert_eq!(after.status, JobStatus::Expired, "{at_offset}: refused, and not expired");
+                }
+                Err(other) => panic!("{at_offset}: {other}"),
+            }
+            assert!(!after.damaged, "{at_offset}");
+            let problems = breaches(&world).await;
+            assert!(problems.is_empty(), "{at_offset}: {problems:#?}");
+        }
+    }
+    println!("requests raced against expire-retention: {cases}");
+}
