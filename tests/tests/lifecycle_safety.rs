@@ -312,3 +312,36 @@ async fn a_user_racing_expiry_is_answered_what_happens() {
     }
     println!("requests raced against expire-retention: {cases}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_cancelled_while_it_starts_leaves_no_snapshot() {
+    // GIVEN how many calls a backup's start makes
+    let before = Sandbox::new();
+    let clean = Sandbox::copy_of(&before);
+    back_up(&clean).await;
+    let calls = clean.wire.mutations();
+    for k in 1..=calls {
+        // WHEN the user cancels it right after the start's k-th call (the start goes on)
+        let world = Sandbox::copy_of(&before);
+        let app = world.app.clone();
+        world.wire.arm(
+            k,
+            Trip::Then(Box::new(move || {
+                let app = app.clone();
+                Box::pin(async move {
+                    let running = backups(&app).await.into_iter().next().expect("the backup was written first");
+                    let cancel = CancelRequest { keep_snapshots: false };
+                    app.jobs.cancel(&running.backup_id, &cancel).await.expect("a starting backup can be cancelled");
+                })
+            })),
+        );
+        back_up(&world).await;
+        world.settle().await;
+        // THEN once poll-status is done it is Cancelled and none of its snapshots is left
+        let point = backups(&world.app).await.remove(0);
+        assert_eq!(point.status, JobStatus::Cancelled, "after call {k}");
+        assert!(!point.cleanup_pending, "after call {k}");
+        let left = world.sim.snapshot_ids(REGION).unwrap();
+        assert!(left.is_empty(), "after call {k} of {calls}: {left:?} left");
+    }
+}
