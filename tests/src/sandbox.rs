@@ -164,6 +164,8 @@ pub fn service(dir: &Path, clock: Arc<SteppingClock>, latency: Duration) -> (Arc
         default_retention_days: 7,
         default_destination_region: None,
         keep_replaced_days: 7,
+        admins: Vec::new(),
+        trust_unverified_callers: true,
     };
     (Arc::new(Snapnest::new(store, clouds, clock, settings)), sim, wire)
 }

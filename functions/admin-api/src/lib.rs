@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -14,7 +13,7 @@ use snapnest_core::retention::RetentionRequest;
 use snapnest_core::status::JobStatus;
 use snapnest_core::{validate, Error, Snapnest};
 use snapnest_lambda::api::{
-    self, ApiError, BackupId, ErrorBody, JobId, JsonBody, Page, PageQuery, PathParams, PolicyId, QueryParams,
+    self, Acting, ApiError, BackupId, ErrorBody, JobId, JsonBody, Page, PageQuery, PathParams, PolicyId, QueryParams,
     RestoreId, Routes, ServiceInstanceId,
 };
 use snapnest_lambda::openapi::{examples, responses, schema};
@@ -102,7 +101,7 @@ impl JobFilter {
     )
 )]
 async fn list_backups(
-    State(app): State<Arc<Snapnest>>,
+    Acting(app): Acting,
     PathParams(ServiceInstanceId(id)): PathParams<ServiceInstanceId>,
     QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<Page<BackupRecord>>, ApiError> {
@@ -132,7 +131,7 @@ async fn list_backups(
     )
 )]
 async fn get_backup(
-    State(app): State<Arc<Snapnest>>,
+    Acting(app): Acting,
     PathParams(BackupId(backup_id)): PathParams<BackupId>,
 ) -> Result<Json<BackupRecord>, ApiError> {
     validate::identifier("backup id", &backup_id)?;
@@ -223,7 +222,7 @@ async fn get_backup(
     )
 )]
 async fn change_retention(
-    State(app): State<Arc<Snapnest>>,
+    Acting(app): Acting,
     PathParams(BackupId(backup_id)): PathParams<BackupId>,
     JsonBody(body): JsonBody<RetentionRequest>,
 ) -> Result<Json<BackupRecord>, ApiError> {
@@ -265,7 +264,7 @@ async fn change_retention(
     )
 )]
 async fn get_restore(
-    State(app): State<Arc<Snapnest>>,
+    Acting(app): Acting,
     PathParams(RestoreId(restore_id)): PathParams<RestoreId>,
 ) -> Result<Json<RestoreRecord>, ApiError> {
     Ok(Json(app.restores.get(&restore_id).await?))
@@ -355,7 +354,7 @@ async fn get_restore(
     )
 )]
 async fn list_jobs(
-    State(app): State<Arc<Snapnest>>,
+    Acting(app): Acting,
     QueryParams(page): QueryParams<PageQuery>,
     QueryParams(filter): QueryParams<JobFilter>,
 ) -> Result<Json<Page<Job>>, ApiError> {
@@ -460,7 +459,7 @@ async fn list_jobs(
     )
 )]
 async fn cancel_job(
-    State(app): State<Arc<Snapnest>>,
+    Acting(app): Acting,
     PathParams(JobId(job_id)): PathParams<JobId>,
     JsonBody(body): JsonBody<CancelRequest>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
@@ -503,7 +502,7 @@ async fn cancel_job(
     )
 )]
 async fn capacity(
-    State(app): State<Arc<Snapnest>>,
+    Acting(app): Acting,
     PathParams(ServiceInstanceId(id)): PathParams<ServiceInstanceId>,
 ) -> Result<Json<Capacity>, ApiError> {
     Ok(Json(app.jobs.capacity(&id).await?))
@@ -552,6 +551,7 @@ async fn capacity(
                 "last_run": null,
                 "created_at": "2026-10-31T17:12:03Z",
                 "updated_at": "2026-10-31T17:12:03Z",
+                "owners": ["arn:aws:sts::123456789012:assumed-role/ops/alice"],
                 "version": 2
             })
         ),
@@ -569,7 +569,7 @@ async fn capacity(
     )
 )]
 async fn create_policy(
-    State(app): State<Arc<Snapnest>>,
+    Acting(app): Acting,
     JsonBody(body): JsonBody<PolicyRequest>,
 ) -> Result<(StatusCode, Json<Policy>), ApiError> {
     Ok((StatusCode::CREATED, Json(app.policies.create(&body).await?)))
@@ -609,6 +609,7 @@ async fn create_policy(
                         },
                         "created_at": "2026-10-31T17:12:03Z",
                         "updated_at": "2026-11-19T08:45:00Z",
+                        "owners": ["arn:aws:sts::123456789012:assumed-role/ops/alice"],
                         "version": 22
                     }
                 ],
@@ -628,7 +629,7 @@ async fn create_policy(
     )
 )]
 async fn list_policies(
-    State(app): State<Arc<Snapnest>>,
+    Acting(app): Acting,
     QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<Page<Policy>>, ApiError> {
     let (limit, cursor) = page.page()?;
@@ -645,7 +646,7 @@ async fn list_policies(
     responses(responses::PolicyAnswers)
 )]
 async fn get_policy(
-    State(app): State<Arc<Snapnest>>,
+    Acting(app): Acting,
     PathParams(PolicyId(policy_id)): PathParams<PolicyId>,
 ) -> Result<Json<Policy>, ApiError> {
     Ok(Json(app.policies.get(&policy_id).await?))
@@ -680,7 +681,7 @@ async fn get_policy(
     )
 )]
 async fn update_policy(
-    State(app): State<Arc<Snapnest>>,
+    Acting(app): Acting,
     PathParams(PolicyId(policy_id)): PathParams<PolicyId>,
     JsonBody(body): JsonBody<PolicyRequest>,
 ) -> Result<Json<Policy>, ApiError> {
@@ -702,7 +703,7 @@ async fn update_policy(
     )
 )]
 async fn delete_policy(
-    State(app): State<Arc<Snapnest>>,
+    Acting(app): Acting,
     PathParams(PolicyId(policy_id)): PathParams<PolicyId>,
 ) -> Result<Json<Policy>, ApiError> {
     Ok(Json(app.policies.delete(&policy_id).await?))
@@ -723,7 +724,7 @@ async fn delete_policy(
     )
 )]
 async fn suspend_policy(
-    State(app): State<Arc<Snapnest>>,
+    Acting(app): Acting,
     PathParams(PolicyId(policy_id)): PathParams<PolicyId>,
 ) -> Result<Json<Policy>, ApiError> {
     Ok(Json(app.policies.set_state(&policy_id, PolicyState::Suspended).await?))
@@ -744,7 +745,7 @@ async fn suspend_policy(
     )
 )]
 async fn resume_policy(
-    State(app): State<Arc<Snapnest>>,
+    Acting(app): Acting,
     PathParams(PolicyId(policy_id)): PathParams<PolicyId>,
 ) -> Result<Json<Policy>, ApiError> {
     Ok(Json(app.policies.set_state(&policy_id, PolicyState::Active).await?))
@@ -799,7 +800,7 @@ async fn resume_policy(
     )
 )]
 async fn change_targets(
-    State(app): State<Arc<Snapnest>>,
+    Acting(app): Acting,
     PathParams(PolicyId(policy_id)): PathParams<PolicyId>,
     JsonBody(body): JsonBody<TargetsRequest>,
 ) -> Result<Json<Policy>, ApiError> {

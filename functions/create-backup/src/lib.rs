@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Json, Router};
 use snapnest_core::backup::{BackupOrigin, BackupRequest};
 use snapnest_core::model::BackupRecord;
 use snapnest_core::Snapnest;
-use snapnest_lambda::api::{self, ApiError, ErrorBody, JsonBody, PathParams, Routes, ServiceInstanceId};
+use snapnest_lambda::api::{self, Acting, ApiError, ErrorBody, JsonBody, PathParams, Routes, ServiceInstanceId};
 use snapnest_lambda::openapi::{examples, responses, schema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -129,7 +128,7 @@ pub fn router(app: Arc<Snapnest>) -> Router {
     )
 )]
 async fn create_backup(
-    State(app): State<Arc<Snapnest>>,
+    Acting(app): Acting,
     PathParams(ServiceInstanceId(id)): PathParams<ServiceInstanceId>,
     JsonBody(body): JsonBody<BackupRequest>,
 ) -> Result<(StatusCode, Json<BackupRecord>), ApiError> {

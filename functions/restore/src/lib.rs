@@ -4,14 +4,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use snapnest_core::model::RestoreRecord;
 use snapnest_core::restore::{RestoreRequest, Started};
 use snapnest_core::Snapnest;
-use snapnest_lambda::api::{self, ApiError, BackupId, ErrorBody, JsonBody, PathParams, RestoreId, Routes};
+use snapnest_lambda::api::{self, Acting, ApiError, BackupId, ErrorBody, JsonBody, PathParams, RestoreId, Routes};
 use snapnest_lambda::openapi::{examples, responses, schema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -157,7 +156,7 @@ pub fn router(app: Arc<Snapnest>) -> Router {
     )
 )]
 async fn create_restore(
-    State(app): State<Arc<Snapnest>>,
+    Acting(app): Acting,
     PathParams(BackupId(backup_id)): PathParams<BackupId>,
     JsonBody(body): JsonBody<RestoreRequest>,
 ) -> Result<Response, ApiError> {
@@ -222,7 +221,7 @@ async fn create_restore(
     )
 )]
 async fn rollback_restore(
-    State(app): State<Arc<Snapnest>>,
+    Acting(app): Acting,
     PathParams(RestoreId(restore_id)): PathParams<RestoreId>,
 ) -> Result<(StatusCode, Json<RestoreRecord>), ApiError> {
     Ok((StatusCode::ACCEPTED, Json(app.restores.rollback(&restore_id).await?)))

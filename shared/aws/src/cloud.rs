@@ -383,10 +383,16 @@ impl Cloud for AwsCloud {
                     .try_collect()
             })
             .await?;
-        let live = reservations.iter().flat_map(|r| r.instances()).filter(|i| {
-            let state = instance_state(i.state().and_then(|s| s.name()));
-            !matches!(state, InstanceState::Terminated | InstanceState::ShuttingDown)
-        });
+        let live: Vec<&ec2::Instance> = reservations
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| {
+                let state = instance_state(i.state().and_then(|s| s.name()));
+                !matches!(state, InstanceState::Terminated | InstanceState::ShuttingDown)
+            })
+            .collect();
+        let mut owners: std::collections::BTreeSet<String> =
+            live.iter().filter_map(|i| ec2_tag(i.tags(), tag::OWNER)).map(str::to_owned).collect();
         let instances = c.with_volumes(value, live).await?;
 
         // DescribeDBInstances has no tag filter: list them all and read each TagList.
@@ -395,9 +401,19 @@ impl Cloud for AwsCloud {
                 rds.describe_db_instances().into_paginator().items().send().try_collect()
             })
             .await?;
-        let databases = db_instances
+        let tagged: Vec<&rds::DbInstance> = db_instances
             .iter()
             .filter(|d| d.tag_list().iter().any(|t| t.key() == Some(tag_key) && t.value() == Some(value)))
+            .collect();
+        owners.extend(
+            tagged
+                .iter()
+                .flat_map(|d| d.tag_list())
+                .filter(|t| t.key() == Some(tag::OWNER))
+                .filter_map(|t| t.value().map(str::to_owned)),
+        );
+        let databases = tagged
+            .into_iter()
             .map(|d| Database {
                 db_id: d.db_instance_identifier().unwrap_or_default().to_owned(),
                 engine: d.engine().unwrap_or_default().to_owned(),
@@ -405,7 +421,7 @@ impl Cloud for AwsCloud {
                 availability_zone: d.availability_zone().map(str::to_owned),
             })
             .collect();
-        Ok(Inventory { instances, databases })
+        Ok(Inventory { instances, databases, owners })
     }
 
     async fn snapshot_instance(

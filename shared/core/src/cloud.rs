@@ -32,6 +32,9 @@ pub mod tag {
     pub const KEPT_UNTIL: &str = "snapnest:kept-until";
     /// Every resource snapnest manages carries this; IAM conditions on destructive calls use it.
     pub const MANAGED: &str = "snapnest:managed";
+    /// On a service instance's instances and databases: who may see and act on its backups
+    /// and restores (an IAM principal ARN, a role name, or a JWT subject or group).
+    pub const OWNER: &str = "snapnest:owner";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -75,6 +78,8 @@ pub struct Database {
 pub struct Inventory {
     pub instances: Vec<Instance>,
     pub databases: Vec<Database>,
+    /// The values of the `snapnest:owner` tags on its instances and databases.
+    pub owners: std::collections::BTreeSet<String>,
 }
 
 /// Which of an instance's volumes go into its consistent group.

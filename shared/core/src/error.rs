@@ -14,6 +14,9 @@ pub enum Error {
     /// An id that does not exist (or is not this caller's).
     #[error("{what} '{id}' does not exist")]
     NotFound { what: &'static str, id: String },
+    /// The request carries no identity the deployment trusts.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// The request is valid but the current state forbids it.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },

@@ -6,10 +6,12 @@
 //! that found something due leaves an expiry record (`ex-…`).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument};
 
+use crate::access::Caller;
 use crate::backup::BackupService;
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, JobId};
@@ -99,8 +101,9 @@ fn progress<I: IntoIterator<Item = ItemStatus>>(items: I) -> Progress {
     Progress { done, total }
 }
 
-/// The jobs a record is: a backup (and its replication), a restore, an expiry run.
-async fn jobs_of(records: &Records, doc: Document) -> Result<Vec<Job>> {
+/// The jobs a record is: a backup (and its replication), a restore, an expiry run; and
+/// whom they belong to (an expiry run: nobody's but an admin's).
+async fn jobs_of(records: &Records, doc: Document) -> Result<(Vec<Job>, Vec<String>)> {
     Ok(match doc.collection {
         Collection::Backups => {
             let b: BackupRecord = records.read(doc).await?;
@@ -128,11 +131,11 @@ async fn jobs_of(records: &Records, doc: Document) -> Result<Vec<Job>> {
                     progress: progress(r.items.iter().map(|i| i.status)),
                 });
             }
-            jobs
+            (jobs, b.owners)
         }
         Collection::Restores => {
             let r: RestoreRecord = records.read(doc).await?;
-            vec![Job {
+            let job = Job {
                 job_id: r.restore_id.to_string(),
                 kind: JobKind::Restore,
                 status: r.status,
@@ -142,11 +145,12 @@ async fn jobs_of(records: &Records, doc: Document) -> Result<Vec<Job>> {
                 finished_at: r.finished_at,
                 region: Some(r.region.clone()),
                 progress: progress(r.items.iter().map(|i| i.status)),
-            }]
+            };
+            (vec![job], r.owners)
         }
         Collection::ExpiryRuns => {
             let e: ExpiryRun = records.read(doc).await?;
-            vec![Job {
+            let job = Job {
                 job_id: e.run_id.to_string(),
                 kind: JobKind::Expiry,
                 status: e.status,
@@ -159,9 +163,10 @@ async fn jobs_of(records: &Records, doc: Document) -> Result<Vec<Job>> {
                     done: e.summary.points_expired,
                     total: e.summary.points_expired + e.summary.deferred,
                 },
-            }]
+            };
+            (vec![job], Vec::new())
         }
-        Collection::Policies => Vec::new(),
+        Collection::Policies => (Vec::new(), Vec::new()),
     })
 }
 
@@ -178,6 +183,7 @@ pub struct Jobs {
     backups: BackupService,
     restores: RestoreService,
     replication: ReplicationService,
+    caller: Arc<Caller>,
 }
 
 impl Jobs {
@@ -186,8 +192,9 @@ impl Jobs {
         backups: BackupService,
         restores: RestoreService,
         replication: ReplicationService,
+        caller: Arc<Caller>,
     ) -> Self {
-        Self { records, backups, restores, replication }
+        Self { records, backups, restores, replication, caller }
     }
 
     /// Jobs newest first, of one kind and status or all. Pages hold at most `limit` jobs
@@ -230,9 +237,11 @@ impl Jobs {
                 if frontier.as_ref().is_some_and(|f| at < *f) {
                     break;
                 }
-                let found: Vec<Job> = jobs_of(&self.records, doc).await?.into_iter().filter(wanted).collect();
+                let (found, owners) = jobs_of(&self.records, doc).await?;
                 cursor = Some(Cursor::after(at.0, &at.1));
-                jobs.extend(found);
+                if self.caller.owns(&owners) {
+                    jobs.extend(found.into_iter().filter(wanted));
+                }
                 if jobs.len() >= limit {
                     return Ok((jobs, cursor));
                 }
@@ -252,6 +261,7 @@ impl Jobs {
                 self.view(Collection::Backups, &backup.backup_id, JobKind::Backup).await?
             }
             JobId::Replication(backup_id) => {
+                self.backups.get(&backup_id).await?; // the caller's, or 404
                 self.replication.cancel(&backup_id, request.keep_snapshots).await?;
                 self.view(Collection::Backups, &backup_id, JobKind::Replication).await?
             }
@@ -269,11 +279,9 @@ impl Jobs {
 
     async fn view(&self, collection: Collection, id: &str, kind: JobKind) -> Result<Job> {
         let doc = self.records.store().get(collection, id).await?.ok_or_else(|| Error::not_found("job", id))?;
-        jobs_of(&self.records, doc)
-            .await?
-            .into_iter()
-            .find(|j| j.kind == kind)
-            .ok_or_else(|| Error::not_found("job", id))
+        let (jobs, owners) = jobs_of(&self.records, doc).await?;
+        self.caller.check(&owners, "job", id)?;
+        jobs.into_iter().find(|j| j.kind == kind).ok_or_else(|| Error::not_found("job", id))
     }
 
     /// Snapshot bytes and points of a service instance, summed from its records on every
@@ -287,10 +295,16 @@ impl Jobs {
             replica_bytes: 0,
         };
         let mut cursor: Option<Cursor> = None;
+        let (mut seen, mut visible) = (false, false);
         loop {
             let (page, next_cursor) =
                 self.records.page_owned::<BackupRecord>(service_instance_id, 100, cursor.as_ref()).await?;
             for backup in page {
+                seen = true;
+                if !self.caller.owns(&backup.owners) {
+                    continue;
+                }
+                visible = true;
                 if !backup.status.is_restorable() {
                     continue;
                 }
@@ -318,6 +332,7 @@ impl Jobs {
             }
             match next_cursor {
                 Some(next) => cursor = Some(next),
+                None if seen && !visible => return Err(Error::not_found("service instance", service_instance_id)),
                 None => return Ok(capacity),
             }
         }

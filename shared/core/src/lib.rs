@@ -5,6 +5,7 @@
 //! adapters (`snapnest-local`, `snapnest-aws`) implement its ports, and the Lambda edge
 //! (`snapnest-lambda`) wires them and maps results to HTTP.
 
+pub mod access;
 pub mod backup;
 pub mod clock;
 pub mod cloud;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 
 pub use error::{Error, Result};
 
+use access::Caller;
 use backup::BackupService;
 use clock::Clock;
 use cloud::CloudProvider;
@@ -51,6 +53,12 @@ pub struct Settings {
     pub default_destination_region: Option<String>,
     /// How long an in-place restore keeps what it replaced, for a roll-back.
     pub keep_replaced_days: u32,
+    /// Names (principal ARNs, role names, JWT subjects or groups) whose callers see and act
+    /// on every service instance.
+    pub admins: Vec<String>,
+    /// Local runs only: a caller the request names without verification is believed, and a
+    /// request naming none acts as the system. Deployed, only verified identities count.
+    pub trust_unverified_callers: bool,
 }
 
 /// Every use case of snapnest, each holding only the ports it uses. Built once per process;
@@ -64,19 +72,32 @@ pub struct Snapnest {
     pub policies: PolicyService,
     pub jobs: Jobs,
     pub poller: Poller,
-    /// What the use cases were built on, kept to build them again (another clock).
+    /// What the use cases were built on, kept to build them again (another clock, caller).
     pub clock: Arc<dyn Clock>,
     pub store: Arc<dyn Store>,
     pub clouds: Arc<dyn CloudProvider>,
     pub settings: Settings,
+    /// Whom the use cases act for: [`Caller::system`] unless built [`Snapnest::for_caller`].
+    pub caller: Arc<Caller>,
 }
 
 impl Snapnest {
+    /// The use cases as the scheduled functions run them: for the system, which owns all.
     pub fn new(
         store: Arc<dyn Store>,
         clouds: Arc<dyn CloudProvider>,
         clock: Arc<dyn Clock>,
         settings: Settings,
+    ) -> Self {
+        Self::build(store, clouds, clock, settings, Arc::new(Caller::system()))
+    }
+
+    fn build(
+        store: Arc<dyn Store>,
+        clouds: Arc<dyn CloudProvider>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        caller: Arc<Caller>,
     ) -> Self {
         let records = Records::new(store.clone());
         let backups = BackupService::new(
@@ -85,6 +106,7 @@ impl Snapnest {
             clock.clone(),
             settings.tag_key.clone(),
             settings.default_retention_days,
+            caller.clone(),
         );
         let restores = RestoreService::new(
             records.clone(),
@@ -96,23 +118,50 @@ impl Snapnest {
                 keep_replaced: chrono::Duration::days(settings.keep_replaced_days.into()),
                 deadlines: Default::default(),
             },
+            caller.clone(),
         );
         let replication = ReplicationService::new(records.clone(), clouds.clone());
-        let retention = RetentionService::new(records.clone(), clouds.clone(), clock.clone(), restores.clone());
+        let retention =
+            RetentionService::new(records.clone(), clouds.clone(), clock.clone(), restores.clone(), caller.clone());
         let policies = PolicyService::new(
             records.clone(),
             backups.clone(),
             clock.clone(),
             clouds.home_region().to_owned(),
             settings.default_destination_region.clone(),
+            caller.clone(),
         );
-        let jobs = Jobs::new(records.clone(), backups.clone(), restores.clone(), replication.clone());
+        let jobs = Jobs::new(records.clone(), backups.clone(), restores.clone(), replication.clone(), caller.clone());
         let poller = Poller::new(records, backups.clone(), restores.clone());
-        Self { backups, restores, replication, retention, policies, jobs, poller, clock, store, clouds, settings }
+        Self {
+            backups,
+            restores,
+            replication,
+            retention,
+            policies,
+            jobs,
+            poller,
+            clock,
+            store,
+            clouds,
+            settings,
+            caller,
+        }
     }
 
     /// The same use cases over the same adapters, reading time from `clock`.
     pub fn with_clock(&self, clock: Arc<dyn Clock>) -> Snapnest {
-        Snapnest::new(self.store.clone(), self.clouds.clone(), clock, self.settings.clone())
+        Snapnest::build(self.store.clone(), self.clouds.clone(), clock, self.settings.clone(), self.caller.clone())
+    }
+
+    /// The same use cases acting for `caller`: what is not theirs is not found.
+    pub fn for_caller(&self, caller: Caller) -> Snapnest {
+        Snapnest::build(
+            self.store.clone(),
+            self.clouds.clone(),
+            self.clock.clone(),
+            self.settings.clone(),
+            Arc::new(caller),
+        )
     }
 }

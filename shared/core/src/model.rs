@@ -156,6 +156,10 @@ pub struct BackupRecord {
     /// Restores reading this point's snapshots now: it is not expired until they end.
     #[serde(default)]
     pub restores_running: Vec<RestoreId>,
+    /// Who the point belongs to: the `snapnest:owner` tags of the service instance when it
+    /// was taken.
+    #[serde(default)]
+    pub owners: Vec<String>,
     /// Why the whole point failed when no item could say (e.g. nothing to back up).
     pub error: Option<String>,
     #[serde(default)]
@@ -370,6 +374,9 @@ pub struct RestoreRecord {
     /// In place: until when the replaced volumes and databases are kept for a roll-back.
     #[serde(default)]
     pub kept_until: Option<Timestamp>,
+    /// Who the restore belongs to: its backup point's owners.
+    #[serde(default)]
+    pub owners: Vec<String>,
     pub error: Option<String>,
     pub client_token: Option<String>,
     pub version: u64,

@@ -23,6 +23,7 @@ use tracing::{error, warn};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
+use snapnest_core::access::Caller;
 use snapnest_core::store::Cursor;
 use snapnest_core::{Error, Snapnest};
 
@@ -63,6 +64,7 @@ impl ApiError {
         match &self.0 {
             Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Cloud(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
@@ -75,6 +77,7 @@ impl ApiError {
         match &self.0 {
             Error::BadRequest { code, .. } | Error::Conflict { code, .. } => code,
             Error::NotFound { .. } => "NotFound",
+            Error::Unauthenticated(_) => "Unauthenticated",
             Error::Store(_) => "MetadataSyncFailed",
             Error::Cloud(_) => "CloudError",
         }
@@ -312,6 +315,66 @@ impl<T> From<(Vec<T>, Option<Cursor>)> for Page<T> {
 /// 404 rather than an access error half way through, and each binary carries only its
 /// handlers. API Gateway (template.yaml) and `cargo lambda watch` (Cargo.toml) send each
 /// route to its function; tests keep both in step with these routers.
+/// The header a local run reads the caller from.
+pub const CALLER_HEADER: &str = "x-snapnest-caller";
+/// The header a local run reads the caller's groups from.
+pub const GROUPS_HEADER: &str = "x-snapnest-groups";
+
+/// The use cases acting for whoever calls: a handler's way to reach the domain.
+pub struct Acting(pub Snapnest);
+
+impl FromRequestParts<Arc<Snapnest>> for Acting {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<Snapnest>) -> Result<Self, Self::Rejection> {
+        let caller = caller_of(parts, &app.settings.admins, app.settings.trust_unverified_callers)?;
+        Ok(Acting(app.for_caller(caller)))
+    }
+}
+
+/// The caller of a request: what API Gateway verified (the IAM principal, or the JWT's
+/// subject and groups); only in local runs (`cargo lambda watch`, tests), where nothing is
+/// verified, the `x-snapnest-caller` header (with `x-snapnest-groups`, comma-separated) or,
+/// without it, the system.
+fn caller_of(parts: &Parts, admins: &[String], trust_unverified: bool) -> Result<Caller, ApiError> {
+    use lambda_http::request::RequestContext;
+    let authorizer = match parts.extensions.get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.authorizer.as_ref(),
+        _ => None,
+    };
+    if let Some(authorizer) = authorizer {
+        if let Some(arn) = authorizer.iam.as_ref().and_then(|iam| iam.user_arn.as_deref()) {
+            return Ok(Caller::from_iam_arn(arn, admins));
+        }
+        if let Some(claims) = authorizer.jwt.as_ref().map(|jwt| &jwt.claims) {
+            if let Some(subject) = claims.get("sub") {
+                // HTTP APIs hand array claims over as one string: "[admins ops]".
+                let groups = claims.get("cognito:groups").or_else(|| claims.get("groups"));
+                let groups = groups.map(|g| {
+                    g.trim_matches(['[', ']'])
+                        .split([' ', ','])
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                });
+                return Ok(Caller::new(subject, groups.unwrap_or_default(), admins));
+            }
+        }
+    }
+    if !trust_unverified {
+        return Err(Error::Unauthenticated("the request carries no verified identity".into()).into());
+    }
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    Ok(match header(CALLER_HEADER) {
+        Some(name) => {
+            let groups = header(GROUPS_HEADER).unwrap_or_default();
+            let groups = groups.split(',').map(str::trim).filter(|g| !g.is_empty()).map(str::to_owned);
+            Caller::new(&name, groups, admins)
+        }
+        None => Caller::system(),
+    })
+}
+
 pub fn router(routes: Routes, app: Arc<Snapnest>) -> Router {
     let (router, _) = routes.split_for_parts();
     router

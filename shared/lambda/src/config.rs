@@ -35,6 +35,18 @@ pub struct Config {
     pub default_destination_region: Option<String>,
     /// How long an in-place restore keeps what it replaced, for a roll-back.
     pub keep_replaced_days: u32,
+    /// Names whose callers see every service instance (`SNAPNEST_ADMINS`, comma-separated).
+    pub admins: Vec<String>,
+    /// Who calls: `verified` (deployed: only what API Gateway verified) or `header` (local:
+    /// the `x-snapnest-caller` header, or the system).
+    pub identity: Identity,
+}
+
+/// Where the HTTP functions learn who calls (`SNAPNEST_IDENTITY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    Verified,
+    Header,
 }
 
 /// The variables a deployed function reads (the template must set each of them).
@@ -46,6 +58,8 @@ pub const DEPLOYED_VARIABLES: &[&str] = &[
     "SNAPNEST_DEFAULT_RETENTION_DAYS",
     "SNAPNEST_DESTINATION_REGION",
     "SNAPNEST_KEEP_REPLACED_DAYS",
+    "SNAPNEST_ADMINS",
+    "SNAPNEST_IDENTITY",
 ];
 
 /// The variables only local runs use: the embedded store and the simulated cloud.
@@ -138,6 +152,14 @@ impl Config {
                     .ok()
                     .filter(|d| (1..=365).contains(d))
                     .ok_or_else(|| err("SNAPNEST_KEEP_REPLACED_DAYS", format!("'{v}' is not 1 to 365")))?,
+            },
+            admins: get("SNAPNEST_ADMINS")
+                .map(|v| v.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect())
+                .unwrap_or_default(),
+            identity: match get("SNAPNEST_IDENTITY").as_deref() {
+                None | Some("header") => Identity::Header,
+                Some("verified") => Identity::Verified,
+                Some(other) => return Err(err("SNAPNEST_IDENTITY", format!("'{other}' is not verified or header"))),
             },
         })
     }

@@ -836,7 +836,15 @@ impl Cloud for SimulatedRegion {
                         availability_zone: Some(d.availability_zone.clone()),
                     })
                     .collect();
-                Ok(Inventory { instances, databases })
+                let owners = r
+                    .instances
+                    .values()
+                    .filter(|i| tagged(&i.tags) && i.state != InstanceState::Terminated)
+                    .map(|i| &i.tags)
+                    .chain(r.databases.values().filter(|d| tagged(&d.tags)).map(|d| &d.tags))
+                    .filter_map(|tags| tags.get(tag::OWNER).cloned())
+                    .collect();
+                Ok(Inventory { instances, databases, owners })
             })
             .await
     }

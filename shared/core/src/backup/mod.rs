@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use tracing::{info, instrument, warn};
 
+use crate::access::Caller;
 use crate::clock::Clock;
 use crate::cloud::{tag, Cloud, CloudError, CloudProvider, DeleteOutcome};
 use crate::error::{Error, Result};
@@ -36,6 +37,7 @@ pub struct BackupService {
     clock: Arc<dyn Clock>,
     tag_key: String,
     default_retention_days: u32,
+    caller: Arc<Caller>,
 }
 
 impl BackupService {
@@ -45,8 +47,9 @@ impl BackupService {
         clock: Arc<dyn Clock>,
         tag_key: String,
         default_retention_days: u32,
+        caller: Arc<Caller>,
     ) -> Self {
-        Self { records, clouds, clock, tag_key, default_retention_days }
+        Self { records, clouds, clock, tag_key, default_retention_days, caller }
     }
 
     /// Starts a backup of a service instance: validates, discovers, writes the record, issues
@@ -64,6 +67,7 @@ impl BackupService {
         let cloud = self.clouds.home();
         let plan = request.validate(cloud.region(), self.default_retention_days, now)?;
         let inventory = cloud.discover(&self.tag_key, service_instance_id).await?;
+        self.caller.check(&inventory.owners, "service instance", service_instance_id)?;
         let items = request::plan_items(&inventory, &plan.selection, service_instance_id)?;
 
         let mut record = BackupRecord {
@@ -88,6 +92,7 @@ impl BackupService {
             cleanup_pending: false,
             expiring_since: None,
             restores_running: Vec::new(),
+            owners: inventory.owners.iter().cloned().collect(),
             error: None,
             selection: plan.selection,
             client_token: request.client_token.clone(),
@@ -119,9 +124,20 @@ impl BackupService {
         }
     }
 
-    /// A backup point; 404 when there is none.
+    /// A backup point; 404 when there is none, or it is not the caller's.
     pub async fn get(&self, backup_id: &str) -> Result<BackupRecord> {
-        self.records.load(&BackupId::parse("backup id", backup_id)?).await
+        let record: BackupRecord = self.records.load(&BackupId::parse("backup id", backup_id)?).await?;
+        self.caller.check(&record.owners, "backup", backup_id)?;
+        Ok(record)
+    }
+
+    /// The owners of a service instance as its resources' tags say now (404 when none of
+    /// them is the caller's).
+    pub async fn owners_of(&self, service_instance_id: &str) -> Result<Vec<String>> {
+        validate::identifier("service instance id", service_instance_id)?;
+        let inventory = self.clouds.home().discover(&self.tag_key, service_instance_id).await?;
+        self.caller.check(&inventory.owners, "service instance", service_instance_id)?;
+        Ok(inventory.owners.into_iter().collect())
     }
 
     /// A page of a service instance's backups, newest first.
@@ -132,7 +148,13 @@ impl BackupService {
         cursor: Option<&Cursor>,
     ) -> Result<(Vec<BackupRecord>, Option<Cursor>)> {
         validate::identifier("service instance id", service_instance_id)?;
-        self.records.page_owned(service_instance_id, limit, cursor).await
+        let (page, next) = self.records.page_owned::<BackupRecord>(service_instance_id, limit, cursor).await?;
+        let some = !page.is_empty();
+        let visible: Vec<BackupRecord> = page.into_iter().filter(|b| self.caller.owns(&b.owners)).collect();
+        if some && visible.is_empty() {
+            return Err(Error::not_found("service instance", service_instance_id));
+        }
+        Ok((visible, next))
     }
 
     /// Makes the snapshot calls for every item that has none yet. Cloud errors end up on
@@ -221,6 +243,7 @@ impl BackupService {
     pub async fn cancel(&self, backup_id: &BackupId, keep_snapshots: bool) -> Result<BackupRecord> {
         let now = self.clock.now();
         let mut backup: BackupRecord = self.records.load(backup_id).await?;
+        self.caller.check(&backup.owners, "backup", backup_id)?;
         if backup.status.is_terminal() {
             return Err(Error::not_running(backup_id, backup.status));
         }

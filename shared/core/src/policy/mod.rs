@@ -17,6 +17,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument, warn};
 
+use crate::access::Caller;
 use crate::backup::{BackupOrigin, BackupService};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -76,6 +77,9 @@ pub struct Policy {
     pub last_run: Option<PolicyRun>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Who the policy belongs to: whoever created it.
+    #[serde(default)]
+    pub owners: Vec<String>,
     pub version: u64,
 }
 
@@ -157,6 +161,7 @@ pub struct PolicyService {
     home_region: String,
     /// Where a policy that turns replication on without naming a region copies to.
     default_destination_region: Option<String>,
+    caller: Arc<Caller>,
 }
 
 impl PolicyService {
@@ -166,8 +171,9 @@ impl PolicyService {
         clock: Arc<dyn Clock>,
         home_region: String,
         default_destination_region: Option<String>,
+        caller: Arc<Caller>,
     ) -> Self {
-        Self { records, backups, clock, home_region, default_destination_region }
+        Self { records, backups, clock, home_region, default_destination_region, caller }
     }
 
     #[instrument(skip_all)]
@@ -189,6 +195,7 @@ impl PolicyService {
             last_run: None,
             created_at: now,
             updated_at: now,
+            owners: vec![self.caller.principal.clone()],
             version: 0,
         };
         policy.next_run_at = policy.slot_at_or_after(now);
@@ -211,13 +218,17 @@ impl PolicyService {
         }
     }
 
+    /// A policy; 404 when there is none, or it is not the caller's.
     pub async fn get(&self, policy_id: &str) -> Result<Policy> {
-        self.records.load(&PolicyId::parse("policy id", policy_id)?).await
+        let policy: Policy = self.records.load(&PolicyId::parse("policy id", policy_id)?).await?;
+        self.caller.check(&policy.owners, "policy", policy_id)?;
+        Ok(policy)
     }
 
-    /// A page of policies, newest first.
+    /// A page of the caller's policies, newest first.
     pub async fn list(&self, limit: usize, cursor: Option<&Cursor>) -> Result<(Vec<Policy>, Option<Cursor>)> {
-        self.records.page_all(limit, cursor).await
+        let (page, next) = self.records.page_all::<Policy>(limit, cursor).await?;
+        Ok((page.into_iter().filter(|p| self.caller.owns(&p.owners)).collect(), next))
     }
 
     /// Replaces a policy's settings; its targets and state stay.
@@ -280,6 +291,10 @@ impl PolicyService {
             return Err(Error::bad_request("InvalidRequest", "give service instances to attach or detach"));
         }
         let mut policy = self.get(policy_id).await?;
+        for target in &request.attach {
+            // Only the caller's own service instances: another's is not found.
+            self.backups.owners_of(target).await?;
+        }
         let policy_id = policy.policy_id.clone();
         let store = self.records.store();
         let mut newly_held = Vec::new();

@@ -189,6 +189,7 @@ mod tests {
             last_run: None,
             created_at: start,
             updated_at: start,
+            owners: Vec::new(),
             version: 1,
         }
     }

@@ -1216,6 +1216,7 @@ mod tests {
             service_changed: false,
             rollback: None,
             kept_until: None,
+            owners: Vec::new(),
             error: None,
             client_token: None,
             version: 1,

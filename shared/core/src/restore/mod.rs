@@ -18,6 +18,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use tracing::{info, instrument, warn};
 
+use crate::access::Caller;
 use crate::backup::{BackupOrigin, BackupRequest, BackupService};
 use crate::clock::Clock;
 use crate::cloud::{Cloud, CloudError, CloudProvider, DeleteOutcome, InstanceState};
@@ -75,6 +76,7 @@ pub struct RestoreService {
     clock: Arc<dyn Clock>,
     backups: BackupService,
     rules: Rules,
+    caller: Arc<Caller>,
 }
 
 impl RestoreService {
@@ -84,8 +86,9 @@ impl RestoreService {
         clock: Arc<dyn Clock>,
         backups: BackupService,
         rules: Rules,
+        caller: Arc<Caller>,
     ) -> Self {
-        Self { records, clouds, clock, backups, rules }
+        Self { records, clouds, clock, backups, rules, caller }
     }
 
     /// Plans a restore of a backup point; unless it is a dry run, starts it and takes its
@@ -101,6 +104,7 @@ impl RestoreService {
             validate::region("region", region)?;
         }
         let backup: BackupRecord = self.records.load(backup_id).await?;
+        self.caller.check(&backup.owners, "backup", backup_id)?;
         let (region, items) = plan::items_of(&backup, request)?;
         let in_place = request.mode == RestoreMode::InPlace;
         let safety_backup = in_place && request.safety_backup.unwrap_or(true);
@@ -127,6 +131,7 @@ impl RestoreService {
             service_changed: false,
             rollback: None,
             kept_until: None,
+            owners: backup.owners.clone(),
             error: None,
             client_token: request.client_token.clone(),
             version: 0,
@@ -177,9 +182,11 @@ impl RestoreService {
         })
     }
 
-    /// A restore record; 404 when there is none.
+    /// A restore record; 404 when there is none, or it is not the caller's.
     pub async fn get(&self, restore_id: &str) -> Result<RestoreRecord> {
-        self.records.load(&RestoreId::parse("restore id", restore_id)?).await
+        let record: RestoreRecord = self.records.load(&RestoreId::parse("restore id", restore_id)?).await?;
+        self.caller.check(&record.owners, "restore", restore_id)?;
+        Ok(record)
     }
 
     /// Moves a restore on as far as the cloud allows now, and saves it: the intent of every
@@ -370,6 +377,7 @@ impl RestoreService {
     /// in-place restore rolls back (the next polls carry that out).
     pub async fn cancel(&self, restore_id: &RestoreId) -> Result<RestoreRecord> {
         let mut restore: RestoreRecord = self.records.load(restore_id).await?;
+        self.caller.check(&restore.owners, "restore", restore_id)?;
         if restore.status.is_terminal() {
             return Err(Error::not_running(restore_id, restore.status));
         }
@@ -394,6 +402,7 @@ impl RestoreService {
     pub async fn rollback(&self, restore_id: &str) -> Result<RestoreRecord> {
         let restore_id = RestoreId::parse("restore id", restore_id)?;
         let mut restore: RestoreRecord = self.records.load(&restore_id).await?;
+        self.caller.check(&restore.owners, "restore", &restore_id)?;
         let now = self.clock.now();
         if let Some(refusal) = machine::rollback_refusal(&restore, now) {
             return Err(Error::conflict(

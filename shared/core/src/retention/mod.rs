@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument, warn};
 
+use crate::access::Caller;
 use crate::clock::Clock;
 use crate::cloud::CloudProvider;
 use crate::error::{Error, Result};
@@ -88,6 +89,7 @@ pub struct RetentionService {
     clock: Arc<dyn Clock>,
     /// Deletes what in-place restores replaced once it is no longer kept.
     restores: RestoreService,
+    caller: Arc<Caller>,
 }
 
 impl RetentionService {
@@ -96,8 +98,9 @@ impl RetentionService {
         clouds: Arc<dyn CloudProvider>,
         clock: Arc<dyn Clock>,
         restores: RestoreService,
+        caller: Arc<Caller>,
     ) -> Self {
-        Self { records, clouds, clock, restores }
+        Self { records, clouds, clock, restores, caller }
     }
 
     /// Extends a point's retention, sets a later date, or makes it permanent; the snapshots'
@@ -107,6 +110,7 @@ impl RetentionService {
         let now = self.clock.now();
         let backup_id = BackupId::parse("backup id", backup_id)?;
         let mut record: BackupRecord = self.records.load(&backup_id).await?;
+        self.caller.check(&record.owners, "backup", &backup_id)?;
         record.expires_at = lifecycle::new_expiry(&record, request, now)?;
         self.records.save(&mut record).await?;
         let cloud = self.clouds.region(&record.region)?;

@@ -71,6 +71,7 @@ pub fn backup_started() -> Value {
         "cleanup_pending": false,
         "expiring_since": null,
         "restores_running": [],
+        "owners": ["team-orders"],
         "error": null,
         "selection": {"instance_ids": ["i-0a1b2c3d4e5f60718"], "volume_ids": []},
         "client_token": "first-try",
@@ -177,6 +178,7 @@ pub fn backup_succeeded() -> Value {
         "cleanup_pending": false,
         "expiring_since": null,
         "restores_running": [],
+        "owners": ["team-orders"],
         "error": null,
         "selection": {"instance_ids": ["i-0a1b2c3d4e5f60718"], "volume_ids": []},
         "client_token": "first-try",
@@ -239,6 +241,7 @@ pub fn restore_started() -> Value {
         "service_changed": false,
         "rollback": null,
         "kept_until": null,
+        "owners": ["team-orders"],
         "error": null,
         "client_token": "restore-2026-11-21",
         "version": 2
@@ -299,6 +302,7 @@ pub fn restore_succeeded() -> Value {
         "service_changed": true,
         "rollback": null,
         "kept_until": "2026-11-28T09:40:02Z",
+        "owners": ["team-orders"],
         "error": null,
         "client_token": "restore-2026-11-21",
         "version": 14
@@ -391,6 +395,7 @@ pub fn policy() -> Value {
         },
         "created_at": "2026-10-31T17:12:03Z",
         "updated_at": "2026-11-20T02:00:41Z",
+        "owners": ["arn:aws:sts::123456789012:assumed-role/ops/alice"],
         "version": 21
     })
 }

@@ -415,6 +415,8 @@ pub struct BackupRecord {
     expiring_since: Option<Timestamp>,
     /// Restores reading the point's snapshots now: it does not expire until they end.
     restores_running: Vec<String>,
+    /// Who the point belongs to: the service instance's `snapnest:owner` tags when it was taken.
+    owners: Vec<String>,
     /// Why the whole point failed when no item could say.
     #[schema(required = true)]
     error: Option<String>,
@@ -495,6 +497,8 @@ pub struct RestoreRecord {
     /// In place: until when the replaced volumes and databases are kept for a roll-back.
     #[schema(required = true)]
     kept_until: Option<Timestamp>,
+    /// Who the restore belongs to: its backup point's owners.
+    owners: Vec<String>,
     #[schema(required = true)]
     error: Option<String>,
     #[schema(required = true)]
@@ -611,6 +615,8 @@ pub struct Policy {
     last_run: Option<PolicyRun>,
     created_at: Timestamp,
     updated_at: Timestamp,
+    /// Who the policy belongs to: whoever created it.
+    owners: Vec<String>,
     #[schema(minimum = 1)]
     version: u64,
 }
