@@ -120,7 +120,7 @@ impl Snapnest {
             },
             caller.clone(),
         );
-        let replication = ReplicationService::new(records.clone(), clouds.clone());
+        let replication = ReplicationService::new(records.clone(), clouds.clone(), clock.clone());
         let retention =
             RetentionService::new(records.clone(), clouds.clone(), clock.clone(), restores.clone(), caller.clone());
         let policies = PolicyService::new(

@@ -96,6 +96,32 @@ pub struct ReplicaItem {
     pub attempts: u32,
 }
 
+/// The right of one run to act on a record's lifecycle until `until`: taken with a
+/// conditional save before the run's first cloud call, so of two runs at once only one
+/// acts; a run that dies keeps it until it lapses, then the next run takes over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub holder: String,
+    pub until: Timestamp,
+}
+
+impl Lease {
+    /// How long a run holds a lease: longer than a scheduled function may run (its Lambda
+    /// timeout is 300 s), so a lease only lapses once its run is over.
+    pub fn duration() -> chrono::Duration {
+        chrono::Duration::minutes(6)
+    }
+
+    /// Another run holds it now.
+    pub fn held_by_another(lease: &Option<Lease>, me: &str, now: Timestamp) -> bool {
+        lease.as_ref().is_some_and(|l| l.holder != me && l.until > now)
+    }
+
+    pub fn take(me: &str, now: Timestamp) -> Option<Lease> {
+        Some(Lease { holder: me.to_owned(), until: now + Self::duration() })
+    }
+}
+
 /// Remote replication of a backup point ("Replication to Other Region").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Replication {
@@ -104,6 +130,9 @@ pub struct Replication {
     /// When the replicas expire (their own retention); null = never.
     pub expires_at: Option<Timestamp>,
     pub items: Vec<ReplicaItem>,
+    /// The replicate run copying now.
+    #[serde(default)]
+    pub lease: Option<Lease>,
 }
 
 impl Replication {
@@ -377,6 +406,9 @@ pub struct RestoreRecord {
     /// Who the restore belongs to: its backup point's owners.
     #[serde(default)]
     pub owners: Vec<String>,
+    /// The run advancing the restore now.
+    #[serde(default)]
+    pub lease: Option<Lease>,
     pub error: Option<String>,
     pub client_token: Option<String>,
     pub version: u64,
@@ -431,6 +463,18 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_keeps_other_runs_out_until_it_lapses() {
+        // GIVEN a lease run A took now
+        let now = Utc::now();
+        let lease = Lease::take("run-a", now);
+        // THEN run B is kept out, A is not, and after the lease's time B may take it
+        assert!(Lease::held_by_another(&lease, "run-b", now));
+        assert!(!Lease::held_by_another(&lease, "run-a", now));
+        assert!(!Lease::held_by_another(&lease, "run-b", now + Lease::duration() + chrono::Duration::seconds(1)));
+        assert!(!Lease::held_by_another(&None, "run-b", now));
+    }
+
+    #[test]
     fn next_expiry_is_the_earlier_of_point_and_replicas() {
         let now = Utc::now();
         let mut point = record(&[ItemStatus::Succeeded]);
@@ -443,6 +487,7 @@ mod tests {
             status: JobStatus::Succeeded,
             expires_at: Some(now + chrono::Duration::days(3)),
             items: vec![],
+            lease: None,
         });
         assert_eq!(point.next_expiry(), Some(now + chrono::Duration::days(3)));
         point.status = JobStatus::Expired;

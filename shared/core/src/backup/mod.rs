@@ -87,6 +87,7 @@ impl BackupService {
                 status: JobStatus::Pending,
                 expires_at,
                 items: Vec::new(),
+                lease: None,
             }),
             damaged: false,
             cleanup_pending: false,

@@ -170,6 +170,7 @@ mod tests {
                 status: JobStatus::Pending,
                 expires_at: None,
                 items: vec![],
+                lease: None,
             }),
             ..backup_point(vec![done, failed])
         }

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use tracing::{info, instrument, warn};
 
+use crate::clock::Clock;
 use crate::cloud::{tag, CloudError, CloudProvider, DeleteOutcome};
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, JobId};
-use crate::model::{BackupRecord, ResourceKind};
+use crate::model::{BackupRecord, Lease, ReplicaItem, ResourceKind};
 use crate::records::Records;
 use crate::snapshots::{db_snapshot_name, delete_snapshot, describe_snapshots, snapshot_tags};
 use crate::status::{ItemStatus, JobStatus};
@@ -40,11 +41,12 @@ pub struct ReplicationSummary {
 pub struct ReplicationService {
     records: Records,
     clouds: Arc<dyn CloudProvider>,
+    clock: Arc<dyn Clock>,
 }
 
 impl ReplicationService {
-    pub fn new(records: Records, clouds: Arc<dyn CloudProvider>) -> Self {
-        Self { records, clouds }
+    pub fn new(records: Records, clouds: Arc<dyn CloudProvider>, clock: Arc<dyn Clock>) -> Self {
+        Self { records, clouds, clock }
     }
 
     /// Advances every point that waits for replication: polls copies in flight, starts new
@@ -63,8 +65,15 @@ impl ReplicationService {
         for mut point in points {
             let backup_id = point.backup_id.clone();
             let before = point.clone();
-            if let Err(e) = self.replicate_point(&mut point, &mut summary).await {
+            let run = uuid::Uuid::new_v4().to_string();
+            if let Err(e) = self.replicate_point(&mut point, &run, &mut summary).await {
                 warn!(%backup_id, error = %e, "replication step deferred to the next run");
+            }
+            // This run is over for the point, whatever happened: a lease it took goes with the save.
+            if let Some(replication) =
+                point.replication.as_mut().filter(|r| r.lease.as_ref().is_some_and(|l| l.holder == run))
+            {
+                replication.lease = None;
             }
             if point != before {
                 if let Err(e) = self.records.save(&mut point).await {
@@ -78,7 +87,12 @@ impl ReplicationService {
     }
 
     #[instrument(skip_all, fields(backup_id = %point.backup_id))]
-    async fn replicate_point(&self, point: &mut BackupRecord, summary: &mut ReplicationSummary) -> Result<()> {
+    async fn replicate_point(
+        &self,
+        point: &mut BackupRecord,
+        run: &str,
+        summary: &mut ReplicationSummary,
+    ) -> Result<()> {
         lifecycle::begin(point)?;
         let source_region = point.region.clone();
         let backup_id = point.backup_id.clone();
@@ -103,13 +117,31 @@ impl ReplicationService {
         summary.copies_failed += ended.failed;
         *in_flight = in_flight.saturating_sub(ended.completed + ended.failed);
 
-        // Copies asked for by a run that died before it wrote their ids down: found by tag
-        // (EBS) or by their fixed name (DB), or asked for again.
+        // Copy calls are made only under the replication's lease, taken (with the intent of
+        // the copies about to be asked for) in one conditional save before the first call.
+        let asked = |i: &ReplicaItem| i.status == ItemStatus::Running && i.replica_snapshot_id.is_none();
+        let room = MAX_COPIES_IN_FLIGHT_PER_REGION.saturating_sub(*in_flight);
+        let pending = room > 0 && replication.items.iter().any(|i| i.status == ItemStatus::Pending);
+        if !pending && !replication.items.iter().any(asked) {
+            lifecycle::derive_status(replication);
+            return Ok(());
+        }
+        let now = self.clock.now();
+        if Lease::held_by_another(&replication.lease, run, now) {
+            return Ok(());
+        }
+        replication.lease = Lease::take(run, now);
+        // Copies asked for by a run that died before it wrote their ids down.
+        let unknown: Vec<usize> =
+            replication.items.iter().enumerate().filter(|(_, i)| asked(i)).map(|(n, _)| n).collect();
+        let starting = lifecycle::start_copies(&mut replication.items, room);
+        *in_flight += starting.len();
+        self.records.save(point).await?;
+        let replication = point.replication.as_mut().expect("filtered");
+        // Found by tag (EBS) or by their fixed name (DB), or asked for again.
         let mut calls: Vec<usize> = Vec::new();
-        for (n, item) in replication.items.iter_mut().enumerate() {
-            if item.status != ItemStatus::Running || item.replica_snapshot_id.is_some() {
-                continue;
-            }
+        for n in unknown {
+            let item = &mut replication.items[n];
             match item.kind {
                 ResourceKind::Volume => {
                     let found = destination.find_snapshots(tag::COPY_OF, &item.source_snapshot_id).await?;
@@ -126,18 +158,7 @@ impl ReplicationService {
                 ResourceKind::Database => calls.push(n),
             }
         }
-        // New copies within the limit: their intent is saved before any of them is asked
-        // for, so a run that loses the race to another saves nothing and calls nothing.
-        let room = MAX_COPIES_IN_FLIGHT_PER_REGION.saturating_sub(*in_flight);
-        let starting = lifecycle::start_copies(&mut replication.items, room);
-        *in_flight += starting.len();
         calls.extend(starting);
-        if calls.is_empty() {
-            lifecycle::derive_status(replication);
-            return Ok(());
-        }
-        self.records.save(point).await?;
-        let replication = point.replication.as_mut().expect("filtered");
         for n in calls {
             let item = &mut replication.items[n];
             let mut tags = tags.clone();
@@ -163,7 +184,8 @@ impl ReplicationService {
                 }
             }
         }
-        lifecycle::derive_status(point.replication.as_mut().expect("filtered"));
+        replication.lease = None;
+        lifecycle::derive_status(replication);
         Ok(())
     }
 

@@ -1037,6 +1037,8 @@ pub fn cancel(record: &mut RestoreRecord, now: Timestamp) -> Result<(), IllegalT
     let touched = record.service_changed
         || !record.stopped_instance_ids.is_empty()
         || record.items.iter().any(|i| i.step != RestoreStep::NotStarted);
+    // The run at work loses its next save and stops; the next poll acts on the cancel at once.
+    record.lease = None;
     if record.mode == RestoreMode::InPlace && touched {
         record.status.transition(JobStatus::RollingBack)?;
         start_rollback(record, RollbackReason::Cancel, "cancelled by the user".to_owned(), now);
@@ -1071,6 +1073,7 @@ pub fn rollback_refusal(record: &RestoreRecord, now: Timestamp) -> Option<String
 /// The user asks to put back what a finished in-place restore replaced.
 pub fn request_rollback(record: &mut RestoreRecord, now: Timestamp) -> Result<(), IllegalTransition> {
     record.status.transition(JobStatus::RollingBack)?;
+    record.lease = None;
     start_rollback(record, RollbackReason::Request, "roll-back requested by the user".to_owned(), now);
     Ok(())
 }
@@ -1217,6 +1220,7 @@ mod tests {
             rollback: None,
             kept_until: None,
             owners: Vec::new(),
+            lease: None,
             error: None,
             client_token: None,
             version: 1,

@@ -25,7 +25,7 @@ use crate::cloud::{Cloud, CloudError, CloudProvider, DeleteOutcome, InstanceStat
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, RestoreId};
 use crate::model::{
-    BackupRecord, OnFailure, ResourceKind, RestoreItem, RestoreMode, RestorePhase, RestoreRecord, Trigger,
+    BackupRecord, Lease, OnFailure, ResourceKind, RestoreItem, RestoreMode, RestorePhase, RestoreRecord, Trigger,
 };
 use crate::records::Records;
 use crate::status::JobStatus;
@@ -132,6 +132,7 @@ impl RestoreService {
             rollback: None,
             kept_until: None,
             owners: backup.owners.clone(),
+            lease: None,
             error: None,
             client_token: request.client_token.clone(),
             version: 0,
@@ -148,6 +149,8 @@ impl RestoreService {
         }
         machine::derive_status(&mut record, now);
         tracing::Span::current().record("restore_id", record.restore_id.as_str());
+        let run = uuid::Uuid::new_v4().to_string();
+        record.lease = Lease::take(&run, now);
         self.hold_point(backup, &record.restore_id).await?;
         let refused = match self.records.insert(&mut record, request.client_token.as_deref()).await {
             Ok(()) => None,
@@ -165,7 +168,7 @@ impl RestoreService {
             return answer;
         }
         info!(%backup_id, mode = ?record.mode, "restore record written");
-        Ok(Started::Restore(Box::new(self.advance(record).await?)))
+        Ok(Started::Restore(Box::new(self.advance_as(record, &run).await?)))
     }
 
     /// What the cloud holds now of what an in-place restore will replace.
@@ -190,14 +193,26 @@ impl RestoreService {
     }
 
     /// Moves a restore on as far as the cloud allows now, and saves it: the intent of every
-    /// call before the call, the answers after.
+    /// call before the call, the answers after. A run acts only while it holds the restore's
+    /// lease, taken with a conditional save before its first call: of two runs at once, the
+    /// second finds it held and leaves the restore alone.
+    pub async fn advance(&self, record: RestoreRecord) -> Result<RestoreRecord> {
+        let run = uuid::Uuid::new_v4().to_string();
+        self.advance_as(record, &run).await
+    }
+
     #[instrument(skip_all, fields(restore_id = %record.restore_id, service_instance_id = %record.service_instance_id))]
-    pub async fn advance(&self, mut record: RestoreRecord) -> Result<RestoreRecord> {
+    async fn advance_as(&self, mut record: RestoreRecord, run: &str) -> Result<RestoreRecord> {
         if record.phase == RestorePhase::Done {
+            return Ok(record);
+        }
+        let now = self.clock.now();
+        if Lease::held_by_another(&record.lease, run, now) {
             return Ok(record);
         }
         let cloud = self.clouds.region(&record.region)?;
         let mut saved = record.clone();
+        record.lease = Lease::take(run, now);
         for _ in 0..ROUNDS_PER_ADVANCE {
             let phase = record.phase;
             let observed = match self.observe(&machine::wanted(&record), cloud.as_ref()).await {
@@ -209,7 +224,11 @@ impl RestoreService {
                 Err(e) => return Err(e.into()),
             };
             let commands = machine::step(&mut record, &observed, &self.rules);
-            self.save_if_changed(&mut record, &mut saved).await?;
+            // The lease is written with the first intent: a pass that only waits writes nothing.
+            let unchanged = RestoreRecord { lease: saved.lease.clone(), ..record.clone() } == saved;
+            if !(commands.is_empty() && unchanged) {
+                self.save_if_changed(&mut record, &mut saved).await?;
+            }
             for command in &commands {
                 let answer = self.act(&record, command, cloud.as_ref()).await?;
                 if let Err(e) = &answer {
@@ -222,6 +241,8 @@ impl RestoreService {
                 break;
             }
         }
+        record.lease = None;
+        self.save_if_changed(&mut record, &mut saved).await?;
         Ok(record)
     }
 

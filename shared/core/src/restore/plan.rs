@@ -384,6 +384,7 @@ mod tests {
                 error: None,
                 attempts: 0,
             }],
+            lease: None,
         });
         // WHEN a disaster recovery is planned THEN it restores the copy there
         let (region, items) = items_of(&point, &request(RestoreMode::DisasterRecovery, None)).unwrap();

@@ -267,6 +267,7 @@ mod tests {
             status: JobStatus::Running,
             expires_at: None,
             items: vec![],
+            lease: None,
         });
         // THEN neither is due until that ends
         assert!(!point_due(&restored, now));

@@ -65,7 +65,8 @@ pub fn backup_started() -> Value {
             "region": "us-west-2",
             "status": "Pending",
             "expires_at": "2026-12-01T02:00:00Z",
-            "items": []
+            "items": [],
+            "lease": null
         },
         "damaged": false,
         "cleanup_pending": false,
@@ -172,7 +173,8 @@ pub fn backup_succeeded() -> Value {
                     "error": null,
                     "attempts": 0
                 }
-            ]
+            ],
+            "lease": null
         },
         "damaged": false,
         "cleanup_pending": false,
@@ -242,6 +244,7 @@ pub fn restore_started() -> Value {
         "rollback": null,
         "kept_until": null,
         "owners": ["team-orders"],
+        "lease": null,
         "error": null,
         "client_token": "restore-2026-11-21",
         "version": 2
@@ -303,6 +306,7 @@ pub fn restore_succeeded() -> Value {
         "rollback": null,
         "kept_until": "2026-11-28T09:40:02Z",
         "owners": ["team-orders"],
+        "lease": null,
         "error": null,
         "client_token": "restore-2026-11-21",
         "version": 14

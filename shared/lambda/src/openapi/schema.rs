@@ -373,6 +373,17 @@ pub struct Replication {
     #[schema(required = true)]
     expires_at: Option<Timestamp>,
     items: Vec<ReplicaItem>,
+    /// The replicate run copying now.
+    #[schema(required = true)]
+    lease: Option<Lease>,
+}
+
+/// The right of one run to act on a lifecycle until `until` (a run that dies keeps it until
+/// it lapses, then the next run takes over).
+#[derive(ToSchema)]
+pub struct Lease {
+    holder: String,
+    until: Timestamp,
 }
 
 /// What the backup was asked to cover (empty lists = everything).
@@ -499,6 +510,9 @@ pub struct RestoreRecord {
     kept_until: Option<Timestamp>,
     /// Who the restore belongs to: its backup point's owners.
     owners: Vec<String>,
+    /// The run advancing the restore now.
+    #[schema(required = true)]
+    lease: Option<Lease>,
     #[schema(required = true)]
     error: Option<String>,
     #[schema(required = true)]
