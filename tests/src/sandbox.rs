@@ -128,12 +128,13 @@ impl Sandbox {
         panic!("replicate did not finish in 50 runs");
     }
 
-    /// Runs expire-retention at `at` until nothing is due then; every run may die at the
-    /// tripwire.
+    /// Runs expire-retention from `at` on, each run a minute after the last, until nothing
+    /// is due; every run may die at the tripwire.
     pub async fn expire(&self, at: chrono::DateTime<Utc>) {
-        for _ in 0..20 {
-            let _ = self.wire.invoke(crate::expire_at(&self.app, at)).await;
-            if self.app.store.list_due(Collection::Backups, at).await.expect("due backups").is_empty() {
+        for run in 0..20 {
+            let now = at + chrono::Duration::minutes(run);
+            let _ = self.wire.invoke(crate::expire_at(&self.app, now)).await;
+            if self.app.store.list_due(Collection::Backups, now).await.expect("due backups").is_empty() {
                 return;
             }
         }

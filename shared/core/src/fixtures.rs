@@ -26,6 +26,7 @@ pub fn backup_point(items: Vec<BackupItem>) -> BackupRecord {
         cleanup_pending: false,
         expiring_since: None,
         restores_running: Vec::new(),
+        expiry_lease: None,
         owners: Vec::new(),
         error: None,
         selection: Selection::default(),

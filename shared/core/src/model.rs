@@ -185,6 +185,9 @@ pub struct BackupRecord {
     /// Restores reading this point's snapshots now: it is not expired until they end.
     #[serde(default)]
     pub restores_running: Vec<RestoreId>,
+    /// The expire-retention run deleting this point's snapshots (or its copies) now.
+    #[serde(default)]
+    pub expiry_lease: Option<Lease>,
     /// Who the point belongs to: the `snapnest:owner` tags of the service instance when it
     /// was taken.
     #[serde(default)]

@@ -93,6 +93,7 @@ impl BackupService {
             cleanup_pending: false,
             expiring_since: None,
             restores_running: Vec::new(),
+            expiry_lease: None,
             owners: inventory.owners.iter().cloned().collect(),
             error: None,
             selection: plan.selection,

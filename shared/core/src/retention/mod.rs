@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::cloud::CloudProvider;
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, ExpiryRunId};
-use crate::model::{BackupRecord, RestorePhase, RestoreRecord, Timestamp};
+use crate::model::{BackupRecord, Lease, RestorePhase, RestoreRecord, Timestamp};
 use crate::records::{Records, StoredRecord};
 use crate::restore::RestoreService;
 use crate::snapshots::{delete_snapshot, snapshot_tags};
@@ -155,15 +155,25 @@ impl RetentionService {
             // Restores that ended without saying so (they died) no longer hold the point.
             self.records.save(&mut record).await?;
         }
-        if lifecycle::point_due(&record, now) {
-            let resumed = record.expiring_since.is_some();
-            if !resumed {
-                // The intent, saved before the first delete: a retention change or a restore
-                // that got in first makes this save fail (the point is left for the next run),
-                // one that comes after is refused.
-                record.expiring_since = Some(now);
-                self.records.save(&mut record).await?;
-            }
+        let (point_due, replicas_due) = (lifecycle::point_due(&record, now), lifecycle::replicas_due(&record, now));
+        if !point_due && !replicas_due {
+            return Ok(());
+        }
+        // Deletes are made only under the point's expiry lease, taken with the intent in one
+        // conditional save before the first delete: a retention change or a restore that got
+        // in first makes this save fail (the point is left for the next run), one that comes
+        // after is refused, and a second expiry run at the same time leaves the point alone.
+        let run = uuid::Uuid::new_v4().to_string();
+        if Lease::held_by_another(&record.expiry_lease, &run, now) {
+            return Ok(());
+        }
+        let resumed = record.expiring_since.is_some();
+        record.expiry_lease = Lease::take(&run, now);
+        if point_due && !resumed {
+            record.expiring_since = Some(now);
+        }
+        self.records.save(&mut record).await?;
+        if point_due {
             let cloud = self.clouds.region(&record.region)?;
             for (n, kind, snapshot_id) in lifecycle::snapshots_to_delete(&record) {
                 let outcome = delete_snapshot(cloud.as_ref(), kind, &snapshot_id).await?;
@@ -171,7 +181,7 @@ impl RetentionService {
             }
             lifecycle::point_expired(&mut record, summary)?;
         }
-        if lifecycle::replicas_due(&record, now) {
+        if replicas_due {
             let replication = record.replication.as_mut().expect("checked by replicas_due");
             let cloud = self.clouds.region(&replication.region)?;
             for item in replication.items.iter() {
@@ -182,6 +192,7 @@ impl RetentionService {
             replication.status.transition(JobStatus::Expired)?;
             summary.replicas_expired += 1;
         }
+        record.expiry_lease = None;
         self.records.save(&mut record).await?;
         info!(status = record.status.as_str(), damaged = record.damaged, "backup point expired");
         Ok(())

@@ -426,6 +426,9 @@ pub struct BackupRecord {
     expiring_since: Option<Timestamp>,
     /// Restores reading the point's snapshots now: it does not expire until they end.
     restores_running: Vec<String>,
+    /// The expire-retention run deleting the point's snapshots now.
+    #[schema(required = true)]
+    expiry_lease: Option<Lease>,
     /// Who the point belongs to: the service instance's `snapnest:owner` tags when it was taken.
     owners: Vec<String>,
     /// Why the whole point failed when no item could say.
