@@ -207,8 +207,15 @@ impl Cloud for TripCloud {
     async fn describe_instances(&self, ids: &[String]) -> CloudResult<Vec<Instance>> {
         self.inner.describe_instances(ids).await
     }
-    async fn create_volume(&self, snapshot_id: &str, az: &str, token: &str, tags: &Tags) -> CloudResult<String> {
-        self.mutation(self.inner.create_volume(snapshot_id, az, token, tags).await).await
+    async fn create_volume(
+        &self,
+        snapshot_id: &str,
+        az: &str,
+        token: &str,
+        settings: &VolumeSettings,
+        tags: &Tags,
+    ) -> CloudResult<String> {
+        self.mutation(self.inner.create_volume(snapshot_id, az, token, settings, tags).await).await
     }
     async fn describe_volumes(&self, ids: &[String]) -> CloudResult<Vec<VolumeStatus>> {
         self.inner.describe_volumes(ids).await
@@ -219,6 +226,9 @@ impl Cloud for TripCloud {
     async fn attach_volume(&self, instance_id: &str, volume_id: &str, device: &str) -> CloudResult<()> {
         self.mutation(self.inner.attach_volume(instance_id, volume_id, device).await).await
     }
+    async fn set_delete_on_termination(&self, instance_id: &str, device: &str, delete: bool) -> CloudResult<()> {
+        self.mutation(self.inner.set_delete_on_termination(instance_id, device, delete).await).await
+    }
     async fn delete_volume(&self, volume_id: &str) -> CloudResult<DeleteOutcome> {
         self.mutation(self.inner.delete_volume(volume_id).await).await
     }
@@ -228,8 +238,14 @@ impl Cloud for TripCloud {
     async fn untag_resource(&self, id: &str, keys: &[String]) -> CloudResult<()> {
         self.mutation(self.inner.untag_resource(id, keys).await).await
     }
-    async fn restore_database(&self, snapshot_id: &str, new_db_id: &str, tags: &Tags) -> CloudResult<()> {
-        self.mutation(self.inner.restore_database(snapshot_id, new_db_id, tags).await).await
+    async fn restore_database(
+        &self,
+        snapshot_id: &str,
+        new_db_id: &str,
+        settings: &DatabaseSettings,
+        tags: &Tags,
+    ) -> CloudResult<()> {
+        self.mutation(self.inner.restore_database(snapshot_id, new_db_id, settings, tags).await).await
     }
     async fn describe_databases(&self, ids: &[String]) -> CloudResult<Vec<DatabaseStatus>> {
         self.inner.describe_databases(ids).await

@@ -149,6 +149,9 @@ fn calls_of(plan: &RestorePlan) -> Vec<String> {
             calls.push(format!("detach_volume {instance} {replaced}"));
         }
         calls.push(format!("attach_volume {instance} {device}"));
+        if v.settings.as_ref().is_some_and(|s| s.delete_on_termination) {
+            calls.push(format!("set_delete_on_termination {instance} {device} true"));
+        }
     }
     for d in &plan.databases {
         calls.push(format!("restore_database {} {}", d.snapshot_id, d.restored_as));
@@ -275,4 +278,30 @@ async fn an_instance_that_cannot_be_stopped_fails_the_restore_before_anything_is
     let mut clone = in_place(false);
     clone.mode = snapnest_core::model::RestoreMode::Clone;
     assert_eq!(world.restore(&point.backup_id, &clone).await.status, JobStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn a_restored_volume_and_database_keep_the_backed_up_configuration() {
+    // GIVEN a point of si-demo (gp3 roots that go with their instance, encrypted provisioned
+    // data volumes, a Multi-AZ database in its own subnet and groups)
+    let world = Sandbox::new();
+    let point = world.backup(SI).await;
+    assert!(point.items.iter().all(|i| i.volume_settings.is_some() || i.database_settings.is_some()));
+    // WHEN it is restored in place
+    let restore = world.restore(&point.backup_id, &in_place(false)).await;
+    assert_eq!(restore.status, JobStatus::Succeeded);
+    // THEN what is in service now is configured as what was backed up
+    let now = world.app.clouds.home().discover("service-instance-id", SI).await.unwrap();
+    for item in point.items.iter().filter(|i| i.kind == ResourceKind::Volume) {
+        let instance = now.instances.iter().find(|i| Some(&i.instance_id) == item.instance_id.as_ref()).unwrap();
+        let volume = instance.volumes.iter().find(|v| Some(&v.device) == item.device.as_ref()).unwrap();
+        assert_ne!(Some(&volume.volume_id), Some(&item.resource_id), "restored, not the original");
+        assert_eq!(Some(&volume.settings), item.volume_settings.as_ref(), "{}", volume.device);
+    }
+    let database = point.items.iter().find(|i| i.kind == ResourceKind::Database).unwrap();
+    let serving = now.databases.iter().find(|d| d.db_id == database.resource_id).unwrap();
+    assert_eq!(Some(&serving.settings), database.database_settings.as_ref());
+    assert!(
+        serving.settings.multi_az && serving.settings.deletion_protection && serving.settings.subnet_group.is_some()
+    );
 }

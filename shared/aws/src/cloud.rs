@@ -280,6 +280,10 @@ impl RegionClients {
                                 volume_id: ebs.volume_id()?.to_owned(),
                                 device: m.device_name()?.to_owned(),
                                 size_gib: 0,
+                                settings: VolumeSettings {
+                                    delete_on_termination: ebs.delete_on_termination().unwrap_or(false),
+                                    ..Default::default()
+                                },
                             }),
                             _ => None,
                         }
@@ -295,7 +299,7 @@ impl RegionClients {
             .collect();
 
         let volume_ids: Vec<String> = instances.iter().flat_map(|i| &i.volumes).map(|v| v.volume_id.clone()).collect();
-        let mut sizes: HashMap<String, u64> = HashMap::new();
+        let mut described: HashMap<String, (u64, VolumeSettings)> = HashMap::new();
         for chunk in volume_ids.chunks(EC2_IDS_PER_CALL) {
             let volumes = self
                 .ec2("DescribeVolumes", subject, |c| {
@@ -307,11 +311,27 @@ impl RegionClients {
                         .try_collect()
                 })
                 .await?;
-            sizes.extend(volumes.iter().filter_map(|v| Some((v.volume_id()?.to_owned(), v.size()?.max(0) as u64))));
+            described.extend(volumes.iter().filter_map(|v| {
+                let settings = VolumeSettings {
+                    volume_type: v.volume_type().map(|t| t.as_str().to_owned()),
+                    iops: v.iops().map(|n| n.max(0) as u32),
+                    throughput: v.throughput().map(|n| n.max(0) as u32),
+                    encrypted: v.encrypted().unwrap_or(false),
+                    kms_key_id: v.kms_key_id().map(str::to_owned),
+                    multi_attach: v.multi_attach_enabled().unwrap_or(false),
+                    delete_on_termination: false,
+                };
+                Some((v.volume_id()?.to_owned(), (v.size()?.max(0) as u64, settings)))
+            }));
         }
         for instance in &mut instances {
             for volume in &mut instance.volumes {
-                volume.size_gib = sizes.get(&volume.volume_id).copied().unwrap_or(0);
+                if let Some((size_gib, settings)) = described.get(&volume.volume_id) {
+                    volume.size_gib = *size_gib;
+                    // Delete-on-termination is the attachment's, read from the mapping above.
+                    let delete_on_termination = volume.settings.delete_on_termination;
+                    volume.settings = VolumeSettings { delete_on_termination, ..settings.clone() };
+                }
             }
             instance.volumes.sort_by(|a, b| a.device.cmp(&b.device));
         }
@@ -419,6 +439,7 @@ impl Cloud for AwsCloud {
                 engine: d.engine().unwrap_or_default().to_owned(),
                 status: d.db_instance_status().unwrap_or_default().to_owned(),
                 availability_zone: d.availability_zone().map(str::to_owned),
+                settings: database_settings(d),
             })
             .collect();
         Ok(Inventory { instances, databases, owners })
@@ -761,11 +782,18 @@ impl Cloud for AwsCloud {
         snapshot_id: &str,
         availability_zone: &str,
         client_token: &str,
+        settings: &VolumeSettings,
         tags: &Tags,
     ) -> CloudResult<String> {
+        let kind = settings.volume_type.as_deref();
         let created = self
             .here
             .ec2("CreateVolume", snapshot_id, |ec2| {
+                // EC2 API Reference, CreateVolume: without `VolumeType` the volume is gp2, and
+                // `Iops`/`Throughput` are the type's defaults; `Encrypted` with `KmsKeyId`
+                // encrypts it under that key (a volume from an encrypted snapshot is encrypted
+                // anyway); `MultiAttachEnabled` only for io1/io2. So the backed-up settings go
+                // with the request, each only when the backed-up volume had it.
                 // EC2 API Reference, CreateVolume `ClientToken`: a repeated request with the same
                 // token returns the first request's volume ("Ensuring idempotency"), so the SDK's
                 // retry of a call that did reach EC2 cannot make a second volume. Without it the
@@ -774,6 +802,14 @@ impl Cloud for AwsCloud {
                     .snapshot_id(snapshot_id)
                     .availability_zone(availability_zone)
                     .client_token(client_token)
+                    .set_volume_type(settings.volume_type.as_deref().map(ec2::VolumeType::from))
+                    // DescribeVolumes reports a gp2 volume's baseline IOPS too, but CreateVolume
+                    // takes `Iops` only for io1, io2 and gp3, and `Throughput` only for gp3.
+                    .set_iops(settings.iops.filter(|_| matches!(kind, Some("io1" | "io2" | "gp3"))).map(|n| n as i32))
+                    .set_throughput(settings.throughput.filter(|_| kind == Some("gp3")).map(|n| n as i32))
+                    .set_encrypted(settings.encrypted.then_some(true))
+                    .set_kms_key_id(settings.kms_key_id.clone().filter(|_| settings.encrypted))
+                    .set_multi_attach_enabled(settings.multi_attach.then_some(true))
                     .set_tag_specifications(tag_specification(ec2::ResourceType::Volume, tags))
                     .send()
             })
@@ -833,6 +869,22 @@ impl Cloud for AwsCloud {
         self.here
             .ec2("DetachVolume", volume_id, |ec2| {
                 ec2.detach_volume().volume_id(volume_id).instance_id(instance_id).send()
+            })
+            .await
+            .map(drop)
+    }
+
+    async fn set_delete_on_termination(&self, instance_id: &str, device: &str, delete: bool) -> CloudResult<()> {
+        // EC2 API Reference, ModifyInstanceAttribute `BlockDeviceMappings`: only
+        // `DeleteOnTermination` of an attached EBS volume can be changed this way; a volume
+        // attached with AttachVolume starts with it false.
+        let mapping = ec2::InstanceBlockDeviceMappingSpecification::builder()
+            .device_name(device)
+            .ebs(ec2::EbsInstanceBlockDeviceSpecification::builder().delete_on_termination(delete).build())
+            .build();
+        self.here
+            .ec2("ModifyInstanceAttribute", instance_id, |ec2| {
+                ec2.modify_instance_attribute().instance_id(instance_id).block_device_mappings(mapping.clone()).send()
             })
             .await
             .map(drop)
@@ -899,12 +951,40 @@ impl Cloud for AwsCloud {
         }
     }
 
-    async fn restore_database(&self, snapshot_id: &str, new_db_id: &str, tags: &Tags) -> CloudResult<()> {
+    async fn restore_database(
+        &self,
+        snapshot_id: &str,
+        new_db_id: &str,
+        settings: &DatabaseSettings,
+        tags: &Tags,
+    ) -> CloudResult<()> {
         self.here
             .rds("RestoreDBInstanceFromDBSnapshot", snapshot_id, |rds| {
+                // RDS API Reference, RestoreDBInstanceFromDBSnapshot: without DBSubnetGroupName
+                // the instance goes to the default VPC ("No default subnet detected" without
+                // one), without VpcSecurityGroupIds to the default group, without the group
+                // names to the default parameter and option groups, Single-AZ unless MultiAZ,
+                // and without DeletionProtection. The backed-up instance's settings go along.
                 rds.restore_db_instance_from_db_snapshot()
                     .db_snapshot_identifier(snapshot_id)
                     .db_instance_identifier(new_db_id)
+                    .set_db_instance_class(settings.instance_class.clone())
+                    .set_db_subnet_group_name(settings.subnet_group.clone())
+                    .set_vpc_security_group_ids(
+                        (!settings.security_group_ids.is_empty()).then(|| settings.security_group_ids.clone()),
+                    )
+                    // The engine's default groups are what RDS picks without a name; only
+                    // a group of the user's own needs naming (moto also knows no default
+                    // option group by name).
+                    .set_db_parameter_group_name(
+                        settings.parameter_group.clone().filter(|g| !g.starts_with("default.")),
+                    )
+                    .set_option_group_name(settings.option_group.clone().filter(|g| !g.starts_with("default:")))
+                    .multi_az(settings.multi_az)
+                    .publicly_accessible(settings.publicly_accessible)
+                    .deletion_protection(settings.deletion_protection)
+                    .set_storage_type(settings.storage_type.clone())
+                    .set_port(settings.port.map(i32::from))
                     .set_tags(Some(rds_tags(tags)))
                     .send()
             })
@@ -987,6 +1067,27 @@ impl Cloud for AwsCloud {
 ///
 /// Classification goes by error code and HTTP status, never by message: EC2 messages are
 /// free text (and empty on some emulators), codes are the API's contract.
+/// What a faithful restore of a DB instance needs of its configuration.
+fn database_settings(d: &rds::DbInstance) -> DatabaseSettings {
+    DatabaseSettings {
+        instance_class: d.db_instance_class().map(str::to_owned),
+        subnet_group: d.db_subnet_group().and_then(|g| g.db_subnet_group_name()).map(str::to_owned),
+        security_group_ids: d
+            .vpc_security_groups()
+            .iter()
+            .filter_map(|g| g.vpc_security_group_id())
+            .map(str::to_owned)
+            .collect(),
+        parameter_group: d.db_parameter_groups().first().and_then(|g| g.db_parameter_group_name()).map(str::to_owned),
+        option_group: d.option_group_memberships().first().and_then(|g| g.option_group_name()).map(str::to_owned),
+        multi_az: d.multi_az().unwrap_or(false),
+        publicly_accessible: d.publicly_accessible().unwrap_or(false),
+        deletion_protection: d.deletion_protection().unwrap_or(false),
+        storage_type: d.storage_type().map(str::to_owned),
+        port: d.endpoint().and_then(|e| e.port()).or(d.db_instance_port()).and_then(|p| u16::try_from(p).ok()),
+    }
+}
+
 fn cloud_error<E>(subject: &str, error: SdkError<E>) -> CloudError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,

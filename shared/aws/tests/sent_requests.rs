@@ -12,7 +12,7 @@ use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use snapnest_aws::cloud::AwsProvider;
-use snapnest_core::cloud::{tag, CloudProvider, DeleteOutcome, Tags};
+use snapnest_core::cloud::{tag, CloudProvider, DatabaseSettings, DeleteOutcome, Tags, VolumeSettings};
 
 /// Records every request body and answers each with the canned response for its `Action`
 /// (HTTP 400 for an `<ErrorResponse>`, as the query protocol does, 200 otherwise).
@@ -81,7 +81,8 @@ async fn create_volume_sends_the_callers_client_token_on_every_attempt() {
     let cloud = AwsProvider::new(&capturing_config(&capture)).home();
     let tags = Tags::from([("snapnest:restore-id".to_owned(), "rs-1".to_owned())]);
     for _ in 0..2 {
-        let made = cloud.create_volume("snap-0abc", "us-east-1a", "rs-1-vol-0old", &tags).await;
+        let made =
+            cloud.create_volume("snap-0abc", "us-east-1a", "rs-1-vol-0old", &VolumeSettings::default(), &tags).await;
         assert_eq!(made.as_deref(), Ok("vol-0new"));
     }
     let bodies = capture.bodies();
@@ -183,4 +184,110 @@ async fn untag_resource_of_a_volume_sends_keys_without_values() {
     assert_eq!(get(&sent, "Tag.1.Key"), Some(tag::KEPT_UNTIL), "{}", bodies[0]);
     // A value would delete the tag only where it matches: keys alone delete it whatever it holds.
     assert_eq!(get(&sent, "Tag.1.Value"), None, "{}", bodies[0]);
+}
+
+#[tokio::test]
+async fn a_restored_volume_gets_the_backed_up_volumes_settings() {
+    let capture = Capture::answering(&[
+        (
+            "CreateVolume",
+            r#"<CreateVolumeResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><volumeId>vol-0new</volumeId></CreateVolumeResponse>"#,
+        ),
+        (
+            "ModifyInstanceAttribute",
+            r#"<ModifyInstanceAttributeResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><return>true</return></ModifyInstanceAttributeResponse>"#,
+        ),
+    ]);
+    let cloud = AwsProvider::new(&capturing_config(&capture)).home();
+    // GIVEN an encrypted io2 volume with multi-attach, as backed up
+    let settings = VolumeSettings {
+        volume_type: Some("io2".into()),
+        iops: Some(16000),
+        throughput: None,
+        encrypted: true,
+        kms_key_id: Some("arn:aws:kms:us-east-1:123456789012:key/orders".into()),
+        multi_attach: true,
+        delete_on_termination: true,
+    };
+    // WHEN it is restored and attached where it was
+    cloud.create_volume("snap-0abc", "us-east-1a", "rs-1-vol-0old", &settings, &Tags::new()).await.unwrap();
+    cloud.set_delete_on_termination("i-0abc", "/dev/xvda", true).await.unwrap();
+    // THEN CreateVolume names its type, IOPS, key and multi-attach (gp2 and defaults otherwise)
+    let bodies = capture.bodies();
+    let created = parameters(&bodies[0]);
+    assert_eq!(get(&created, "VolumeType"), Some("io2"), "{}", bodies[0]);
+    assert_eq!(get(&created, "Iops"), Some("16000"), "{}", bodies[0]);
+    assert_eq!(get(&created, "Throughput"), None, "{}", bodies[0]);
+    assert_eq!(get(&created, "Encrypted"), Some("true"), "{}", bodies[0]);
+    assert_eq!(get(&created, "KmsKeyId"), Some("arn:aws:kms:us-east-1:123456789012:key/orders"), "{}", bodies[0]);
+    assert_eq!(get(&created, "MultiAttachEnabled"), Some("true"), "{}", bodies[0]);
+    // AND the attachment is made to go with the instance, as the backed-up one did
+    let modified = parameters(&bodies[1]);
+    assert_eq!(get(&modified, "Action"), Some("ModifyInstanceAttribute"), "{}", bodies[1]);
+    assert_eq!(get(&modified, "InstanceId"), Some("i-0abc"), "{}", bodies[1]);
+    assert_eq!(get(&modified, "BlockDeviceMapping.1.DeviceName"), Some("/dev/xvda"), "{}", bodies[1]);
+    assert_eq!(get(&modified, "BlockDeviceMapping.1.Ebs.DeleteOnTermination"), Some("true"), "{}", bodies[1]);
+}
+
+#[tokio::test]
+async fn a_gp2_volumes_reported_iops_are_not_sent_back() {
+    let capture = Capture::answering(&[(
+        "CreateVolume",
+        r#"<CreateVolumeResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><volumeId>vol-0new</volumeId></CreateVolumeResponse>"#,
+    )]);
+    let cloud = AwsProvider::new(&capturing_config(&capture)).home();
+    // GIVEN a gp2 volume, for which DescribeVolumes reports its baseline IOPS and throughput
+    let settings = VolumeSettings {
+        volume_type: Some("gp2".into()),
+        iops: Some(100),
+        throughput: Some(128),
+        ..Default::default()
+    };
+    // WHEN it is restored THEN neither is sent (CreateVolume refuses them for gp2)
+    cloud.create_volume("snap-0abc", "us-east-1a", "rs-1-vol", &settings, &Tags::new()).await.unwrap();
+    let sent = parameters(&capture.bodies()[0]);
+    assert_eq!(get(&sent, "VolumeType"), Some("gp2"));
+    assert_eq!((get(&sent, "Iops"), get(&sent, "Throughput"), get(&sent, "Encrypted")), (None, None, None));
+}
+
+#[tokio::test]
+async fn a_restored_database_lands_in_the_backed_up_databases_network_and_groups() {
+    let capture = Capture::answering(&[(
+        "RestoreDBInstanceFromDBSnapshot",
+        r#"<RestoreDBInstanceFromDBSnapshotResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><RestoreDBInstanceFromDBSnapshotResult><DBInstance><DBInstanceIdentifier>orders-rst1</DBInstanceIdentifier><DBInstanceStatus>creating</DBInstanceStatus></DBInstance></RestoreDBInstanceFromDBSnapshotResult></RestoreDBInstanceFromDBSnapshotResponse>"#,
+    )]);
+    let cloud = AwsProvider::new(&capturing_config(&capture)).home();
+    // GIVEN a Multi-AZ database in its own subnet group, security groups and groups
+    let settings = DatabaseSettings {
+        instance_class: Some("db.m6g.large".into()),
+        subnet_group: Some("orders-db".into()),
+        security_group_ids: vec!["sg-0a".into(), "sg-0b".into()],
+        parameter_group: Some("orders-mysql8".into()),
+        option_group: Some("orders-options".into()),
+        multi_az: true,
+        publicly_accessible: false,
+        deletion_protection: true,
+        storage_type: Some("gp3".into()),
+        port: Some(3306),
+    };
+    // WHEN its snapshot is restored
+    cloud.restore_database("snapnest-bk-1-orders", "orders-rst1", &settings, &Tags::new()).await.unwrap();
+    // THEN the request names all of it (the default VPC, groups and Single-AZ otherwise)
+    let bodies = capture.bodies();
+    let sent = parameters(&bodies[0]);
+    for (name, value) in [
+        ("DBInstanceClass", "db.m6g.large"),
+        ("DBSubnetGroupName", "orders-db"),
+        ("VpcSecurityGroupIds.VpcSecurityGroupId.1", "sg-0a"),
+        ("VpcSecurityGroupIds.VpcSecurityGroupId.2", "sg-0b"),
+        ("DBParameterGroupName", "orders-mysql8"),
+        ("OptionGroupName", "orders-options"),
+        ("MultiAZ", "true"),
+        ("PubliclyAccessible", "false"),
+        ("DeletionProtection", "true"),
+        ("StorageType", "gp3"),
+        ("Port", "3306"),
+    ] {
+        assert_eq!(get(&sent, name), Some(value), "{name} in {}", bodies[0]);
+    }
 }

@@ -55,6 +55,54 @@ pub struct AttachedVolume {
     pub volume_id: String,
     pub device: String,
     pub size_gib: u64,
+    pub settings: VolumeSettings,
+}
+
+/// How a volume is configured: what a volume restored from its snapshot gets again (a
+/// `CreateVolume` without them is gp2 with its defaults).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VolumeSettings {
+    /// `gp3`, `io2`…; none: the cloud's default.
+    pub volume_type: Option<String>,
+    pub iops: Option<u32>,
+    /// MiB/s (gp3).
+    pub throughput: Option<u32>,
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+    pub multi_attach: bool,
+    /// Deleted with its instance (set on the attachment, not the volume).
+    pub delete_on_termination: bool,
+}
+
+/// How a DB instance is configured: what a database restored from its snapshot gets again
+/// (`RestoreDBInstanceFromDBSnapshot` without them lands in the default VPC and groups,
+/// Single-AZ, without deletion protection).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DatabaseSettings {
+    pub instance_class: Option<String>,
+    pub subnet_group: Option<String>,
+    pub security_group_ids: Vec<String>,
+    pub parameter_group: Option<String>,
+    pub option_group: Option<String>,
+    pub multi_az: bool,
+    pub publicly_accessible: bool,
+    pub deletion_protection: bool,
+    pub storage_type: Option<String>,
+    pub port: Option<u16>,
+}
+
+impl DatabaseSettings {
+    /// What still applies in another region: the network, parameter and option groups are
+    /// the source region's and do not exist there.
+    pub fn elsewhere(&self) -> DatabaseSettings {
+        DatabaseSettings {
+            subnet_group: None,
+            security_group_ids: Vec::new(),
+            parameter_group: None,
+            option_group: None,
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +119,7 @@ pub struct Database {
     pub engine: String,
     pub status: String,
     pub availability_zone: Option<String>,
+    pub settings: DatabaseSettings,
 }
 
 /// Every resource of a service instance, found by tag.
@@ -256,11 +305,14 @@ pub trait Cloud: Send + Sync {
         snapshot_id: &str,
         availability_zone: &str,
         client_token: &str,
+        settings: &VolumeSettings,
         tags: &Tags,
     ) -> CloudResult<String>;
     async fn describe_volumes(&self, volume_ids: &[String]) -> CloudResult<Vec<VolumeStatus>>;
     async fn detach_volume(&self, instance_id: &str, volume_id: &str) -> CloudResult<()>;
     async fn attach_volume(&self, instance_id: &str, volume_id: &str, device: &str) -> CloudResult<()>;
+    /// Whether the volume at `device` is deleted with the instance (`ModifyInstanceAttribute`).
+    async fn set_delete_on_termination(&self, instance_id: &str, device: &str, delete: bool) -> CloudResult<()>;
     /// Deletes a volume that is not attached.
     async fn delete_volume(&self, volume_id: &str) -> CloudResult<DeleteOutcome>;
     /// Adds (or overwrites) tags on an instance, a volume or a DB instance.
@@ -268,8 +320,14 @@ pub trait Cloud: Send + Sync {
     /// Removes tag keys from an instance, a volume or a DB instance; absent keys are fine.
     async fn untag_resource(&self, resource_id: &str, keys: &[String]) -> CloudResult<()>;
 
-    /// A new DB instance `new_db_id` from a DB snapshot.
-    async fn restore_database(&self, snapshot_id: &str, new_db_id: &str, tags: &Tags) -> CloudResult<()>;
+    /// A new DB instance `new_db_id` from a DB snapshot, configured as `settings` say.
+    async fn restore_database(
+        &self,
+        snapshot_id: &str,
+        new_db_id: &str,
+        settings: &DatabaseSettings,
+        tags: &Tags,
+    ) -> CloudResult<()>;
     async fn describe_databases(&self, db_ids: &[String]) -> CloudResult<Vec<DatabaseStatus>>;
     /// Renames a DB instance (`ModifyDBInstance NewDBInstanceIdentifier`, applied immediately).
     async fn rename_database(&self, db_id: &str, new_db_id: &str) -> CloudResult<()>;

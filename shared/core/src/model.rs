@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cloud::{DatabaseSettings, VolumeSettings};
 use crate::ids::{BackupId, PolicyId, RestoreId};
 use crate::status::{aggregate, ItemStatus, JobStatus};
 use crate::store::StoredRows;
@@ -55,6 +56,12 @@ pub struct BackupItem {
     /// manages its lifecycle (seed: "Cloud Backup no longer manages the lifecycle of the snapshot").
     #[serde(default)]
     pub released: bool,
+    /// A volume's configuration when it was backed up, for a faithful restore.
+    #[serde(default)]
+    pub volume_settings: Option<VolumeSettings>,
+    /// A database's configuration when it was backed up, for a faithful restore.
+    #[serde(default)]
+    pub database_settings: Option<DatabaseSettings>,
 }
 
 impl BackupItem {
@@ -72,6 +79,8 @@ impl BackupItem {
             size_bytes: 0,
             error: None,
             released: false,
+            volume_settings: None,
+            database_settings: None,
         }
     }
 
@@ -338,6 +347,13 @@ pub struct RestoreItem {
     /// Size of the snapshot the item is restored from.
     #[serde(default)]
     pub size_bytes: u64,
+    /// How the restored volume is configured (the backed-up volume's settings).
+    #[serde(default)]
+    pub volume_settings: Option<VolumeSettings>,
+    /// How the restored database is configured (in another region, without the network
+    /// and groups of the source region).
+    #[serde(default)]
+    pub database_settings: Option<DatabaseSettings>,
     pub step: RestoreStep,
 }
 

@@ -128,9 +128,11 @@ impl Cloud for RetryingCloud {
         snapshot_id: &str,
         availability_zone: &str,
         client_token: &str,
+        settings: &VolumeSettings,
         tags: &Tags,
     ) -> CloudResult<String> {
-        retrying("create_volume", || self.0.create_volume(snapshot_id, availability_zone, client_token, tags)).await
+        retrying("create_volume", || self.0.create_volume(snapshot_id, availability_zone, client_token, settings, tags))
+            .await
     }
     async fn describe_volumes(&self, volume_ids: &[String]) -> CloudResult<Vec<VolumeStatus>> {
         retrying("describe_volumes", || self.0.describe_volumes(volume_ids)).await
@@ -141,6 +143,9 @@ impl Cloud for RetryingCloud {
     async fn attach_volume(&self, instance_id: &str, volume_id: &str, device: &str) -> CloudResult<()> {
         retrying("attach_volume", || self.0.attach_volume(instance_id, volume_id, device)).await
     }
+    async fn set_delete_on_termination(&self, instance_id: &str, device: &str, delete: bool) -> CloudResult<()> {
+        retrying("set_delete_on_termination", || self.0.set_delete_on_termination(instance_id, device, delete)).await
+    }
     async fn delete_volume(&self, volume_id: &str) -> CloudResult<DeleteOutcome> {
         retrying("delete_volume", || self.0.delete_volume(volume_id)).await
     }
@@ -150,8 +155,14 @@ impl Cloud for RetryingCloud {
     async fn untag_resource(&self, resource_id: &str, keys: &[String]) -> CloudResult<()> {
         retrying("untag_resource", || self.0.untag_resource(resource_id, keys)).await
     }
-    async fn restore_database(&self, snapshot_id: &str, new_db_id: &str, tags: &Tags) -> CloudResult<()> {
-        retrying("restore_database", || self.0.restore_database(snapshot_id, new_db_id, tags)).await
+    async fn restore_database(
+        &self,
+        snapshot_id: &str,
+        new_db_id: &str,
+        settings: &DatabaseSettings,
+        tags: &Tags,
+    ) -> CloudResult<()> {
+        retrying("restore_database", || self.0.restore_database(snapshot_id, new_db_id, settings, tags)).await
     }
     async fn describe_databases(&self, db_ids: &[String]) -> CloudResult<Vec<DatabaseStatus>> {
         retrying("describe_databases", || self.0.describe_databases(db_ids)).await

@@ -47,6 +47,7 @@ pub const MUTATING_OPS: &[&str] = &[
     "create_volume",
     "detach_volume",
     "attach_volume",
+    "set_delete_on_termination",
     "delete_volume",
     "tag_resource",
     "untag_resource",
@@ -183,6 +184,9 @@ struct SimVolume {
     /// The `CreateVolume` client token it was made with.
     #[serde(default)]
     client_token: Option<String>,
+    /// Type, IOPS, encryption…, and whether it goes with the instance it is attached to.
+    #[serde(default)]
+    settings: VolumeSettings,
 }
 
 /// A volume's attachment change in progress. (An enum rather than `Option<Option<_>>`,
@@ -217,6 +221,8 @@ struct SimDatabase {
     fingerprint: String,
     status: String,
     ready_at_ms: i64,
+    #[serde(default)]
+    settings: DatabaseSettings,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -647,6 +653,23 @@ fn seed_service_instance(
                 ready_at_ms: 0,
                 moving: None,
                 client_token: None,
+                // The root goes with its instance, as launched; data volumes are provisioned gp3.
+                settings: if v == 0 {
+                    VolumeSettings {
+                        volume_type: Some("gp3".into()),
+                        delete_on_termination: true,
+                        ..Default::default()
+                    }
+                } else {
+                    VolumeSettings {
+                        volume_type: Some("gp3".into()),
+                        iops: Some(6000),
+                        throughput: Some(250),
+                        encrypted: true,
+                        kms_key_id: Some(format!("arn:aws:kms:{region}:123456789012:key/{si}")),
+                        ..Default::default()
+                    }
+                },
             });
         }
         let r = world.regions.entry(region.to_owned()).or_default();
@@ -681,6 +704,18 @@ fn seed_service_instance(
                 tags: tags.clone(),
                 status: "available".into(),
                 ready_at_ms: 0,
+                settings: DatabaseSettings {
+                    instance_class: Some("db.m6g.large".into()),
+                    subnet_group: Some(format!("{si}-db")),
+                    security_group_ids: vec![format!("sg-{si}")],
+                    parameter_group: Some(format!("{si}-mysql8")),
+                    option_group: None,
+                    multi_az: true,
+                    publicly_accessible: false,
+                    deletion_protection: true,
+                    storage_type: Some("gp3".into()),
+                    port: Some(3306),
+                },
             },
         );
     }
@@ -699,9 +734,12 @@ fn instance_view(r: &Region, i: &SimInstance) -> Instance {
                 _ => None,
             };
             match at {
-                Some((instance, device)) if *instance == i.id => {
-                    Some(AttachedVolume { volume_id: v.id.clone(), device: device.clone(), size_gib: v.size_gib })
-                }
+                Some((instance, device)) if *instance == i.id => Some(AttachedVolume {
+                    volume_id: v.id.clone(),
+                    device: device.clone(),
+                    size_gib: v.size_gib,
+                    settings: v.settings.clone(),
+                }),
                 _ => None,
             }
         })
@@ -834,6 +872,7 @@ impl Cloud for SimulatedRegion {
                         engine: d.engine.clone(),
                         status: d.status.clone(),
                         availability_zone: Some(d.availability_zone.clone()),
+                        settings: d.settings.clone(),
                     })
                     .collect();
                 let owners = r
@@ -1110,9 +1149,12 @@ impl Cloud for SimulatedRegion {
         snapshot_id: &str,
         availability_zone: &str,
         client_token: &str,
+        volume_settings: &VolumeSettings,
         tags: &Tags,
     ) -> CloudResult<String> {
         let (id, az, tags) = (snapshot_id.to_owned(), availability_zone.to_owned(), tags.clone());
+        // Delete-on-termination belongs to an attachment, not to a new volume.
+        let volume_settings = VolumeSettings { delete_on_termination: false, ..volume_settings.clone() };
         let token = client_token.to_owned();
         self.cloud
             .call(
@@ -1143,6 +1185,7 @@ impl Cloud for SimulatedRegion {
                             ready_at_ms: now_ms() + Self::op_ms(settings),
                             moving: None,
                             client_token: Some(token),
+                            settings: volume_settings,
                         },
                     );
                     Ok(volume_id)
@@ -1179,6 +1222,10 @@ impl Cloud for SimulatedRegion {
                     .collect())
             })
             .await
+    }
+
+    async fn set_delete_on_termination(&self, instance_id: &str, device: &str, delete: bool) -> CloudResult<()> {
+        self.set_on_termination(instance_id, device, delete).await
     }
 
     async fn detach_volume(&self, instance_id: &str, volume_id: &str) -> CloudResult<()> {
@@ -1236,8 +1283,15 @@ impl Cloud for SimulatedRegion {
             .await
     }
 
-    async fn restore_database(&self, snapshot_id: &str, new_db_id: &str, tags: &Tags) -> CloudResult<()> {
+    async fn restore_database(
+        &self,
+        snapshot_id: &str,
+        new_db_id: &str,
+        database_settings: &DatabaseSettings,
+        tags: &Tags,
+    ) -> CloudResult<()> {
         let (id, new_id, tags) = (snapshot_id.to_owned(), new_db_id.to_owned(), tags.clone());
+        let database_settings = database_settings.clone();
         let snapshot_az = format!("{}a", self.region);
         self.cloud
             .call(&self.region, mutating("restore_database", [snapshot_id, new_db_id]), move |r, _, settings, _| {
@@ -1257,6 +1311,7 @@ impl Cloud for SimulatedRegion {
                         fingerprint: snapshot.fingerprint,
                         status: "creating".into(),
                         ready_at_ms: now_ms() + Self::op_ms(settings),
+                        settings: database_settings,
                     },
                 );
                 Ok(())
@@ -1357,6 +1412,24 @@ impl SimulatedRegion {
             .await
     }
 
+    async fn set_on_termination(&self, instance_id: &str, device: &str, delete: bool) -> CloudResult<()> {
+        let (instance_id, device) = (instance_id.to_owned(), device.to_owned());
+        let args = [instance_id.as_str(), device.as_str(), if delete { "true" } else { "false" }];
+        self.cloud
+            .call(&self.region, mutating("set_delete_on_termination", args), move |r, _, _, _| {
+                settle(r, now_ms());
+                let at = Some((instance_id.clone(), device.clone()));
+                let volume =
+                    r.volumes.values_mut().find(|v| v.attachment == at).ok_or_else(|| CloudError::Rejected {
+                        code: "InvalidInstanceAttributeValue".into(),
+                        message: format!("no volume is attached at {device} of {instance_id}"),
+                    })?;
+                volume.settings.delete_on_termination = delete;
+                Ok(())
+            })
+            .await
+    }
+
     async fn move_volume(&self, volume_id: &str, instance_id: &str, device: Option<String>) -> CloudResult<()> {
         let mutation = match &device {
             Some(device) => mutating("attach_volume", [instance_id, volume_id, device.as_str()]),
@@ -1389,6 +1462,8 @@ impl SimulatedRegion {
                     _ => {}
                 }
                 let volume = r.volumes.get_mut(&id).expect("checked above");
+                // A new attachment is not deleted with its instance until asked (EC2's default).
+                volume.settings.delete_on_termination = false;
                 volume.moving = Some(match device {
                     Some(device) => VolumeMove::Attach { instance_id: instance_id.clone(), device },
                     None => VolumeMove::Detach,
@@ -1507,9 +1582,9 @@ mod tests {
         // WHEN three mutating calls are made, a read between them
         let first = home.tag_resource(volume, &[("k".to_owned(), "v".to_owned())].into()).await;
         home.describe_volumes(std::slice::from_ref(volume)).await.unwrap();
-        let second = home.create_volume(&snapshot, az, "token-1", &Tags::new()).await;
+        let second = home.create_volume(&snapshot, az, "token-1", &VolumeSettings::default(), &Tags::new()).await;
         let volumes_after_second = cloud.volume_ids(HOME).unwrap();
-        let third = home.create_volume(&snapshot, az, "token-1", &Tags::new()).await;
+        let third = home.create_volume(&snapshot, az, "token-1", &VolumeSettings::default(), &Tags::new()).await;
 
         // THEN the read is not counted, the second mutating call is refused and made no
         // volume, and the third, the same call again, makes one
@@ -1609,7 +1684,7 @@ mod tests {
 
         // WHEN mutating calls are made, one refused by the cloud's own rules, and a read
         home.stop_instances(&ids).await.unwrap();
-        let volume = home.create_volume(&snapshot, az, "rs-1-vol", &tags).await.unwrap();
+        let volume = home.create_volume(&snapshot, az, "rs-1-vol", &VolumeSettings::default(), &tags).await.unwrap();
         home.attach_volume(instance, &volume, "/dev/xvdz").await.unwrap();
         home.untag_resource(&volume, &["k".to_owned()]).await.unwrap();
         assert!(home.rename_database("no-such-db", "other").await.is_err());
@@ -1649,9 +1724,18 @@ mod tests {
         let started = home.snapshot_volume(&volume.volume_id, &Tags::new()).await.unwrap();
         let az = &inventory.instances[0].availability_zone;
 
-        let first = home.create_volume(&started.snapshot_id, az, "rs-1-vol-a", &Tags::new()).await.unwrap();
-        let again = home.create_volume(&started.snapshot_id, az, "rs-1-vol-a", &Tags::new()).await.unwrap();
-        let other = home.create_volume(&started.snapshot_id, az, "rs-1-vol-b", &Tags::new()).await.unwrap();
+        let first = home
+            .create_volume(&started.snapshot_id, az, "rs-1-vol-a", &VolumeSettings::default(), &Tags::new())
+            .await
+            .unwrap();
+        let again = home
+            .create_volume(&started.snapshot_id, az, "rs-1-vol-a", &VolumeSettings::default(), &Tags::new())
+            .await
+            .unwrap();
+        let other = home
+            .create_volume(&started.snapshot_id, az, "rs-1-vol-b", &VolumeSettings::default(), &Tags::new())
+            .await
+            .unwrap();
         assert_eq!(again, first, "the same token makes no second volume");
         assert_ne!(other, first, "another token makes another volume");
     }

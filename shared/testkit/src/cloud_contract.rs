@@ -251,7 +251,14 @@ pub async fn check_cloud_contract_with(
     let source = group.iter().find(|s| s.volume_id == chosen.volume_id).expect("the chosen volume is in the group");
     let new_volume = ok(
         "create_volume",
-        home.create_volume(&source.snapshot_id, &a.availability_zone, "contract-restore-1", &restore_tags).await,
+        home.create_volume(
+            &source.snapshot_id,
+            &a.availability_zone,
+            "contract-restore-1",
+            &chosen.settings,
+            &restore_tags,
+        )
+        .await,
     );
     let status = wait_for_volume(home, &new_volume, "available and unattached", |v| {
         v.state == VolumeState::Available && v.attachment.is_none() && !v.busy
@@ -322,8 +329,8 @@ pub async fn check_cloud_contract_with(
     // 12. In-place restore, database: restore to a new id, then swap the identifiers so
     // clients keep the same name.
     let restored = format!("snr-{run}");
-    ok("restore_database", home.restore_database(&db_snapshot, &restored, &restore_tags).await);
-    match home.restore_database(&db_snapshot, &restored, &restore_tags).await {
+    ok("restore_database", home.restore_database(&db_snapshot, &restored, &db.settings, &restore_tags).await);
+    match home.restore_database(&db_snapshot, &restored, &db.settings, &restore_tags).await {
         Err(CloudError::AlreadyExists(id)) => assert_eq!(id, restored),
         other => panic!("restoring onto an existing id must be AlreadyExists, got {other:?}"),
     }
@@ -376,8 +383,14 @@ pub async fn check_cloud_contract_with(
     // A volume that is not attached: Deleted, gone, then NotFound.
     let doomed_volume = ok(
         "create_volume to delete",
-        home.create_volume(&source.snapshot_id, &a.availability_zone, &format!("contract-{run}-doomed"), &restore_tags)
-            .await,
+        home.create_volume(
+            &source.snapshot_id,
+            &a.availability_zone,
+            &format!("contract-{run}-doomed"),
+            &VolumeSettings::default(),
+            &restore_tags,
+        )
+        .await,
     );
     wait_for_volume(home, &doomed_volume, "available", |v| v.state == VolumeState::Available && !v.busy).await;
     assert_eq!(ok("delete_volume", home.delete_volume(&doomed_volume).await), DeleteOutcome::Deleted);
@@ -393,7 +406,10 @@ pub async fn check_cloud_contract_with(
     // A database: Deleted (asked again while it is being deleted, still Deleted or already
     // NotFound), gone, then NotFound.
     let doomed_db = format!("snd-{run}");
-    ok("restore_database to delete", home.restore_database(&db_snapshot, &doomed_db, &restore_tags).await);
+    ok(
+        "restore_database to delete",
+        home.restore_database(&db_snapshot, &doomed_db, &DatabaseSettings::default(), &restore_tags).await,
+    );
     wait_for_databases(home, &[&doomed_db], &[]).await;
     assert_eq!(ok("delete_database", home.delete_database(&doomed_db).await), DeleteOutcome::Deleted);
     let again = ok("delete_database while deleting", home.delete_database(&doomed_db).await);
@@ -412,9 +428,19 @@ pub async fn check_cloud_contract_with(
     );
     let outcome = home.snapshot_database(&no_database, &format!("{db_snapshot}-x"), &all_tags).await;
     assert!(matches!(outcome, Err(CloudError::NotFound(_) | CloudError::Rejected { .. })), "{outcome:?}");
-    let outcome = home.create_volume(&no_snapshot, &a.availability_zone, "contract-missing-1", &restore_tags).await;
+    let outcome = home
+        .create_volume(
+            &no_snapshot,
+            &a.availability_zone,
+            "contract-missing-1",
+            &VolumeSettings::default(),
+            &restore_tags,
+        )
+        .await;
     assert!(matches!(outcome, Err(CloudError::NotFound(_) | CloudError::Rejected { .. })), "{outcome:?}");
-    let outcome = home.restore_database(&no_database, &format!("{restored}-x"), &restore_tags).await;
+    let outcome = home
+        .restore_database(&no_database, &format!("{restored}-x"), &DatabaseSettings::default(), &restore_tags)
+        .await;
     assert!(matches!(outcome, Err(CloudError::NotFound(_) | CloudError::Rejected { .. })), "{outcome:?}");
     let outcome = home.rename_database(&no_database, &format!("{no_database}-x")).await;
     assert!(matches!(outcome, Err(CloudError::NotFound(_))), "{outcome:?}");

@@ -156,18 +156,21 @@ pub(crate) fn plan_items(
             if !selection.volume_ids.is_empty() && !selection.volume_ids.contains(&volume.volume_id) {
                 continue;
             }
-            items.push(volume_item(
+            let mut item = volume_item(
                 &volume.volume_id,
                 &instance.instance_id,
                 &volume.device,
                 &instance.availability_zone,
                 volume.size_gib,
-            ));
+            );
+            item.volume_settings = Some(volume.settings.clone());
+            items.push(item);
         }
     }
     for db in &inventory.databases {
         let mut item = BackupItem::new(&db.db_id, ResourceKind::Database);
         item.availability_zone = db.availability_zone.clone();
+        item.database_settings = Some(db.settings.clone());
         items.push(item);
     }
     if items.is_empty() {

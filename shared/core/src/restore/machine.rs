@@ -23,7 +23,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::Duration;
 
-use crate::cloud::{tag, CloudError, DatabaseStatus, Instance, InstanceState, Tags, VolumeState, VolumeStatus};
+use crate::cloud::{
+    tag, CloudError, DatabaseSettings, DatabaseStatus, Instance, InstanceState, Tags, VolumeSettings, VolumeState,
+    VolumeStatus,
+};
 use crate::ids::BackupId;
 use crate::model::{
     OnFailure, ReplacedState, ResourceKind, RestoreItem, RestoreMode, RestorePhase, RestoreRecord, RestoreStep,
@@ -106,6 +109,13 @@ impl Observation {
         instance.volumes.iter().find(|v| v.device == device).map(|v| v.volume_id.clone())
     }
 
+    /// Whether the volume at a device goes with its instance now.
+    fn deleted_with_instance(&self, instance_id: &str, device: &str) -> bool {
+        self.instances
+            .get(instance_id)
+            .is_some_and(|i| i.volumes.iter().any(|v| v.device == device && v.settings.delete_on_termination))
+    }
+
     fn database(&self, db_id: &str) -> Option<&str> {
         self.databases.get(db_id).map(|d| d.status.as_str())
     }
@@ -137,6 +147,7 @@ pub enum Command {
         snapshot_id: String,
         availability_zone: String,
         client_token: String,
+        settings: VolumeSettings,
         tags: Tags,
     },
     DetachVolume {
@@ -150,6 +161,12 @@ pub enum Command {
         volume_id: String,
         device: String,
     },
+    /// Makes the volume at a device go with its instance, as the backed-up one did.
+    SetDeleteOnTermination {
+        item: usize,
+        instance_id: String,
+        device: String,
+    },
     /// Deletes a volume the restore made (roll-back).
     DeleteVolume {
         item: usize,
@@ -159,6 +176,7 @@ pub enum Command {
         item: usize,
         snapshot_id: String,
         new_db_id: String,
+        settings: DatabaseSettings,
         tags: Tags,
     },
     RenameDatabase {
@@ -491,6 +509,7 @@ fn create_volume(record: &mut RestoreRecord, n: usize, rules: &Rules) -> Command
         snapshot_id: item.snapshot_id.clone().unwrap_or_default(),
         availability_zone: item.availability_zone.clone().unwrap_or_default(),
         client_token: token,
+        settings: item.volume_settings.clone().unwrap_or_default(),
         tags,
     }
 }
@@ -523,7 +542,8 @@ fn clone_database(record: &mut RestoreRecord, n: usize, observed: &Observation, 
         None => {
             begin(&mut record.items[n], RestoreStep::Creating);
             let snapshot_id = record.items[n].snapshot_id.clone().unwrap_or_default();
-            vec![Command::RestoreDatabase { item: n, snapshot_id, new_db_id: restored, tags }]
+            let settings = record.items[n].database_settings.clone().unwrap_or_default();
+            vec![Command::RestoreDatabase { item: n, snapshot_id, new_db_id: restored, settings, tags }]
         }
         Some("available") => {
             record.items[n].new_resource_id = Some(restored);
@@ -605,9 +625,13 @@ fn swap_volume(record: &mut RestoreRecord, n: usize, observed: &Observation, rul
         },
         RestoreStep::AttachingNew => match at_device {
             Some(current) if current == new_id => {
-                if new_volume.is_some_and(|v| !v.busy && v.state == VolumeState::InUse) {
-                    finish(&mut record.items[n]);
+                if !new_volume.is_some_and(|v| !v.busy && v.state == VolumeState::InUse) {
+                    return Vec::new();
                 }
+                if wants_delete_on_termination(item) && !observed.deleted_with_instance(&instance_id, &device) {
+                    return vec![Command::SetDeleteOnTermination { item: n, instance_id, device }];
+                }
+                finish(&mut record.items[n]);
                 Vec::new()
             }
             None if new_volume.is_some_and(|v| !v.busy && v.attachment.is_none()) => vec![attach],
@@ -616,6 +640,11 @@ fn swap_volume(record: &mut RestoreRecord, n: usize, observed: &Observation, rul
         },
         _ => Vec::new(),
     }
+}
+
+/// The backed-up volume went with its instance: so does the one restored in its place.
+fn wants_delete_on_termination(item: &RestoreItem) -> bool {
+    item.volume_settings.as_ref().is_some_and(|s| s.delete_on_termination)
 }
 
 /// The restore's own database: it carries the restore's tag.
@@ -634,6 +663,7 @@ fn swap_database(record: &mut RestoreRecord, n: usize, observed: &Observation, r
         item: n,
         snapshot_id: record.items[n].snapshot_id.clone().unwrap_or_default(),
         new_db_id: restored.clone(),
+        settings: record.items[n].database_settings.clone().unwrap_or_default(),
         tags: restore_tags(record, &record.items[n].resource_id, &rules.tag_key),
     };
     let rename = |from: &str, to: &str| Command::RenameDatabase { item: n, from: from.to_owned(), to: to.to_owned() };
@@ -875,8 +905,16 @@ fn roll_back_volume(record: &mut RestoreRecord, n: usize, observed: &Observation
         }
         _ => {}
     }
-    // The original (or nothing, if the device was empty) is at the device: the restore's
-    // volume goes, and a kept original gets its tags back.
+    // The original (or nothing, if the device was empty) is at the device: it goes with its
+    // instance again if the backed-up volume did, the restore's volume goes, and a kept
+    // original gets its tags back.
+    if original.is_some()
+        && wants_delete_on_termination(&record.items[n])
+        && !observed.deleted_with_instance(&instance_id, &device)
+        && original.as_ref().is_some_and(|o| observed.volume_settled(o))
+    {
+        return vec![Command::SetDeleteOnTermination { item: n, instance_id, device }];
+    }
     if let Some(volume) = new_volume {
         return if volume.state != VolumeState::Creating && !volume.busy && volume.attachment.is_none() {
             vec![Command::DeleteVolume { item: n, volume_id: new_id }]
@@ -960,6 +998,7 @@ fn refused(record: &mut RestoreRecord, command: &Command, error: CloudError, now
         Command::CreateVolume { item, .. }
         | Command::DetachVolume { item, .. }
         | Command::AttachVolume { item, .. }
+        | Command::SetDeleteOnTermination { item, .. }
         | Command::DeleteVolume { item, .. }
         | Command::RestoreDatabase { item, .. }
         | Command::RenameDatabase { item, .. }
@@ -1002,6 +1041,7 @@ fn what(command: &Command) -> &'static str {
         Command::CreateVolume { .. } => "create volume",
         Command::DetachVolume { .. } => "detach volume",
         Command::AttachVolume { .. } => "attach volume",
+        Command::SetDeleteOnTermination { .. } => "set delete on termination",
         Command::DeleteVolume { .. } => "delete volume",
         Command::RestoreDatabase { .. } => "restore database",
         Command::RenameDatabase { .. } => "rename database",
@@ -1183,6 +1223,12 @@ mod tests {
             replaced_state: None,
             replaced_untagged: false,
             size_bytes: 8 << 30,
+            volume_settings: Some(VolumeSettings {
+                volume_type: Some("gp3".into()),
+                delete_on_termination: device == "/dev/xvda",
+                ..Default::default()
+            }),
+            database_settings: None,
             step: RestoreStep::NotStarted,
         }
     }
@@ -1195,6 +1241,8 @@ mod tests {
             instance_id: None,
             device: None,
             availability_zone: None,
+            volume_settings: None,
+            database_settings: Some(DatabaseSettings { multi_az: true, ..Default::default() }),
             ..volume_item(db_id, "", "")
         }
     }
@@ -1234,11 +1282,14 @@ mod tests {
         instances: HashMap<String, (InstanceState, Vec<(String, String)>)>,
         volumes: HashMap<String, Option<(String, String)>>,
         databases: HashMap<String, Tags>,
+        /// (instance, device) whose volume goes with the instance.
+        deleted_with: std::collections::HashSet<(String, String)>,
     }
 
     impl World {
         fn with_instance(mut self, id: &str, state: InstanceState, devices: &[(&str, &str)]) -> Self {
             let devices: Vec<(String, String)> = devices.iter().map(|(d, v)| (d.to_string(), v.to_string())).collect();
+            self.deleted_with.insert((id.to_owned(), "/dev/xvda".to_owned()));
             for (device, volume) in &devices {
                 self.volumes.insert(volume.clone(), Some((id.to_owned(), device.clone())));
             }
@@ -1253,9 +1304,15 @@ mod tests {
                     .volumes
                     .iter()
                     .filter_map(|(v, at)| match at {
-                        Some((i, d)) if i == id => {
-                            Some(AttachedVolume { volume_id: v.clone(), device: d.clone(), size_gib: 8 })
-                        }
+                        Some((i, d)) if i == id => Some(AttachedVolume {
+                            volume_id: v.clone(),
+                            device: d.clone(),
+                            size_gib: 8,
+                            settings: VolumeSettings {
+                                delete_on_termination: self.deleted_with.contains(&(id.clone(), d.clone())),
+                                ..Default::default()
+                            },
+                        }),
                         _ => None,
                     })
                     .collect();
@@ -1305,10 +1362,15 @@ mod tests {
                     return Ok(Answer::Made(id));
                 }
                 Command::DetachVolume { volume_id, .. } => {
-                    self.volumes.insert(volume_id.clone(), None);
+                    if let Some(Some(at)) = self.volumes.insert(volume_id.clone(), None) {
+                        self.deleted_with.remove(&at);
+                    }
                 }
                 Command::AttachVolume { instance_id, volume_id, device, .. } => {
                     self.volumes.insert(volume_id.clone(), Some((instance_id.clone(), device.clone())));
+                }
+                Command::SetDeleteOnTermination { instance_id, device, .. } => {
+                    self.deleted_with.insert((instance_id.clone(), device.clone()));
                 }
                 Command::DeleteVolume { volume_id, .. } => {
                     self.volumes.remove(volume_id);
@@ -1401,6 +1463,20 @@ mod tests {
             assert_eq!(at, item.new_resource_id);
         }
         assert_eq!(world.databases["orders"].get(tag::RESTORE_ID), Some(&record.restore_id.to_string()));
+        // AND the restored root goes with its instance, as the backed-up root did; the data volume does not
+        assert!(world.deleted_with.contains(&("i-1".to_owned(), "/dev/xvda".to_owned())));
+        assert!(!world.deleted_with.contains(&("i-1".to_owned(), "/dev/xvdb".to_owned())));
+        assert!(made
+            .iter()
+            .any(|c| matches!(c, Command::SetDeleteOnTermination { device, .. } if device == "/dev/xvda")));
+        // AND the volumes and the database were made with the backed-up settings
+        for command in &made {
+            match command {
+                Command::CreateVolume { settings, .. } => assert_eq!(settings.volume_type.as_deref(), Some("gp3")),
+                Command::RestoreDatabase { settings, .. } => assert!(settings.multi_az),
+                _ => {}
+            }
+        }
         // AND what was replaced is kept, tagged, and the old database left the service instance
         let (_, _, old) = database_ids(&record, "orders");
         assert!(record.items.iter().all(|i| i.replaced_state == Some(ReplacedState::Kept)));

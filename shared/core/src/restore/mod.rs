@@ -363,18 +363,22 @@ impl RestoreService {
             }
             Command::StopInstances(ids) => done(cloud.stop_instances(ids).await),
             Command::StartInstances(ids) => done(cloud.start_instances(ids).await),
-            Command::CreateVolume { snapshot_id, availability_zone, client_token, tags, .. } => {
-                cloud.create_volume(snapshot_id, availability_zone, client_token, tags).await.map(Answer::Made)
-            }
+            Command::CreateVolume { snapshot_id, availability_zone, client_token, settings, tags, .. } => cloud
+                .create_volume(snapshot_id, availability_zone, client_token, settings, tags)
+                .await
+                .map(Answer::Made),
             Command::DetachVolume { instance_id, volume_id, .. } => {
                 done(cloud.detach_volume(instance_id, volume_id).await)
             }
             Command::AttachVolume { instance_id, volume_id, device, .. } => {
                 done(cloud.attach_volume(instance_id, volume_id, device).await)
             }
+            Command::SetDeleteOnTermination { instance_id, device, .. } => {
+                done(cloud.set_delete_on_termination(instance_id, device, true).await)
+            }
             Command::DeleteVolume { volume_id, .. } => deleted(cloud.delete_volume(volume_id).await),
-            Command::RestoreDatabase { snapshot_id, new_db_id, tags, .. } => {
-                done(cloud.restore_database(snapshot_id, new_db_id, tags).await)
+            Command::RestoreDatabase { snapshot_id, new_db_id, settings, tags, .. } => {
+                done(cloud.restore_database(snapshot_id, new_db_id, settings, tags).await)
             }
             Command::RenameDatabase { from, to, .. } => done(cloud.rename_database(from, to).await),
             Command::DeleteDatabase { db_id, .. } => deleted(cloud.delete_database(db_id).await),

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cloud::Instance;
+use crate::cloud::{DatabaseSettings, Instance, VolumeSettings};
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, RestoreId};
 use crate::model::{
@@ -61,6 +61,9 @@ pub struct PlannedVolume {
     pub device: Option<String>,
     /// In place: the volume at that device now, detached and kept (null: the device is empty).
     pub replaces_volume_id: Option<String>,
+    /// How the new volume is made (type, IOPS, encryption…) and whether it goes with its
+    /// instance: the backed-up volume's configuration.
+    pub settings: Option<VolumeSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +77,8 @@ pub struct PlannedDatabase {
     pub current_renamed_to: Option<String>,
     /// The id the restored database ends with.
     pub final_id: String,
+    /// Its class, network, groups, Multi-AZ…: the backed-up database's configuration.
+    pub settings: Option<DatabaseSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +107,7 @@ impl RestorePlan {
                     instance_id: in_place.then(|| item.instance_id.clone()).flatten(),
                     device: in_place.then(|| item.device.clone()).flatten(),
                     replaces_volume_id: item.replaced_resource_id.clone(),
+                    settings: item.volume_settings.clone(),
                 }),
                 ResourceKind::Database => {
                     let (original, restored, _) = database_ids(record, &item.resource_id);
@@ -111,6 +117,7 @@ impl RestorePlan {
                         final_id: if in_place { original } else { restored.clone() },
                         restored_as: restored,
                         current_renamed_to: item.replaced_resource_id.clone(),
+                        settings: item.database_settings.clone(),
                     })
                 }
             }
@@ -284,6 +291,15 @@ pub fn items_of(backup: &BackupRecord, request: &RestoreRequest) -> Result<(Stri
             replaced_state: None,
             replaced_untagged: false,
             size_bytes: i.size_bytes,
+            // In another region a customer-managed key and the network are the source's.
+            volume_settings: i.volume_settings.clone().map(|v| match replicas {
+                Some(_) => VolumeSettings { kms_key_id: None, ..v },
+                None => v,
+            }),
+            database_settings: i.database_settings.as_ref().map(|d| match replicas {
+                Some(_) => d.elsewhere(),
+                None => d.clone(),
+            }),
             step: RestoreStep::NotStarted,
         })
         .filter(|item| item.snapshot_id.is_some())

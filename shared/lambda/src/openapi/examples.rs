@@ -30,7 +30,9 @@ pub fn backup_started() -> Value {
                 "progress": 0,
                 "size_bytes": 8589934592_u64,
                 "error": null,
-                "released": false
+                "released": false,
+                "volume_settings": null,
+                "database_settings": null
             },
             {
                 "resource_id": "vol-0a1b2c3d4e5f60002",
@@ -44,7 +46,9 @@ pub fn backup_started() -> Value {
                 "progress": 0,
                 "size_bytes": 107374182400_u64,
                 "error": null,
-                "released": false
+                "released": false,
+                "volume_settings": null,
+                "database_settings": null
             },
             {
                 "resource_id": "si-demo-mysql",
@@ -58,7 +62,9 @@ pub fn backup_started() -> Value {
                 "progress": 0,
                 "size_bytes": 0,
                 "error": null,
-                "released": false
+                "released": false,
+                "volume_settings": null,
+                "database_settings": null
             }
         ],
         "replication": {
@@ -108,7 +114,9 @@ pub fn backup_succeeded() -> Value {
                 "progress": 100,
                 "size_bytes": 8589934592_u64,
                 "error": null,
-                "released": false
+                "released": false,
+                "volume_settings": null,
+                "database_settings": null
             },
             {
                 "resource_id": "vol-0a1b2c3d4e5f60002",
@@ -122,7 +130,9 @@ pub fn backup_succeeded() -> Value {
                 "progress": 100,
                 "size_bytes": 107374182400_u64,
                 "error": null,
-                "released": false
+                "released": false,
+                "volume_settings": null,
+                "database_settings": null
             },
             {
                 "resource_id": "si-demo-mysql",
@@ -136,7 +146,9 @@ pub fn backup_succeeded() -> Value {
                 "progress": 100,
                 "size_bytes": 21474836480_u64,
                 "error": null,
-                "released": false
+                "released": false,
+                "volume_settings": null,
+                "database_settings": null
             }
         ],
         "replication": {
@@ -222,6 +234,8 @@ pub fn restore_started() -> Value {
                 "replaced_state": null,
                 "replaced_untagged": false,
                 "size_bytes": 8589934592u64,
+                "volume_settings": null,
+                "database_settings": null,
                 "step": "not_started"
             },
             {
@@ -238,6 +252,8 @@ pub fn restore_started() -> Value {
                 "replaced_state": null,
                 "replaced_untagged": false,
                 "size_bytes": 21474836480u64,
+                "volume_settings": null,
+                "database_settings": null,
                 "step": "not_started"
             }
         ],
@@ -284,6 +300,8 @@ pub fn restore_succeeded() -> Value {
                 "replaced_state": "kept",
                 "replaced_untagged": false,
                 "size_bytes": 8589934592u64,
+                "volume_settings": null,
+                "database_settings": null,
                 "step": "done"
             },
             {
@@ -300,6 +318,8 @@ pub fn restore_succeeded() -> Value {
                 "replaced_state": "kept",
                 "replaced_untagged": true,
                 "size_bytes": 21474836480u64,
+                "volume_settings": null,
+                "database_settings": null,
                 "step": "done"
             }
         ],
@@ -355,14 +375,35 @@ pub fn restore_plan() -> Value {
             "availability_zone": "us-east-1a",
             "instance_id": "i-0a1b2c3d4e5f60718",
             "device": "/dev/xvda",
-            "replaces_volume_id": "vol-0c3d4e5f6a7b80001"
+            "replaces_volume_id": "vol-0c3d4e5f6a7b80001",
+            "settings": {
+                "volume_type": "gp3",
+                "iops": 3000,
+                "throughput": 125,
+                "encrypted": true,
+                "kms_key_id": "arn:aws:kms:us-east-1:123456789012:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+                "multi_attach": false,
+                "delete_on_termination": true
+            }
         }],
         "databases": [{
             "db_id": "si-demo-mysql",
             "snapshot_id": "snapnest-bk-3f9c2a7d41e84b0c9a15-si-demo-mysql",
             "restored_as": "si-demo-mysql-rst6f708192",
             "current_renamed_to": "si-demo-mysql-old6f708192",
-            "final_id": "si-demo-mysql"
+            "final_id": "si-demo-mysql",
+            "settings": {
+                "instance_class": "db.m6g.large",
+                "subnet_group": "si-demo-db",
+                "security_group_ids": ["sg-0a1b2c3d4e5f60718"],
+                "parameter_group": "si-demo-mysql8",
+                "option_group": null,
+                "multi_az": true,
+                "publicly_accessible": false,
+                "deletion_protection": true,
+                "storage_type": "gp3",
+                "port": 3306
+            }
         }],
         "replaced_kept_until": "2026-11-28T09:30:00Z",
         "skipped": [{

@@ -345,6 +345,12 @@ pub struct BackupItem {
     error: Option<String>,
     /// The snapshot is in use elsewhere; snapnest no longer manages its lifecycle.
     released: bool,
+    /// A volume's configuration when it was backed up.
+    #[schema(required = true)]
+    volume_settings: Option<VolumeSettings>,
+    /// A database's configuration when it was backed up.
+    #[schema(required = true)]
+    database_settings: Option<DatabaseSettings>,
 }
 
 /// The copy of one snapshot in the destination region.
@@ -475,6 +481,12 @@ pub struct RestoreItem {
     replaced_untagged: bool,
     /// Size of the snapshot the item is restored from.
     size_bytes: u64,
+    /// How the restored volume is made (the backed-up volume's configuration).
+    #[schema(required = true)]
+    volume_settings: Option<VolumeSettings>,
+    /// How the restored database is made (in another region, without the source's network and groups).
+    #[schema(required = true)]
+    database_settings: Option<DatabaseSettings>,
     step: RestoreStep,
 }
 
@@ -524,6 +536,46 @@ pub struct RestoreRecord {
     version: u64,
 }
 
+/// How a volume is configured: what a volume restored from its snapshot gets again.
+#[derive(ToSchema)]
+pub struct VolumeSettings {
+    /// `gp3`, `io2`…; null: the cloud's default (gp2).
+    #[schema(required = true)]
+    volume_type: Option<String>,
+    #[schema(required = true)]
+    iops: Option<u32>,
+    /// MiB/s (gp3).
+    #[schema(required = true)]
+    throughput: Option<u32>,
+    encrypted: bool,
+    #[schema(required = true)]
+    kms_key_id: Option<String>,
+    multi_attach: bool,
+    /// Deleted with its instance.
+    delete_on_termination: bool,
+}
+
+/// How a DB instance is configured: what a database restored from its snapshot gets again.
+#[derive(ToSchema)]
+pub struct DatabaseSettings {
+    #[schema(required = true)]
+    instance_class: Option<String>,
+    #[schema(required = true)]
+    subnet_group: Option<String>,
+    security_group_ids: Vec<String>,
+    #[schema(required = true)]
+    parameter_group: Option<String>,
+    #[schema(required = true)]
+    option_group: Option<String>,
+    multi_az: bool,
+    publicly_accessible: bool,
+    deletion_protection: bool,
+    #[schema(required = true)]
+    storage_type: Option<String>,
+    #[schema(required = true)]
+    port: Option<u16>,
+}
+
 /// A volume a restore will create.
 #[derive(ToSchema)]
 pub struct PlannedVolume {
@@ -541,6 +593,9 @@ pub struct PlannedVolume {
     /// In place: the volume at that device now, detached and kept (null: the device is empty).
     #[schema(required = true)]
     replaces_volume_id: Option<String>,
+    /// How the new volume is made, and whether it goes with its instance.
+    #[schema(required = true)]
+    settings: Option<VolumeSettings>,
 }
 
 /// A database a restore will create.
@@ -555,6 +610,9 @@ pub struct PlannedDatabase {
     current_renamed_to: Option<String>,
     /// The id the restored database ends with.
     final_id: String,
+    /// Class, network, groups, Multi-AZ…: the backed-up database's configuration.
+    #[schema(required = true)]
+    settings: Option<DatabaseSettings>,
 }
 
 /// A resource of the point a restore leaves as it is.
