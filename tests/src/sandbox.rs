@@ -180,6 +180,7 @@ pub fn in_place(safety_backup: bool) -> RestoreRequest {
         allow_partial: None,
         on_failure: None,
         dry_run: None,
+        resource_ids: None,
         client_token: None,
     }
 }

@@ -238,6 +238,7 @@ fn clone_it(app: Arc<Snapnest>, backup_id: String) -> Pin<Box<dyn Future<Output 
             allow_partial: None,
             on_failure: None,
             dry_run: None,
+            resource_ids: None,
             client_token: None,
         };
         match app.restores.create(&backup_id, &request).await? {

@@ -305,3 +305,34 @@ async fn a_restored_volume_and_database_keep_the_backed_up_configuration() {
         serving.settings.multi_az && serving.settings.deletion_protection && serving.settings.subnet_group.is_some()
     );
 }
+
+#[tokio::test]
+async fn one_disk_is_restored_in_place_and_nothing_else_changes() {
+    // GIVEN a point of si-demo and new data written everywhere since
+    let world = Sandbox::new();
+    let point = world.backup(SI).await;
+    write_everything(&world, &point);
+    let before = data(&world, &point);
+    let disk = point
+        .items
+        .iter()
+        .find(|i| i.kind == ResourceKind::Volume && i.device.as_deref() == Some("/dev/xvdb"))
+        .unwrap();
+    // WHEN only that disk is restored in place
+    let mut request = in_place(false);
+    request.resource_ids = Some(vec![disk.resource_id.clone()]);
+    let restore = world.restore(&point.backup_id, &request).await;
+    // THEN only its device holds the backed-up data; every other device and the database
+    // hold what they held, and only its instance was stopped (and runs again)
+    assert_eq!(restore.status, JobStatus::Succeeded, "{restore:#?}");
+    assert_eq!(restore.items.len(), 1);
+    assert_eq!(restore.stopped_instance_ids, vec![disk.instance_id.clone().unwrap()]);
+    let after = data(&world, &point);
+    for ((place, then), (_, now)) in before.iter().zip(&after) {
+        if *place == self::place(disk) {
+            assert_ne!(then, now, "{place} was restored");
+        } else {
+            assert_eq!(then, now, "{place} is untouched");
+        }
+    }
+}

@@ -53,6 +53,7 @@ pub fn router(app: Arc<Snapnest>) -> Router {
             ("clone" = (value = json!({"mode": "clone"}))),
             ("disaster_recovery" = (value = json!({"mode": "disaster_recovery", "region": "us-west-2"}))),
             ("dry_run" = (value = json!({"mode": "in_place", "dry_run": true}))),
+            ("one_disk" = (value = json!({"mode": "in_place", "resource_ids": ["vol-0a1b2c3d4e5f60001"]}))),
         )
     ),
     responses(
@@ -92,6 +93,10 @@ pub fn router(app: Arc<Snapnest>) -> Router {
                 ("UnknownMode" = (value = json!({
                     "error": "InvalidRequest",
                     "message": "request body: unknown variant `snapshot`, expected one of `in_place`, `clone`, `disaster_recovery` at line 1 column 19"
+                }))),
+                ("InvalidResourceId" = (value = json!({
+                    "error": "InvalidResourceId",
+                    "message": "resource_ids: vol-0f0f0f0f0f0f0f0f0 is not in backup bk-3f9c2a7d41e84b0c9a15"
                 }))),
                 ("InvalidIdentifier" = (value = json!({
                     "error": "InvalidIdentifier",

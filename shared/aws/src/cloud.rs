@@ -1172,8 +1172,12 @@ fn ebs_snapshot_status(s: &ec2::Snapshot) -> Option<SnapshotStatus> {
         .and_then(|p| p.trim().trim_end_matches('%').parse::<u8>().ok())
         .unwrap_or(if state == SnapshotState::Completed { 100 } else { 0 })
         .min(100);
-    let size_gib = s.volume_size().unwrap_or(0).max(0) as u64;
-    Some(SnapshotStatus { snapshot_id: s.snapshot_id()?.to_owned(), state, progress, size_bytes: size_gib << 30 })
+    // EC2 API Reference, Snapshot `fullSnapshotSizeInBytes`: the blocks written to the volume
+    // when the snapshot was taken (its full, not incremental, size) — far closer to what is
+    // stored than the volume's provisioned size, which is the fallback when it is not reported.
+    let provisioned = (s.volume_size().unwrap_or(0).max(0) as u64) << 30;
+    let size_bytes = s.full_snapshot_size_in_bytes().map_or(provisioned, |b| b.max(0) as u64);
+    Some(SnapshotStatus { snapshot_id: s.snapshot_id()?.to_owned(), state, progress, size_bytes })
 }
 
 /// A DB snapshot's status: RDS says `creating`/`copying`/`available`/`failed`, in percent.

@@ -291,3 +291,21 @@ async fn a_restored_database_lands_in_the_backed_up_databases_network_and_groups
         assert_eq!(get(&sent, name), Some(value), "{name} in {}", bodies[0]);
     }
 }
+
+#[tokio::test]
+async fn a_snapshots_size_is_the_data_it_holds_not_the_volumes_provisioned_size() {
+    let capture = Capture::answering(&[(
+        "DescribeSnapshots",
+        r#"<DescribeSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><snapshotSet>
+            <item><snapshotId>snap-full</snapshotId><status>completed</status><progress>100%</progress><volumeSize>100</volumeSize><fullSnapshotSizeInBytes>3221225472</fullSnapshotSizeInBytes></item>
+            <item><snapshotId>snap-old</snapshotId><status>completed</status><progress>100%</progress><volumeSize>8</volumeSize></item>
+        </snapshotSet></DescribeSnapshotsResponse>"#,
+    )]);
+    let cloud = AwsProvider::new(&capturing_config(&capture)).home();
+    // WHEN EC2 reports a 100 GiB volume's snapshot holding 3 GiB, and one without the figure
+    let reported = cloud.describe_snapshots(&["snap-full".into(), "snap-old".into()]).await.unwrap();
+    let size = |id: &str| reported.iter().find(|s| s.snapshot_id == id).map(|s| s.size_bytes);
+    // THEN the first counts 3 GiB, the second its provisioned 8 GiB
+    assert_eq!(size("snap-full"), Some(3 << 30));
+    assert_eq!(size("snap-old"), Some(8 << 30));
+}

@@ -70,6 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         allow_partial: None,
         on_failure: None,
         dry_run: None,
+        resource_ids: None,
         client_token: None,
     };
     let Started::Restore(mut restore) = app.restores.create(&backup.backup_id, &request).await? else {

@@ -48,6 +48,8 @@ pub struct RestoreRequest {
     pub allow_partial: Option<bool>,
     /// In place only: on a failure, put everything back (default) or only what failed.
     pub on_failure: Option<OnFailure>,
+    /// Only these volumes or databases of the point (default: all of them).
+    pub resource_ids: Option<Vec<String>>,
     /// Answer the plan (200) and change nothing.
     pub dry_run: Option<bool>,
     pub client_token: Option<String>,

@@ -14,6 +14,7 @@ use crate::model::{
     BackupRecord, OnFailure, ResourceKind, RestoreItem, RestoreMode, RestoreRecord, RestoreStep, Timestamp,
 };
 use crate::status::{ItemStatus, JobStatus};
+use crate::validate;
 
 use super::machine::{database_ids, instance_ids};
 use super::RestoreRequest;
@@ -168,6 +169,12 @@ pub fn against(record: &mut RestoreRecord, current: &Current) {
 
 /// The point's resources a restore does not bring back, and why.
 fn skipped_of(backup: &BackupRecord, record: &RestoreRecord) -> Vec<SkippedResource> {
+    let copied = |b: &crate::model::BackupItem| {
+        backup
+            .replication
+            .as_ref()
+            .is_some_and(|r| r.items.iter().any(|c| c.resource_id == b.resource_id && c.replica_snapshot_id.is_some()))
+    };
     backup
         .items
         .iter()
@@ -177,8 +184,10 @@ fn skipped_of(backup: &BackupRecord, record: &RestoreRecord) -> Vec<SkippedResou
             kind: b.kind,
             reason: if b.released {
                 "its snapshot is used by something else and no longer managed by snapnest".to_owned()
-            } else if b.status == ItemStatus::Succeeded {
+            } else if b.status == ItemStatus::Succeeded && record.mode == RestoreMode::DisasterRecovery && !copied(b) {
                 "its snapshot has no completed copy in the destination region".to_owned()
+            } else if b.status == ItemStatus::Succeeded {
+                "not among the resource_ids asked for: it stays as it is now".to_owned()
             } else {
                 format!(
                     "the backup has no snapshot of it ({}): it stays as it is now",
@@ -215,7 +224,14 @@ pub fn items_of(backup: &BackupRecord, request: &RestoreRequest) -> Result<(Stri
             format!("backup {backup_id} is damaged: a snapshot of it was deleted outside snapnest"),
         ));
     }
-    let in_place_of_part = request.mode == RestoreMode::InPlace && backup.status == JobStatus::PartiallyFailed;
+    let selected = |id: &str| request.resource_ids.as_ref().is_none_or(|ids| ids.iter().any(|i| i == id));
+    if let Some(ids) = &request.resource_ids {
+        check_selection(backup, ids)?;
+    }
+    // A selection is complete when each selected resource has its snapshot (checked above).
+    let in_place_of_part = request.mode == RestoreMode::InPlace
+        && backup.status == JobStatus::PartiallyFailed
+        && request.resource_ids.is_none();
     if in_place_of_part && request.allow_partial != Some(true) {
         // In place, a partial point would bring back some disks and databases and leave the
         // others at today's data: the user says so knowingly, or nothing happens.
@@ -265,7 +281,7 @@ pub fn items_of(backup: &BackupRecord, request: &RestoreRequest) -> Result<(Stri
     let items: Vec<RestoreItem> = backup
         .items
         .iter()
-        .filter(|i| i.status == ItemStatus::Succeeded && !i.released)
+        .filter(|i| i.status == ItemStatus::Succeeded && !i.released && selected(&i.resource_id))
         .map(|i| RestoreItem {
             resource_id: i.resource_id.clone(),
             kind: i.kind,
@@ -310,6 +326,33 @@ pub fn items_of(backup: &BackupRecord, request: &RestoreRequest) -> Result<(Stri
     Ok((region, items))
 }
 
+/// `resource_ids`: at least one, each a resource of the point with a snapshot to restore.
+fn check_selection(backup: &BackupRecord, ids: &[String]) -> Result<()> {
+    let backup_id = &backup.backup_id;
+    if ids.is_empty() {
+        return Err(Error::bad_request(
+            "InvalidRequest",
+            "resource_ids: name at least one volume or database of the backup, or leave it out",
+        ));
+    }
+    for id in ids {
+        validate::identifier("resource_ids", id)?;
+        let Some(item) = backup.items.iter().find(|i| i.resource_id == *id) else {
+            return Err(Error::bad_request(
+                "InvalidResourceId",
+                format!("resource_ids: {id} is not in backup {backup_id}"),
+            ));
+        };
+        if item.status != ItemStatus::Succeeded || item.released {
+            return Err(Error::conflict(
+                "BackupIncomplete",
+                format!("backup {backup_id} has no snapshot of {id} to restore"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The resources a point has no usable snapshot of, named for a person (at most ten).
 fn missing(backup: &BackupRecord) -> String {
     let ids: Vec<&str> =
@@ -334,6 +377,7 @@ mod tests {
             allow_partial: None,
             on_failure: None,
             dry_run: None,
+            resource_ids: None,
             client_token: None,
         }
     }
@@ -408,6 +452,28 @@ mod tests {
         // AND another region is a 400
         let elsewhere = items_of(&point, &request(RestoreMode::DisasterRecovery, Some("eu-west-1")));
         assert!(matches!(elsewhere, Err(Error::BadRequest { code: "InvalidRegion", .. })));
+    }
+
+    #[test]
+    fn resource_ids_restore_just_those_and_a_partial_point_needs_nothing_more() {
+        // GIVEN a PartiallyFailed point (vol-1 has a snapshot, vol-2 none)
+        let point = finished_point();
+        // WHEN just vol-1 is restored in place THEN it is planned, without allow_partial
+        let mut only = request(RestoreMode::InPlace, None);
+        only.resource_ids = Some(vec!["vol-1".into()]);
+        let (_, items) = items_of(&point, &only).unwrap();
+        assert_eq!(items.iter().map(|i| i.resource_id.as_str()).collect::<Vec<_>>(), vec!["vol-1"]);
+        // AND a resource without a snapshot is a 409, one not in the point a 400, none a 400
+        for (ids, code) in
+            [(vec!["vol-2"], "BackupIncomplete"), (vec!["vol-9"], "InvalidResourceId"), (vec![], "InvalidRequest")]
+        {
+            only.resource_ids = Some(ids.iter().map(|s| s.to_string()).collect());
+            let refused = items_of(&point, &only).unwrap_err();
+            assert!(
+                matches!(&refused, Error::BadRequest { code: c, .. } | Error::Conflict { code: c, .. } if *c == code),
+                "{ids:?}: {refused:?}"
+            );
+        }
     }
 
     #[test]

@@ -252,6 +252,10 @@ pub struct RestoreRequest {
     /// Answer the plan (200) and change nothing.
     #[schema(default = false)]
     dry_run: Option<bool>,
+    /// Only these volumes or databases of the point (default: all); each needs a snapshot in
+    /// the point (409 `BackupIncomplete`), an id not in it is a 400 `InvalidResourceId`.
+    #[schema(min_items = 1)]
+    resource_ids: Option<Vec<Identifier>>,
     /// Makes the request idempotent; a retry answers the first request's record.
     client_token: Option<Identifier>,
 }
