@@ -346,3 +346,39 @@ async fn a_backup_cancelled_while_it_starts_leaves_no_snapshot() {
         assert!(left.is_empty(), "after call {k} of {calls}: {left:?} left");
     }
 }
+
+#[tokio::test]
+async fn a_database_busy_when_the_backup_starts_is_snapshotted_once_it_is_available() {
+    for released in [true, false] {
+        // GIVEN si-demo whose database is backing up
+        let world = Sandbox::new();
+        let db = format!("{SI}-mysql");
+        world.sim.set_database_status(REGION, &db, "backing-up").unwrap();
+        // WHEN a backup starts THEN the database's item waits, saying why, and the point runs
+        let origin = BackupOrigin { trigger: Trigger::Manual, policy_id: None };
+        let started = world.app.backups.create(SI, &BackupRequest::default(), origin).await.unwrap();
+        let item = started.items.iter().find(|i| i.resource_id == db).unwrap();
+        assert_eq!(item.status, snapnest_core::status::ItemStatus::Pending, "{item:?}");
+        assert!(item.error.as_deref().unwrap().contains("backing-up"), "{item:?}");
+        for _ in 0..3 {
+            world.clock.advance(chrono::Duration::minutes(1));
+            world.app.poller.poll_active().await.unwrap();
+        }
+        assert_eq!(world.app.backups.get(&started.backup_id).await.unwrap().status, JobStatus::Running);
+        if released {
+            // WHEN it is available again THEN the next polls snapshot it: Succeeded
+            world.sim.set_database_status(REGION, &db, "available").unwrap();
+            world.settle().await;
+            let point = world.app.backups.get(&started.backup_id).await.unwrap();
+            assert_eq!(point.status, JobStatus::Succeeded, "{point:#?}");
+        } else {
+            // WHEN it stays busy past the wait THEN its item fails with the cause: PartiallyFailed
+            world.clock.advance(chrono::Duration::minutes(30));
+            world.settle().await;
+            let point = world.app.backups.get(&started.backup_id).await.unwrap();
+            assert_eq!(point.status, JobStatus::PartiallyFailed, "{point:#?}");
+            let item = point.items.iter().find(|i| i.resource_id == db).unwrap();
+            assert!(item.error.as_deref().unwrap().contains("not available for a snapshot within 30 minutes"));
+        }
+    }
+}

@@ -563,7 +563,13 @@ impl Cloud for AwsCloud {
             })
             .await
             .map(drop)
-            .map_err(|error| already_exists_is(error, snapshot_id))
+            .map_err(|error| match already_exists_is(error, snapshot_id) {
+                // RDS API Reference, CreateDBSnapshot: InvalidDBInstanceStateFault when the DB
+                // instance is not in the available state (backing-up, modifying…) — a state it
+                // leaves by itself, so the snapshot is asked for again later.
+                CloudError::Rejected { code, message } if code == "InvalidDBInstanceState" => CloudError::Busy(message),
+                other => other,
+            })
     }
 
     async fn describe_snapshots(&self, snapshot_ids: &[String]) -> CloudResult<Vec<SnapshotStatus>> {

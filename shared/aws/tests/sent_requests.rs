@@ -309,3 +309,18 @@ async fn a_snapshots_size_is_the_data_it_holds_not_the_volumes_provisioned_size(
     assert_eq!(size("snap-full"), Some(3 << 30));
     assert_eq!(size("snap-old"), Some(8 << 30));
 }
+
+#[tokio::test]
+async fn a_database_that_is_backing_up_is_busy_not_failed() {
+    // RDS refuses CreateDBSnapshot while the instance is not available; moto never does.
+    let capture = Capture::answering(&[(
+        "CreateDBSnapshot",
+        r#"<ErrorResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><Error><Type>Sender</Type><Code>InvalidDBInstanceState</Code><Message>Database instance is not in available state.</Message></Error><RequestId>r-2</RequestId></ErrorResponse>"#,
+    )]);
+    let cloud = AwsProvider::new(&capturing_config(&capture)).home();
+    let answer = cloud.snapshot_database("orders", "snapnest-bk-1-orders", &Tags::new()).await;
+    assert_eq!(
+        answer,
+        Err(snapnest_core::cloud::CloudError::Busy("Database instance is not in available state.".into()))
+    );
+}

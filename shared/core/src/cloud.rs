@@ -225,6 +225,10 @@ pub enum CloudError {
     GroupUnsupported(String),
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// The resource refuses the call in its current state, for now (a database backing up
+    /// or being modified): the same call later can succeed.
+    #[error("busy: {0}")]
+    Busy(String),
     /// The cloud refused the call; `code` is its error code.
     #[error("{code}: {message}")]
     Rejected { code: String, message: String },
@@ -259,6 +263,7 @@ pub trait Cloud: Send + Sync {
     async fn snapshot_volume(&self, volume_id: &str, tags: &Tags) -> CloudResult<StartedSnapshot>;
 
     /// A DB snapshot under a name snapnest chooses, so a retried call finds the first one.
+    /// `Busy` while the database is not available (backing up, being modified).
     async fn snapshot_database(&self, db_id: &str, snapshot_id: &str, tags: &Tags) -> CloudResult<()>;
 
     /// Status of many EBS snapshots in one batched call; ids the cloud does not know are absent.

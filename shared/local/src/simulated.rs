@@ -572,6 +572,19 @@ impl SimulatedCloud {
         })
     }
 
+    /// Puts a database in an RDS status (`backing-up`, `modifying`…) until it is set back to
+    /// `available`.
+    pub fn set_database_status(&self, region: &str, db_id: &str, status: &str) -> CloudResult<()> {
+        let (region, id, status) = (region.to_owned(), db_id.to_owned(), status.to_owned());
+        self.mutate_blocking(move |world, _| {
+            let r = world.regions.entry(region).or_default();
+            let db = r.databases.get_mut(&id).ok_or_else(|| CloudError::NotFound(id.clone()))?;
+            db.ready_at_ms = if status == "available" { 0 } else { i64::MAX };
+            db.status = status;
+            Ok(())
+        })
+    }
+
     /// Terminates an instance ("This instance has been released.").
     pub fn release_instance(&self, region: &str, instance_id: &str) -> CloudResult<()> {
         let (region, id) = (region.to_owned(), instance_id.to_owned());
@@ -981,7 +994,14 @@ impl Cloud for SimulatedRegion {
                     if r.db_snapshots.contains_key(&snapshot_id) {
                         return Err(CloudError::AlreadyExists(snapshot_id));
                     }
+                    settle(r, now_ms());
                     let db = r.databases.get(&db_id).cloned().ok_or_else(|| CloudError::NotFound(db_id.clone()))?;
+                    if db.status != "available" {
+                        return Err(CloudError::Busy(format!(
+                            "Database instance is not in available state: {db_id} is {}",
+                            db.status
+                        )));
+                    }
                     let mut snapshot =
                         Self::new_snapshot(world, settings, rng, &db.id, db.allocated_gib, &db.fingerprint, &tags);
                     snapshot.id = snapshot_id.clone();

@@ -123,6 +123,36 @@ pub fn snapshot_started(item: &mut BackupItem, answer: Result<String, CloudError
     }
 }
 
+/// How long a backup waits for a database that refuses a snapshot for now (backing up, being
+/// modified) before its item fails: RDS's own backup window is at most 30 minutes long
+/// (RDS User Guide, "Backup window"), a modification usually less.
+pub fn database_busy_wait() -> Duration {
+    Duration::minutes(30)
+}
+
+/// What a database snapshot call answered: a busy database keeps its item waiting (the next
+/// poll asks again) until [`database_busy_wait`] after the backup started.
+pub fn database_snapshot_started(
+    item: &mut BackupItem,
+    answer: Result<String, CloudError>,
+    started_at: Timestamp,
+    now: Timestamp,
+) {
+    match answer {
+        Err(CloudError::Busy(why)) if now < started_at + database_busy_wait() => {
+            item.error = Some(format!("waiting for the database to be available: {why}"));
+        }
+        Err(CloudError::Busy(why)) => item.fail(format!(
+            "the database was not available for a snapshot within {} minutes: {why}",
+            database_busy_wait().num_minutes()
+        )),
+        answer => {
+            item.error = None;
+            snapshot_started(item, answer);
+        }
+    }
+}
+
 /// A call that failed for every item it covered.
 pub fn call_failed(record: &mut BackupRecord, positions: &[usize], error: &CloudError) {
     for &n in positions {
@@ -245,6 +275,31 @@ mod tests {
 
     fn reported(id: &str, state: SnapshotState, size_bytes: u64) -> (String, SnapshotStatus) {
         (id.into(), SnapshotStatus { snapshot_id: id.into(), state, progress: 40, size_bytes })
+    }
+
+    #[test]
+    fn a_busy_database_is_waited_for_then_fails_with_the_cause() {
+        // GIVEN a database item of a backup started now
+        let started = Utc::now();
+        let mut item = BackupItem::new("orders", ResourceKind::Database);
+        let busy = || Err(CloudError::Busy("orders is backing-up".into()));
+        // WHEN RDS refuses the snapshot for now THEN the item waits, saying why
+        database_snapshot_started(&mut item, busy(), started, started + Duration::minutes(10));
+        assert_eq!(item.status, ItemStatus::Pending);
+        assert!(item.error.as_deref().unwrap().contains("backing-up"));
+        // WHEN it is available again THEN the snapshot starts and the note goes
+        let mut later = item.clone();
+        database_snapshot_started(
+            &mut later,
+            Ok("snapnest-bk-1-orders".into()),
+            started,
+            started + Duration::minutes(11),
+        );
+        assert_eq!((later.status, later.error.as_deref()), (ItemStatus::Running, None));
+        // WHEN it is still busy past the wait THEN the item fails with the cause
+        database_snapshot_started(&mut item, busy(), started, started + database_busy_wait());
+        assert_eq!(item.status, ItemStatus::Failed);
+        assert!(item.error.as_deref().unwrap().contains("within 30 minutes"));
     }
 
     #[test]

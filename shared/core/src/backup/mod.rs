@@ -196,7 +196,8 @@ impl BackupService {
                         Ok(()) | Err(CloudError::AlreadyExists(_)) => Ok(snapshot_name),
                         Err(e) => Err(e),
                     };
-                    lifecycle::snapshot_started(&mut record.items[position], answer);
+                    let started_at = record.started_at;
+                    lifecycle::database_snapshot_started(&mut record.items[position], answer, started_at, now);
                 }
             }
         }
@@ -229,6 +230,10 @@ impl BackupService {
             JobStatus::Running => {
                 let reported = describe_snapshots(cloud.as_ref(), lifecycle::running_snapshots(&record)).await?;
                 lifecycle::snapshots_reported(&mut record, &reported, now)?;
+                // A database that was busy when the start asked: asked again now.
+                if record.items.iter().any(|i| i.status == ItemStatus::Pending) && !record.status.is_terminal() {
+                    self.issue_snapshots(&mut record, cloud.as_ref(), now).await?;
+                }
             }
             _ => return Ok(record),
         }
