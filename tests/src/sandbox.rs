@@ -166,6 +166,7 @@ pub fn service(dir: &Path, clock: Arc<SteppingClock>, latency: Duration) -> (Arc
         default_destination_region: None,
         keep_replaced_days: 7,
         admins: Vec::new(),
+        replica_kms_keys: [("us-west-2".to_owned(), "alias/snapnest-replicas".to_owned())].into(),
         trust_unverified_callers: true,
     };
     (Arc::new(Snapnest::new(store, clouds, clock, settings)), sim, wire)

@@ -192,11 +192,24 @@ impl Cloud for TripCloud {
     async fn tag_snapshot(&self, id: &str, tags: &Tags) -> CloudResult<()> {
         self.mutation(self.inner.tag_snapshot(id, tags).await).await
     }
-    async fn copy_snapshot(&self, source_region: &str, id: &str, tags: &Tags) -> CloudResult<String> {
-        self.mutation(self.inner.copy_snapshot(source_region, id, tags).await).await
+    async fn copy_snapshot(
+        &self,
+        source_region: &str,
+        id: &str,
+        key: Option<&str>,
+        tags: &Tags,
+    ) -> CloudResult<String> {
+        self.mutation(self.inner.copy_snapshot(source_region, id, key, tags).await).await
     }
-    async fn copy_db_snapshot(&self, source_region: &str, id: &str, target: &str, tags: &Tags) -> CloudResult<()> {
-        self.mutation(self.inner.copy_db_snapshot(source_region, id, target, tags).await).await
+    async fn copy_db_snapshot(
+        &self,
+        source_region: &str,
+        id: &str,
+        target: &str,
+        key: Option<&str>,
+        tags: &Tags,
+    ) -> CloudResult<()> {
+        self.mutation(self.inner.copy_db_snapshot(source_region, id, target, key, tags).await).await
     }
     async fn stop_instances(&self, ids: &[String]) -> CloudResult<()> {
         self.mutation(self.inner.stop_instances(ids).await).await

@@ -382,3 +382,22 @@ async fn a_database_busy_when_the_backup_starts_is_snapshotted_once_it_is_availa
         }
     }
 }
+
+#[tokio::test]
+async fn replicas_are_made_with_the_destination_regions_key() {
+    // GIVEN a point replicating to us-west-2, whose key is configured
+    let world = Sandbox::new();
+    world.backup_with(SI, &replicated(7)).await;
+    // WHEN it is replicated
+    world.replicate().await;
+    // THEN every copy was asked for with that key
+    let copies: Vec<_> = world
+        .sim
+        .calls()
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.op == "copy_snapshot" || c.op == "copy_db_snapshot")
+        .collect();
+    assert_eq!(copies.len(), 7, "{copies:?}");
+    assert!(copies.iter().all(|c| c.args.last().map(String::as_str) == Some("alias/snapnest-replicas")), "{copies:?}");
+}

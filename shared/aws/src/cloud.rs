@@ -697,7 +697,13 @@ impl Cloud for AwsCloud {
         }
     }
 
-    async fn copy_snapshot(&self, source_region: &str, snapshot_id: &str, tags: &Tags) -> CloudResult<String> {
+    async fn copy_snapshot(
+        &self,
+        source_region: &str,
+        snapshot_id: &str,
+        kms_key_id: Option<&str>,
+        tags: &Tags,
+    ) -> CloudResult<String> {
         // Read the source first: its source volume goes on the copy (CopySnapshot copies no
         // tags and gives the copy a placeholder VolumeId), and a missing source fails early.
         let source = self.regions.clients(source_region);
@@ -712,14 +718,20 @@ impl Cloud for AwsCloud {
         let copied = self
             .here
             .ec2("CopySnapshot", snapshot_id, |ec2| {
+                // EC2 API Reference, CopySnapshot: `KmsKeyId` (with `Encrypted`) is the
+                // destination region's key for the copy; without it an encrypted source is
+                // copied under the region's default key for EBS.
                 ec2.copy_snapshot()
                     .source_region(source_region)
                     .source_snapshot_id(snapshot_id)
                     .description(format!("snapnest copy of {snapshot_id} from {source_region}"))
+                    .set_kms_key_id(kms_key_id.map(str::to_owned))
+                    .set_encrypted(kms_key_id.map(|_| true))
                     .set_tag_specifications(tag_specification(ec2::ResourceType::Snapshot, &tags))
                     .send()
             })
-            .await?;
+            .await
+            .map_err(quota_is_busy)?;
         copied.snapshot_id().map(str::to_owned).ok_or_else(|| missing_field("CopySnapshot", "SnapshotId"))
     }
 
@@ -728,6 +740,7 @@ impl Cloud for AwsCloud {
         source_region: &str,
         snapshot_id: &str,
         target_id: &str,
+        kms_key_id: Option<&str>,
         tags: &Tags,
     ) -> CloudResult<()> {
         // A cross-region CopyDBSnapshot names its source by ARN, which also carries the source
@@ -735,15 +748,18 @@ impl Cloud for AwsCloud {
         let source_arn = self.regions.clients(source_region).db_snapshot_arn(snapshot_id).await?;
         self.here
             .rds("CopyDBSnapshot", snapshot_id, |rds| {
+                // RDS API Reference, CopyDBSnapshot `KmsKeyId`: an encrypted snapshot copied to
+                // another region needs a key of that region (PreSignedUrl only in GovCloud).
                 rds.copy_db_snapshot()
                     .source_db_snapshot_identifier(&source_arn)
                     .target_db_snapshot_identifier(target_id)
+                    .set_kms_key_id(kms_key_id.map(str::to_owned))
                     .set_tags(Some(rds_tags(tags)))
                     .send()
             })
             .await
             .map(drop)
-            .map_err(|error| already_exists_is(error, target_id))
+            .map_err(|error| quota_is_busy(already_exists_is(error, target_id)))
     }
 
     async fn stop_instances(&self, instance_ids: &[String]) -> CloudResult<()> {
@@ -1091,6 +1107,22 @@ fn database_settings(d: &rds::DbInstance) -> DatabaseSettings {
         deletion_protection: d.deletion_protection().unwrap_or(false),
         storage_type: d.storage_type().map(str::to_owned),
         port: d.endpoint().and_then(|e| e.port()).or(d.db_instance_port()).and_then(|p| u16::try_from(p).ok()),
+    }
+}
+
+/// A copy refused for the account's quota (concurrent copies, snapshots per region) waits
+/// for the next run: copies in flight finishing, or snapshots expiring, make room.
+fn quota_is_busy(error: CloudError) -> CloudError {
+    match error {
+        CloudError::Rejected { code, message }
+            if matches!(
+                code.as_str(),
+                "ResourceLimitExceeded" | "SnapshotCopyLimitExceeded" | "SnapshotQuotaExceeded"
+            ) =>
+        {
+            CloudError::Busy(format!("{code}: {message}"))
+        }
+        other => other,
     }
 }
 

@@ -15,7 +15,7 @@ use snapnest_aws::cloud::AwsProvider;
 use snapnest_core::cloud::{tag, CloudProvider, DatabaseSettings, DeleteOutcome, Tags, VolumeSettings};
 
 /// Records every request body and answers each with the canned response for its `Action`
-/// (HTTP 400 for an `<ErrorResponse>`, as the query protocol does, 200 otherwise).
+/// (HTTP 400 for an error document, as the query protocols do, 200 otherwise).
 #[derive(Debug, Clone)]
 struct Capture {
     bodies: Arc<Mutex<Vec<String>>>,
@@ -43,7 +43,9 @@ impl HttpConnector for Capture {
             .map(|(_, answer)| *answer)
             .unwrap_or_else(|| panic!("no canned answer for {action}: {body}"));
         self.bodies.lock().unwrap().push(body);
-        let code = if answer.starts_with("<ErrorResponse") { 400u16 } else { 200 };
+        // RDS (query) errors are <ErrorResponse>, EC2's <Response><Errors>.
+        let code =
+            if answer.starts_with("<ErrorResponse") || answer.starts_with("<Response><Errors>") { 400u16 } else { 200 };
         let status = StatusCode::try_from(code).expect("a status");
         HttpConnectorFuture::ready(Ok(HttpResponse::new(status, SdkBody::from(answer))))
     }
@@ -322,5 +324,48 @@ async fn a_database_that_is_backing_up_is_busy_not_failed() {
     assert_eq!(
         answer,
         Err(snapnest_core::cloud::CloudError::Busy("Database instance is not in available state.".into()))
+    );
+}
+
+#[tokio::test]
+async fn copies_are_encrypted_with_the_destination_key_and_a_quota_refusal_waits() {
+    let capture = Capture::answering(&[
+        (
+            "DescribeSnapshots",
+            r#"<DescribeSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><snapshotSet><item><snapshotId>snap-src</snapshotId><volumeId>vol-1</volumeId><status>completed</status></item></snapshotSet></DescribeSnapshotsResponse>"#,
+        ),
+        (
+            "CopySnapshot",
+            r#"<Response><Errors><Error><Code>ResourceLimitExceeded</Code><Message>You have exceeded the number of concurrent snapshot copies.</Message></Error></Errors><RequestID>r-3</RequestID></Response>"#,
+        ),
+        (
+            "DescribeDBSnapshots",
+            r#"<DescribeDBSnapshotsResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><DescribeDBSnapshotsResult><DBSnapshots><DBSnapshot><DBSnapshotIdentifier>snapnest-bk-1-orders</DBSnapshotIdentifier><DBSnapshotArn>arn:aws:rds:us-east-1:123456789012:snapshot:snapnest-bk-1-orders</DBSnapshotArn><Status>available</Status></DBSnapshot></DBSnapshots></DescribeDBSnapshotsResult></DescribeDBSnapshotsResponse>"#,
+        ),
+        (
+            "CopyDBSnapshot",
+            r#"<CopyDBSnapshotResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><CopyDBSnapshotResult><DBSnapshot><DBSnapshotIdentifier>snapnest-bk-1-orders-replica</DBSnapshotIdentifier></DBSnapshot></CopyDBSnapshotResult></CopyDBSnapshotResponse>"#,
+        ),
+    ]);
+    let provider = AwsProvider::new(&capturing_config(&capture));
+    let west = provider.region("us-west-2").unwrap();
+    let key = Some("alias/snapnest-replicas");
+    // WHEN an EBS snapshot is copied with the destination's key and the account is at its quota
+    let answer = west.copy_snapshot("us-east-1", "snap-src", key, &Tags::new()).await;
+    // THEN the copy waits (Busy), not fails
+    assert!(matches!(answer, Err(snapnest_core::cloud::CloudError::Busy(_))), "{answer:?}");
+    // WHEN a DB snapshot is copied
+    west.copy_db_snapshot("us-east-1", "snapnest-bk-1-orders", "snapnest-bk-1-orders-replica", key, &Tags::new())
+        .await
+        .unwrap();
+    // THEN both requests name the destination's key (an encrypted RDS copy needs it)
+    let bodies = capture.bodies();
+    let copy = bodies.iter().map(|b| parameters(b)).find(|p| get(p, "Action") == Some("CopySnapshot")).unwrap();
+    assert_eq!((get(&copy, "KmsKeyId"), get(&copy, "Encrypted")), (Some("alias/snapnest-replicas"), Some("true")));
+    let db_copy = bodies.iter().map(|b| parameters(b)).find(|p| get(p, "Action") == Some("CopyDBSnapshot")).unwrap();
+    assert_eq!(get(&db_copy, "KmsKeyId"), Some("alias/snapnest-replicas"));
+    assert_eq!(
+        get(&db_copy, "SourceDBSnapshotIdentifier"),
+        Some("arn:aws:rds:us-east-1:123456789012:snapshot:snapnest-bk-1-orders")
     );
 }

@@ -283,7 +283,16 @@ pub trait Cloud: Send + Sync {
     async fn tag_snapshot(&self, snapshot_id: &str, tags: &Tags) -> CloudResult<()>;
 
     /// Copies an EBS snapshot from `source_region` into this region; returns the copy's id.
-    async fn copy_snapshot(&self, source_region: &str, snapshot_id: &str, tags: &Tags) -> CloudResult<String>;
+    /// `kms_key_id`: this region's key to encrypt the copy with (none: the source's
+    /// encryption, with this region's default key). A copy refused for the account's quota of
+    /// concurrent copies is `Busy`.
+    async fn copy_snapshot(
+        &self,
+        source_region: &str,
+        snapshot_id: &str,
+        kms_key_id: Option<&str>,
+        tags: &Tags,
+    ) -> CloudResult<String>;
 
     /// Copies a DB snapshot from `source_region` into this region under `target_id`.
     async fn copy_db_snapshot(
@@ -291,6 +300,7 @@ pub trait Cloud: Send + Sync {
         source_region: &str,
         snapshot_id: &str,
         target_id: &str,
+        kms_key_id: Option<&str>,
         tags: &Tags,
     ) -> CloudResult<()>;
 

@@ -56,6 +56,9 @@ pub struct Settings {
     /// Names (principal ARNs, role names, JWT subjects or groups) whose callers see and act
     /// on every service instance.
     pub admins: Vec<String>,
+    /// Per destination region, the KMS key replicas are encrypted with there (an encrypted
+    /// RDS snapshot cannot be copied to another region without one).
+    pub replica_kms_keys: std::collections::BTreeMap<String, String>,
     /// Local runs only: a caller the request names without verification is believed, and a
     /// request naming none acts as the system. Deployed, only verified identities count.
     pub trust_unverified_callers: bool,
@@ -120,7 +123,8 @@ impl Snapnest {
             },
             caller.clone(),
         );
-        let replication = ReplicationService::new(records.clone(), clouds.clone(), clock.clone());
+        let replication =
+            ReplicationService::new(records.clone(), clouds.clone(), clock.clone(), settings.replica_kms_keys.clone());
         let retention =
             RetentionService::new(records.clone(), clouds.clone(), clock.clone(), restores.clone(), caller.clone());
         let policies = PolicyService::new(

@@ -37,6 +37,8 @@ pub struct Config {
     pub keep_replaced_days: u32,
     /// Names whose callers see every service instance (`SNAPNEST_ADMINS`, comma-separated).
     pub admins: Vec<String>,
+    /// `SNAPNEST_REPLICA_KMS_KEYS`: `region=key` pairs, comma-separated.
+    pub replica_kms_keys: std::collections::BTreeMap<String, String>,
     /// Who calls: `verified` (deployed: only what API Gateway verified) or `header` (local:
     /// the `x-snapnest-caller` header, or the system).
     pub identity: Identity,
@@ -60,6 +62,7 @@ pub const DEPLOYED_VARIABLES: &[&str] = &[
     "SNAPNEST_KEEP_REPLACED_DAYS",
     "SNAPNEST_ADMINS",
     "SNAPNEST_IDENTITY",
+    "SNAPNEST_REPLICA_KMS_KEYS",
 ];
 
 /// The variables only local runs use: the embedded store and the simulated cloud.
@@ -156,6 +159,22 @@ impl Config {
             admins: get("SNAPNEST_ADMINS")
                 .map(|v| v.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect())
                 .unwrap_or_default(),
+            replica_kms_keys: match get("SNAPNEST_REPLICA_KMS_KEYS") {
+                None => Default::default(),
+                Some(pairs) => pairs
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|pair| match pair.split_once('=') {
+                        Some((region, key))
+                            if snapnest_core::validate::is_region_name(region.trim()) && !key.trim().is_empty() =>
+                        {
+                            Ok((region.trim().to_owned(), key.trim().to_owned()))
+                        }
+                        _ => Err(err("SNAPNEST_REPLICA_KMS_KEYS", format!("'{pair}' is not region=key"))),
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
             identity: match get("SNAPNEST_IDENTITY").as_deref() {
                 None | Some("header") => Identity::Header,
                 Some("verified") => Identity::Verified,
@@ -200,5 +219,21 @@ mod tests {
         );
         assert_eq!(config(&[("SNAPNEST_SIM_FAULTS", "throttle=9")]).unwrap_err().variable, "SNAPNEST_SIM_FAULTS");
         assert_eq!(config(&[("AWS_REGION", "mars")]).unwrap_err().variable, "AWS_REGION");
+        assert_eq!(config(&[("SNAPNEST_IDENTITY", "anyone")]).unwrap_err().variable, "SNAPNEST_IDENTITY");
+        let bad_keys = config(&[("SNAPNEST_REPLICA_KMS_KEYS", "alias/x")]);
+        assert_eq!(bad_keys.unwrap_err().variable, "SNAPNEST_REPLICA_KMS_KEYS");
+    }
+
+    #[test]
+    fn deployed_settings_are_read() {
+        let c = config(&[
+            ("SNAPNEST_IDENTITY", "verified"),
+            ("SNAPNEST_ADMINS", "ops, platform"),
+            ("SNAPNEST_REPLICA_KMS_KEYS", "us-west-2=alias/snapnest, eu-west-1=arn:aws:kms:eu-west-1:1:key/k"),
+        ])
+        .unwrap();
+        assert_eq!((c.identity, c.admins), (Identity::Verified, vec!["ops".to_owned(), "platform".to_owned()]));
+        assert_eq!(c.replica_kms_keys.get("us-west-2").map(String::as_str), Some("alias/snapnest"));
+        assert_eq!(c.replica_kms_keys.len(), 2);
     }
 }

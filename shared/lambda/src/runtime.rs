@@ -97,6 +97,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Snapnest> {
         default_destination_region: config.default_destination_region.clone(),
         keep_replaced_days: config.keep_replaced_days,
         admins: config.admins.clone(),
+        replica_kms_keys: config.replica_kms_keys.clone(),
         trust_unverified_callers: config.identity == crate::config::Identity::Header,
     };
     Ok(Snapnest::new(store, clouds, Arc::new(SystemClock), settings))

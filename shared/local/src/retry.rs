@@ -102,17 +102,27 @@ impl Cloud for RetryingCloud {
     async fn tag_snapshot(&self, snapshot_id: &str, tags: &Tags) -> CloudResult<()> {
         retrying("tag_snapshot", || self.0.tag_snapshot(snapshot_id, tags)).await
     }
-    async fn copy_snapshot(&self, source_region: &str, snapshot_id: &str, tags: &Tags) -> CloudResult<String> {
-        retrying("copy_snapshot", || self.0.copy_snapshot(source_region, snapshot_id, tags)).await
+    async fn copy_snapshot(
+        &self,
+        source_region: &str,
+        snapshot_id: &str,
+        kms_key_id: Option<&str>,
+        tags: &Tags,
+    ) -> CloudResult<String> {
+        retrying("copy_snapshot", || self.0.copy_snapshot(source_region, snapshot_id, kms_key_id, tags)).await
     }
     async fn copy_db_snapshot(
         &self,
         source_region: &str,
         snapshot_id: &str,
         target_id: &str,
+        kms_key_id: Option<&str>,
         tags: &Tags,
     ) -> CloudResult<()> {
-        retrying("copy_db_snapshot", || self.0.copy_db_snapshot(source_region, snapshot_id, target_id, tags)).await
+        retrying("copy_db_snapshot", || {
+            self.0.copy_db_snapshot(source_region, snapshot_id, target_id, kms_key_id, tags)
+        })
+        .await
     }
     async fn stop_instances(&self, instance_ids: &[String]) -> CloudResult<()> {
         retrying("stop_instances", || self.0.stop_instances(instance_ids)).await

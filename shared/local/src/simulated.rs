@@ -1078,11 +1078,18 @@ impl Cloud for SimulatedRegion {
             .await
     }
 
-    async fn copy_snapshot(&self, source_region: &str, snapshot_id: &str, tags: &Tags) -> CloudResult<String> {
+    async fn copy_snapshot(
+        &self,
+        source_region: &str,
+        snapshot_id: &str,
+        kms_key_id: Option<&str>,
+        tags: &Tags,
+    ) -> CloudResult<String> {
         let (source_region, id, tags, dest) =
             (source_region.to_owned(), snapshot_id.to_owned(), tags.clone(), self.region.clone());
+        let key = kms_key_id.unwrap_or("default").to_owned();
         self.cloud
-            .call(&dest, mutating("copy_snapshot", [&source_region, &id]), move |r, world, settings, rng| {
+            .call(&dest, mutating("copy_snapshot", [&source_region, &id, &key]), move |r, world, settings, rng| {
                 let source = world
                     .regions
                     .get(&source_region)
@@ -1111,14 +1118,16 @@ impl Cloud for SimulatedRegion {
         source_region: &str,
         snapshot_id: &str,
         target_id: &str,
+        kms_key_id: Option<&str>,
         tags: &Tags,
     ) -> CloudResult<()> {
+        let key = kms_key_id.unwrap_or("default").to_owned();
         let (source_region, id, target, tags, dest) =
             (source_region.to_owned(), snapshot_id.to_owned(), target_id.to_owned(), tags.clone(), self.region.clone());
         self.cloud
             .call(
                 &dest,
-                mutating("copy_db_snapshot", [&source_region, &id, &target]),
+                mutating("copy_db_snapshot", [&source_region, &id, &target, &key]),
                 move |r, world, settings, rng| {
                     if r.db_snapshots.contains_key(&target) {
                         return Err(CloudError::AlreadyExists(target));

@@ -210,7 +210,7 @@ pub async fn check_cloud_contract_with(
     // 10. Copies into the destination, made by the destination's cloud, complete there.
     let copy_tags = backup_tags("copy");
     let copy_id =
-        ok("copy_snapshot", destination.copy_snapshot(home.region(), &group[1].snapshot_id, &copy_tags).await);
+        ok("copy_snapshot", destination.copy_snapshot(home.region(), &group[1].snapshot_id, None, &copy_tags).await);
     eventually(
         "the EBS copy completes in the destination",
         || destination.describe_snapshots(std::slice::from_ref(&copy_id)),
@@ -224,13 +224,13 @@ pub async fn check_cloud_contract_with(
     let found = ok("find the copy", destination.find_snapshots(tag::BACKUP_ID, &copy_tags[tag::BACKUP_ID]).await);
     let expected = StartedSnapshot { snapshot_id: copy_id.clone(), volume_id: group[1].volume_id.clone() };
     assert_eq!(found, vec![expected], "the copy is tagged and names the original volume");
-    let copy = destination.copy_snapshot(home.region(), &no_snapshot, &copy_tags).await;
+    let copy = destination.copy_snapshot(home.region(), &no_snapshot, None, &copy_tags).await;
     assert!(matches!(copy, Err(CloudError::NotFound(_) | CloudError::Rejected { .. })), "{copy:?}");
 
     let db_copy = format!("{db_snapshot}-copy");
     ok(
         "copy_db_snapshot",
-        destination.copy_db_snapshot(home.region(), &db_snapshot, &db_copy, &backup_tags("db-copy")).await,
+        destination.copy_db_snapshot(home.region(), &db_snapshot, &db_copy, None, &backup_tags("db-copy")).await,
     );
     eventually(
         "the DB copy completes in the destination",
@@ -238,7 +238,7 @@ pub async fn check_cloud_contract_with(
         |statuses: &Vec<SnapshotStatus>| statuses.iter().any(|s| s.state == SnapshotState::Completed).then_some(()),
     )
     .await;
-    match destination.copy_db_snapshot(home.region(), &db_snapshot, &db_copy, &backup_tags("db-copy")).await {
+    match destination.copy_db_snapshot(home.region(), &db_snapshot, &db_copy, None, &backup_tags("db-copy")).await {
         Err(CloudError::AlreadyExists(id)) => assert_eq!(id, db_copy),
         other => panic!("a second DB copy of the same name must be AlreadyExists, got {other:?}"),
     }

@@ -80,6 +80,12 @@ pub fn copy_started(item: &mut ReplicaItem, answer: Result<String, CloudError>) 
             item.status = ItemStatus::Running;
             CopyStart::Started
         }
+        // Over the account's copy quota: room comes as copies finish; no attempt is spent.
+        Err(CloudError::Busy(why)) => {
+            item.error = Some(format!("waiting for room under the copy quota: {why}"));
+            item.status = ItemStatus::Pending;
+            CopyStart::Deferred
+        }
         Err(e) if e.is_retryable() && item.attempts + 1 < MAX_COPY_ATTEMPTS => {
             item.attempts += 1;
             item.error = Some(e.to_string());
@@ -215,6 +221,22 @@ mod tests {
         // AND a copy that is not there is asked for again
         assert_eq!(copy_found(&mut items[1], vec![]), None);
         assert!(items[1].replica_snapshot_id.is_none());
+    }
+
+    #[test]
+    fn a_copy_over_the_quota_waits_without_spending_an_attempt() {
+        // GIVEN a planned copy
+        let mut record = finished_point(JobStatus::Succeeded);
+        begin(&mut record).unwrap();
+        let item = &mut record.replication.as_mut().unwrap().items[0];
+        // WHEN the destination refuses it for the copy quota, more times than attempts allow
+        for _ in 0..MAX_COPY_ATTEMPTS + 2 {
+            let answer = copy_started(item, Err(CloudError::Busy("ResourceLimitExceeded: too many copies".into())));
+            assert_eq!(answer, CopyStart::Deferred);
+        }
+        // THEN it still waits, saying why, with every attempt left
+        assert_eq!((item.status, item.attempts), (ItemStatus::Pending, 0));
+        assert!(item.error.as_deref().unwrap().contains("copy quota"));
     }
 
     #[test]

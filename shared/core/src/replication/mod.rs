@@ -6,7 +6,7 @@
 
 pub mod lifecycle;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -42,11 +42,18 @@ pub struct ReplicationService {
     records: Records,
     clouds: Arc<dyn CloudProvider>,
     clock: Arc<dyn Clock>,
+    /// The KMS key of each destination region, for encrypted copies.
+    kms_keys: BTreeMap<String, String>,
 }
 
 impl ReplicationService {
-    pub fn new(records: Records, clouds: Arc<dyn CloudProvider>, clock: Arc<dyn Clock>) -> Self {
-        Self { records, clouds, clock }
+    pub fn new(
+        records: Records,
+        clouds: Arc<dyn CloudProvider>,
+        clock: Arc<dyn Clock>,
+        kms_keys: BTreeMap<String, String>,
+    ) -> Self {
+        Self { records, clouds, clock, kms_keys }
     }
 
     /// Advances every point that waits for replication: polls copies in flight, starts new
@@ -159,17 +166,21 @@ impl ReplicationService {
             }
         }
         calls.extend(starting);
+        let key = self.kms_keys.get(&replication.region).map(String::as_str);
         for n in calls {
             let item = &mut replication.items[n];
             let mut tags = tags.clone();
             tags.insert(tag::COPY_OF.to_owned(), item.source_snapshot_id.clone());
             let answer = match item.kind {
                 ResourceKind::Volume => {
-                    destination.copy_snapshot(&source_region, &item.source_snapshot_id, &tags).await
+                    destination.copy_snapshot(&source_region, &item.source_snapshot_id, key, &tags).await
                 }
                 ResourceKind::Database => {
                     let target = db_snapshot_name(&backup_id, &format!("{}-replica", item.resource_id));
-                    match destination.copy_db_snapshot(&source_region, &item.source_snapshot_id, &target, &tags).await {
+                    match destination
+                        .copy_db_snapshot(&source_region, &item.source_snapshot_id, &target, key, &tags)
+                        .await
+                    {
                         Ok(()) | Err(CloudError::AlreadyExists(_)) => Ok(target),
                         Err(e) => Err(e),
                     }
