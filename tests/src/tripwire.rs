@@ -266,6 +266,9 @@ impl Cloud for TripCloud {
     async fn rename_database(&self, db_id: &str, new_db_id: &str) -> CloudResult<()> {
         self.mutation(self.inner.rename_database(db_id, new_db_id).await).await
     }
+    async fn set_deletion_protection(&self, db_id: &str, protect: bool) -> CloudResult<()> {
+        self.mutation(self.inner.set_deletion_protection(db_id, protect).await).await
+    }
     async fn delete_database(&self, db_id: &str) -> CloudResult<DeleteOutcome> {
         self.mutation(self.inner.delete_database(db_id).await).await
     }

@@ -159,6 +159,10 @@ fn calls_of(plan: &RestorePlan) -> Vec<String> {
             calls.push(format!("rename_database {} {kept}", d.db_id));
         }
         calls.push(format!("rename_database {} {}", d.restored_as, d.final_id));
+        // Made unprotected (a roll-back can delete it), protected once committed.
+        if d.settings.as_ref().is_some_and(|s| s.deletion_protection) {
+            calls.push(format!("set_deletion_protection {} true", d.final_id));
+        }
     }
     calls.push(format!("start_instances {}", plan.stop_instances.join(",")));
     calls.sort();
@@ -242,15 +246,24 @@ async fn a_finished_restore_rolls_back_on_request_and_what_it_replaced_expires_a
     let early = expire_at(&world.app, kept_until - chrono::Duration::minutes(1)).await.unwrap();
     assert_eq!(early.replaced_deleted, 0);
     let late = expire_at(&world.app, kept_until + chrono::Duration::minutes(1)).await.unwrap();
-    // THEN after it every replaced volume and the replaced database are deleted, and the
-    // record says so; a roll-back is no longer possible
-    assert_eq!(late.replaced_deleted, 7, "{late:?}");
+    // THEN after it every replaced volume is deleted, the replaced database kept because its
+    // deletion protection is on (the user's), and the record says so; a roll-back is no
+    // longer possible
+    assert_eq!(late.replaced_deleted, 6, "{late:?}");
     let expired = world.app.restores.get(&restore.restore_id).await.unwrap();
-    assert!(expired.items.iter().all(|i| i.replaced_state == Some(ReplacedState::Deleted)));
     for item in &expired.items {
         let replaced = item.replaced_resource_id.clone().unwrap();
-        assert!(!world.sim.volume_ids(REGION).unwrap().contains(&replaced));
-        assert!(!world.sim.database_ids(REGION).unwrap().contains(&replaced));
+        match item.kind {
+            ResourceKind::Volume => {
+                assert_eq!(item.replaced_state, Some(ReplacedState::Deleted));
+                assert!(!world.sim.volume_ids(REGION).unwrap().contains(&replaced));
+            }
+            ResourceKind::Database => {
+                assert_eq!(item.replaced_state, Some(ReplacedState::Released));
+                assert!(item.error.as_deref().unwrap().contains("deletion protection"), "{item:?}");
+                assert!(world.sim.database_ids(REGION).unwrap().contains(&replaced));
+            }
+        }
     }
     let event = http_event("restore-rollback.json", &[("RESTORE_ID", &restore.restore_id)], None);
     let (status, _) = call(restore::router(world.app.clone()), event).await;

@@ -1035,6 +1035,7 @@ impl Cloud for AwsCloud {
                     db_id: d.db_instance_identifier()?.to_owned(),
                     status: d.db_instance_status().unwrap_or_default().to_owned(),
                     tags: rds_tag_map(d.tag_list()),
+                    deletion_protection: d.deletion_protection().unwrap_or(false),
                 })
             }));
         }
@@ -1053,6 +1054,21 @@ impl Cloud for AwsCloud {
             .await
             .map(drop)
             .map_err(|error| already_exists_is(error, new_db_id))
+    }
+
+    async fn set_deletion_protection(&self, db_id: &str, protect: bool) -> CloudResult<()> {
+        // RDS API Reference, ModifyDBInstance `DeletionProtection`: a protected instance
+        // refuses DeleteDBInstance until this is turned off.
+        self.here
+            .rds("ModifyDBInstance", db_id, |rds| {
+                rds.modify_db_instance()
+                    .db_instance_identifier(db_id)
+                    .deletion_protection(protect)
+                    .apply_immediately(true)
+                    .send()
+            })
+            .await
+            .map(drop)
     }
 
     async fn delete_database(&self, db_id: &str) -> CloudResult<DeleteOutcome> {

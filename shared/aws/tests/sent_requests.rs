@@ -369,3 +369,19 @@ async fn copies_are_encrypted_with_the_destination_key_and_a_quota_refusal_waits
         Some("arn:aws:rds:us-east-1:123456789012:snapshot:snapnest-bk-1-orders")
     );
 }
+
+#[tokio::test]
+async fn deletion_protection_is_changed_at_once() {
+    let capture = Capture::answering(&[(
+        "ModifyDBInstance",
+        r#"<ModifyDBInstanceResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><ModifyDBInstanceResult><DBInstance><DBInstanceIdentifier>orders-rst1</DBInstanceIdentifier></DBInstance></ModifyDBInstanceResult></ModifyDBInstanceResponse>"#,
+    )]);
+    let cloud = AwsProvider::new(&capturing_config(&capture)).home();
+    // WHEN a roll-back turns off the protection of the database it is about to delete
+    cloud.set_deletion_protection("orders-rst1", false).await.unwrap();
+    // THEN it is one ModifyDBInstance applied now (a pending change would leave it protected)
+    let sent = parameters(&capture.bodies()[0]);
+    assert_eq!(get(&sent, "DBInstanceIdentifier"), Some("orders-rst1"));
+    assert_eq!(get(&sent, "DeletionProtection"), Some("false"));
+    assert_eq!(get(&sent, "ApplyImmediately"), Some("true"));
+}

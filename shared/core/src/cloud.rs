@@ -189,6 +189,8 @@ pub struct DatabaseStatus {
     /// RDS's own status words: `creating`, `available`, `renaming`, …
     pub status: String,
     pub tags: Tags,
+    /// It cannot be deleted until this is turned off.
+    pub deletion_protection: bool,
 }
 
 impl DatabaseStatus {
@@ -346,6 +348,9 @@ pub trait Cloud: Send + Sync {
     async fn describe_databases(&self, db_ids: &[String]) -> CloudResult<Vec<DatabaseStatus>>;
     /// Renames a DB instance (`ModifyDBInstance NewDBInstanceIdentifier`, applied immediately).
     async fn rename_database(&self, db_id: &str, new_db_id: &str) -> CloudResult<()>;
+    /// Turns a DB instance's deletion protection on or off (`ModifyDBInstance`, applied
+    /// immediately).
+    async fn set_deletion_protection(&self, db_id: &str, protect: bool) -> CloudResult<()>;
     /// Deletes a DB instance snapnest created or replaced, without a final snapshot (the
     /// data is in a backup point, or was copied back in place).
     async fn delete_database(&self, db_id: &str) -> CloudResult<DeleteOutcome>;

@@ -180,6 +180,9 @@ impl Cloud for RetryingCloud {
     async fn rename_database(&self, db_id: &str, new_db_id: &str) -> CloudResult<()> {
         retrying("rename_database", || self.0.rename_database(db_id, new_db_id)).await
     }
+    async fn set_deletion_protection(&self, db_id: &str, protect: bool) -> CloudResult<()> {
+        retrying("set_deletion_protection", || self.0.set_deletion_protection(db_id, protect)).await
+    }
     async fn delete_database(&self, db_id: &str) -> CloudResult<DeleteOutcome> {
         retrying("delete_database", || self.0.delete_database(db_id)).await
     }

@@ -48,6 +48,7 @@ pub const MUTATING_OPS: &[&str] = &[
     "detach_volume",
     "attach_volume",
     "set_delete_on_termination",
+    "set_deletion_protection",
     "delete_volume",
     "tag_resource",
     "untag_resource",
@@ -1356,7 +1357,12 @@ impl Cloud for SimulatedRegion {
                 Ok(ids
                     .iter()
                     .filter_map(|id| r.databases.get(id))
-                    .map(|d| DatabaseStatus { db_id: d.id.clone(), status: d.status.clone(), tags: d.tags.clone() })
+                    .map(|d| DatabaseStatus {
+                        db_id: d.id.clone(),
+                        status: d.status.clone(),
+                        tags: d.tags.clone(),
+                        deletion_protection: d.settings.deletion_protection,
+                    })
                     .collect())
             })
             .await
@@ -1380,11 +1386,31 @@ impl Cloud for SimulatedRegion {
             .await
     }
 
+    async fn set_deletion_protection(&self, db_id: &str, protect: bool) -> CloudResult<()> {
+        let id = db_id.to_owned();
+        let args = [db_id, if protect { "true" } else { "false" }];
+        self.cloud
+            .call(&self.region, mutating("set_deletion_protection", args), move |r, _, _, _| {
+                settle(r, now_ms());
+                let db = r.databases.get_mut(&id).ok_or_else(|| CloudError::NotFound(id.clone()))?;
+                db.settings.deletion_protection = protect;
+                Ok(())
+            })
+            .await
+    }
+
     async fn delete_database(&self, db_id: &str) -> CloudResult<DeleteOutcome> {
         let id = db_id.to_owned();
         self.cloud
             .call(&self.region, mutating("delete_database", [db_id]), move |r, _, _, _| {
                 settle(r, now_ms());
+                // As RDS: a protected instance refuses to be deleted.
+                if r.databases.get(&id).is_some_and(|d| d.settings.deletion_protection) {
+                    return Err(CloudError::Rejected {
+                        code: "InvalidParameterCombination".into(),
+                        message: format!("Cannot delete protected DB Instance, please disable deletion protection and try again ({id})"),
+                    });
+                }
                 Ok(match r.databases.remove(&id) {
                     Some(_) => DeleteOutcome::Deleted,
                     None => DeleteOutcome::NotFound,

@@ -189,6 +189,13 @@ pub enum Command {
         item: usize,
         db_id: String,
     },
+    /// Turns deletion protection on (the restored database, once committed, as the backed-up
+    /// one had it) or off (a restored database the roll-back deletes).
+    ProtectDatabase {
+        item: usize,
+        db_id: String,
+        protect: bool,
+    },
     /// Adds `add`, then removes the keys `remove`: marks a replaced resource as kept, or
     /// gives it back to the service instance on a roll-back.
     Retag {
@@ -663,7 +670,11 @@ fn swap_database(record: &mut RestoreRecord, n: usize, observed: &Observation, r
         item: n,
         snapshot_id: record.items[n].snapshot_id.clone().unwrap_or_default(),
         new_db_id: restored.clone(),
-        settings: record.items[n].database_settings.clone().unwrap_or_default(),
+        // Created unprotected, so a roll-back can delete it; protected once committed.
+        settings: DatabaseSettings {
+            deletion_protection: false,
+            ..record.items[n].database_settings.clone().unwrap_or_default()
+        },
         tags: restore_tags(record, &record.items[n].resource_id, &rules.tag_key),
     };
     let rename = |from: &str, to: &str| Command::RenameDatabase { item: n, from: from.to_owned(), to: to.to_owned() };
@@ -758,6 +769,15 @@ fn commit(record: &mut RestoreRecord, observed: &Observation, rules: &Rules) -> 
             ]),
             remove: vec![rules.tag_key.clone()],
         });
+    }
+    // A restored database is protected from deletion once committed, as the backed-up one was.
+    for (n, item) in record.items.iter().enumerate() {
+        let wants = item.database_settings.as_ref().is_some_and(|s| s.deletion_protection);
+        let db_id = item.new_resource_id.clone().unwrap_or_default();
+        let unprotected = observed.databases.get(&db_id).is_some_and(|d| !d.deletion_protection);
+        if item.kind == ResourceKind::Database && item.step == RestoreStep::Done && wants && unprotected {
+            commands.push(Command::ProtectDatabase { item: n, db_id, protect: true });
+        }
     }
     let marked = record
         .items
@@ -954,6 +974,9 @@ fn roll_back_database(record: &mut RestoreRecord, n: usize, observed: &Observati
         return vec![rename(&old, &original)];
     }
     if status(&restored).is_some() && ours(&restored) {
+        if observed.databases.get(&restored).is_some_and(|d| d.deletion_protection) {
+            return vec![Command::ProtectDatabase { item: n, db_id: restored, protect: false }];
+        }
         return vec![Command::DeleteDatabase { item: n, db_id: restored }];
     }
     if status(&original).is_none() && record.items[n].replaced_resource_id.is_some() {
@@ -1003,6 +1026,7 @@ fn refused(record: &mut RestoreRecord, command: &Command, error: CloudError, now
         | Command::RestoreDatabase { item, .. }
         | Command::RenameDatabase { item, .. }
         | Command::DeleteDatabase { item, .. }
+        | Command::ProtectDatabase { item, .. }
         | Command::Retag { item, .. }
         | Command::DeleteReplaced { item, .. } => Some(*item),
         _ => None,
@@ -1046,6 +1070,7 @@ fn what(command: &Command) -> &'static str {
         Command::RestoreDatabase { .. } => "restore database",
         Command::RenameDatabase { .. } => "rename database",
         Command::DeleteDatabase { .. } => "delete database",
+        Command::ProtectDatabase { .. } => "set deletion protection",
         Command::Retag { .. } => "tag",
         Command::DeleteReplaced { .. } => "delete replaced",
         Command::TakeSafetyBackup => "safety backup",
@@ -1136,8 +1161,15 @@ pub fn expire_replaced(record: &mut RestoreRecord, observed: &Observation) -> Ve
             ResourceKind::Volume => observed.volumes.get(&replaced).map(|v| &v.tags),
             ResourceKind::Database => observed.databases.get(&replaced).map(|d| &d.tags),
         };
+        let protected = item.kind == ResourceKind::Database
+            && observed.databases.get(&replaced).is_some_and(|d| d.deletion_protection);
         match tags {
             None => item.replaced_state = Some(ReplacedState::Deleted),
+            Some(_) if protected => {
+                // The user's own protection on the database it replaced is respected.
+                item.replaced_state = Some(ReplacedState::Released);
+                item.error = Some(format!("{replaced} is kept: its deletion protection is on"));
+            }
             Some(tags) if tags.get(tag::REPLACED_BY) == Some(&restore_id) => {
                 commands.push(Command::DeleteReplaced { item: n, kind: item.kind, resource_id: replaced })
             }
@@ -1335,7 +1367,12 @@ mod tests {
                 observed.volumes.insert(id.clone(), status);
             }
             for (id, tags) in &self.databases {
-                let status = DatabaseStatus { db_id: id.clone(), status: "available".into(), tags: tags.clone() };
+                let status = DatabaseStatus {
+                    db_id: id.clone(),
+                    status: "available".into(),
+                    tags: tags.clone(),
+                    deletion_protection: false,
+                };
                 observed.databases.insert(id.clone(), status);
             }
             observed
@@ -1385,6 +1422,8 @@ mod tests {
                 Command::DeleteDatabase { db_id, .. } => {
                     self.databases.remove(db_id);
                 }
+                // Not modelled here: no database of these tests is protected.
+                Command::ProtectDatabase { .. } => {}
                 Command::Retag { resource_id, add, remove, .. } => {
                     if let Some(tags) = self.databases.get_mut(resource_id) {
                         tags.extend(add.clone());

@@ -384,6 +384,9 @@ impl RestoreService {
             }
             Command::RenameDatabase { from, to, .. } => done(cloud.rename_database(from, to).await),
             Command::DeleteDatabase { db_id, .. } => deleted(cloud.delete_database(db_id).await),
+            Command::ProtectDatabase { db_id, protect, .. } => {
+                done(cloud.set_deletion_protection(db_id, *protect).await)
+            }
             Command::Retag { resource_id, add, remove, .. } => {
                 let tagged = if add.is_empty() { Ok(()) } else { cloud.tag_resource(resource_id, add).await };
                 match tagged {
