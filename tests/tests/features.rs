@@ -398,9 +398,16 @@ async fn retention_replication_and_restores(b: &Backend) {
         assert!(described.iter().all(|v| v.attachment.is_none()), "{mode}: the originals are untouched");
     }
 
-    // Replicas expire by their own (shorter) retention, the point by its own.
+    // Replicas expire by their own (shorter) retention, moved by the point's extension too,
+    // and the point by its own.
     let replica = backup.replication.as_ref().unwrap().items[0].replica_snapshot_id.clone().unwrap();
-    let summary = snapnest_e2e::expire_at(app, Utc::now() + chrono::Duration::days(3)).await.unwrap();
+    let replicas_until: chrono::DateTime<Utc> =
+        extended["replication"]["expires_at"].as_str().unwrap().parse().expect("the copies' expiry");
+    let before_replicas = backup.replication.as_ref().unwrap().expires_at.unwrap();
+    assert_eq!(replicas_until, before_replicas + chrono::Duration::days(10), "the copies follow the extension");
+    let summary = snapnest_e2e::expire_at(app, before_replicas + chrono::Duration::days(1)).await.unwrap();
+    assert_eq!((summary.replicas_expired, summary.points_expired), (0, 0), "{summary:?}");
+    let summary = snapnest_e2e::expire_at(app, replicas_until + chrono::Duration::minutes(1)).await.unwrap();
     assert_eq!((summary.replicas_expired, summary.points_expired), (1, 0), "{summary:?}");
     assert!(!b.snapshot_exists(WEST, &replica).await);
     assert!(b.snapshot_exists(HOME, &snapshot).await);

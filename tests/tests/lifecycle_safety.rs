@@ -401,3 +401,27 @@ async fn replicas_are_made_with_the_destination_regions_key() {
     assert_eq!(copies.len(), 7, "{copies:?}");
     assert!(copies.iter().all(|c| c.args.last().map(String::as_str) == Some("alias/snapnest-replicas")), "{copies:?}");
 }
+
+#[tokio::test]
+async fn the_copies_are_kept_as_long_as_an_extended_point() {
+    // GIVEN a point and its copies, both kept for a day
+    let world = Sandbox::new();
+    let point = world.backup_with(SI, &replicated(1)).await;
+    world.replicate().await;
+    let copies_until = backups(&world.app).await[0].replication.as_ref().unwrap().expires_at.unwrap();
+    // WHEN the point's retention is extended by a week
+    let request = RetentionRequest { extend_days: Some(7), ..Default::default() };
+    let changed = world.app.retention.change(&point.backup_id, &request).await.unwrap();
+    // THEN the copies are kept a week longer too, and their expiry tags say so
+    let replication = changed.replication.as_ref().unwrap();
+    assert_eq!(replication.expires_at, Some(copies_until + chrono::Duration::days(7)));
+    let copy = replication.items[0].replica_snapshot_id.clone().unwrap();
+    let tags = world.sim.snapshot_tags(WEST, &copy).unwrap();
+    assert_eq!(tags.get(tag::EXPIRES_AT), replication.expires_at.map(|t| t.to_rfc3339()).as_ref());
+    // AND expire-retention two days later deletes neither the point nor its copies
+    world.expire(world.clock.now() + chrono::Duration::days(2)).await;
+    let after = backups(&world.app).await.remove(0);
+    assert_eq!(after.status, JobStatus::Succeeded);
+    assert_eq!(after.replication.unwrap().status, JobStatus::Succeeded);
+    assert_eq!(world.sim.snapshot_ids(WEST).unwrap().len(), 7);
+}

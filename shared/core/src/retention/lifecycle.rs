@@ -73,6 +73,23 @@ pub fn new_expiry(record: &BackupRecord, request: &RetentionRequest, now: Timest
     Ok(expiry)
 }
 
+/// What a retention change of the point makes of its copies' expiry: moved by as much as the
+/// point's (never earlier), or never when the point is kept for ever. `None`: unchanged (no
+/// copies, copies already expired, or copies that never expire).
+pub fn replica_expiry(
+    record: &BackupRecord,
+    old_point: Option<Timestamp>,
+    new_point: Option<Timestamp>,
+) -> Option<Option<Timestamp>> {
+    let replication = record.replication.as_ref().filter(|r| r.status != JobStatus::Expired)?;
+    let current = replication.expires_at?;
+    match (old_point, new_point) {
+        (_, None) => Some(None),
+        (Some(old), Some(new)) if new > old => Some(Some(current + (new - old))),
+        _ => None,
+    }
+}
+
 /// Whether the point's own snapshots are due for deletion at `now`: its retention ran out,
 /// and nothing reads them (a restore, or a replication still copying them).
 pub fn point_due(record: &BackupRecord, now: Timestamp) -> bool {
@@ -253,6 +270,30 @@ mod tests {
         // AND its retention can no longer change
         let refused = new_expiry(&record, &extend(7), Utc::now());
         assert!(matches!(refused, Err(Error::Conflict { code: "BackupExpiring", .. })), "{refused:?}");
+    }
+
+    #[test]
+    fn the_copies_expiry_follows_the_points_retention_changes() {
+        // GIVEN a point expiring in a day whose copies expire in three
+        let now = Utc::now();
+        let mut record = point(Some(1));
+        let copies_expire = now + Duration::days(3);
+        record.replication = Some(crate::model::Replication {
+            region: "us-west-2".into(),
+            status: JobStatus::Succeeded,
+            expires_at: Some(copies_expire),
+            items: vec![],
+            lease: None,
+        });
+        let old = record.expires_at;
+        // WHEN the point is extended by a week THEN its copies are too
+        let extended = old.map(|e| e + Duration::days(7));
+        assert_eq!(replica_expiry(&record, old, extended), Some(Some(copies_expire + Duration::days(7))));
+        // WHEN the point is kept for ever THEN so are its copies
+        assert_eq!(replica_expiry(&record, old, None), Some(None));
+        // AND copies that never expire, or already expired, stay as they are
+        record.replication.as_mut().unwrap().expires_at = None;
+        assert_eq!(replica_expiry(&record, old, extended), None);
     }
 
     #[test]

@@ -111,7 +111,12 @@ impl RetentionService {
         let backup_id = BackupId::parse("backup id", backup_id)?;
         let mut record: BackupRecord = self.records.load(&backup_id).await?;
         self.caller.check(&record.owners, "backup", &backup_id)?;
+        let old = record.expires_at;
         record.expires_at = lifecycle::new_expiry(&record, request, now)?;
+        let replicas_follow = lifecycle::replica_expiry(&record, old, record.expires_at);
+        if let (Some(expiry), Some(replication)) = (replicas_follow, record.replication.as_mut()) {
+            replication.expires_at = expiry;
+        }
         self.records.save(&mut record).await?;
         let cloud = self.clouds.region(&record.region)?;
         let tags = snapshot_tags(&record);
@@ -119,6 +124,21 @@ impl RetentionService {
             if let Some(snapshot_id) = &item.snapshot_id {
                 if let Err(e) = cloud.tag_snapshot(snapshot_id, &tags).await {
                     warn!(snapshot_id, error = %e, "expiry tag not updated; the record is authoritative");
+                }
+            }
+        }
+        // The copies' expiry tags follow too, in their region.
+        if let (Some(_), Some(replication)) = (replicas_follow, record.replication.as_ref()) {
+            let destination = self.clouds.region(&replication.region)?;
+            let mut tags = snapshot_tags(&record);
+            let expiry = replication.expires_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339());
+            tags.insert(crate::cloud::tag::EXPIRES_AT.to_owned(), expiry);
+            for item in &replication.items {
+                let Some(copy) = &item.replica_snapshot_id else { continue };
+                let mut tags = tags.clone();
+                tags.insert(crate::cloud::tag::COPY_OF.to_owned(), item.source_snapshot_id.clone());
+                if let Err(e) = destination.tag_snapshot(copy, &tags).await {
+                    warn!(copy, error = %e, "expiry tag of a copy not updated; the record is authoritative");
                 }
             }
         }
