@@ -8,6 +8,9 @@ pub mod sandbox;
 pub mod template;
 pub mod tripwire;
 pub mod watch;
+pub mod watched_store;
+
+pub use watched_store::{Watched, WriteMeter, Written};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -135,116 +138,4 @@ pub async fn expire_at(
     at: chrono::DateTime<chrono::Utc>,
 ) -> snapnest_core::Result<snapnest_core::retention::ExpirySummary> {
     app.with_clock(Arc::new(FixedClock(at))).retention.expire_due().await
-}
-
-/// A store that counts what is written through it: documents, rows and their JSON bytes.
-/// The benchmark wraps the real store in it to show what each step costs in writes.
-pub struct WriteMeter {
-    inner: Arc<dyn snapnest_core::store::Store>,
-    written: std::sync::Mutex<Written>,
-}
-
-/// Writes counted by a [`WriteMeter`] since it was last taken.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Written {
-    pub documents: usize,
-    pub rows: usize,
-    pub bytes: usize,
-}
-
-impl WriteMeter {
-    pub fn new(inner: Arc<dyn snapnest_core::store::Store>) -> Self {
-        Self { inner, written: Default::default() }
-    }
-
-    /// What was written since the last call, and starts counting again.
-    pub fn take(&self) -> Written {
-        std::mem::take(&mut *self.written.lock().unwrap())
-    }
-
-    fn count(&self, doc: &snapnest_core::store::Document, rows: &[snapnest_core::store::Row]) {
-        let mut written = self.written.lock().unwrap();
-        written.documents += 1;
-        written.rows += rows.len();
-        written.bytes += doc.body.to_string().len() + rows.iter().map(|r| r.body.to_string().len()).sum::<usize>();
-    }
-}
-
-#[async_trait::async_trait]
-impl snapnest_core::store::Store for WriteMeter {
-    async fn insert_with_rows(
-        &self,
-        doc: &snapnest_core::store::Document,
-        rows: &[snapnest_core::store::Row],
-        token: Option<&str>,
-    ) -> Result<(), snapnest_core::store::StoreError> {
-        self.count(doc, rows);
-        self.inner.insert_with_rows(doc, rows, token).await
-    }
-    async fn update_with_rows(
-        &self,
-        doc: &snapnest_core::store::Document,
-        rows: &[snapnest_core::store::Row],
-    ) -> Result<(), snapnest_core::store::StoreError> {
-        self.count(doc, rows);
-        self.inner.update_with_rows(doc, rows).await
-    }
-    async fn get_rows(
-        &self,
-        c: snapnest_core::store::Collection,
-        id: &str,
-    ) -> Result<Vec<snapnest_core::store::Row>, snapnest_core::store::StoreError> {
-        self.inner.get_rows(c, id).await
-    }
-    async fn get(
-        &self,
-        c: snapnest_core::store::Collection,
-        id: &str,
-    ) -> Result<Option<snapnest_core::store::Document>, snapnest_core::store::StoreError> {
-        self.inner.get(c, id).await
-    }
-    async fn list_owned(
-        &self,
-        c: snapnest_core::store::Collection,
-        owner: &str,
-        limit: usize,
-        cursor: Option<&snapnest_core::store::Cursor>,
-    ) -> Result<snapnest_core::store::Page, snapnest_core::store::StoreError> {
-        self.inner.list_owned(c, owner, limit, cursor).await
-    }
-    async fn list_collection(
-        &self,
-        c: snapnest_core::store::Collection,
-        limit: usize,
-        cursor: Option<&snapnest_core::store::Cursor>,
-    ) -> Result<snapnest_core::store::Page, snapnest_core::store::StoreError> {
-        self.inner.list_collection(c, limit, cursor).await
-    }
-    async fn delete(
-        &self,
-        c: snapnest_core::store::Collection,
-        id: &str,
-        version: u64,
-    ) -> Result<(), snapnest_core::store::StoreError> {
-        self.inner.delete(c, id, version).await
-    }
-    async fn acquire_lock(&self, key: &str, holder: &str) -> Result<(), snapnest_core::store::StoreError> {
-        self.inner.acquire_lock(key, holder).await
-    }
-    async fn release_lock(&self, key: &str, holder: &str) -> Result<(), snapnest_core::store::StoreError> {
-        self.inner.release_lock(key, holder).await
-    }
-    async fn list_active(
-        &self,
-        c: snapnest_core::store::Collection,
-    ) -> Result<Vec<snapnest_core::store::Document>, snapnest_core::store::StoreError> {
-        self.inner.list_active(c).await
-    }
-    async fn list_due(
-        &self,
-        c: snapnest_core::store::Collection,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<snapnest_core::store::Document>, snapnest_core::store::StoreError> {
-        self.inner.list_due(c, now).await
-    }
 }

@@ -17,7 +17,8 @@ use snapnest_local::embedded::EmbeddedStore;
 use snapnest_local::retry::RetryingProvider;
 use snapnest_local::simulated::{SimSettings, SimulatedCloud};
 
-use crate::tripwire::{SteppingClock, Tripwire, Wire, WiredStore};
+use crate::tripwire::{SteppingClock, Tripwire, Wire};
+use crate::Watched;
 
 pub const REGION: &str = "us-east-1";
 
@@ -155,10 +156,7 @@ pub fn service(dir: &Path, clock: Arc<SteppingClock>, latency: Duration) -> (Arc
         SimSettings { home_region: REGION.into(), operation_time: Duration::ZERO, latency, faults: Default::default() };
     let sim = SimulatedCloud::open(dir, settings).expect("the simulated cloud");
     let wire = Arc::new(Wire::default());
-    let store = Arc::new(WiredStore {
-        inner: Arc::new(EmbeddedStore::open(dir).expect("the embedded store")),
-        wire: wire.clone(),
-    });
+    let store = Arc::new(Watched::new(Arc::new(EmbeddedStore::open(dir).expect("the embedded store")), wire.clone()));
     let clouds = Arc::new(Tripwire { inner: Arc::new(RetryingProvider(sim.clone())), wire: wire.clone() });
     let settings = Settings {
         tag_key: "service-instance-id".into(),

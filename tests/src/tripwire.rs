@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use snapnest_core::clock::{Clock, Timestamp};
 use snapnest_core::cloud::*;
-use snapnest_core::store::{Collection, Cursor, Document, Page, Row, Store, StoreError};
+use snapnest_core::store::{Document, Row, StoreError};
 use tokio::sync::Notify;
 
 /// Something to run between two cloud calls.
@@ -39,7 +39,7 @@ struct Armed<T> {
     trip: T,
 }
 
-/// The state a [`Tripwire`] and a [`WiredStore`] share with every cloud they hand out.
+/// The state a [`Tripwire`] and the store it watches share with every cloud they hand out.
 #[derive(Default)]
 pub struct Wire {
     mutations: AtomicU64,
@@ -70,7 +70,7 @@ impl Wire {
         self.writes.load(Ordering::SeqCst)
     }
 
-    async fn before_write(&self) -> Result<(), StoreError> {
+    async fn next_write(&self) -> Result<(), StoreError> {
         let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
         let trip = {
             let mut armed = self.armed_write.lock().unwrap();
@@ -274,48 +274,12 @@ impl Cloud for TripCloud {
     }
 }
 
-/// A [`Store`] whose record writes trip as its [`Wire`] is armed.
-pub struct WiredStore {
-    pub inner: Arc<dyn Store>,
-    pub wire: Arc<Wire>,
-}
-
+/// The store writes trip as the wire is armed: [`crate::Watched`]`<Arc<Wire>>` in front of
+/// the real store.
 #[async_trait]
-impl Store for WiredStore {
-    async fn insert_with_rows(&self, doc: &Document, rows: &[Row], token: Option<&str>) -> Result<(), StoreError> {
-        self.wire.before_write().await?;
-        self.inner.insert_with_rows(doc, rows, token).await
-    }
-    async fn update_with_rows(&self, doc: &Document, rows: &[Row]) -> Result<(), StoreError> {
-        self.wire.before_write().await?;
-        self.inner.update_with_rows(doc, rows).await
-    }
-    async fn get_rows(&self, c: Collection, id: &str) -> Result<Vec<Row>, StoreError> {
-        self.inner.get_rows(c, id).await
-    }
-    async fn get(&self, c: Collection, id: &str) -> Result<Option<Document>, StoreError> {
-        self.inner.get(c, id).await
-    }
-    async fn list_owned(&self, c: Collection, o: &str, l: usize, cur: Option<&Cursor>) -> Result<Page, StoreError> {
-        self.inner.list_owned(c, o, l, cur).await
-    }
-    async fn list_collection(&self, c: Collection, l: usize, cur: Option<&Cursor>) -> Result<Page, StoreError> {
-        self.inner.list_collection(c, l, cur).await
-    }
-    async fn delete(&self, c: Collection, id: &str, v: u64) -> Result<(), StoreError> {
-        self.inner.delete(c, id, v).await
-    }
-    async fn acquire_lock(&self, k: &str, h: &str) -> Result<(), StoreError> {
-        self.inner.acquire_lock(k, h).await
-    }
-    async fn release_lock(&self, k: &str, h: &str) -> Result<(), StoreError> {
-        self.inner.release_lock(k, h).await
-    }
-    async fn list_active(&self, c: Collection) -> Result<Vec<Document>, StoreError> {
-        self.inner.list_active(c).await
-    }
-    async fn list_due(&self, c: Collection, now: Timestamp) -> Result<Vec<Document>, StoreError> {
-        self.inner.list_due(c, now).await
+impl crate::watched_store::Watch for Wire {
+    async fn before_write(&self, _doc: &Document, _rows: &[Row], _insert: bool) -> Result<(), StoreError> {
+        self.next_write().await
     }
 }
 

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::{json, Value};
-use snapnest_core::model::{BackupRecord, Timestamp};
+use snapnest_core::model::BackupRecord;
 use snapnest_core::policy::{PolicyRequest, NO_DESTINATION_REGION, PERMANENT_RETENTION, SUSPENDED};
 use snapnest_core::status::JobStatus;
-use snapnest_core::store::{Collection, Cursor, Document, Page, Row, Store, StoreError};
+use snapnest_core::store::{Collection, Document, Row, StoreError};
 use snapnest_core::{Error, Snapnest};
 use snapnest_e2e::aws_fixture::MotoSnapnest;
 use snapnest_e2e::{call, event, http_event, local_service};
@@ -137,51 +137,17 @@ fn finished(b: &BackupRecord) -> bool {
 // ---------------------------------------------------------------------------------------
 // Policies
 
-/// A store that fails chosen policy writes, as DynamoDB does under throttling.
-struct FlakyStore {
-    inner: Arc<dyn Store>,
-    fail_policy_updates: AtomicUsize,
-}
+/// Fails the next policy updates (as many as it holds), as DynamoDB does under throttling.
+struct FailPolicyUpdates(AtomicUsize);
 
 #[async_trait]
-impl Store for FlakyStore {
-    async fn insert_with_rows(&self, doc: &Document, rows: &[Row], token: Option<&str>) -> Result<(), StoreError> {
-        self.inner.insert_with_rows(doc, rows, token).await
-    }
-    async fn update_with_rows(&self, doc: &Document, rows: &[Row]) -> Result<(), StoreError> {
-        if doc.collection == Collection::Policies
-            && self.fail_policy_updates.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
-        {
+impl snapnest_e2e::watched_store::Watch for FailPolicyUpdates {
+    async fn before_write(&self, doc: &Document, _rows: &[Row], insert: bool) -> Result<(), StoreError> {
+        let policy_update = !insert && doc.collection == Collection::Policies;
+        if policy_update && self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             return Err(StoreError::Unavailable("ProvisionedThroughputExceededException".into()));
         }
-        self.inner.update_with_rows(doc, rows).await
-    }
-    async fn get_rows(&self, c: Collection, id: &str) -> Result<Vec<Row>, StoreError> {
-        self.inner.get_rows(c, id).await
-    }
-    async fn get(&self, c: Collection, id: &str) -> Result<Option<Document>, StoreError> {
-        self.inner.get(c, id).await
-    }
-    async fn list_owned(&self, c: Collection, o: &str, l: usize, cur: Option<&Cursor>) -> Result<Page, StoreError> {
-        self.inner.list_owned(c, o, l, cur).await
-    }
-    async fn list_collection(&self, c: Collection, l: usize, cur: Option<&Cursor>) -> Result<Page, StoreError> {
-        self.inner.list_collection(c, l, cur).await
-    }
-    async fn delete(&self, c: Collection, id: &str, v: u64) -> Result<(), StoreError> {
-        self.inner.delete(c, id, v).await
-    }
-    async fn acquire_lock(&self, k: &str, h: &str) -> Result<(), StoreError> {
-        self.inner.acquire_lock(k, h).await
-    }
-    async fn release_lock(&self, k: &str, h: &str) -> Result<(), StoreError> {
-        self.inner.release_lock(k, h).await
-    }
-    async fn list_active(&self, c: Collection) -> Result<Vec<Document>, StoreError> {
-        self.inner.list_active(c).await
-    }
-    async fn list_due(&self, c: Collection, now: Timestamp) -> Result<Vec<Document>, StoreError> {
-        self.inner.list_due(c, now).await
+        Ok(())
     }
 }
 
@@ -277,7 +243,7 @@ async fn policies(b: &Backend) {
     // finishes the slot without a second backup.
     admin(app, "POST", &format!("/policies/{policy_id}/resume"), None).await;
     let flaky = Snapnest::new(
-        Arc::new(FlakyStore { inner: app.store.clone(), fail_policy_updates: AtomicUsize::new(1) }),
+        Arc::new(snapnest_e2e::Watched::new(app.store.clone(), FailPolicyUpdates(AtomicUsize::new(1)))),
         app.clouds.clone(),
         app.clock.clone(),
         app.settings.clone(),

@@ -39,8 +39,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_lookup(|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))?;
     let built = snapnest_lambda::runtime::build(&config).await?;
     // Every write goes through a meter, to print what each step costs in store writes.
-    let meter = Arc::new(snapnest_e2e::WriteMeter::new(built.store.clone()));
-    let app = Arc::new(Snapnest::new(meter.clone(), built.clouds.clone(), built.clock.clone(), built.settings.clone()));
+    let metered = Arc::new(snapnest_e2e::Watched::new(built.store.clone(), snapnest_e2e::WriteMeter::default()));
+    let meter = &metered.watch;
+    let app =
+        Arc::new(Snapnest::new(metered.clone(), built.clouds.clone(), built.clock.clone(), built.settings.clone()));
     let sim = SimulatedCloud::open(
         data.path(),
         SimSettings {
