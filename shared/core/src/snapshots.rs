@@ -4,17 +4,29 @@
 use std::collections::HashMap;
 
 use crate::cloud::{tag, Cloud, CloudError, CloudResult, DeleteOutcome, SnapshotStatus, Tags};
-use crate::model::{BackupRecord, ResourceKind};
+use crate::model::{BackupRecord, ResourceKind, Timestamp};
 
 /// The tags on every snapshot of a point (SPEC "Backup" 3).
 pub fn snapshot_tags(record: &BackupRecord) -> Tags {
-    let expiry = record.expires_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339());
     Tags::from([
         (tag::BACKUP_ID.to_owned(), record.backup_id.to_string()),
         (tag::SERVICE_INSTANCE.to_owned(), record.service_instance_id.clone()),
-        (tag::EXPIRES_AT.to_owned(), expiry),
+        (tag::EXPIRES_AT.to_owned(), expiry_tag(record.expires_at)),
         (tag::MANAGED.to_owned(), "true".to_owned()),
     ])
+}
+
+/// The tags on the copies of a point's snapshots in its replication region: the point's,
+/// with the copies' own expiry.
+pub fn replica_tags(record: &BackupRecord) -> Tags {
+    let mut tags = snapshot_tags(record);
+    let expires_at = record.replication.as_ref().and_then(|r| r.expires_at);
+    tags.insert(tag::EXPIRES_AT.to_owned(), expiry_tag(expires_at));
+    tags
+}
+
+fn expiry_tag(expires_at: Option<Timestamp>) -> String {
+    expires_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
 }
 
 /// The RDS snapshot identifier of a database in a backup: deterministic, so a retried

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::ids::{BackupId, JobId};
 use crate::model::{BackupRecord, Lease, ReplicaItem, ResourceKind};
 use crate::records::Records;
-use crate::snapshots::{db_snapshot_name, delete_snapshot, describe_snapshots, snapshot_tags};
+use crate::snapshots::{db_snapshot_name, delete_snapshot, describe_snapshots, replica_tags};
 use crate::status::{ItemStatus, JobStatus};
 
 use lifecycle::CopyStart;
@@ -103,13 +103,11 @@ impl ReplicationService {
         lifecycle::begin(point)?;
         let source_region = point.region.clone();
         let backup_id = point.backup_id.clone();
-        let mut tags = snapshot_tags(point);
+        let tags = replica_tags(point);
         let replication = point.replication.as_mut().expect("filtered");
         if replication.status.is_terminal() {
             return Ok(());
         }
-        let expiry = replication.expires_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339());
-        tags.insert(tag::EXPIRES_AT.to_owned(), expiry);
         let destination = self.clouds.region(&replication.region)?;
         let in_flight = summary.in_flight.entry(replication.region.clone()).or_default();
 

@@ -109,6 +109,14 @@ impl Observation {
         instance.volumes.iter().find(|v| v.device == device).map(|v| v.volume_id.clone())
     }
 
+    /// The tags of a volume or database; `None` when the cloud does not know it.
+    fn tags(&self, kind: ResourceKind, id: &str) -> Option<&Tags> {
+        match kind {
+            ResourceKind::Volume => self.volumes.get(id).map(|v| &v.tags),
+            ResourceKind::Database => self.databases.get(id).map(|d| &d.tags),
+        }
+    }
+
     /// Whether the volume at a device goes with its instance now.
     fn deleted_with_instance(&self, instance_id: &str, device: &str) -> bool {
         self.instances
@@ -747,10 +755,7 @@ fn commit(record: &mut RestoreRecord, observed: &Observation, rules: &Rules) -> 
         if item.step != RestoreStep::Done || item.replaced_state.is_some() {
             continue;
         }
-        let tags = match item.kind {
-            ResourceKind::Volume => observed.volumes.get(&replaced).map(|v| &v.tags),
-            ResourceKind::Database => observed.databases.get(&replaced).map(|d| &d.tags),
-        };
+        let tags = observed.tags(item.kind, &replaced);
         let Some(tags) = tags else {
             let item = &mut record.items[n];
             item.replaced_state = Some(ReplacedState::Released);
@@ -1157,10 +1162,7 @@ pub fn expire_replaced(record: &mut RestoreRecord, observed: &Observation) -> Ve
         if item.replaced_state != Some(ReplacedState::Kept) {
             continue;
         }
-        let tags = match item.kind {
-            ResourceKind::Volume => observed.volumes.get(&replaced).map(|v| &v.tags),
-            ResourceKind::Database => observed.databases.get(&replaced).map(|d| &d.tags),
-        };
+        let tags = observed.tags(item.kind, &replaced);
         let protected = item.kind == ResourceKind::Database
             && observed.databases.get(&replaced).is_some_and(|d| d.deletion_protection);
         match tags {

@@ -20,7 +20,7 @@ use crate::ids::{BackupId, ExpiryRunId};
 use crate::model::{BackupRecord, Lease, RestorePhase, RestoreRecord, Timestamp};
 use crate::records::{Records, StoredRecord};
 use crate::restore::RestoreService;
-use crate::snapshots::{delete_snapshot, snapshot_tags};
+use crate::snapshots::{delete_snapshot, replica_tags, snapshot_tags};
 use crate::status::{ItemStatus, JobStatus};
 use crate::store::Collection;
 
@@ -130,9 +130,7 @@ impl RetentionService {
         // The copies' expiry tags follow too, in their region.
         if let (Some(_), Some(replication)) = (replicas_follow, record.replication.as_ref()) {
             let destination = self.clouds.region(&replication.region)?;
-            let mut tags = snapshot_tags(&record);
-            let expiry = replication.expires_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339());
-            tags.insert(crate::cloud::tag::EXPIRES_AT.to_owned(), expiry);
+            let tags = replica_tags(&record);
             for item in &replication.items {
                 let Some(copy) = &item.replica_snapshot_id else { continue };
                 let mut tags = tags.clone();
