@@ -20,17 +20,7 @@ fn data(world: &Sandbox, point: &BackupRecord) -> Vec<(String, String)> {
     point
         .items
         .iter()
-        .map(|item| {
-            let id = match item.kind {
-                ResourceKind::Volume => world
-                    .sim
-                    .volume_at(REGION, item.instance_id.as_ref().unwrap(), item.device.as_ref().unwrap())
-                    .unwrap()
-                    .expect("every device holds a volume"),
-                ResourceKind::Database => item.resource_id.clone(),
-            };
-            (place(item), world.sim.fingerprint(REGION, &id).unwrap())
-        })
+        .map(|item| (place(item), world.sim.fingerprint(REGION, &in_service(world, item)).unwrap()))
         .collect()
 }
 
@@ -47,17 +37,21 @@ fn places(point: &BackupRecord) -> BTreeSet<String> {
     point.items.iter().map(place).collect()
 }
 
+/// The volume or database in service now where a point's resource was.
+fn in_service(world: &Sandbox, item: &BackupItem) -> String {
+    match item.kind {
+        ResourceKind::Volume => world
+            .sim
+            .volume_at(REGION, item.instance_id.as_ref().unwrap(), item.device.as_ref().unwrap())
+            .unwrap()
+            .expect("every device holds a volume"),
+        ResourceKind::Database => item.resource_id.clone(),
+    }
+}
+
 fn write_everything(world: &Sandbox, point: &BackupRecord) {
     for item in &point.items {
-        let id = match item.kind {
-            ResourceKind::Volume => world
-                .sim
-                .volume_at(REGION, item.instance_id.as_ref().unwrap(), item.device.as_ref().unwrap())
-                .unwrap()
-                .unwrap(),
-            ResourceKind::Database => item.resource_id.clone(),
-        };
-        world.sim.write_data(REGION, &id).unwrap();
+        world.sim.write_data(REGION, &in_service(world, item)).unwrap();
     }
 }
 

@@ -46,6 +46,14 @@ impl Error {
         Self::conflict("JobNotRunning", format!("job {id} is {} and cannot be cancelled", status.as_str()))
     }
 
+    /// The 409 of a change to a point whose snapshots expire-retention has begun to delete.
+    pub fn expiring(backup_id: &str, since: crate::clock::Timestamp) -> Self {
+        Self::conflict(
+            "BackupExpiring",
+            format!("backup {backup_id} is expiring: its snapshots have been being deleted since {since}"),
+        )
+    }
+
     /// Whether an asynchronous invocation should be retried by Lambda.
     pub fn is_retryable(&self) -> bool {
         match self {

@@ -269,13 +269,7 @@ impl RestoreService {
     async fn hold_point(&self, mut backup: BackupRecord, restore_id: &RestoreId) -> Result<()> {
         for _ in 0..HOLD_ATTEMPTS {
             if let Some(since) = backup.expiring_since {
-                return Err(Error::conflict(
-                    "BackupExpiring",
-                    format!(
-                        "backup {} is expiring: its snapshots have been being deleted since {since}",
-                        backup.backup_id
-                    ),
-                ));
+                return Err(Error::expiring(&backup.backup_id, since));
             }
             backup.restores_running.push(restore_id.clone());
             match self.records.save(&mut backup).await {

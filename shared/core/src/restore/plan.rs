@@ -213,10 +213,7 @@ pub fn items_of(backup: &BackupRecord, request: &RestoreRequest) -> Result<(Stri
         ));
     }
     if let Some(since) = backup.expiring_since {
-        return Err(Error::conflict(
-            "BackupExpiring",
-            format!("backup {backup_id} is expiring: its snapshots have been being deleted since {since}"),
-        ));
+        return Err(Error::expiring(backup_id, since));
     }
     if backup.damaged {
         return Err(Error::conflict(

@@ -32,10 +32,7 @@ pub fn new_expiry(record: &BackupRecord, request: &RetentionRequest, now: Timest
         ));
     }
     if let Some(since) = record.expiring_since {
-        return Err(Error::conflict(
-            "BackupExpiring",
-            format!("backup {backup_id} is expiring: its snapshots have been being deleted since {since}"),
-        ));
+        return Err(Error::expiring(backup_id, since));
     }
     let limit = record.started_at + Duration::days(MAX_RETENTION_DAYS.into());
     let expiry = match (request, record.expires_at) {
