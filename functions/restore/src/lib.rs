@@ -192,21 +192,8 @@ async fn create_restore(
                 ("rolling_back" = (summary = "Stopping the instances to swap the originals back", value = json!(examples::restore_rolling_back()))),
             )
         ),
-        (
-            status = 400,
-            description = "The restore id is not a valid identifier.",
-            body = ErrorBody,
-            example = json!({
-                "error": "InvalidIdentifier",
-                "message": "restore id: 'rs 8d21' must be 1 to 128 letters, digits, '-', '_' or '.'"
-            })
-        ),
-        (
-            status = 404,
-            description = "No such restore.",
-            body = ErrorBody,
-            example = json!({"error": "NotFound", "message": "restore 'rs-8d21f0c7b34a4e6f9102' does not exist"})
-        ),
+        (status = 400, response = responses::InvalidRestoreId),
+        (status = 404, response = responses::RestoreNotFound),
         (
             status = 409,
             description = "The restore cannot be rolled back (now).",

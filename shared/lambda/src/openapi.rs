@@ -74,6 +74,8 @@ code gives."#;
             responses::RetryLater,
             responses::InvalidBackupId,
             responses::BackupNotFound,
+            responses::InvalidRestoreId,
+            responses::RestoreNotFound,
             responses::Policy,
             responses::InvalidPolicy,
             responses::InvalidPolicyId,
@@ -210,6 +212,19 @@ pub mod responses {
     #[derive(ToResponse)]
     #[response(example = json!({"error": "NotFound", "message": "backup 'bk-3f9c2a7d41e84b0c9a15' does not exist"}))]
     pub struct BackupNotFound(ErrorBody);
+
+    /// The restore id is not a valid identifier.
+    #[derive(ToResponse)]
+    #[response(example = json!({
+        "error": "InvalidIdentifier",
+        "message": "restore id: 'rs 8d21' must be 1 to 128 letters, digits, '-', '_' or '.'"
+    }))]
+    pub struct InvalidRestoreId(ErrorBody);
+
+    /// No such restore.
+    #[derive(ToResponse)]
+    #[response(example = json!({"error": "NotFound", "message": "restore 'rs-8d21f0c7b34a4e6f9102' does not exist"}))]
+    pub struct RestoreNotFound(ErrorBody);
 
     /// The policy.
     #[derive(ToResponse)]
