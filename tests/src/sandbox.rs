@@ -173,13 +173,7 @@ pub fn service(dir: &Path, clock: Arc<SteppingClock>, latency: Duration) -> (Arc
 /// An in-place restore request.
 pub fn in_place(safety_backup: bool) -> RestoreRequest {
     RestoreRequest {
-        mode: snapnest_core::model::RestoreMode::InPlace,
         safety_backup: Some(safety_backup),
-        region: None,
-        allow_partial: None,
-        on_failure: None,
-        dry_run: None,
-        resource_ids: None,
-        client_token: None,
+        ..RestoreRequest::new(snapnest_core::model::RestoreMode::InPlace)
     }
 }

@@ -272,6 +272,25 @@ impl Cloud for TripCloud {
     async fn delete_database(&self, db_id: &str) -> CloudResult<DeleteOutcome> {
         self.mutation(self.inner.delete_database(db_id).await).await
     }
+    async fn register_image(&self, spec: &ImageSpec, tags: &Tags) -> CloudResult<String> {
+        self.mutation(self.inner.register_image(spec, tags).await).await
+    }
+    async fn describe_images(&self, ids: &[String]) -> CloudResult<Vec<ImageStatus>> {
+        self.inner.describe_images(ids).await
+    }
+    async fn deregister_image(&self, id: &str) -> CloudResult<DeleteOutcome> {
+        self.mutation(self.inner.deregister_image(id).await).await
+    }
+    async fn run_instance(
+        &self,
+        image_id: &str,
+        settings: &InstanceSettings,
+        devices: &[ImageDevice],
+        client_token: &str,
+        tags: &Tags,
+    ) -> CloudResult<String> {
+        self.mutation(self.inner.run_instance(image_id, settings, devices, client_token, tags).await).await
+    }
 }
 
 /// The store writes trip as the wire is armed: [`crate::Watched`]`<Arc<Wire>>` in front of

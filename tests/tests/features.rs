@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::{json, Value};
-use snapnest_core::model::BackupRecord;
+use snapnest_core::cloud::InstanceState;
+use snapnest_core::model::{BackupRecord, RestoreRecord};
 use snapnest_core::policy::{PolicyRequest, NO_DESTINATION_REGION, PERMANENT_RETENTION, SUSPENDED};
 use snapnest_core::status::JobStatus;
 use snapnest_core::store::{Collection, Document, Row, StoreError};
@@ -50,6 +51,52 @@ impl Backend {
         if let Some(moto) = &self.moto {
             moto.ec2.terminate_instances().instance_ids(instance_id).send().await.unwrap();
         }
+    }
+
+    /// What a disaster recovery names in the destination region: a subnet, a security group
+    /// and a DB subnet group there.
+    async fn destination_network(&self) -> Value {
+        if self.sim.is_some() {
+            return json!({
+                "instance_type": "m7g.large",
+                "subnet_id": snapnest_local::simulated::subnet_in("us-west-2b"),
+                "security_group_ids": ["sg-0west"],
+                "db_subnet_group": "west-db",
+            });
+        }
+        let moto = self.moto.as_ref().unwrap();
+        let subnets = moto.ec2_west.describe_subnets().send().await.unwrap();
+        let subnet_ids: Vec<String> =
+            subnets.subnets().iter().filter_map(|s| s.subnet_id()).map(str::to_owned).collect();
+        let groups = moto.ec2_west.describe_security_groups().send().await.unwrap();
+        let group = groups.security_groups()[0].group_id().unwrap().to_owned();
+        let db_group = format!("{}-west-db", self.si);
+        moto.rds_west
+            .create_db_subnet_group()
+            .db_subnet_group_name(&db_group)
+            .db_subnet_group_description("disaster recovery")
+            .set_subnet_ids(Some(subnet_ids.clone()))
+            .send()
+            .await
+            .unwrap();
+        json!({
+            "instance_type": "t3.micro",
+            "subnet_id": subnet_ids[0],
+            "security_group_ids": [group],
+            "db_subnet_group": db_group,
+        })
+    }
+
+    /// The snapshot a volume was made from, as the cloud itself says (moto), or whether its
+    /// data is the snapshot's (the simulated cloud's fingerprints).
+    async fn made_from(&self, region: &str, volume_id: &str, source_volume: &str, snapshot_id: &str) -> bool {
+        if let Some(sim) = &self.sim {
+            return sim.fingerprint(region, volume_id).unwrap() == sim.fingerprint(HOME, source_volume).unwrap();
+        }
+        let moto = self.moto.as_ref().unwrap();
+        let ec2 = if region == HOME { &moto.ec2 } else { &moto.ec2_west };
+        let described = ec2.describe_volumes().volume_ids(volume_id).send().await.unwrap();
+        described.volumes()[0].snapshot_id() == Some(snapshot_id)
     }
 
     /// Whether an EBS snapshot exists in a region, asked of the cloud itself.
@@ -107,6 +154,20 @@ async fn backup_until(app: &Arc<Snapnest>, id: &str, done: impl Fn(&BackupRecord
 /// Polls (without replicating) until the backup is finished.
 async fn poll_until_finished(app: &Arc<Snapnest>, id: &str) -> BackupRecord {
     wait_for(app, id, false, finished).await
+}
+
+/// A restore once it ended, polled as poll-status does.
+async fn restore_finished(app: &Arc<Snapnest>, restore_id: &str) -> RestoreRecord {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        app.poller.poll_active().await.unwrap();
+        let restore: RestoreRecord = app.restores.get(restore_id).await.unwrap();
+        if restore.status.is_terminal() {
+            return restore;
+        }
+        assert!(Instant::now() < deadline, "{restore:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn wait_for(
@@ -339,30 +400,57 @@ async fn retention_replication_and_restores(b: &Backend) {
         .unwrap();
     assert!(found.iter().any(|s| s.snapshot_id == snapshot), "the expiry tag followed the extension");
 
-    // Disaster recovery from the copies, a clone at home.
-    for (mode, region) in [("disaster_recovery", WEST), ("clone", HOME)] {
-        let ev = http_event("restore.json", &[("BACKUP_ID", &id)], Some(&json!({"mode": mode})));
+    // Disaster recovery from the copies names the destination's network: without it, a 400
+    // that names what is missing, and nothing is written.
+    let ev = http_event("restore.json", &[("BACKUP_ID", &id)], Some(&json!({"mode": "disaster_recovery"})));
+    let (status, refused) = call(restore::router(app.clone()), ev).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"], "MissingParameter", "{refused}");
+    let mut network = b.destination_network().await;
+    network["mode"] = json!("disaster_recovery");
+
+    // Disaster recovery and a clone launch the instances again from the point's snapshots.
+    for (mode, region, body) in [("disaster_recovery", WEST, network), ("clone", HOME, json!({"mode": "clone"}))] {
+        let ev = http_event("restore.json", &[("BACKUP_ID", &id)], Some(&body));
         let (status, restore) = call(restore::router(app.clone()), ev).await;
         assert_eq!(status, 202, "{restore}");
         assert_eq!(restore["region"], region);
-        let restore_id = restore["restore_id"].as_str().unwrap().to_owned();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let done = loop {
-            app.poller.poll_active().await.unwrap();
-            let r: snapnest_core::model::RestoreRecord = app.restores.get(&restore_id).await.unwrap();
-            if r.status.is_terminal() {
-                break r;
-            }
-            assert!(Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let done = restore_finished(app, restore["restore_id"].as_str().unwrap()).await;
         assert_eq!(done.status, JobStatus::Succeeded, "{mode}: {done:#?}");
-        let volumes: Vec<String> =
-            done.items.iter().filter(|i| i.instance_id.is_some()).filter_map(|i| i.new_resource_id.clone()).collect();
-        let described = app.clouds.region(region).unwrap().describe_volumes(&volumes).await.unwrap();
-        assert_eq!(described.len(), volumes.len(), "{mode}: the new volumes exist in {region}");
-        assert!(described.iter().all(|v| v.attachment.is_none()), "{mode}: the originals are untouched");
+        let cloud = app.clouds.region(region).unwrap();
+        assert_eq!(done.instances.len(), 2, "{mode}: one launch per instance: {done:#?}");
+        let launched: Vec<String> = done.instances.iter().filter_map(|l| l.new_instance_id.clone()).collect();
+        let running = cloud.describe_instances(&launched).await.unwrap();
+        assert_eq!(running.len(), 2, "{mode}: the launched instances exist in {region}");
+        assert!(running.iter().all(|i| i.state == InstanceState::Running), "{mode}: {running:?}");
+        assert!(done.instances.iter().all(|l| l.image_released), "{mode}: no image is left registered");
+        for item in done.items.iter().filter(|i| i.instance_id.is_some()) {
+            let launch = done.instances.iter().find(|l| Some(&l.instance_id) == item.instance_id.as_ref()).unwrap();
+            let new_instance =
+                running.iter().find(|i| Some(&i.instance_id) == launch.new_instance_id.as_ref()).unwrap();
+            let at_device = new_instance.volumes.iter().find(|v| Some(&v.device) == item.device.as_ref());
+            let volume = at_device.unwrap_or_else(|| panic!("{mode}: {:?} of {new_instance:?}", item.device));
+            assert_eq!(item.new_resource_id.as_ref(), Some(&volume.volume_id), "{mode}");
+            let snapshot = item.snapshot_id.as_deref().unwrap();
+            assert!(b.made_from(region, &volume.volume_id, &item.resource_id, snapshot).await, "{mode}: {item:?}");
+        }
+        let originals = app.clouds.home().describe_instances(&[backup.items[0].instance_id.clone().unwrap()]).await;
+        assert!(
+            originals.unwrap()[0].volumes.iter().any(|v| v.volume_id == backup.items[0].resource_id),
+            "{mode}: the originals are untouched"
+        );
     }
+
+    // One disk alone: a clone of just one data volume is a loose volume from its snapshot.
+    let disk = backup.items.iter().find(|i| i.instance_id.is_some() && i.instance_settings.is_none()).unwrap();
+    let body = json!({"mode": "clone", "resource_ids": [disk.resource_id]});
+    let ev = http_event("restore.json", &[("BACKUP_ID", &id)], Some(&body));
+    let (status, restore) = call(restore::router(app.clone()), ev).await;
+    assert_eq!(status, 202, "{restore}");
+    let one = restore_finished(app, restore["restore_id"].as_str().unwrap()).await;
+    assert_eq!((one.status, one.items.len(), one.instances.len()), (JobStatus::Succeeded, 1, 0), "{one:#?}");
+    let volume = one.items[0].new_resource_id.clone().unwrap();
+    assert!(b.made_from(HOME, &volume, &disk.resource_id, disk.snapshot_id.as_deref().unwrap()).await);
 
     // Replicas expire by their own (shorter) retention, moved by the point's extension too,
     // and the point by its own.

@@ -387,7 +387,14 @@ async fn replication_copies_every_snapshot_and_disaster_recovery_restores_from_t
     assert_eq!(backup["replication"]["items"].as_array().unwrap().len(), 7);
     assert_eq!(sim.snapshot_ids("us-west-2").unwrap().len(), 7);
 
-    let dr = http_event("restore.json", &[("BACKUP_ID", &id)], Some(&json!({"mode": "disaster_recovery"})));
+    // The disks alone, in a zone of the destination, and the database in its subnet group there.
+    let body = json!({
+        "mode": "disaster_recovery",
+        "target": "volumes",
+        "availability_zone": "us-west-2c",
+        "db_subnet_group": "west-db"
+    });
+    let dr = http_event("restore.json", &[("BACKUP_ID", &id)], Some(&body));
     let (status, restore) = call(restore::router(app.clone()), dr).await;
     assert_eq!(status, 202, "{restore}");
     assert_eq!(restore["region"], "us-west-2");
@@ -399,7 +406,13 @@ async fn replication_copies_every_snapshot_and_disaster_recovery_restores_from_t
         let original = sim.fingerprint(REGION, item["resource_id"].as_str().unwrap()).unwrap();
         let copy = sim.fingerprint("us-west-2", item["new_resource_id"].as_str().unwrap()).unwrap();
         assert_eq!(copy, original);
+        if item["kind"] == "volume" {
+            assert_eq!(item["availability_zone"], "us-west-2c");
+        } else {
+            assert_eq!(item["database_settings"]["subnet_group"], "west-db");
+        }
     }
+    assert_eq!(restore["instances"], json!([]), "target volumes launches nothing");
 }
 
 #[tokio::test]

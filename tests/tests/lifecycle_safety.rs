@@ -231,16 +231,7 @@ fn extend_retention(app: Arc<Snapnest>, backup_id: String) -> Pin<Box<dyn Future
 
 fn clone_it(app: Arc<Snapnest>, backup_id: String) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send>> {
     Box::pin(async move {
-        let request = RestoreRequest {
-            mode: RestoreMode::Clone,
-            safety_backup: None,
-            region: None,
-            allow_partial: None,
-            on_failure: None,
-            dry_run: None,
-            resource_ids: None,
-            client_token: None,
-        };
+        let request = RestoreRequest::new(RestoreMode::Clone);
         match app.restores.create(&backup_id, &request).await? {
             Started::Restore(_) => Ok(()),
             Started::Plan(_) => panic!("not a dry run"),

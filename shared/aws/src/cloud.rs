@@ -294,6 +294,7 @@ impl RegionClients {
                     state: instance_state(i.state().and_then(|s| s.name())),
                     availability_zone: i.placement().and_then(|p| p.availability_zone()).unwrap_or_default().to_owned(),
                     volumes,
+                    settings: instance_settings(i),
                 })
             })
             .collect();
@@ -1099,6 +1100,140 @@ impl Cloud for AwsCloud {
             Err(other) => Err(other),
         }
     }
+
+    async fn register_image(&self, spec: &ImageSpec, tags: &Tags) -> CloudResult<String> {
+        // EC2 API Reference, RegisterImage: "You can't set the encryption state of the volume
+        // using the block device mapping" — `Encrypted`/`KmsKeyId` go with the launch instead.
+        let devices: Vec<ec2::BlockDeviceMapping> =
+            spec.devices.iter().map(|d| device_mapping(d, ec2::EbsBlockDevice::builder()).build()).collect();
+        let registered = self
+            .here
+            .ec2("RegisterImage", &spec.name, |ec2| {
+                ec2.register_image()
+                    .name(&spec.name)
+                    .description("launched by snapnest from a backup point; deregistered once launched")
+                    .root_device_name(&spec.root_device_name)
+                    .virtualization_type("hvm")
+                    .set_architecture(spec.architecture.as_deref().map(ec2::ArchitectureValues::from))
+                    .ena_support(spec.ena_support)
+                    .set_boot_mode(spec.boot_mode.as_deref().map(ec2::BootModeValues::from))
+                    .set_block_device_mappings(Some(devices))
+                    .set_tag_specifications(tag_specification(ec2::ResourceType::Image, tags))
+                    .send()
+            })
+            .await;
+        match registered {
+            Ok(out) => out.image_id().map(str::to_owned).ok_or_else(|| missing_field("RegisterImage", "ImageId")),
+            // EC2 API Reference, RegisterImage `Name`: unique in the account and region; a second
+            // registration is refused `InvalidAMIName.Duplicate`. The image is the one an earlier
+            // attempt registered: it is found by its name.
+            Err(CloudError::Rejected { code, .. }) if code == "InvalidAMIName.Duplicate" => {
+                let found = self
+                    .here
+                    .ec2("DescribeImages", &spec.name, |ec2| {
+                        ec2.describe_images().owners("self").filters(filter("name", [&spec.name])).send()
+                    })
+                    .await?;
+                found
+                    .images()
+                    .iter()
+                    .find_map(|i| i.image_id())
+                    .map(str::to_owned)
+                    .ok_or_else(|| CloudError::NotFound(spec.name.clone()))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn describe_images(&self, image_ids: &[String]) -> CloudResult<Vec<ImageStatus>> {
+        let mut statuses = Vec::new();
+        for chunk in image_ids.chunks(EC2_IDS_PER_CALL) {
+            // An image-id filter skips unknown (deregistered) ids where ImageIds would fail the call.
+            let out = self
+                .here
+                .ec2("DescribeImages", "images", |ec2| {
+                    ec2.describe_images().owners("self").filters(filter("image-id", chunk)).send()
+                })
+                .await?;
+            statuses.extend(out.images().iter().filter_map(|i| {
+                Some(ImageStatus {
+                    image_id: i.image_id()?.to_owned(),
+                    state: image_state(i.state()),
+                    reason: i.state_reason().and_then(|r| r.message()).map(str::to_owned),
+                })
+            }));
+        }
+        Ok(statuses)
+    }
+
+    async fn deregister_image(&self, image_id: &str) -> CloudResult<DeleteOutcome> {
+        // EC2 API Reference, DeregisterImage: the image's snapshots are kept unless
+        // `DeleteAssociatedSnapshots` is true; they are the backup point's, so it is not sent.
+        let deregistered =
+            self.here.ec2("DeregisterImage", image_id, |ec2| ec2.deregister_image().image_id(image_id).send()).await;
+        match deregistered {
+            Ok(_) => Ok(DeleteOutcome::Deleted),
+            Err(CloudError::NotFound(_)) => Ok(DeleteOutcome::NotFound),
+            Err(CloudError::Rejected { code, .. }) if code == "InvalidAMIID.Unavailable" => Ok(DeleteOutcome::NotFound),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn run_instance(
+        &self,
+        image_id: &str,
+        settings: &InstanceSettings,
+        devices: &[ImageDevice],
+        client_token: &str,
+        tags: &Tags,
+    ) -> CloudResult<String> {
+        // EC2 API Reference, EbsBlockDevice `KmsKeyId`: "only supported on BlockDeviceMapping
+        // objects called by CreateFleet, RequestSpotInstances, and RunInstances" — the launch
+        // repeats the image's mappings with the same snapshots, so each volume gets the
+        // backed-up volume's type, IOPS, throughput and key.
+        let mappings: Vec<ec2::BlockDeviceMapping> = devices.iter().map(launch_mapping).collect();
+        let profile = settings
+            .iam_instance_profile
+            .as_ref()
+            .map(|arn| ec2::IamInstanceProfileSpecification::builder().arn(arn).build());
+        let tag_specifications: Option<Vec<ec2::TagSpecification>> =
+            [ec2::ResourceType::Instance, ec2::ResourceType::Volume]
+                .into_iter()
+                .map(|resource| tag_specification(resource, tags))
+                .collect::<Option<Vec<_>>>()
+                .map(|specs| specs.into_iter().flatten().collect());
+        let launched = self
+            .here
+            .ec2("RunInstances", image_id, |ec2| {
+                // EC2 API Reference, RunInstances `ClientToken`: a repeated request with the same
+                // token answers the first one's instance ("Ensuring idempotency"), so a retried
+                // launch never starts a second instance. Without `SubnetId` and `SecurityGroupIds`
+                // EC2 uses the default VPC and its default group: the backed-up instance's (or the
+                // request's) are always sent.
+                ec2.run_instances()
+                    .image_id(image_id)
+                    .min_count(1)
+                    .max_count(1)
+                    .client_token(client_token)
+                    .set_instance_type(settings.instance_type.as_deref().map(ec2::InstanceType::from))
+                    .set_subnet_id(settings.subnet_id.clone())
+                    .set_security_group_ids(
+                        (!settings.security_group_ids.is_empty()).then(|| settings.security_group_ids.clone()),
+                    )
+                    .set_iam_instance_profile(profile)
+                    .set_key_name(settings.key_name.clone())
+                    .set_block_device_mappings((!mappings.is_empty()).then_some(mappings))
+                    .set_tag_specifications(tag_specifications)
+                    .send()
+            })
+            .await?;
+        launched
+            .instances()
+            .iter()
+            .find_map(|i| i.instance_id())
+            .map(str::to_owned)
+            .ok_or_else(|| missing_field("RunInstances", "InstanceId"))
+    }
 }
 
 /// Translates any SDK error into a [`CloudError`]; `subject` is the resource the call was about.
@@ -1106,6 +1241,60 @@ impl Cloud for AwsCloud {
 /// Classification goes by error code and HTTP status, never by message: EC2 messages are
 /// free text (and empty on some emulators), codes are the API's contract.
 /// What a faithful restore of a DB instance needs of its configuration.
+/// What an instance launched from its backup needs again, as `DescribeInstances` reports it.
+fn instance_settings(i: &ec2::Instance) -> InstanceSettings {
+    InstanceSettings {
+        instance_type: i.instance_type().map(|t| t.as_str().to_owned()),
+        subnet_id: i.subnet_id().map(str::to_owned),
+        security_group_ids: i.security_groups().iter().filter_map(|g| g.group_id()).map(str::to_owned).collect(),
+        iam_instance_profile: i.iam_instance_profile().and_then(|p| p.arn()).map(str::to_owned),
+        key_name: i.key_name().map(str::to_owned),
+        architecture: i.architecture().map(|a| a.as_str().to_owned()),
+        root_device_name: i.root_device_name().map(str::to_owned),
+        ena_support: i.ena_support().unwrap_or(false),
+        // The mode it booted in; `BootMode` is the image's, absent on most.
+        boot_mode: i
+            .current_instance_boot_mode()
+            .map(|m| m.as_str().to_owned())
+            .or_else(|| i.boot_mode().map(|m| m.as_str().to_owned())),
+        platform: i.platform().map(|p| p.as_str().to_owned()),
+    }
+}
+
+/// A device of an image or a launch: its snapshot, and the backed-up volume's type, IOPS,
+/// throughput and delete-on-termination (sent as CreateVolume sends them).
+fn device_mapping(
+    d: &ImageDevice,
+    ebs: ec2::builders::EbsBlockDeviceBuilder,
+) -> ec2::builders::BlockDeviceMappingBuilder {
+    let kind = d.settings.volume_type.as_deref();
+    let ebs = ebs
+        .snapshot_id(&d.snapshot_id)
+        .set_volume_type(d.settings.volume_type.as_deref().map(ec2::VolumeType::from))
+        .set_iops(d.settings.iops.filter(|_| matches!(kind, Some("io1" | "io2" | "gp3"))).map(|n| n as i32))
+        .set_throughput(d.settings.throughput.filter(|_| kind == Some("gp3")).map(|n| n as i32))
+        .delete_on_termination(d.settings.delete_on_termination)
+        .build();
+    ec2::BlockDeviceMapping::builder().device_name(&d.device).ebs(ebs)
+}
+
+/// A device of a launch: as the image's, encrypted under the backed-up volume's key.
+fn launch_mapping(d: &ImageDevice) -> ec2::BlockDeviceMapping {
+    let encryption = ec2::EbsBlockDevice::builder()
+        .set_encrypted(d.settings.encrypted.then_some(true))
+        .set_kms_key_id(d.settings.kms_key_id.clone().filter(|_| d.settings.encrypted));
+    device_mapping(d, encryption).build()
+}
+
+fn image_state(state: Option<&ec2::ImageState>) -> ImageState {
+    match state {
+        Some(ec2::ImageState::Available) => ImageState::Available,
+        Some(ec2::ImageState::Pending) | None => ImageState::Pending,
+        // failed, error, invalid, deregistered, disabled, transient: it will not become usable.
+        Some(_) => ImageState::Failed,
+    }
+}
+
 fn database_settings(d: &rds::DbInstance) -> DatabaseSettings {
     DatabaseSettings {
         instance_class: d.db_instance_class().map(str::to_owned),

@@ -12,7 +12,9 @@ use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use snapnest_aws::cloud::AwsProvider;
-use snapnest_core::cloud::{tag, CloudProvider, DatabaseSettings, DeleteOutcome, Tags, VolumeSettings};
+use snapnest_core::cloud::{
+    tag, CloudProvider, DatabaseSettings, DeleteOutcome, ImageDevice, ImageSpec, InstanceSettings, Tags, VolumeSettings,
+};
 
 /// Records every request body and answers each with the canned response for its `Action`
 /// (HTTP 400 for an error document, as the query protocols do, 200 otherwise).
@@ -384,4 +386,138 @@ async fn deletion_protection_is_changed_at_once() {
     assert_eq!(get(&sent, "DBInstanceIdentifier"), Some("orders-rst1"));
     assert_eq!(get(&sent, "DeletionProtection"), Some("false"));
     assert_eq!(get(&sent, "ApplyImmediately"), Some("true"));
+}
+
+fn launch_devices() -> Vec<ImageDevice> {
+    vec![
+        ImageDevice {
+            device: "/dev/xvda".into(),
+            snapshot_id: "snap-0root".into(),
+            settings: VolumeSettings {
+                volume_type: Some("gp3".into()),
+                iops: Some(4000),
+                throughput: Some(250),
+                delete_on_termination: true,
+                ..Default::default()
+            },
+        },
+        ImageDevice {
+            device: "/dev/xvdb".into(),
+            snapshot_id: "snap-0data".into(),
+            settings: VolumeSettings {
+                volume_type: Some("io2".into()),
+                iops: Some(16000),
+                encrypted: true,
+                kms_key_id: Some("arn:aws:kms:us-east-1:123456789012:key/data".into()),
+                ..Default::default()
+            },
+        },
+    ]
+}
+
+#[tokio::test]
+async fn an_image_is_registered_from_the_points_snapshots_and_found_by_name_when_registered_before() {
+    let capture = Capture::answering(&[
+        (
+            "RegisterImage",
+            r#"<Response><Errors><Error><Code>InvalidAMIName.Duplicate</Code><Message>AMI name snapnest-rs-1-i-1 is already in use by AMI ami-0first</Message></Error></Errors><RequestID>r</RequestID></Response>"#,
+        ),
+        (
+            "DescribeImages",
+            r#"<DescribeImagesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><imagesSet><item><imageId>ami-0first</imageId><imageState>available</imageState></item></imagesSet></DescribeImagesResponse>"#,
+        ),
+    ]);
+    let cloud = AwsProvider::new(&capturing_config(&capture)).home();
+    let spec = ImageSpec {
+        name: "snapnest-rs-1-i-1".into(),
+        architecture: Some("arm64".into()),
+        root_device_name: "/dev/xvda".into(),
+        ena_support: true,
+        boot_mode: Some("uefi".into()),
+        devices: launch_devices(),
+    };
+    let tags = Tags::from([(tag::RESTORE_ID.to_owned(), "rs-1".to_owned())]);
+    assert_eq!(cloud.register_image(&spec, &tags).await.as_deref(), Ok("ami-0first"), "the image registered first");
+    let bodies = capture.bodies();
+    let sent = parameters(&bodies[0]);
+    let body = &bodies[0];
+    for (name, value) in [
+        ("Action", "RegisterImage"),
+        ("Name", "snapnest-rs-1-i-1"),
+        ("RootDeviceName", "/dev/xvda"),
+        ("VirtualizationType", "hvm"),
+        ("Architecture", "arm64"),
+        ("EnaSupport", "true"),
+        ("BootMode", "uefi"),
+        ("BlockDeviceMapping.1.DeviceName", "/dev/xvda"),
+        ("BlockDeviceMapping.1.Ebs.SnapshotId", "snap-0root"),
+        ("BlockDeviceMapping.1.Ebs.VolumeType", "gp3"),
+        ("BlockDeviceMapping.1.Ebs.Iops", "4000"),
+        ("BlockDeviceMapping.1.Ebs.Throughput", "250"),
+        ("BlockDeviceMapping.1.Ebs.DeleteOnTermination", "true"),
+        ("BlockDeviceMapping.2.Ebs.SnapshotId", "snap-0data"),
+        ("TagSpecification.1.ResourceType", "image"),
+    ] {
+        assert_eq!(get(&sent, name), Some(value), "{name}: {body}");
+    }
+    // RegisterImage refuses an encryption state in its mappings: the launch carries it.
+    assert_eq!(get(&sent, "BlockDeviceMapping.2.Ebs.Encrypted"), None, "{body}");
+    assert_eq!(get(&sent, "BlockDeviceMapping.2.Ebs.KmsKeyId"), None, "{body}");
+    let found = parameters(&bodies[1]);
+    assert_eq!(get(&found, "Owner.1"), Some("self"), "{}", bodies[1]);
+    assert_eq!(get(&found, "Filter.1.Name"), Some("name"), "{}", bodies[1]);
+    assert_eq!(get(&found, "Filter.1.Value.1"), Some("snapnest-rs-1-i-1"), "{}", bodies[1]);
+}
+
+#[tokio::test]
+async fn an_instance_is_launched_in_its_network_with_its_profile_and_keys_under_one_client_token() {
+    let capture = Capture::answering(&[(
+        "RunInstances",
+        r#"<RunInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><instancesSet><item><instanceId>i-0new</instanceId></item></instancesSet></RunInstancesResponse>"#,
+    )]);
+    let cloud = AwsProvider::new(&capturing_config(&capture)).home();
+    let settings = InstanceSettings {
+        instance_type: Some("m7g.large".into()),
+        subnet_id: Some("subnet-0app".into()),
+        security_group_ids: vec!["sg-0app".into(), "sg-0ssh".into()],
+        iam_instance_profile: Some("arn:aws:iam::123456789012:instance-profile/app".into()),
+        key_name: Some("app-key".into()),
+        ..Default::default()
+    };
+    let tags = Tags::from([(tag::CLONE_OF.to_owned(), "i-1".to_owned())]);
+    for _ in 0..2 {
+        let launched = cloud.run_instance("ami-0first", &settings, &launch_devices(), "rs-1-i-1", &tags).await;
+        assert_eq!(launched.as_deref(), Ok("i-0new"));
+    }
+    let bodies = capture.bodies();
+    assert_eq!(bodies.len(), 2);
+    for body in &bodies {
+        let sent = parameters(body);
+        for (name, value) in [
+            ("Action", "RunInstances"),
+            ("ImageId", "ami-0first"),
+            ("MinCount", "1"),
+            ("MaxCount", "1"),
+            // The same token on every attempt: EC2 answers a repeat with the first instance.
+            ("ClientToken", "rs-1-i-1"),
+            ("InstanceType", "m7g.large"),
+            ("SubnetId", "subnet-0app"),
+            ("SecurityGroupId.1", "sg-0app"),
+            ("SecurityGroupId.2", "sg-0ssh"),
+            ("IamInstanceProfile.Arn", "arn:aws:iam::123456789012:instance-profile/app"),
+            ("KeyName", "app-key"),
+            ("BlockDeviceMapping.1.Ebs.SnapshotId", "snap-0root"),
+            ("BlockDeviceMapping.2.DeviceName", "/dev/xvdb"),
+            ("BlockDeviceMapping.2.Ebs.SnapshotId", "snap-0data"),
+            ("BlockDeviceMapping.2.Ebs.VolumeType", "io2"),
+            ("BlockDeviceMapping.2.Ebs.Iops", "16000"),
+            ("BlockDeviceMapping.2.Ebs.Encrypted", "true"),
+            ("BlockDeviceMapping.2.Ebs.KmsKeyId", "arn:aws:kms:us-east-1:123456789012:key/data"),
+            ("TagSpecification.1.ResourceType", "instance"),
+            ("TagSpecification.2.ResourceType", "volume"),
+        ] {
+            assert_eq!(get(&sent, name), Some(value), "{name}: {body}");
+        }
+        assert_eq!(get(&sent, "BlockDeviceMapping.1.Ebs.Encrypted"), None, "{body}");
+    }
 }

@@ -35,6 +35,8 @@ pub mod tag {
     /// On a service instance's instances and databases: who may see and act on its backups
     /// and restores (an IAM principal ARN, a role name, or a JWT subject or group).
     pub const OWNER: &str = "snapnest:owner";
+    /// On an instance a clone or a disaster recovery launched: the backed-up instance.
+    pub const CLONE_OF: &str = "snapnest:clone-of";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -105,12 +107,85 @@ impl DatabaseSettings {
     }
 }
 
+/// How an instance is configured and booted: what an instance launched from its backup
+/// (clone, disaster recovery) gets again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InstanceSettings {
+    /// `m7g.large`…
+    pub instance_type: Option<String>,
+    pub subnet_id: Option<String>,
+    pub security_group_ids: Vec<String>,
+    /// The instance profile's ARN (IAM is global: it holds in every region).
+    pub iam_instance_profile: Option<String>,
+    pub key_name: Option<String>,
+    /// `x86_64`, `arm64`…: the image registered from the root snapshot must say it.
+    pub architecture: Option<String>,
+    /// The device the instance boots from (`/dev/xvda`).
+    pub root_device_name: Option<String>,
+    pub ena_support: bool,
+    /// `uefi`, `legacy-bios`; none: the architecture's default.
+    pub boot_mode: Option<String>,
+    /// `windows` for Windows instances: an image registered from their snapshots does not
+    /// boot (its licence is not carried over), so they are cloned as volumes only.
+    pub platform: Option<String>,
+}
+
+impl InstanceSettings {
+    /// What still applies in another region: the subnet, security groups and key pair are
+    /// the source region's and do not exist there.
+    pub fn elsewhere(&self) -> InstanceSettings {
+        InstanceSettings { subnet_id: None, security_group_ids: Vec::new(), key_name: None, ..self.clone() }
+    }
+
+    pub fn is_windows(&self) -> bool {
+        self.platform.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("windows"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
     pub instance_id: String,
     pub state: InstanceState,
     pub availability_zone: String,
     pub volumes: Vec<AttachedVolume>,
+    pub settings: InstanceSettings,
+}
+
+/// One device of an image registered from a backup point: the snapshot its volume is made
+/// from, configured as the backed-up volume was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageDevice {
+    pub device: String,
+    pub snapshot_id: String,
+    pub settings: VolumeSettings,
+}
+
+/// An image (AMI) to register from a point's snapshots, to launch one instance from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSpec {
+    /// Unique in the account and region: a second registration under it is refused, which
+    /// makes the call idempotent (`RegisterImage` takes no client token).
+    pub name: String,
+    pub architecture: Option<String>,
+    pub root_device_name: String,
+    pub ena_support: bool,
+    pub boot_mode: Option<String>,
+    pub devices: Vec<ImageDevice>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageState {
+    Pending,
+    Available,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageStatus {
+    pub image_id: String,
+    pub state: ImageState,
+    /// Why it failed, as the cloud says.
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -354,6 +429,26 @@ pub trait Cloud: Send + Sync {
     /// Deletes a DB instance snapnest created or replaced, without a final snapshot (the
     /// data is in a backup point, or was copied back in place).
     async fn delete_database(&self, db_id: &str) -> CloudResult<DeleteOutcome>;
+
+    /// Registers an image from snapshots (`RegisterImage`); returns its id. Asked again under
+    /// the same name, it answers the image registered first.
+    async fn register_image(&self, spec: &ImageSpec, tags: &Tags) -> CloudResult<String>;
+    /// States of images; ids the cloud does not know (deregistered) are absent.
+    async fn describe_images(&self, image_ids: &[String]) -> CloudResult<Vec<ImageStatus>>;
+    /// Deregisters an image; its snapshots stay (they belong to the backup point).
+    async fn deregister_image(&self, image_id: &str) -> CloudResult<DeleteOutcome>;
+    /// Launches one instance from an image (`RunInstances`), its volumes made as `devices`
+    /// say (the image's snapshots, each volume's settings and encryption key); returns its
+    /// id. A second call with the same `client_token` (at most 64 ASCII characters) answers
+    /// the instance the first one launched.
+    async fn run_instance(
+        &self,
+        image_id: &str,
+        settings: &InstanceSettings,
+        devices: &[ImageDevice],
+        client_token: &str,
+        tags: &Tags,
+    ) -> CloudResult<String>;
 }
 
 /// Hands out the cloud of a region.

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cloud::{DatabaseSettings, VolumeSettings};
+use crate::cloud::{DatabaseSettings, InstanceSettings, VolumeSettings};
 use crate::ids::{BackupId, PolicyId, RestoreId};
 use crate::status::{aggregate, ItemStatus, JobStatus};
 use crate::store::StoredRows;
@@ -62,6 +62,10 @@ pub struct BackupItem {
     /// A database's configuration when it was backed up, for a faithful restore.
     #[serde(default)]
     pub database_settings: Option<DatabaseSettings>,
+    /// On the item of an instance's root volume: the instance's configuration, to launch it
+    /// again (clone, disaster recovery).
+    #[serde(default)]
+    pub instance_settings: Option<InstanceSettings>,
 }
 
 impl BackupItem {
@@ -81,6 +85,7 @@ impl BackupItem {
             released: false,
             volume_settings: None,
             database_settings: None,
+            instance_settings: None,
         }
     }
 
@@ -251,6 +256,71 @@ pub enum RestoreMode {
     DisasterRecovery,
 }
 
+/// What a clone or a disaster recovery makes of a point's instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloneTarget {
+    /// Each instance launched again from its volumes' snapshots (the default when every
+    /// instance of the selection can be: its root volume is selected and it is not Windows).
+    Instances,
+    /// Loose volumes, attached to nothing.
+    Volumes,
+}
+
+/// Where the launch of one instance of a clone or a disaster recovery stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LaunchStep {
+    #[default]
+    NotStarted,
+    /// An image is being registered from the instance's snapshots.
+    RegisteringImage,
+    /// The instance is being launched from the image.
+    Launching,
+    Done,
+}
+
+/// An instance a clone or a disaster recovery launches from a point's snapshots: an image
+/// is registered from the root and data snapshots, the instance launched from it, and the
+/// image deregistered again (it would hold the point's snapshots past their expiry).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoredInstance {
+    /// The backed-up instance.
+    pub instance_id: String,
+    /// What it is launched with: the backed-up instance's configuration, with what the
+    /// request names in its place.
+    pub settings: InstanceSettings,
+    pub image_id: Option<String>,
+    /// The image is deregistered (once the instance is launched, or the launch ended).
+    #[serde(default)]
+    pub image_released: bool,
+    /// The instance launched.
+    pub new_instance_id: Option<String>,
+    pub status: ItemStatus,
+    pub error: Option<String>,
+    pub step: LaunchStep,
+}
+
+impl RestoredInstance {
+    pub fn new(instance_id: &str, settings: InstanceSettings) -> Self {
+        Self {
+            instance_id: instance_id.to_owned(),
+            settings,
+            image_id: None,
+            image_released: false,
+            new_instance_id: None,
+            status: ItemStatus::Pending,
+            error: None,
+            step: LaunchStep::NotStarted,
+        }
+    }
+
+    /// Nothing more to do: the launch ended and no image of it is left registered.
+    pub fn settled(&self) -> bool {
+        self.status.is_terminal() && (self.image_id.is_none() || self.image_released)
+    }
+}
+
 /// What an in-place restore does when one of its resources fails, or a phase deadline passes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -408,6 +478,10 @@ pub struct RestoreRecord {
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     pub items: Vec<RestoreItem>,
+    /// Clone and disaster recovery: the instances launched from the point (their volumes'
+    /// items follow them).
+    #[serde(default)]
+    pub instances: Vec<RestoredInstance>,
     /// Instances this restore stopped and must start again, whatever happens. Written
     /// before the stop call is made.
     #[serde(default)]

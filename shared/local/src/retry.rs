@@ -186,6 +186,25 @@ impl Cloud for RetryingCloud {
     async fn delete_database(&self, db_id: &str) -> CloudResult<DeleteOutcome> {
         retrying("delete_database", || self.0.delete_database(db_id)).await
     }
+    async fn register_image(&self, spec: &ImageSpec, tags: &Tags) -> CloudResult<String> {
+        retrying("register_image", || self.0.register_image(spec, tags)).await
+    }
+    async fn describe_images(&self, image_ids: &[String]) -> CloudResult<Vec<ImageStatus>> {
+        retrying("describe_images", || self.0.describe_images(image_ids)).await
+    }
+    async fn deregister_image(&self, image_id: &str) -> CloudResult<DeleteOutcome> {
+        retrying("deregister_image", || self.0.deregister_image(image_id)).await
+    }
+    async fn run_instance(
+        &self,
+        image_id: &str,
+        settings: &InstanceSettings,
+        devices: &[ImageDevice],
+        client_token: &str,
+        tags: &Tags,
+    ) -> CloudResult<String> {
+        retrying("run_instance", || self.0.run_instance(image_id, settings, devices, client_token, tags)).await
+    }
 }
 
 #[cfg(test)]

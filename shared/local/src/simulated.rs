@@ -55,6 +55,9 @@ pub const MUTATING_OPS: &[&str] = &[
     "restore_database",
     "rename_database",
     "delete_database",
+    "register_image",
+    "deregister_image",
+    "run_instance",
 ];
 
 /// The error code of a call refused by `fail=<op>`.
@@ -123,6 +126,23 @@ struct SimInstance {
     /// Why `StopInstances` refuses this instance (an instance-store root, stop protection).
     #[serde(default)]
     stop_refusal: Option<Refusal>,
+    /// Type, network, boot settings.
+    #[serde(default)]
+    settings: InstanceSettings,
+    /// The `RunInstances` client token it was launched with.
+    #[serde(default)]
+    client_token: Option<String>,
+}
+
+/// An image registered from snapshots.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SimImage {
+    id: String,
+    name: String,
+    root_device_name: String,
+    devices: Vec<(String, String, VolumeSettings)>,
+    tags: Tags,
+    ready_at_ms: i64,
 }
 
 /// A refusal the cloud answers instead of doing the call.
@@ -233,6 +253,8 @@ struct Region {
     snapshots: BTreeMap<String, SimSnapshot>,
     databases: BTreeMap<String, SimDatabase>,
     db_snapshots: BTreeMap<String, SimSnapshot>,
+    #[serde(default)]
+    images: BTreeMap<String, SimImage>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -698,6 +720,19 @@ fn seed_service_instance(
                 tags: tags.clone(),
                 consistent_groups,
                 stop_refusal: None,
+                settings: InstanceSettings {
+                    instance_type: Some("m7g.large".into()),
+                    subnet_id: Some(subnet_in(az)),
+                    security_group_ids: vec![format!("sg-{si}")],
+                    iam_instance_profile: Some(format!("arn:aws:iam::123456789012:instance-profile/{si}")),
+                    key_name: Some(format!("{si}-key")),
+                    architecture: Some("arm64".into()),
+                    root_device_name: Some("/dev/xvda".into()),
+                    ena_support: true,
+                    boot_mode: Some("uefi".into()),
+                    platform: None,
+                },
+                client_token: None,
             },
         );
         for volume in volumes {
@@ -759,7 +794,26 @@ fn instance_view(r: &Region, i: &SimInstance) -> Instance {
         })
         .collect();
     volumes.sort_by(|a, b| a.device.cmp(&b.device));
-    Instance { instance_id: i.id.clone(), state: i.state, availability_zone: i.availability_zone.clone(), volumes }
+    Instance {
+        instance_id: i.id.clone(),
+        state: i.state,
+        availability_zone: i.availability_zone.clone(),
+        volumes,
+        settings: i.settings.clone(),
+    }
+}
+
+/// The simulated subnet of a zone (one per zone): what a launch into that zone names.
+pub fn subnet_in(az: &str) -> String {
+    format!("subnet-{}", az.bytes().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// The zone of a simulated subnet, if it is one.
+fn subnet_zone(subnet: &str) -> Option<String> {
+    let hex = subnet.strip_prefix("subnet-")?;
+    let bytes: Option<Vec<u8>> =
+        (0..hex.len()).step_by(2).map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect();
+    String::from_utf8(bytes?).ok()
 }
 
 /// Moves transitional states on to where they were going once their time has come.
@@ -1416,6 +1470,227 @@ impl Cloud for SimulatedRegion {
                     None => DeleteOutcome::NotFound,
                 })
             })
+            .await
+    }
+
+    async fn register_image(&self, spec: &ImageSpec, tags: &Tags) -> CloudResult<String> {
+        self.register(spec, tags).await
+    }
+
+    async fn describe_images(&self, image_ids: &[String]) -> CloudResult<Vec<ImageStatus>> {
+        self.images(image_ids).await
+    }
+
+    async fn deregister_image(&self, image_id: &str) -> CloudResult<DeleteOutcome> {
+        self.deregister(image_id).await
+    }
+
+    async fn run_instance(
+        &self,
+        image_id: &str,
+        settings: &InstanceSettings,
+        devices: &[ImageDevice],
+        client_token: &str,
+        tags: &Tags,
+    ) -> CloudResult<String> {
+        self.launch(image_id, settings, devices, client_token, tags).await
+    }
+}
+
+/// The image side of the simulated cloud: `RegisterImage` unique by name, images holding
+/// their snapshots (a delete is refused while one uses it), `RunInstances` idempotent by
+/// client token, its volumes made from the image's snapshots at their devices.
+impl SimulatedRegion {
+    async fn register(&self, spec: &ImageSpec, tags: &Tags) -> CloudResult<String> {
+        let (spec, tags) = (spec.clone(), tags.clone());
+        self.cloud
+            .call(&self.region, mutating("register_image", [spec.name.as_str()]), move |r, world, settings, _| {
+                if let Some(image) = r.images.values().find(|i| i.name == spec.name) {
+                    // What the adapter does with EC2's InvalidAMIName.Duplicate: the image made first.
+                    return Ok(image.id.clone());
+                }
+                if !spec.devices.iter().any(|d| d.device == spec.root_device_name) {
+                    return Err(CloudError::Rejected {
+                        code: "InvalidBlockDeviceMapping".into(),
+                        message: format!("no snapshot for the root device {}", spec.root_device_name),
+                    });
+                }
+                for device in &spec.devices {
+                    let snapshot = r
+                        .snapshots
+                        .get(&device.snapshot_id)
+                        .ok_or_else(|| CloudError::NotFound(device.snapshot_id.clone()))?;
+                    if !matches!(snapshot_status(snapshot, now_ms()).state, SnapshotState::Completed) {
+                        return Err(CloudError::Rejected {
+                            code: "IncorrectState".into(),
+                            message: format!("snapshot {} is not completed", device.snapshot_id),
+                        });
+                    }
+                }
+                let image_id = world.next_id("ami");
+                for device in &spec.devices {
+                    if let Some(snapshot) = r.snapshots.get_mut(&device.snapshot_id) {
+                        snapshot.in_use_by.get_or_insert_with(|| image_id.clone());
+                    }
+                }
+                r.images.insert(
+                    image_id.clone(),
+                    SimImage {
+                        id: image_id.clone(),
+                        name: spec.name.clone(),
+                        root_device_name: spec.root_device_name.clone(),
+                        devices: spec
+                            .devices
+                            .iter()
+                            .map(|d| (d.device.clone(), d.snapshot_id.clone(), d.settings.clone()))
+                            .collect(),
+                        tags,
+                        ready_at_ms: now_ms() + Self::op_ms(settings),
+                    },
+                );
+                Ok(image_id)
+            })
+            .await
+    }
+
+    async fn images(&self, image_ids: &[String]) -> CloudResult<Vec<ImageStatus>> {
+        let ids = image_ids.to_vec();
+        self.cloud
+            .call(&self.region, None, move |r, _, _, _| {
+                let now = now_ms();
+                Ok(ids
+                    .iter()
+                    .filter_map(|id| r.images.get(id))
+                    .map(|i| ImageStatus {
+                        image_id: i.id.clone(),
+                        state: if now >= i.ready_at_ms { ImageState::Available } else { ImageState::Pending },
+                        reason: None,
+                    })
+                    .collect())
+            })
+            .await
+    }
+
+    async fn deregister(&self, image_id: &str) -> CloudResult<DeleteOutcome> {
+        let id = image_id.to_owned();
+        self.cloud
+            .call(&self.region, mutating("deregister_image", [image_id]), move |r, _, _, _| {
+                let Some(image) = r.images.remove(&id) else { return Ok(DeleteOutcome::NotFound) };
+                for (_, snapshot_id, _) in &image.devices {
+                    if let Some(snapshot) = r.snapshots.get_mut(snapshot_id) {
+                        if snapshot.in_use_by.as_deref() == Some(id.as_str()) {
+                            snapshot.in_use_by = None;
+                        }
+                    }
+                }
+                Ok(DeleteOutcome::Deleted)
+            })
+            .await
+    }
+
+    async fn launch(
+        &self,
+        image_id: &str,
+        instance_settings: &InstanceSettings,
+        devices: &[ImageDevice],
+        client_token: &str,
+        tags: &Tags,
+    ) -> CloudResult<String> {
+        let (image_id, instance_settings, token, tags) =
+            (image_id.to_owned(), instance_settings.clone(), client_token.to_owned(), tags.clone());
+        let devices = devices.to_vec();
+        let home = self.region.clone();
+        self.cloud
+            .call(
+                &self.region,
+                mutating("run_instance", [image_id.as_str(), client_token]),
+                move |r, world, settings, _| {
+                    // EC2's idempotency: the same client token answers the instance it launched.
+                    if let Some(made) = r.instances.values().find(|i| i.client_token.as_deref() == Some(token.as_str()))
+                    {
+                        return Ok(made.id.clone());
+                    }
+                    let image =
+                        r.images.get(&image_id).cloned().ok_or_else(|| CloudError::NotFound(image_id.clone()))?;
+                    if now_ms() < image.ready_at_ms {
+                        return Err(CloudError::Rejected {
+                            code: "IncorrectState".into(),
+                            message: format!("image {image_id} is pending"),
+                        });
+                    }
+                    let Some(instance_type) = instance_settings.instance_type.clone() else {
+                        return Err(CloudError::Rejected {
+                            code: "MissingParameter".into(),
+                            message: "The request must contain the parameter InstanceType".into(),
+                        });
+                    };
+                    let zone = instance_settings
+                        .subnet_id
+                        .as_deref()
+                        .and_then(subnet_zone)
+                        .filter(|z| z.starts_with(&home))
+                        .ok_or_else(|| CloudError::Rejected {
+                            code: "InvalidSubnetID.NotFound".into(),
+                            message: format!(
+                                "The subnet ID '{}' does not exist",
+                                instance_settings.subnet_id.clone().unwrap_or_default()
+                            ),
+                        })?;
+                    // As EC2: the request's mappings override the image's, device by device.
+                    let mut mappings = image.devices.clone();
+                    for d in &devices {
+                        match mappings.iter_mut().find(|(device, _, _)| *device == d.device) {
+                            Some(mapping) => *mapping = (d.device.clone(), d.snapshot_id.clone(), d.settings.clone()),
+                            None => mappings.push((d.device.clone(), d.snapshot_id.clone(), d.settings.clone())),
+                        }
+                    }
+                    let instance_id = world.next_id("i");
+                    let ready_at_ms = now_ms() + Self::op_ms(settings);
+                    for (device, snapshot_id, volume_settings) in &mappings {
+                        let snapshot = r
+                            .snapshots
+                            .get(snapshot_id)
+                            .cloned()
+                            .ok_or_else(|| CloudError::NotFound(snapshot_id.clone()))?;
+                        let volume_id = world.next_id("vol");
+                        r.volumes.insert(
+                            volume_id.clone(),
+                            SimVolume {
+                                id: volume_id,
+                                availability_zone: zone.clone(),
+                                size_gib: snapshot.size_gib,
+                                tags: tags.clone(),
+                                attachment: Some((instance_id.clone(), device.clone())),
+                                fingerprint: snapshot.fingerprint,
+                                ready_at_ms,
+                                moving: None,
+                                client_token: None,
+                                settings: volume_settings.clone(),
+                            },
+                        );
+                    }
+                    r.instances.insert(
+                        instance_id.clone(),
+                        SimInstance {
+                            id: instance_id.clone(),
+                            state: InstanceState::Pending,
+                            target: Some(InstanceState::Running),
+                            ready_at_ms,
+                            availability_zone: zone,
+                            tags,
+                            consistent_groups: true,
+                            stop_refusal: None,
+                            settings: InstanceSettings {
+                                instance_type: Some(instance_type),
+                                root_device_name: Some(image.root_device_name.clone()),
+                                ..instance_settings
+                            },
+                            client_token: Some(token),
+                        },
+                    );
+                    Ok(instance_id)
+                },
+            )
             .await
     }
 }

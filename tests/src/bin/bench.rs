@@ -65,16 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         started.elapsed().as_secs_f64()
     );
     let started = Instant::now();
-    let request = RestoreRequest {
-        mode: RestoreMode::InPlace,
-        safety_backup: Some(true),
-        region: None,
-        allow_partial: None,
-        on_failure: None,
-        dry_run: None,
-        resource_ids: None,
-        client_token: None,
-    };
+    let request = RestoreRequest { safety_backup: Some(true), ..RestoreRequest::new(RestoreMode::InPlace) };
     let Started::Restore(mut restore) = app.restores.create(&backup.backup_id, &request).await? else {
         return Err("a restore that is not a dry run answers its record".into());
     };

@@ -164,6 +164,11 @@ pub(crate) fn plan_items(
                 volume.size_gib,
             );
             item.volume_settings = Some(volume.settings.clone());
+            // The instance's own configuration goes with its root volume: an instance can be
+            // launched again from the point only with its root.
+            if instance.settings.root_device_name.as_deref() == Some(volume.device.as_str()) {
+                item.instance_settings = Some(instance.settings.clone());
+            }
             items.push(item);
         }
     }

@@ -24,8 +24,8 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::Duration;
 
 use crate::cloud::{
-    tag, CloudError, DatabaseSettings, DatabaseStatus, Instance, InstanceState, Tags, VolumeSettings, VolumeState,
-    VolumeStatus,
+    tag, CloudError, DatabaseSettings, DatabaseStatus, ImageDevice, ImageSpec, ImageStatus, Instance, InstanceSettings,
+    InstanceState, Tags, VolumeSettings, VolumeState, VolumeStatus,
 };
 use crate::ids::BackupId;
 use crate::model::{
@@ -33,6 +33,8 @@ use crate::model::{
     Rollback, RollbackReason, Timestamp,
 };
 use crate::status::{aggregate, IllegalTransition, ItemStatus, JobStatus};
+
+use super::launch;
 
 /// The seeds' words for an instance that no longer exists.
 pub const RELEASED: &str = "This instance has been released.";
@@ -95,6 +97,8 @@ pub struct Observation {
     pub volumes: HashMap<String, VolumeStatus>,
     /// Databases under the names the items use; absent = no such database.
     pub databases: HashMap<String, DatabaseStatus>,
+    /// Images registered to launch instances from; absent = deregistered (or not visible yet).
+    pub images: HashMap<String, ImageStatus>,
     pub safety_backup: Option<SafetyBackup>,
 }
 
@@ -140,6 +144,7 @@ pub struct Wanted {
     pub instance_ids: Vec<String>,
     pub volume_ids: Vec<String>,
     pub database_ids: Vec<String>,
+    pub image_ids: Vec<String>,
     pub safety_backup: Option<BackupId>,
 }
 
@@ -218,6 +223,24 @@ pub enum Command {
         kind: ResourceKind,
         resource_id: String,
     },
+    /// Registers the image one instance is launched from (clone, disaster recovery).
+    RegisterImage {
+        launch: usize,
+        spec: ImageSpec,
+        tags: Tags,
+    },
+    RunInstance {
+        launch: usize,
+        image_id: String,
+        settings: InstanceSettings,
+        devices: Vec<ImageDevice>,
+        client_token: String,
+        tags: Tags,
+    },
+    DeregisterImage {
+        launch: usize,
+        image_id: String,
+    },
 }
 
 /// What a command answered, when it answers more than success.
@@ -288,6 +311,10 @@ pub fn wanted(record: &RestoreRecord) -> Wanted {
         let mut ids: BTreeSet<String> = instance_ids(&record.items).into_iter().collect();
         ids.extend(record.stopped_instance_ids.iter().cloned());
         wanted.instance_ids = ids.into_iter().collect();
+    }
+    for launch in &record.instances {
+        wanted.instance_ids.extend(launch.new_instance_id.iter().cloned());
+        wanted.image_ids.extend(launch.image_id.iter().filter(|_| !launch.image_released).cloned());
     }
     for item in &record.items {
         match item.kind {
@@ -451,7 +478,7 @@ fn restore_items(record: &mut RestoreRecord, observed: &Observation, rules: &Rul
     for n in 0..record.items.len() {
         let item = &record.items[n];
         let in_place = record.mode == RestoreMode::InPlace;
-        if settled(item) {
+        if settled(item) || launch::is_launched(record, n) {
             continue;
         }
         commands.extend(match (item.step, item.kind, in_place) {
@@ -466,7 +493,10 @@ fn restore_items(record: &mut RestoreRecord, observed: &Observation, rules: &Rul
             return Vec::new();
         }
     }
-    if commands.is_empty() && record.items.iter().all(settled) {
+    for l in 0..record.instances.len() {
+        commands.extend(launch::step(record, l, observed));
+    }
+    if commands.is_empty() && record.items.iter().all(settled) && record.instances.iter().all(|l| l.settled()) {
         let restored_any = record.items.iter().any(|i| i.step == RestoreStep::Done);
         let next = match record.mode {
             RestoreMode::InPlace if restored_any => {
@@ -1017,6 +1047,13 @@ pub fn command_done(record: &mut RestoreRecord, command: &Command, answer: Resul
             };
         }
         (Command::DeleteReplaced { item, .. }, _) => record.items[*item].replaced_state = Some(ReplacedState::Deleted),
+        (Command::RegisterImage { launch, .. }, Answer::Made(image_id)) => {
+            record.instances[*launch].image_id = Some(image_id)
+        }
+        (Command::RunInstance { launch, .. }, Answer::Made(instance_id)) => {
+            record.instances[*launch].new_instance_id = Some(instance_id)
+        }
+        (Command::DeregisterImage { launch, .. }, _) => record.instances[*launch].image_released = true,
         _ => {}
     }
 }
@@ -1039,6 +1076,16 @@ fn refused(record: &mut RestoreRecord, command: &Command, error: CloudError, now
     match command {
         Command::TakeSafetyBackup => {
             abort(record, format!("the safety backup could not start: {error}; nothing was changed"), now)
+        }
+        Command::RegisterImage { launch: l, .. } | Command::RunInstance { launch: l, .. } => {
+            launch::fail(record, *l, format!("{}: {error}", what(command)))
+        }
+        Command::DeregisterImage { launch: l, .. } if matches!(error, CloudError::NotFound(_)) => {
+            record.instances[*l].image_released = true
+        }
+        // Asked again by the next poll.
+        Command::DeregisterImage { launch: l, .. } => {
+            record.instances[*l].error = Some(format!("{}: {error}", what(command)))
         }
         Command::StopInstances(_) if record.rollback.is_none() => {
             start_rollback(record, RollbackReason::Failure, format!("the instances could not be stopped: {error}"), now)
@@ -1081,6 +1128,9 @@ fn what(command: &Command) -> &'static str {
         Command::TakeSafetyBackup => "safety backup",
         Command::StopInstances(_) => "stop instances",
         Command::StartInstances(_) => "start instances",
+        Command::RegisterImage { .. } => "register image",
+        Command::RunInstance { .. } => "launch instance",
+        Command::DeregisterImage { .. } => "deregister image",
     }
 }
 
@@ -1119,7 +1169,11 @@ pub fn cancel(record: &mut RestoreRecord, now: Timestamp) -> Result<(), IllegalT
     for item in record.items.iter_mut().filter(|i| !i.status.is_terminal()) {
         item.status = ItemStatus::Cancelled;
     }
-    enter(record, RestorePhase::Done, now);
+    launch::cancel(record);
+    // An image still registered is deregistered by the next poll before the restore is done.
+    if record.instances.iter().all(|l| l.settled()) {
+        enter(record, RestorePhase::Done, now);
+    }
     Ok(())
 }
 
@@ -1198,7 +1252,10 @@ pub fn wanted_replaced(record: &RestoreRecord) -> Wanted {
 /// The restore's status: from its items once done, `RollingBack` while it rolls back,
 /// `Pending` until it started, else `Running`.
 pub fn derive_status(record: &mut RestoreRecord, now: Timestamp) {
-    let derived = if record.phase == RestorePhase::Done {
+    let derived = if record.status == JobStatus::Cancelled && record.rollback.is_none() {
+        // A cancel is final, also while a clone's images are still being deregistered.
+        JobStatus::Cancelled
+    } else if record.phase == RestorePhase::Done {
         match &record.rollback {
             Some(rollback) if !rollback.not_put_back.is_empty() => {
                 record.error = Some(format!(
@@ -1297,6 +1354,7 @@ mod tests {
             started_at: Utc::now(),
             finished_at: None,
             items,
+            instances: Vec::new(),
             stopped_instance_ids: Vec::new(),
             service_changed: false,
             rollback: None,
@@ -1318,6 +1376,8 @@ mod tests {
         databases: HashMap<String, Tags>,
         /// (instance, device) whose volume goes with the instance.
         deleted_with: std::collections::HashSet<(String, String)>,
+        /// Registered images and the devices they launch with.
+        images: HashMap<String, Vec<String>>,
     }
 
     impl World {
@@ -1355,6 +1415,7 @@ mod tests {
                     state: *state,
                     availability_zone: "us-east-1a".into(),
                     volumes,
+                    settings: Default::default(),
                 };
                 observed.instances.insert(id.clone(), instance);
             }
@@ -1367,6 +1428,11 @@ mod tests {
                     tags: Tags::new(),
                 };
                 observed.volumes.insert(id.clone(), status);
+            }
+            for id in self.images.keys() {
+                let status =
+                    ImageStatus { image_id: id.clone(), state: crate::cloud::ImageState::Available, reason: None };
+                observed.images.insert(id.clone(), status);
             }
             for (id, tags) in &self.databases {
                 let status = DatabaseStatus {
@@ -1436,6 +1502,26 @@ mod tests {
                 }
                 Command::TakeSafetyBackup => return Ok(Answer::SafetyBackup(BackupId::generate())),
                 Command::DeleteReplaced { .. } => {}
+                Command::RegisterImage { spec, .. } => {
+                    let id = format!("ami-{}", spec.name);
+                    self.images.insert(id.clone(), spec.devices.iter().map(|d| d.device.clone()).collect());
+                    return Ok(Answer::Made(id));
+                }
+                Command::RunInstance { image_id, client_token, .. } => {
+                    let id = format!("i-new#{client_token}");
+                    if !self.instances.contains_key(&id) {
+                        let devices = self.images[image_id].clone();
+                        let volumes: Vec<(String, String)> =
+                            devices.iter().map(|d| (d.clone(), format!("vol-new{d}"))).collect();
+                        let volumes: Vec<(&str, &str)> =
+                            volumes.iter().map(|(d, v)| (d.as_str(), v.as_str())).collect();
+                        *self = std::mem::take(self).with_instance(&id, InstanceState::Running, &volumes);
+                    }
+                    return Ok(Answer::Made(id));
+                }
+                Command::DeregisterImage { image_id, .. } => {
+                    self.images.remove(image_id);
+                }
             }
             Ok(Answer::Done)
         }
@@ -1707,5 +1793,81 @@ mod tests {
             .collect();
         assert_eq!(targets, vec!["vol-a", old.as_str()]);
         assert_eq!(record.items[1].replaced_state, Some(ReplacedState::Released));
+    }
+
+    /// A clone of instance i-1 (root and one data volume) launched as a new instance.
+    fn launching_clone() -> (RestoreRecord, World) {
+        let items = vec![volume_item("vol-data", "i-1", "/dev/xvdb"), volume_item("vol-root", "i-1", "/dev/xvda")];
+        let mut record = restore(RestoreMode::Clone, RestorePhase::Restoring, items);
+        let settings = InstanceSettings {
+            instance_type: Some("m7g.large".into()),
+            root_device_name: Some("/dev/xvda".into()),
+            ..Default::default()
+        };
+        record.instances = vec![crate::model::RestoredInstance::new("i-1", settings)];
+        (record, World::default())
+    }
+
+    #[test]
+    fn a_clone_launches_the_instance_from_an_image_of_its_snapshots_and_then_deregisters_the_image() {
+        // GIVEN a clone of an instance with a root and a data volume
+        let (mut record, mut world) = launching_clone();
+        // WHEN it runs to its end
+        let made = run(&mut record, &mut world, None);
+        // THEN an image is registered from both snapshots, root first, the instance is
+        // launched from it with its settings and a client token, and the image deregistered
+        let Command::RegisterImage { spec, .. } = &made[0] else { panic!("{made:?}") };
+        let devices: Vec<(&str, &str)> =
+            spec.devices.iter().map(|d| (d.device.as_str(), d.snapshot_id.as_str())).collect();
+        assert_eq!(devices, vec![("/dev/xvda", "snap-of-vol-root"), ("/dev/xvdb", "snap-of-vol-data")]);
+        assert_eq!(spec.root_device_name, "/dev/xvda");
+        let Command::RunInstance { settings, client_token, tags, .. } = &made[1] else { panic!("{made:?}") };
+        assert_eq!(settings.instance_type.as_deref(), Some("m7g.large"));
+        assert_eq!(client_token, &volume_token(&record, "i-1"));
+        assert_eq!(tags.get(tag::CLONE_OF).map(String::as_str), Some("i-1"));
+        assert!(matches!(&made[2], Command::DeregisterImage { .. }), "{made:?}");
+        assert_eq!(made.len(), 3, "{made:?}");
+        assert!(world.images.is_empty());
+        // and each volume's item names the volume at its device on the new instance
+        let new_id = record.instances[0].new_instance_id.clone().unwrap();
+        assert_eq!(record.items[1].new_resource_id, world.at_device(&new_id, "/dev/xvda"));
+        assert_eq!(record.items[0].new_resource_id, world.at_device(&new_id, "/dev/xvdb"));
+        assert_eq!(record.status, JobStatus::Succeeded);
+        assert_eq!(record.phase, RestorePhase::Done);
+    }
+
+    #[test]
+    fn a_refused_launch_fails_the_instances_volumes_and_still_deregisters_its_image() {
+        // GIVEN a clone whose launch EC2 refuses (the second call)
+        let (mut record, mut world) = launching_clone();
+        let made = run(&mut record, &mut world, Some(2));
+        // THEN both volumes fail with the cause, and the image does not outlive the restore
+        assert!(matches!(made.last(), Some(Command::DeregisterImage { .. })), "{made:?}");
+        assert!(world.images.is_empty());
+        assert_eq!(record.instances[0].status, ItemStatus::Failed);
+        assert!(record.items.iter().all(|i| i.status == ItemStatus::Failed
+            && i.error.as_deref().is_some_and(|e| e.contains("i-1") && e.contains("launch instance"))));
+        assert_eq!(record.status, JobStatus::Failed);
+        assert_eq!(record.phase, RestorePhase::Done);
+    }
+
+    #[test]
+    fn a_clone_cancelled_while_its_image_is_registered_deregisters_it_and_stays_cancelled() {
+        // GIVEN a clone whose image is registered, not launched yet
+        let (mut record, mut world) = launching_clone();
+        let commands = step(&mut record, &world.observe(), &rules());
+        let answer = world.apply(&commands[0], false);
+        command_done(&mut record, &commands[0], answer, Utc::now());
+        // WHEN the user cancels
+        cancel(&mut record, Utc::now()).unwrap();
+        derive_status(&mut record, Utc::now());
+        // THEN it is Cancelled at once, but not done until the image is gone
+        assert_eq!(record.status, JobStatus::Cancelled);
+        assert_ne!(record.phase, RestorePhase::Done);
+        let made = run(&mut record, &mut world, None);
+        assert!(matches!(made.as_slice(), [Command::DeregisterImage { .. }]), "{made:?}");
+        assert!(world.images.is_empty());
+        assert_eq!((record.status, record.phase), (JobStatus::Cancelled, RestorePhase::Done));
+        assert!(record.instances[0].new_instance_id.is_none(), "nothing is launched after a cancel");
     }
 }

@@ -9,6 +9,7 @@
 //! die at any point without losing track, and two runs cannot both act on one restore
 //! (the second's save of its intent loses, before it calls the cloud).
 
+pub mod launch;
 pub mod machine;
 pub mod plan;
 
@@ -25,7 +26,8 @@ use crate::cloud::{Cloud, CloudError, CloudProvider, DeleteOutcome, InstanceStat
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, RestoreId};
 use crate::model::{
-    BackupRecord, Lease, OnFailure, ResourceKind, RestoreItem, RestoreMode, RestorePhase, RestoreRecord, Trigger,
+    BackupRecord, CloneTarget, Lease, OnFailure, ResourceKind, RestoreItem, RestoreMode, RestorePhase, RestoreRecord,
+    Trigger,
 };
 use crate::records::Records;
 use crate::status::JobStatus;
@@ -53,6 +55,47 @@ pub struct RestoreRequest {
     /// Answer the plan (200) and change nothing.
     pub dry_run: Option<bool>,
     pub client_token: Option<String>,
+    /// Clone and disaster recovery: launch the instances again, or make loose volumes.
+    pub target: Option<CloneTarget>,
+    /// Launched instances: their type (disaster recovery: required).
+    pub instance_type: Option<String>,
+    /// Launched instances: their subnet (disaster recovery: required, in the destination).
+    pub subnet_id: Option<String>,
+    /// Launched instances: their security groups (disaster recovery: required).
+    pub security_group_ids: Option<Vec<String>>,
+    /// Launched instances: their key pair (the backed-up one's in a clone; none in another
+    /// region unless named).
+    pub key_name: Option<String>,
+    /// Loose volumes: their availability zone (disaster recovery: required).
+    pub availability_zone: Option<String>,
+    /// Databases: their DB subnet group (disaster recovery: required).
+    pub db_subnet_group: Option<String>,
+    /// Databases: their VPC security groups.
+    pub db_security_group_ids: Option<Vec<String>>,
+}
+
+impl RestoreRequest {
+    /// A request of `mode` with every option left to its default.
+    pub fn new(mode: RestoreMode) -> Self {
+        Self {
+            mode,
+            safety_backup: None,
+            region: None,
+            allow_partial: None,
+            on_failure: None,
+            resource_ids: None,
+            dry_run: None,
+            client_token: None,
+            target: None,
+            instance_type: None,
+            subnet_id: None,
+            security_group_ids: None,
+            key_name: None,
+            availability_zone: None,
+            db_subnet_group: None,
+            db_security_group_ids: None,
+        }
+    }
 }
 
 /// What `POST /backups/{backup_id}/restores` answers.
@@ -107,7 +150,8 @@ impl RestoreService {
         }
         let backup: BackupRecord = self.records.load(backup_id).await?;
         self.caller.check(&backup.owners, "backup", backup_id)?;
-        let (region, items) = plan::items_of(&backup, request)?;
+        let (region, mut items) = plan::items_of(&backup, request)?;
+        let instances = plan::destination(&backup, request, &region, &mut items)?;
         let in_place = request.mode == RestoreMode::InPlace;
         let safety_backup = in_place && request.safety_backup.unwrap_or(true);
         let mut record = RestoreRecord {
@@ -129,6 +173,7 @@ impl RestoreService {
             started_at: now,
             finished_at: None,
             items,
+            instances,
             stopped_instance_ids: Vec::new(),
             service_changed: false,
             rollback: None,
@@ -318,6 +363,10 @@ impl RestoreService {
             let databases = cloud.describe_databases(&wanted.database_ids).await?;
             observed.databases = databases.into_iter().map(|d| (d.db_id.clone(), d)).collect();
         }
+        if !wanted.image_ids.is_empty() {
+            let images = cloud.describe_images(&wanted.image_ids).await?;
+            observed.images = images.into_iter().map(|i| (i.image_id.clone(), i)).collect();
+        }
         if let Some(safety_id) = &wanted.safety_backup {
             observed.safety_backup = Some(match self.records.load::<BackupRecord>(safety_id).await {
                 Ok(safety) if safety.status == JobStatus::Succeeded => SafetyBackup::Succeeded,
@@ -394,6 +443,11 @@ impl RestoreService {
             Command::DeleteReplaced { kind: ResourceKind::Database, resource_id, .. } => {
                 deleted(cloud.delete_database(resource_id).await)
             }
+            Command::RegisterImage { spec, tags, .. } => cloud.register_image(spec, tags).await.map(Answer::Made),
+            Command::RunInstance { image_id, settings, devices, client_token, tags, .. } => {
+                cloud.run_instance(image_id, settings, devices, client_token, tags).await.map(Answer::Made)
+            }
+            Command::DeregisterImage { image_id, .. } => deleted(cloud.deregister_image(image_id).await),
         })
     }
 

@@ -7,11 +7,12 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cloud::{DatabaseSettings, Instance, VolumeSettings};
+use crate::cloud::{DatabaseSettings, Instance, InstanceSettings, VolumeSettings};
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, RestoreId};
 use crate::model::{
-    BackupRecord, OnFailure, ResourceKind, RestoreItem, RestoreMode, RestoreRecord, RestoreStep, Timestamp,
+    BackupItem, BackupRecord, CloneTarget, OnFailure, ResourceKind, RestoreItem, RestoreMode, RestoreRecord,
+    RestoreStep, RestoredInstance, Timestamp,
 };
 use crate::status::{ItemStatus, JobStatus};
 use crate::validate;
@@ -44,6 +45,10 @@ pub struct RestorePlan {
     pub stop_instances: Vec<String>,
     pub volumes: Vec<PlannedVolume>,
     pub databases: Vec<PlannedDatabase>,
+    /// Clone and disaster recovery: the instances launched from the point, each from its
+    /// volumes' snapshots (the volumes are listed in `volumes` too).
+    #[serde(default)]
+    pub instances: Vec<PlannedInstance>,
     /// In place: replaced volumes and databases are kept at least until then.
     pub replaced_kept_until: Option<Timestamp>,
     /// Resources of the point this restore leaves as they are, and why.
@@ -80,6 +85,16 @@ pub struct PlannedDatabase {
     pub final_id: String,
     /// Its class, network, groups, Multi-AZ…: the backed-up database's configuration.
     pub settings: Option<DatabaseSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedInstance {
+    /// The backed-up instance.
+    pub source_instance_id: String,
+    /// The volumes it is launched with, root first.
+    pub volume_ids: Vec<String>,
+    /// Its type, subnet, security groups, profile, key pair and boot settings.
+    pub settings: InstanceSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,6 +153,15 @@ impl RestorePlan {
             },
             volumes,
             databases,
+            instances: record
+                .instances
+                .iter()
+                .map(|launch| PlannedInstance {
+                    source_instance_id: launch.instance_id.clone(),
+                    volume_ids: launch_devices(record, launch).into_iter().map(|i| i.resource_id.clone()).collect(),
+                    settings: launch.settings.clone(),
+                })
+                .collect(),
             replaced_kept_until: in_place.then_some(kept_until),
             skipped: skipped_of(backup, record),
         }
@@ -165,6 +189,229 @@ pub fn against(record: &mut RestoreRecord, current: &Current) {
             ResourceKind::Database => current.databases.contains(&original).then_some(old),
         };
     }
+}
+
+/// The volume items an instance is launched with, its root first.
+pub fn launch_devices<'a>(record: &'a RestoreRecord, launch: &RestoredInstance) -> Vec<&'a RestoreItem> {
+    let root = launch.settings.root_device_name.as_deref();
+    let mut items: Vec<&RestoreItem> = record
+        .items
+        .iter()
+        .filter(|i| i.kind == ResourceKind::Volume && i.instance_id.as_deref() == Some(launch.instance_id.as_str()))
+        .collect();
+    items.sort_by_key(|i| (i.device.as_deref() != root, i.device.clone()));
+    items
+}
+
+/// Clone and disaster recovery: where the restored resources go. Fills in what the request
+/// names for the destination (the databases' network, the loose volumes' zone) and answers
+/// the instances to launch; refused with a 400 naming the field for what cannot be done.
+pub fn destination(
+    backup: &BackupRecord,
+    request: &RestoreRequest,
+    region: &str,
+    items: &mut [RestoreItem],
+) -> Result<Vec<RestoredInstance>> {
+    let given = [
+        ("target", request.target.is_some()),
+        ("instance_type", request.instance_type.is_some()),
+        ("subnet_id", request.subnet_id.is_some()),
+        ("security_group_ids", request.security_group_ids.is_some()),
+        ("key_name", request.key_name.is_some()),
+        ("availability_zone", request.availability_zone.is_some()),
+        ("db_subnet_group", request.db_subnet_group.is_some()),
+        ("db_security_group_ids", request.db_security_group_ids.is_some()),
+    ];
+    if request.mode == RestoreMode::InPlace {
+        if let Some((field, _)) = given.iter().find(|(_, given)| *given) {
+            return Err(Error::bad_request(
+                "InvalidRequest",
+                format!(
+                    "{field}: only for a clone or a disaster_recovery restore; in place, every resource keeps its own"
+                ),
+            ));
+        }
+        return Ok(Vec::new());
+    }
+    check_destination_fields(request, region)?;
+    let elsewhere = request.mode == RestoreMode::DisasterRecovery;
+    for item in items.iter_mut().filter(|i| i.kind == ResourceKind::Database) {
+        let settings = item.database_settings.get_or_insert_with(Default::default);
+        if let Some(group) = &request.db_subnet_group {
+            settings.subnet_group = Some(group.clone());
+        }
+        if let Some(groups) = &request.db_security_group_ids {
+            settings.security_group_ids = groups.clone();
+        }
+        if elsewhere && settings.subnet_group.is_none() {
+            return Err(Error::bad_request(
+                "MissingParameter",
+                format!(
+                    "db_subnet_group: a disaster recovery restores {} into {region}'s network; name a DB subnet group there",
+                    item.resource_id
+                ),
+            ));
+        }
+    }
+    let mut instance_ids: Vec<String> = items.iter().filter_map(|i| i.instance_id.clone()).collect();
+    instance_ids.sort();
+    instance_ids.dedup();
+    let launchable: Vec<(String, std::result::Result<InstanceSettings, String>)> =
+        instance_ids.iter().map(|id| (id.clone(), launchable(backup, items, id))).collect();
+    let target = request.target.unwrap_or(if launchable.iter().all(|(_, l)| l.is_ok()) {
+        CloneTarget::Instances
+    } else {
+        CloneTarget::Volumes
+    });
+    if target == CloneTarget::Volumes {
+        for (field, given) in &given[1..5] {
+            if *given {
+                return Err(Error::bad_request(
+                    "InvalidRequest",
+                    format!("{field}: only for launched instances (\"target\": \"instances\")"),
+                ));
+            }
+        }
+        let volumes = items.iter().any(|i| i.kind == ResourceKind::Volume);
+        match &request.availability_zone {
+            Some(zone) => {
+                for item in items.iter_mut().filter(|i| i.kind == ResourceKind::Volume) {
+                    item.availability_zone = Some(zone.clone());
+                }
+            }
+            None if elsewhere && volumes => {
+                return Err(Error::bad_request(
+                    "MissingParameter",
+                    format!("availability_zone: a disaster recovery makes the volumes in {region}; name a zone there"),
+                ))
+            }
+            None => {}
+        }
+        return Ok(Vec::new());
+    }
+    if request.availability_zone.is_some() {
+        return Err(Error::bad_request(
+            "InvalidRequest",
+            "availability_zone: launched instances go where their subnet is; it is for \"target\": \"volumes\"",
+        ));
+    }
+    let mut missing = Vec::new();
+    if elsewhere && !instance_ids.is_empty() {
+        for (field, given) in &given[1..4] {
+            if !*given {
+                missing.push(*field);
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::bad_request(
+            "MissingParameter",
+            format!(
+                "{}: a disaster recovery launches the instances in {region}'s network; name them there \
+                 (or \"target\": \"volumes\" for the disks alone)",
+                missing.join(", ")
+            ),
+        ));
+    }
+    let mut launches = Vec::new();
+    for (instance_id, settings) in launchable {
+        let settings = settings.map_err(|why| {
+            Error::bad_request(
+                "InvalidTarget",
+                format!(
+                    "target: instance {instance_id} cannot be launched again: {why}; \
+                     \"target\": \"volumes\" clones its disks alone"
+                ),
+            )
+        })?;
+        let mut settings = if elsewhere { settings.elsewhere() } else { settings };
+        if let Some(instance_type) = &request.instance_type {
+            settings.instance_type = Some(instance_type.clone());
+        }
+        if let Some(subnet) = &request.subnet_id {
+            settings.subnet_id = Some(subnet.clone());
+        }
+        if let Some(groups) = &request.security_group_ids {
+            settings.security_group_ids = groups.clone();
+        }
+        if let Some(key) = &request.key_name {
+            settings.key_name = Some(key.clone());
+        }
+        launches.push(RestoredInstance::new(&instance_id, settings));
+    }
+    Ok(launches)
+}
+
+/// An instance's configuration, if it can be launched again from the restore's items; else why not.
+fn launchable(
+    backup: &BackupRecord,
+    items: &[RestoreItem],
+    instance_id: &str,
+) -> std::result::Result<InstanceSettings, String> {
+    let root: Option<&BackupItem> =
+        backup.items.iter().find(|i| i.instance_id.as_deref() == Some(instance_id) && i.instance_settings.is_some());
+    let Some(root) = root else {
+        return Err("the point holds no snapshot of its root volume with its configuration".into());
+    };
+    let settings = root.instance_settings.clone().unwrap_or_default();
+    if !items.iter().any(|i| i.resource_id == root.resource_id) {
+        return Err(format!("its root volume {} is not restored", root.resource_id));
+    }
+    if settings.is_windows() {
+        return Err("it runs Windows, and an image registered from snapshots does not boot Windows".into());
+    }
+    Ok(settings)
+}
+
+/// The formats of what the request names for the destination.
+fn check_destination_fields(request: &RestoreRequest, region: &str) -> Result<()> {
+    if let Some(instance_type) = &request.instance_type {
+        let ok = instance_type.len() <= 64
+            && instance_type.split_once('.').is_some_and(|(family, size)| !family.is_empty() && !size.is_empty())
+            && instance_type.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-'));
+        if !ok {
+            return Err(Error::bad_request(
+                "InvalidParameterValue",
+                format!("instance_type: '{instance_type}' is not an instance type (like m7g.large)"),
+            ));
+        }
+    }
+    if let Some(subnet) = &request.subnet_id {
+        validate::prefixed_id("subnet_id", "subnet", subnet)?;
+    }
+    for (field, groups) in
+        [("security_group_ids", &request.security_group_ids), ("db_security_group_ids", &request.db_security_group_ids)]
+    {
+        if let Some(groups) = groups {
+            if groups.is_empty() {
+                return Err(Error::bad_request("InvalidParameterValue", format!("{field}: name at least one group")));
+            }
+            for group in groups {
+                validate::prefixed_id(field, "sg", group)?;
+            }
+        }
+    }
+    if let Some(key) = &request.key_name {
+        if key.is_empty() || key.len() > 255 || !key.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+            return Err(Error::bad_request(
+                "InvalidParameterValue",
+                "key_name: 1 to 255 printable ASCII characters".to_owned(),
+            ));
+        }
+    }
+    if let Some(zone) = &request.availability_zone {
+        validate::identifier("availability_zone", zone)?;
+        if !zone.starts_with(region) || zone.len() == region.len() {
+            return Err(Error::bad_request(
+                "InvalidParameterValue",
+                format!("availability_zone: '{zone}' is not a zone of {region}"),
+            ));
+        }
+    }
+    if let Some(group) = &request.db_subnet_group {
+        validate::identifier("db_subnet_group", group)?;
+    }
+    Ok(())
 }
 
 /// The point's resources a restore does not bring back, and why.
@@ -295,11 +542,8 @@ pub fn items_of(backup: &BackupRecord, request: &RestoreRequest) -> Result<(Stri
             error: None,
             instance_id: i.instance_id.clone(),
             device: i.device.clone(),
-            availability_zone: if replicas.is_some() {
-                Some(format!("{region}a"))
-            } else {
-                i.availability_zone.clone()
-            },
+            // In another region the request names the zone (`destination`).
+            availability_zone: if replicas.is_some() { None } else { i.availability_zone.clone() },
             replaced_resource_id: None,
             replaced_state: None,
             replaced_untagged: false,
@@ -367,16 +611,7 @@ mod tests {
     use crate::model::{BackupItem, ReplicaItem, Replication, ResourceKind};
 
     fn request(mode: RestoreMode, region: Option<&str>) -> RestoreRequest {
-        RestoreRequest {
-            mode,
-            safety_backup: None,
-            region: region.map(str::to_owned),
-            allow_partial: None,
-            on_failure: None,
-            dry_run: None,
-            resource_ids: None,
-            client_token: None,
-        }
+        RestoreRequest { region: region.map(str::to_owned), ..RestoreRequest::new(mode) }
     }
 
     fn finished_point() -> BackupRecord {
@@ -490,5 +725,177 @@ mod tests {
                 matches!(items_of(&point, &request(mode, None)), Err(Error::Conflict { code: c, .. }) if c == code)
             );
         }
+    }
+
+    /// A point of one instance (root with its configuration, one data disk) and a database,
+    /// copied to us-west-2.
+    fn instance_point() -> BackupRecord {
+        let volume = |id: &str, device: &str| BackupItem {
+            instance_id: Some("i-1".into()),
+            device: Some(device.into()),
+            availability_zone: Some("us-east-1a".into()),
+            snapshot_id: Some(format!("snap-{id}")),
+            status: ItemStatus::Succeeded,
+            ..BackupItem::new(id, ResourceKind::Volume)
+        };
+        let root = BackupItem {
+            instance_settings: Some(InstanceSettings {
+                instance_type: Some("m7g.large".into()),
+                subnet_id: Some("subnet-0east".into()),
+                security_group_ids: vec!["sg-0east".into()],
+                iam_instance_profile: Some("arn:aws:iam::123456789012:instance-profile/app".into()),
+                key_name: Some("east-key".into()),
+                root_device_name: Some("/dev/xvda".into()),
+                ..Default::default()
+            }),
+            ..volume("vol-root", "/dev/xvda")
+        };
+        let database = BackupItem {
+            snapshot_id: Some("db-snap".into()),
+            status: ItemStatus::Succeeded,
+            database_settings: Some(DatabaseSettings { subnet_group: Some("east-db".into()), ..Default::default() }),
+            ..BackupItem::new("orders", ResourceKind::Database)
+        };
+        let items = vec![root, volume("vol-data", "/dev/xvdb"), database];
+        let copies = items
+            .iter()
+            .map(|i| ReplicaItem {
+                resource_id: i.resource_id.clone(),
+                kind: i.kind,
+                source_snapshot_id: i.snapshot_id.clone().unwrap(),
+                replica_snapshot_id: Some(format!("{}-west", i.snapshot_id.clone().unwrap())),
+                status: ItemStatus::Succeeded,
+                progress: 100,
+                error: None,
+                attempts: 1,
+            })
+            .collect();
+        BackupRecord {
+            status: JobStatus::Succeeded,
+            replication: Some(Replication {
+                region: "us-west-2".into(),
+                status: JobStatus::Succeeded,
+                expires_at: None,
+                items: copies,
+                lease: None,
+            }),
+            ..backup_point(items)
+        }
+    }
+
+    fn destination_of(
+        point: &BackupRecord,
+        request: &RestoreRequest,
+    ) -> Result<(Vec<RestoreItem>, Vec<RestoredInstance>)> {
+        let (region, mut items) = items_of(point, request)?;
+        let launches = destination(point, request, &region, &mut items)?;
+        Ok((items, launches))
+    }
+
+    fn refusal(outcome: Result<(Vec<RestoreItem>, Vec<RestoredInstance>)>) -> (&'static str, String) {
+        match outcome {
+            Err(Error::BadRequest { code, message }) => (code, message),
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_clone_launches_the_instance_again_with_its_own_configuration_or_the_requests() {
+        // GIVEN a point of one whole instance
+        let point = instance_point();
+        // WHEN it is cloned with no options THEN the instance is launched as it was
+        let (_, launches) = destination_of(&point, &RestoreRequest::new(RestoreMode::Clone)).unwrap();
+        assert_eq!(launches.len(), 1);
+        assert_eq!(launches[0].settings.subnet_id.as_deref(), Some("subnet-0east"));
+        assert_eq!(launches[0].settings.key_name.as_deref(), Some("east-key"));
+        // WHEN the request names a type and a subnet THEN those are used, the rest kept
+        let request = RestoreRequest {
+            instance_type: Some("c7g.xlarge".into()),
+            subnet_id: Some("subnet-0other".into()),
+            ..RestoreRequest::new(RestoreMode::Clone)
+        };
+        let (_, launches) = destination_of(&point, &request).unwrap();
+        let settings = &launches[0].settings;
+        assert_eq!(
+            (settings.instance_type.as_deref(), settings.subnet_id.as_deref(), settings.security_group_ids.as_slice()),
+            (Some("c7g.xlarge"), Some("subnet-0other"), ["sg-0east".to_owned()].as_slice())
+        );
+    }
+
+    #[test]
+    fn a_disaster_recovery_needs_the_destinations_network_named() {
+        // GIVEN a point copied to us-west-2
+        let point = instance_point();
+        // WHEN a disaster recovery names nothing THEN a 400 names every missing field
+        let (code, message) = refusal(destination_of(&point, &RestoreRequest::new(RestoreMode::DisasterRecovery)));
+        assert_eq!(code, "MissingParameter");
+        assert!(message.contains("db_subnet_group"), "{message}");
+        let request = RestoreRequest {
+            db_subnet_group: Some("west-db".into()),
+            ..RestoreRequest::new(RestoreMode::DisasterRecovery)
+        };
+        let (code, message) = refusal(destination_of(&point, &request));
+        assert_eq!(code, "MissingParameter");
+        assert!(message.starts_with("instance_type, subnet_id, security_group_ids:"), "{message}");
+        // WHEN they are named THEN the instance is launched there, without the source
+        // region's key pair, with its instance profile (IAM is global)
+        let request = RestoreRequest {
+            instance_type: Some("m7g.large".into()),
+            subnet_id: Some("subnet-0west".into()),
+            security_group_ids: Some(vec!["sg-0west".into()]),
+            ..request
+        };
+        let (items, launches) = destination_of(&point, &request).unwrap();
+        let settings = &launches[0].settings;
+        assert_eq!(settings.subnet_id.as_deref(), Some("subnet-0west"));
+        assert_eq!(settings.key_name, None);
+        assert!(settings.iam_instance_profile.is_some());
+        assert_eq!(items[0].snapshot_id.as_deref(), Some("snap-vol-root-west"), "from the copies");
+        let database = items.iter().find(|i| i.kind == ResourceKind::Database).unwrap();
+        assert_eq!(database.database_settings.as_ref().unwrap().subnet_group.as_deref(), Some("west-db"));
+    }
+
+    #[test]
+    fn one_disk_alone_is_a_loose_volume_and_an_instance_needs_its_root() {
+        // GIVEN a point of one instance
+        let point = instance_point();
+        let one_disk = |target| RestoreRequest {
+            resource_ids: Some(vec!["vol-data".into()]),
+            target,
+            ..RestoreRequest::new(RestoreMode::Clone)
+        };
+        // WHEN one data disk is cloned THEN it is a loose volume, nothing is launched
+        let (items, launches) = destination_of(&point, &one_disk(None)).unwrap();
+        assert_eq!((items.len(), launches.len()), (1, 0));
+        // WHEN it is asked for as an instance THEN a 400 says the root is missing
+        let (code, message) = refusal(destination_of(&point, &one_disk(Some(CloneTarget::Instances))));
+        assert_eq!(code, "InvalidTarget");
+        assert!(message.contains("vol-root is not restored"), "{message}");
+    }
+
+    #[test]
+    fn windows_instances_are_cloned_as_volumes_and_in_place_takes_no_destination() {
+        // GIVEN a point of a Windows instance
+        let mut point = instance_point();
+        point.items[0].instance_settings.as_mut().unwrap().platform = Some("windows".into());
+        // WHEN it is cloned THEN its disks are, and asking for the instance is a 400
+        let (_, launches) = destination_of(&point, &RestoreRequest::new(RestoreMode::Clone)).unwrap();
+        assert!(launches.is_empty());
+        let request =
+            RestoreRequest { target: Some(CloneTarget::Instances), ..RestoreRequest::new(RestoreMode::Clone) };
+        assert!(refusal(destination_of(&point, &request)).1.contains("Windows"));
+        // WHEN an in-place restore names a destination THEN a 400 names the field
+        let request =
+            RestoreRequest { subnet_id: Some("subnet-0abc".into()), ..RestoreRequest::new(RestoreMode::InPlace) };
+        let (code, message) = refusal(destination_of(&point, &request));
+        assert_eq!(code, "InvalidRequest");
+        assert!(message.starts_with("subnet_id:"), "{message}");
+        // WHEN a zone of another region is named THEN a 400
+        let request = RestoreRequest {
+            target: Some(CloneTarget::Volumes),
+            availability_zone: Some("eu-west-1a".into()),
+            ..RestoreRequest::new(RestoreMode::Clone)
+        };
+        assert!(refusal(destination_of(&point, &request)).1.contains("not a zone of us-east-1"));
     }
 }

@@ -32,7 +32,8 @@ pub fn backup_started() -> Value {
                 "error": null,
                 "released": false,
                 "volume_settings": null,
-                "database_settings": null
+                "database_settings": null,
+                "instance_settings": null
             },
             {
                 "resource_id": "vol-0a1b2c3d4e5f60002",
@@ -48,7 +49,8 @@ pub fn backup_started() -> Value {
                 "error": null,
                 "released": false,
                 "volume_settings": null,
-                "database_settings": null
+                "database_settings": null,
+                "instance_settings": null
             },
             {
                 "resource_id": "si-demo-mysql",
@@ -64,7 +66,8 @@ pub fn backup_started() -> Value {
                 "error": null,
                 "released": false,
                 "volume_settings": null,
-                "database_settings": null
+                "database_settings": null,
+                "instance_settings": null
             }
         ],
         "replication": {
@@ -116,7 +119,8 @@ pub fn backup_succeeded() -> Value {
                 "error": null,
                 "released": false,
                 "volume_settings": null,
-                "database_settings": null
+                "database_settings": null,
+                "instance_settings": null
             },
             {
                 "resource_id": "vol-0a1b2c3d4e5f60002",
@@ -132,7 +136,8 @@ pub fn backup_succeeded() -> Value {
                 "error": null,
                 "released": false,
                 "volume_settings": null,
-                "database_settings": null
+                "database_settings": null,
+                "instance_settings": null
             },
             {
                 "resource_id": "si-demo-mysql",
@@ -148,7 +153,8 @@ pub fn backup_succeeded() -> Value {
                 "error": null,
                 "released": false,
                 "volume_settings": null,
-                "database_settings": null
+                "database_settings": null,
+                "instance_settings": null
             }
         ],
         "replication": {
@@ -257,6 +263,7 @@ pub fn restore_started() -> Value {
                 "step": "not_started"
             }
         ],
+        "instances": [],
         "stopped_instance_ids": [],
         "service_changed": false,
         "rollback": null,
@@ -323,6 +330,7 @@ pub fn restore_succeeded() -> Value {
                 "step": "done"
             }
         ],
+        "instances": [],
         "stopped_instance_ids": ["i-0a1b2c3d4e5f60718"],
         "service_changed": true,
         "rollback": null,
@@ -405,6 +413,7 @@ pub fn restore_plan() -> Value {
                 "port": 3306
             }
         }],
+        "instances": [],
         "replaced_kept_until": "2026-11-28T09:30:00Z",
         "skipped": [{
             "resource_id": "vol-0a1b2c3d4e5f60002",

@@ -258,6 +258,36 @@ pub struct RestoreRequest {
     resource_ids: Option<Vec<Identifier>>,
     /// Makes the request idempotent; a retry answers the first request's record.
     client_token: Option<Identifier>,
+    /// Clone and disaster recovery: launch the point's instances again (each from an image
+    /// of its root and data snapshots, with its type, subnet, security groups, profile and
+    /// key pair) or make loose volumes. Default `instances` when every selected instance
+    /// can be launched (its root volume selected, not Windows), else `volumes`.
+    target: Option<CloneTarget>,
+    /// Launched instances: their type (default the backed-up one's; disaster recovery:
+    /// required, 400 `MissingParameter`).
+    #[schema(example = "m7g.large")]
+    instance_type: Option<String>,
+    /// Launched instances: their subnet (default the backed-up one's; disaster recovery:
+    /// required, in the destination region).
+    #[schema(pattern = "^subnet-[0-9a-zA-Z]+$")]
+    subnet_id: Option<String>,
+    /// Launched instances: their security groups (default the backed-up one's; disaster
+    /// recovery: required).
+    #[schema(min_items = 1)]
+    security_group_ids: Option<Vec<String>>,
+    /// Launched instances: their key pair (default the backed-up one's in a clone, none in
+    /// another region).
+    key_name: Option<String>,
+    /// `target: volumes`: the zone of the new volumes (default the backed-up ones'; disaster
+    /// recovery: required, a zone of the destination region).
+    availability_zone: Option<String>,
+    /// Databases: their DB subnet group (default the backed-up one's; disaster recovery:
+    /// required, in the destination region).
+    db_subnet_group: Option<Identifier>,
+    /// Databases: their VPC security groups (default the backed-up ones'; in another region
+    /// the subnet group's VPC default).
+    #[schema(min_items = 1)]
+    db_security_group_ids: Option<Vec<String>>,
 }
 
 /// Body of `PATCH /backups/{backup_id}/retention`; exactly one of the three.
@@ -355,6 +385,10 @@ pub struct BackupItem {
     /// A database's configuration when it was backed up.
     #[schema(required = true)]
     database_settings: Option<DatabaseSettings>,
+    /// On the item of an instance's root volume: the instance's configuration, to launch it
+    /// again (clone, disaster recovery).
+    #[schema(required = true)]
+    instance_settings: Option<InstanceSettings>,
 }
 
 /// The copy of one snapshot in the destination region.
@@ -517,6 +551,9 @@ pub struct RestoreRecord {
     #[schema(required = true)]
     finished_at: Option<Timestamp>,
     items: Vec<RestoreItem>,
+    /// Clone and disaster recovery: the instances launched from the point (their volumes'
+    /// items follow them).
+    instances: Vec<RestoredInstance>,
     /// Instances this restore stopped and starts again.
     stopped_instance_ids: Vec<String>,
     /// Something of the service instance was changed (an instance stopped, a device or a
@@ -557,6 +594,87 @@ pub struct VolumeSettings {
     multi_attach: bool,
     /// Deleted with its instance.
     delete_on_termination: bool,
+}
+
+/// How an instance is configured and booted: what an instance launched from its backup
+/// gets again.
+#[derive(ToSchema)]
+pub struct InstanceSettings {
+    #[schema(required = true, example = "m7g.large")]
+    instance_type: Option<String>,
+    #[schema(required = true)]
+    subnet_id: Option<String>,
+    security_group_ids: Vec<String>,
+    /// The instance profile's ARN.
+    #[schema(required = true)]
+    iam_instance_profile: Option<String>,
+    #[schema(required = true)]
+    key_name: Option<String>,
+    #[schema(required = true)]
+    architecture: Option<String>,
+    /// The device it boots from.
+    #[schema(required = true)]
+    root_device_name: Option<String>,
+    ena_support: bool,
+    #[schema(required = true)]
+    boot_mode: Option<String>,
+    /// `windows` for Windows instances (cloned as volumes only).
+    #[schema(required = true)]
+    platform: Option<String>,
+}
+
+/// What a clone or a disaster recovery makes of a point's instances.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CloneTarget {
+    /// Each instance launched again from its volumes' snapshots (the default when every
+    /// instance of the selection can be: its root volume is selected and it is not Windows).
+    Instances,
+    /// Loose volumes, attached to nothing.
+    Volumes,
+}
+
+/// Where the launch of one instance stands.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum LaunchStep {
+    NotStarted,
+    /// An image is being registered from the instance's snapshots.
+    RegisteringImage,
+    /// The instance is being launched from the image.
+    Launching,
+    Done,
+}
+
+/// An instance a clone or a disaster recovery launches: an image is registered from the
+/// root and data snapshots, the instance launched from it, the image deregistered again.
+#[derive(ToSchema)]
+pub struct RestoredInstance {
+    /// The backed-up instance.
+    instance_id: String,
+    /// What it is launched with.
+    settings: InstanceSettings,
+    #[schema(required = true)]
+    image_id: Option<String>,
+    /// The image is deregistered.
+    image_released: bool,
+    /// The instance launched.
+    #[schema(required = true)]
+    new_instance_id: Option<String>,
+    status: ItemStatus,
+    #[schema(required = true)]
+    error: Option<String>,
+    step: LaunchStep,
+}
+
+/// An instance a clone or a disaster recovery will launch.
+#[derive(ToSchema)]
+pub struct PlannedInstance {
+    /// The backed-up instance.
+    source_instance_id: String,
+    /// The volumes it is launched with, root first.
+    volume_ids: Vec<String>,
+    settings: InstanceSettings,
 }
 
 /// How a DB instance is configured: what a database restored from its snapshot gets again.
@@ -643,6 +761,8 @@ pub struct RestorePlan {
     stop_instances: Vec<String>,
     volumes: Vec<PlannedVolume>,
     databases: Vec<PlannedDatabase>,
+    /// Clone and disaster recovery: the instances launched from the point.
+    instances: Vec<PlannedInstance>,
     /// In place: replaced volumes and databases are kept at least until then.
     #[schema(required = true)]
     replaced_kept_until: Option<Timestamp>,
