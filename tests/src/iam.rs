@@ -96,8 +96,8 @@ impl IamRequest {
 // ARNs
 
 fn ec2_arn(region: &str, kind: &str, id: &str) -> String {
-    // EBS snapshots have no account in their ARN.
-    let account = if kind == "snapshot" { "" } else { ACCOUNT };
+    // Snapshots and images have no account in their ARN.
+    let account = if matches!(kind, "snapshot" | "image") { "" } else { ACCOUNT };
     format!("arn:{PARTITION}:ec2:{region}:{account}:{kind}/{id}")
 }
 
@@ -490,6 +490,52 @@ pub fn cloud_requests(call: &CloudCall) -> Option<Vec<IamRequest>> {
             let db = r.first("db");
             r.on("rds:DeleteDBInstance", rds_arn(&region, "db", &db), &db);
             r.describe("rds:DescribeDBInstances");
+        }
+        // Launching instances from a point (args as the recorder names them: `snapshot`, the
+        // image's devices; `image`; `subnet`, `security_group`, `key_pair`,
+        // `instance_profile`; `created`). RegisterImage: image*, snapshot (SAR); tags on
+        // create as CreateTags with CreateAction=RegisterImage.
+        "register_image" => {
+            let image = r.first("created");
+            r.push("ec2:RegisterImage", ec2_arn(&region, "image", &image), request.clone());
+            for snapshot in r.arg("snapshot") {
+                let context = merged(resource_tags(r.tags_of(&snapshot)), request.clone());
+                r.push("ec2:RegisterImage", ec2_arn(&region, "snapshot", &snapshot), context);
+            }
+            r.ec2_tags_on_create("RegisterImage", ec2_arn(&region, "image", &image));
+        }
+        "describe_images" => r.describe("ec2:DescribeImages"),
+        // DeregisterImage: image* (SAR).
+        "deregister_image" => {
+            let image = r.first("image");
+            r.on("ec2:DeregisterImage", ec2_arn(&region, "image", &image), &image);
+        }
+        // RunInstances: image*, instance*, network-interface*, security-group*, subnet*,
+        // volume, key-pair (SAR); the new instance's and volumes' tags as CreateTags with
+        // CreateAction=RunInstances; the instance profile's role passed to EC2
+        // (iam:PassRole with iam:PassedToService, IAM User Guide, "Grant a user permissions
+        // to pass a role to an AWS service"; the test's instance profiles hold the role of
+        // their own name).
+        "run_instance" => {
+            let image = r.first("image");
+            let instance = r.first("created");
+            let context = merged(resource_tags(r.tags_of(&image)), request.clone());
+            r.push("ec2:RunInstances", ec2_arn(&region, "image", &image), context);
+            r.push("ec2:RunInstances", ec2_arn(&region, "instance", &instance), request.clone());
+            r.push("ec2:RunInstances", ec2_arn(&region, "network-interface", "eni-0"), request.clone());
+            r.push("ec2:RunInstances", ec2_arn(&region, "volume", "vol-0"), request.clone());
+            for (arg, kind) in [("subnet", "subnet"), ("security_group", "security-group"), ("key_pair", "key-pair")] {
+                for id in r.arg(arg) {
+                    r.on("ec2:RunInstances", ec2_arn(&region, kind, &id), &id);
+                }
+            }
+            r.ec2_tags_on_create("RunInstances", ec2_arn(&region, "instance", &instance));
+            r.ec2_tags_on_create("RunInstances", ec2_arn(&region, "volume", "vol-0"));
+            for profile in r.arg("instance_profile") {
+                let role = profile.rsplit('/').next().unwrap_or_default().to_owned();
+                let context: Context = [("iam:PassedToService".into(), one("ec2.amazonaws.com"))].into();
+                r.push("iam:PassRole", format!("arn:{PARTITION}:iam::{ACCOUNT}:role/{role}"), context);
+            }
         }
         _ => return None,
     }
