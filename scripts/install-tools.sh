@@ -4,6 +4,9 @@
 #   cargo-lambda  — `cargo lambda watch/invoke/build` for the end-to-end tests and packaging
 #   moto[server]  — the AWS-compatible emulator the DynamoDB/EC2/RDS adapter tests talk to
 #   cfn-lint      — validates template.yaml
+# and, from the npm registry into tests/iam/node_modules, the IAM policy evaluator the IAM
+# test drives (@cloud-copilot/iam-simulate, pinned in tests/iam/package.json and
+# package-lock.json; needs Node 20+ and npm).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${SNAPNEST_TOOLS_DIR:-$root/.tools}/venv"
@@ -29,4 +32,13 @@ PY
 then
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${wanted[@]}"
 fi
-echo "tools ready in $venv/bin: cargo-lambda $CARGO_LAMBDA_VERSION, moto $MOTO_VERSION, cfn-lint $CFN_LINT_VERSION" >&2
+# `npm ci` installs exactly the lock file; it runs again only when node_modules is missing
+# or was installed from another lock file.
+iam="$root/tests/iam"
+stamp="$iam/node_modules/.snapnest-package-lock.json"
+if ! cmp -s "$iam/package-lock.json" "$stamp"; then
+    (cd "$iam" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$iam/package-lock.json" "$stamp"
+fi
+IAM_SIMULATE_VERSION="$(node -p "require('$iam/node_modules/@cloud-copilot/iam-simulate/package.json').version")"
+echo "tools ready in $venv/bin: cargo-lambda $CARGO_LAMBDA_VERSION, moto $MOTO_VERSION, cfn-lint $CFN_LINT_VERSION; iam-simulate $IAM_SIMULATE_VERSION in tests/iam" >&2

@@ -3,7 +3,9 @@
 //! the functions' routes, and moto.
 
 pub mod aws_fixture;
+pub mod iam;
 pub mod moto;
+pub mod recording_cloud;
 pub mod sandbox;
 pub mod template;
 pub mod tripwire;

@@ -1825,6 +1825,26 @@ impl CloudProvider for SimulatedCloud {
     }
 }
 
+/// What an IAM condition on a call could read of a resource: its tags now.
+impl SimulatedCloud {
+    /// The tags of an instance, volume, EBS snapshot, DB instance or DB snapshot; `None`
+    /// when nothing in the region has that id.
+    pub fn resource_tags(&self, region: &str, resource_id: &str) -> CloudResult<Option<Tags>> {
+        let (region, id) = (region.to_owned(), resource_id.to_owned());
+        self.mutate_blocking(move |world, _| {
+            let r = world.regions.entry(region).or_default();
+            Ok(r.instances
+                .get(&id)
+                .map(|i| &i.tags)
+                .or_else(|| r.volumes.get(&id).map(|v| &v.tags))
+                .or_else(|| r.snapshots.get(&id).map(|s| &s.tags))
+                .or_else(|| r.databases.get(&id).map(|d| &d.tags))
+                .or_else(|| r.db_snapshots.get(&id).map(|s| &s.tags))
+                .cloned())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
