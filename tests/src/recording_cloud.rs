@@ -496,6 +496,59 @@ impl Cloud for RecordingCloud {
         self.end(pending, &out, Vec::new());
         out
     }
+
+    async fn register_image(&self, spec: &ImageSpec, tags: &Tags) -> CloudResult<String> {
+        let snapshots: Vec<String> = spec.devices.iter().map(|d| d.snapshot_id.clone()).collect();
+        let pending = self.begin("register_image", &[("snapshot", &snapshots)], tags);
+        let out = self.inner.register_image(spec, tags).await;
+        let created = out.as_ref().map(|image| vec![image.clone()]).unwrap_or_default();
+        self.end(pending, &out, created);
+        out
+    }
+
+    async fn describe_images(&self, ids: &[String]) -> CloudResult<Vec<ImageStatus>> {
+        let pending = self.begin("describe_images", &[], &Tags::new());
+        let out = self.inner.describe_images(ids).await;
+        self.end(pending, &out, Vec::new());
+        out
+    }
+
+    async fn deregister_image(&self, image_id: &str) -> CloudResult<DeleteOutcome> {
+        let pending = self.begin("deregister_image", &[("image", &one(image_id))], &Tags::new());
+        let out = self.inner.deregister_image(image_id).await;
+        self.end(pending, &out, Vec::new());
+        out
+    }
+
+    async fn run_instance(
+        &self,
+        image_id: &str,
+        settings: &InstanceSettings,
+        devices: &[ImageDevice],
+        client_token: &str,
+        tags: &Tags,
+    ) -> CloudResult<String> {
+        let listed = |value: &Option<String>| value.iter().cloned().collect::<Vec<_>>();
+        let mut pending = self.begin(
+            "run_instance",
+            &[
+                ("image", &one(image_id)),
+                ("subnet", &listed(&settings.subnet_id)),
+                ("security_group", &settings.security_group_ids),
+                ("key_pair", &listed(&settings.key_name)),
+                ("instance_profile", &listed(&settings.iam_instance_profile)),
+            ],
+            tags,
+        );
+        if let Some(call) = pending.call.as_mut() {
+            call.kms_keys =
+                devices.iter().filter_map(|d| d.settings.kms_key_id.clone().filter(|_| d.settings.encrypted)).collect();
+        }
+        let out = self.inner.run_instance(image_id, settings, devices, client_token, tags).await;
+        let created = out.as_ref().map(|instance| vec![instance.clone()]).unwrap_or_default();
+        self.end(pending, &out, created);
+        out
+    }
 }
 
 /// A store that records which of its methods each function calls, then passes the call on.

@@ -239,9 +239,33 @@ async fn run_scenarios() -> World {
         Some(json!({"mode": "in_place", "dry_run": true})),
     )
     .await;
-    w.restore(&replicated, json!({"mode": "clone"})).await;
+    // Clones and disaster recoveries launch instances (image, launch, deregistration) or
+    // make loose volumes.
+    let launched = w.restore(&replicated, json!({"mode": "clone"})).await;
     w.poll().await;
-    w.restore(&replicated, json!({"mode": "disaster_recovery", "region": DESTINATION})).await;
+    assert_eq!(w.restore_status(&launched).await, "Succeeded");
+    w.restore(&replicated, json!({"mode": "clone", "target": "volumes"})).await;
+    w.poll().await;
+    let network = json!({
+        "mode": "disaster_recovery",
+        "region": DESTINATION,
+        "instance_type": "m7g.large",
+        "subnet_id": snapnest_local::simulated::subnet_in(&format!("{DESTINATION}b")),
+        "security_group_ids": ["sg-0west"],
+        "key_name": "west-key",
+        "db_subnet_group": "west-db",
+    });
+    let recovered = w.restore(&replicated, network).await;
+    w.poll().await;
+    assert_eq!(w.restore_status(&recovered).await, "Succeeded");
+    let loose = json!({
+        "mode": "disaster_recovery",
+        "region": DESTINATION,
+        "target": "volumes",
+        "availability_zone": format!("{DESTINATION}c"),
+        "db_subnet_group": "west-db",
+    });
+    w.restore(&replicated, loose).await;
     w.poll().await;
 
     // In place, committed, then rolled back on request.

@@ -1827,7 +1827,7 @@ impl CloudProvider for SimulatedCloud {
 
 /// What an IAM condition on a call could read of a resource: its tags now.
 impl SimulatedCloud {
-    /// The tags of an instance, volume, EBS snapshot, DB instance or DB snapshot; `None`
+    /// The tags of an instance, volume, EBS snapshot, image, DB instance or DB snapshot; `None`
     /// when nothing in the region has that id.
     pub fn resource_tags(&self, region: &str, resource_id: &str) -> CloudResult<Option<Tags>> {
         let (region, id) = (region.to_owned(), resource_id.to_owned());
@@ -1840,6 +1840,7 @@ impl SimulatedCloud {
                 .or_else(|| r.snapshots.get(&id).map(|s| &s.tags))
                 .or_else(|| r.databases.get(&id).map(|d| &d.tags))
                 .or_else(|| r.db_snapshots.get(&id).map(|s| &s.tags))
+                .or_else(|| r.images.get(&id).map(|i| &i.tags))
                 .cloned())
         })
     }
