@@ -667,6 +667,14 @@ impl Cloud for AwsCloud {
             Err(CloudError::Rejected { code, message }) if code == "InvalidSnapshot.InUse" => {
                 Ok(DeleteOutcome::InUse(if message.is_empty() { code } else { message }))
             }
+            Err(refused) if is_unauthorized(&refused) => {
+                let found = self.describe_snapshots(&[snapshot_id.to_owned()]).await?;
+                if found.is_empty() {
+                    Ok(DeleteOutcome::NotFound)
+                } else {
+                    Err(refused)
+                }
+            }
             Err(other) => Err(other),
         }
     }
@@ -931,6 +939,13 @@ impl Cloud for AwsCloud {
         match outcome {
             Ok(_) => Ok(DeleteOutcome::Deleted),
             Err(CloudError::NotFound(_)) => Ok(DeleteOutcome::NotFound),
+            Err(refused) if is_unauthorized(&refused) => {
+                if self.describe_volumes(&[volume_id.to_owned()]).await?.is_empty() {
+                    Ok(DeleteOutcome::NotFound)
+                } else {
+                    Err(refused)
+                }
+            }
             Err(other) => Err(other),
         }
     }
@@ -1175,6 +1190,13 @@ impl Cloud for AwsCloud {
             Ok(_) => Ok(DeleteOutcome::Deleted),
             Err(CloudError::NotFound(_)) => Ok(DeleteOutcome::NotFound),
             Err(CloudError::Rejected { code, .. }) if code == "InvalidAMIID.Unavailable" => Ok(DeleteOutcome::NotFound),
+            Err(refused) if is_unauthorized(&refused) => {
+                if self.describe_images(&[image_id.to_owned()]).await?.is_empty() {
+                    Ok(DeleteOutcome::NotFound)
+                } else {
+                    Err(refused)
+                }
+            }
             Err(other) => Err(other),
         }
     }
@@ -1376,6 +1398,14 @@ fn already_exists_is(error: CloudError, created: &str) -> CloudError {
         CloudError::AlreadyExists(_) => CloudError::AlreadyExists(created.to_owned()),
         other => other,
     }
+}
+
+/// The role refused the call. The roles allow deletes only on resources tagged
+/// `snapnest:managed`, and a resource that no longer exists has no tags, so EC2 answers its
+/// delete `UnauthorizedOperation` rather than `NotFound` (IAM evaluates before EC2 looks the
+/// resource up): the caller asks whether it still exists before calling it a refusal.
+fn is_unauthorized(error: &CloudError) -> bool {
+    matches!(error, CloudError::Rejected { code, .. } if code == "UnauthorizedOperation")
 }
 
 fn missing_field(operation: &str, field: &str) -> CloudError {

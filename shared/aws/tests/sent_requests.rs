@@ -13,7 +13,8 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use snapnest_aws::cloud::AwsProvider;
 use snapnest_core::cloud::{
-    tag, CloudProvider, DatabaseSettings, DeleteOutcome, ImageDevice, ImageSpec, InstanceSettings, Tags, VolumeSettings,
+    tag, CloudError, CloudProvider, DatabaseSettings, DeleteOutcome, ImageDevice, ImageSpec, InstanceSettings, Tags,
+    VolumeSettings,
 };
 
 /// Records every request body and answers each with the canned response for its `Action`
@@ -520,4 +521,39 @@ async fn an_instance_is_launched_in_its_network_with_its_profile_and_keys_under_
         }
         assert_eq!(get(&sent, "BlockDeviceMapping.1.Ebs.Encrypted"), None, "{body}");
     }
+}
+
+#[tokio::test]
+async fn a_snapshot_gone_behind_snapnests_back_is_not_found_though_the_role_refuses_its_delete() {
+    // The role may delete only snapshots tagged snapnest:managed; one that no longer exists
+    // has no tags, so EC2 answers UnauthorizedOperation: the adapter asks whether it exists.
+    let gone = Capture::answering(&[
+        (
+            "DeleteSnapshot",
+            r#"<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>r</RequestID></Response>"#,
+        ),
+        (
+            "DescribeSnapshots",
+            r#"<DescribeSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><snapshotSet/></DescribeSnapshotsResponse>"#,
+        ),
+    ]);
+    let cloud = AwsProvider::new(&capturing_config(&gone)).home();
+    assert_eq!(cloud.delete_snapshot("snap-0gone").await, Ok(DeleteOutcome::NotFound));
+    assert_eq!(gone.bodies().len(), 2, "the delete, then the describe");
+
+    // One that exists and is refused stays refused: the role is wrong, and that is said.
+    let there = Capture::answering(&[
+        (
+            "DeleteSnapshot",
+            r#"<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>r</RequestID></Response>"#,
+        ),
+        (
+            "DescribeSnapshots",
+            r#"<DescribeSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><snapshotSet><item><snapshotId>snap-0there</snapshotId><status>completed</status><progress>100%</progress><volumeSize>8</volumeSize></item></snapshotSet></DescribeSnapshotsResponse>"#,
+        ),
+    ]);
+    let cloud = AwsProvider::new(&capturing_config(&there)).home();
+    assert!(
+        matches!(cloud.delete_snapshot("snap-0there").await, Err(CloudError::Rejected { code, .. }) if code == "UnauthorizedOperation")
+    );
 }
