@@ -533,7 +533,7 @@ async fn capacity(
                 "retention_days": 7,
                 "destination_region": "us-west-2",
                 "destination_retention_days": 30,
-                "targets": ["si-demo"],
+                "targets": ["si-demo"], "volume_ids": [],
                 "next_run_at": "2026-11-01T02:00:00Z",
                 "last_run": null,
                 "created_at": "2026-10-31T17:12:03Z",
@@ -586,7 +586,7 @@ async fn create_policy(
                         "retention_days": 7,
                         "destination_region": null,
                         "destination_retention_days": null,
-                        "targets": ["si-demo"],
+                        "targets": ["si-demo"], "volume_ids": [],
                         "next_run_at": "2026-11-21T02:00:00Z",
                         "last_run": {
                             "slot": "2026-11-20T02:00:00Z",

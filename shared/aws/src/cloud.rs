@@ -441,6 +441,10 @@ impl Cloud for AwsCloud {
                 status: d.db_instance_status().unwrap_or_default().to_owned(),
                 availability_zone: d.availability_zone().map(str::to_owned),
                 settings: database_settings(d),
+                // RDS User Guide, "Creating a DB cluster snapshot": the instances of an Aurora
+                // or Multi-AZ DB cluster are snapshotted as their cluster; CreateDBSnapshot
+                // refuses them.
+                cluster_id: d.db_cluster_identifier().map(str::to_owned),
             })
             .collect();
         Ok(Inventory { instances, databases, owners })

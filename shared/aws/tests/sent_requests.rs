@@ -557,3 +557,33 @@ async fn a_snapshot_gone_behind_snapnests_back_is_not_found_though_the_role_refu
         matches!(cloud.delete_snapshot("snap-0there").await, Err(CloudError::Rejected { code, .. }) if code == "UnauthorizedOperation")
     );
 }
+
+#[tokio::test]
+async fn a_group_of_chosen_disks_excludes_the_root_and_the_other_data_disks() {
+    let capture = Capture::answering(&[
+        (
+            "DescribeInstances",
+            r#"<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><reservationSet><item><instancesSet><item><instanceId>i-0app</instanceId><instanceState><code>16</code><name>running</name></instanceState><rootDeviceName>/dev/xvda</rootDeviceName><blockDeviceMapping><item><deviceName>/dev/xvda</deviceName><ebs><volumeId>vol-0root</volumeId><status>attached</status></ebs></item><item><deviceName>/dev/xvdb</deviceName><ebs><volumeId>vol-0chosen</volumeId><status>attached</status></ebs></item><item><deviceName>/dev/xvdc</deviceName><ebs><volumeId>vol-0other</volumeId><status>attached</status></ebs></item></blockDeviceMapping></item></instancesSet></item></reservationSet></DescribeInstancesResponse>"#,
+        ),
+        (
+            "CreateSnapshots",
+            r#"<CreateSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><snapshotSet><item><snapshotId>snap-0chosen</snapshotId><volumeId>vol-0chosen</volumeId></item></snapshotSet></CreateSnapshotsResponse>"#,
+        ),
+        (
+            "CreateTags",
+            r#"<CreateTagsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><return>true</return></CreateTagsResponse>"#,
+        ),
+    ]);
+    let cloud = AwsProvider::new(&capturing_config(&capture)).home();
+    let chosen = snapnest_core::cloud::VolumeSelection::Only(vec!["vol-0chosen".into()]);
+    let started = cloud.snapshot_instance("i-0app", &chosen, &Tags::new()).await.unwrap();
+    assert_eq!(started.len(), 1);
+    let bodies = capture.bodies();
+    let body = bodies.iter().find(|b| b.contains("Action=CreateSnapshots")).unwrap();
+    let sent = parameters(body);
+    // EC2 API Reference, CreateSnapshots InstanceSpecification: the root has its own flag,
+    // the data volumes not chosen are listed by id.
+    assert_eq!(get(&sent, "InstanceSpecification.ExcludeBootVolume"), Some("true"), "{body}");
+    assert_eq!(get(&sent, "InstanceSpecification.ExcludeDataVolumeId.1"), Some("vol-0other"), "{body}");
+    assert_eq!(get(&sent, "InstanceSpecification.ExcludeDataVolumeId.2"), None, "{body}");
+}

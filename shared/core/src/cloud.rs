@@ -195,6 +195,9 @@ pub struct Database {
     pub status: String,
     pub availability_zone: Option<String>,
     pub settings: DatabaseSettings,
+    /// The DB cluster it is a member of (Aurora, Multi-AZ DB cluster): RDS snapshots such a
+    /// database only as its cluster (`CreateDBClusterSnapshot`).
+    pub cluster_id: Option<String>,
 }
 
 /// Every resource of a service instance, found by tag.

@@ -21,6 +21,7 @@ pub fn backup_point(items: Vec<BackupItem>) -> BackupRecord {
         expires_at: None,
         snapshot_bytes: 0,
         items,
+        skipped: Vec::new(),
         replication: None,
         damaged: false,
         cleanup_pending: false,

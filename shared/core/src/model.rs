@@ -95,6 +95,14 @@ impl BackupItem {
     }
 }
 
+/// A resource a backup or a restore leaves out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedResource {
+    pub resource_id: String,
+    pub kind: ResourceKind,
+    pub reason: String,
+}
+
 /// The copy of one snapshot in the destination region.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplicaItem {
@@ -184,6 +192,10 @@ pub struct BackupRecord {
     pub expires_at: Option<Timestamp>,
     pub snapshot_bytes: u64,
     pub items: Vec<BackupItem>,
+    /// Resources of the service instance the point does not hold, and why (a member of a DB
+    /// cluster; a disk a policy selected that is no longer attached).
+    #[serde(default)]
+    pub skipped: Vec<SkippedResource>,
     pub replication: Option<Replication>,
     /// A snapshot of this point was deleted behind snapnest's back: it cannot be fully restored.
     #[serde(default)]

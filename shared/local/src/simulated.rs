@@ -244,6 +244,9 @@ struct SimDatabase {
     ready_at_ms: i64,
     #[serde(default)]
     settings: DatabaseSettings,
+    /// The DB cluster it is a member of.
+    #[serde(default)]
+    cluster_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -510,6 +513,37 @@ impl SimulatedCloud {
         })
     }
 
+    /// Adds an Aurora DB instance, a member of `cluster_id`, to a service instance (tests).
+    pub fn add_cluster_member(
+        &self,
+        region: &str,
+        service_instance_id: &str,
+        db_id: &str,
+        cluster_id: &str,
+    ) -> CloudResult<()> {
+        let (region, si, id, cluster) =
+            (region.to_owned(), service_instance_id.to_owned(), db_id.to_owned(), cluster_id.to_owned());
+        self.mutate_blocking(move |world, _| {
+            let az = format!("{region}a");
+            let r = world.regions.entry(region).or_default();
+            let tags: Tags = [("service-instance-id".to_owned(), si)].into();
+            let member = SimDatabase {
+                fingerprint: format!("{id}#initial"),
+                id: id.clone(),
+                engine: "aurora-mysql".into(),
+                availability_zone: az,
+                allocated_gib: 1,
+                tags,
+                status: "available".into(),
+                ready_at_ms: 0,
+                settings: DatabaseSettings::default(),
+                cluster_id: Some(cluster),
+            };
+            r.databases.insert(id, member);
+            Ok(())
+        })
+    }
+
     /// Writes new data to a volume or database: its fingerprint changes.
     pub fn write_data(&self, region: &str, resource_id: &str) -> CloudResult<String> {
         let (region, id) = (region.to_owned(), resource_id.to_owned());
@@ -765,6 +799,7 @@ fn seed_service_instance(
                     storage_type: Some("gp3".into()),
                     port: Some(3306),
                 },
+                cluster_id: None,
             },
         );
     }
@@ -941,6 +976,7 @@ impl Cloud for SimulatedRegion {
                         status: d.status.clone(),
                         availability_zone: Some(d.availability_zone.clone()),
                         settings: d.settings.clone(),
+                        cluster_id: d.cluster_id.clone(),
                     })
                     .collect();
                 let owners = r
@@ -1396,6 +1432,7 @@ impl Cloud for SimulatedRegion {
                         status: "creating".into(),
                         ready_at_ms: now_ms() + Self::op_ms(settings),
                         settings: database_settings,
+                        cluster_id: None,
                     },
                 );
                 Ok(())

@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::cloud::{tag, Cloud, CloudError, CloudProvider, DeleteOutcome};
 use crate::error::{Error, Result};
 use crate::ids::BackupId;
-use crate::model::{BackupRecord, Replication, ResourceKind, Timestamp};
+use crate::model::{BackupRecord, Replication, ResourceKind, Timestamp, Trigger};
 use crate::records::Records;
 use crate::snapshots::{db_snapshot_name, delete_snapshot, describe_snapshots, snapshot_tags};
 use crate::status::{ItemStatus, JobStatus};
@@ -68,7 +68,10 @@ impl BackupService {
         let plan = request.validate(cloud.region(), self.default_retention_days, now)?;
         let inventory = cloud.discover(&self.tag_key, service_instance_id).await?;
         self.caller.check(&inventory.owners, "service instance", service_instance_id)?;
-        let items = request::plan_items(&inventory, &plan.selection, service_instance_id)?;
+        // A policy's disks are chosen when it is made; one detached since is left out, said why.
+        let selection_may_be_stale = origin.trigger == Trigger::Scheduled;
+        let (items, skipped) =
+            request::plan_items(&inventory, &plan.selection, service_instance_id, selection_may_be_stale)?;
 
         let mut record = BackupRecord {
             backup_id: BackupId::generate(),
@@ -82,6 +85,7 @@ impl BackupService {
             expires_at: plan.expires_at,
             snapshot_bytes: 0,
             items,
+            skipped,
             replication: plan.replication.map(|(region, expires_at)| Replication {
                 region,
                 status: JobStatus::Pending,

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::cloud::Inventory;
 use crate::error::{Error, Result};
 use crate::ids::PolicyId;
-use crate::model::{BackupItem, ResourceKind, Selection, Timestamp, Trigger};
+use crate::model::{BackupItem, ResourceKind, Selection, SkippedResource, Timestamp, Trigger};
 use crate::validate::{self, MAX_INSTANCES_PER_BACKUP};
 
 /// Body of `POST /service-instances/{id}/backups`.
@@ -114,23 +114,34 @@ impl BackupRequest {
     }
 }
 
-/// The items a backup will hold: the selected instances' volumes, then the databases.
+/// The items a backup will hold (the selected instances' volumes, then the databases) and
+/// what it leaves out: members of DB clusters, and — when the selection may be stale (a
+/// policy's) — selected disks no longer attached, instead of refusing the backup.
 pub(crate) fn plan_items(
     inventory: &Inventory,
     selection: &Selection,
     service_instance_id: &str,
-) -> Result<Vec<BackupItem>> {
+    selection_may_be_stale: bool,
+) -> Result<(Vec<BackupItem>, Vec<SkippedResource>)> {
     for id in &selection.instance_ids {
         if !inventory.instances.iter().any(|i| &i.instance_id == id) {
             return Err(Error::not_found("instance", format!("{id} (not in service instance {service_instance_id})")));
         }
     }
+    let mut skipped = Vec::new();
     for id in &selection.volume_ids {
         if !inventory.instances.iter().flat_map(|i| &i.volumes).any(|v| &v.volume_id == id) {
-            return Err(Error::not_found(
-                "volume",
-                format!("{id} (not attached in service instance {service_instance_id})"),
-            ));
+            if !selection_may_be_stale {
+                return Err(Error::not_found(
+                    "volume",
+                    format!("{id} (not attached in service instance {service_instance_id})"),
+                ));
+            }
+            skipped.push(SkippedResource {
+                resource_id: id.clone(),
+                kind: ResourceKind::Volume,
+                reason: format!("selected, but not attached in service instance {service_instance_id}"),
+            });
         }
     }
     let instances: Vec<_> = inventory
@@ -173,18 +184,36 @@ pub(crate) fn plan_items(
         }
     }
     for db in &inventory.databases {
+        if let Some(cluster) = &db.cluster_id {
+            skipped.push(SkippedResource {
+                resource_id: db.db_id.clone(),
+                kind: ResourceKind::Database,
+                reason: format!(
+                    "a member of DB cluster {cluster} (Aurora or Multi-AZ DB cluster): RDS snapshots only the \
+                     whole cluster (CreateDBClusterSnapshot), which snapnest does not back up yet"
+                ),
+            });
+            continue;
+        }
         let mut item = BackupItem::new(&db.db_id, ResourceKind::Database);
         item.availability_zone = db.availability_zone.clone();
         item.database_settings = Some(db.settings.clone());
         items.push(item);
     }
-    if items.is_empty() {
+    if items.is_empty() && skipped.is_empty() {
         return Err(Error::not_found(
             "service instance",
             format!("{service_instance_id} (no instance, volume or database carries its tag)"),
         ));
     }
-    Ok(items)
+    if items.is_empty() {
+        let why: Vec<String> = skipped.iter().map(|s| format!("{}: {}", s.resource_id, s.reason)).collect();
+        return Err(Error::conflict(
+            "NothingToBackUp",
+            format!("service instance {service_instance_id} has nothing snapnest can back up ({})", why.join("; ")),
+        ));
+    }
+    Ok((items, skipped))
 }
 
 fn volume_item(volume_id: &str, instance_id: &str, device: &str, availability_zone: &str, size_gib: u64) -> BackupItem {
@@ -236,5 +265,61 @@ mod tests {
         })
         .unwrap();
         assert_eq!(replicated.replication, Some(("us-west-2".into(), Some(now + Duration::days(30)))));
+    }
+
+    fn inventory() -> Inventory {
+        use crate::cloud::{AttachedVolume, Database, Instance, InstanceState};
+        let volume = |id: &str, device: &str| AttachedVolume {
+            volume_id: id.into(),
+            device: device.into(),
+            size_gib: 8,
+            settings: Default::default(),
+        };
+        let database = |id: &str, cluster: Option<&str>| Database {
+            db_id: id.into(),
+            engine: "mysql".into(),
+            status: "available".into(),
+            availability_zone: None,
+            settings: Default::default(),
+            cluster_id: cluster.map(str::to_owned),
+        };
+        Inventory {
+            instances: vec![Instance {
+                instance_id: "i-1".into(),
+                state: InstanceState::Running,
+                availability_zone: "us-east-1a".into(),
+                volumes: vec![volume("vol-root", "/dev/xvda"), volume("vol-data", "/dev/xvdb")],
+                settings: Default::default(),
+            }],
+            databases: vec![database("orders", None), database("orders-aurora-1", Some("orders-aurora"))],
+            owners: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_db_cluster_member_is_left_out_with_its_cause_and_the_rest_is_backed_up() {
+        // GIVEN a service instance with a plain database and a member of an Aurora cluster
+        // WHEN its backup is planned
+        let (items, skipped) = plan_items(&inventory(), &Selection::default(), "si-1", false).unwrap();
+        // THEN the volumes and the plain database are items, the member is skipped saying why
+        let ids: Vec<&str> = items.iter().map(|i| i.resource_id.as_str()).collect();
+        assert_eq!(ids, vec!["vol-root", "vol-data", "orders"]);
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].resource_id, "orders-aurora-1");
+        assert!(skipped[0].reason.contains("DB cluster orders-aurora"), "{}", skipped[0].reason);
+    }
+
+    #[test]
+    fn a_policys_disk_no_longer_attached_is_skipped_but_a_users_is_a_404() {
+        // GIVEN a selection of one attached disk and one that is gone
+        let selection = Selection { instance_ids: vec![], volume_ids: vec!["vol-data".into(), "vol-gone".into()] };
+        // WHEN a policy's backup plans it THEN the attached one is backed up, the gone one skipped
+        let (items, skipped) = plan_items(&inventory(), &selection, "si-1", true).unwrap();
+        let ids: Vec<&str> = items.iter().map(|i| i.resource_id.as_str()).collect();
+        assert_eq!(ids, vec!["vol-data", "orders"], "only the selected disk, and the database");
+        assert!(skipped.iter().any(|s| s.resource_id == "vol-gone" && s.reason.contains("not attached")));
+        // WHEN a user asks for it THEN a 404 names the volume
+        let refused = plan_items(&inventory(), &selection, "si-1", false);
+        assert!(matches!(&refused, Err(Error::NotFound { .. })), "{refused:?}");
     }
 }

@@ -72,6 +72,10 @@ pub struct Policy {
     pub destination_region: Option<String>,
     pub destination_retention_days: Option<u32>,
     pub targets: Vec<String>,
+    /// "Protect All Disks" off: only these volumes of the targets' instances (a disk
+    /// attached later is not included); empty: every disk, those attached later too.
+    #[serde(default)]
+    pub volume_ids: Vec<String>,
     /// The next slot the tick will run (or, while suspended, report as skipped).
     pub next_run_at: Timestamp,
     pub last_run: Option<PolicyRun>,
@@ -101,6 +105,8 @@ pub struct PolicyRequest {
     pub destination_retention_days: Option<u32>,
     /// `POST` only: service instances to attach at once.
     pub targets: Option<Vec<String>>,
+    /// "Protect All Disks" off: only these volumes (default: every disk).
+    pub volume_ids: Option<Vec<String>>,
 }
 
 /// Body of `POST /policies/{id}/targets`.
@@ -191,6 +197,7 @@ impl PolicyService {
             destination_region: settings.destination_region,
             destination_retention_days: settings.destination_retention_days,
             targets: Vec::new(),
+            volume_ids: settings.volume_ids,
             next_run_at: settings.start_time,
             last_run: None,
             created_at: now,
@@ -246,6 +253,7 @@ impl PolicyService {
         policy.retention_days = settings.retention_days;
         policy.destination_region = settings.destination_region;
         policy.destination_retention_days = settings.destination_retention_days;
+        policy.volume_ids = settings.volume_ids;
         policy.next_run_at = policy.slot_at_or_after(now);
         policy.updated_at = now;
         self.records.save(&mut policy).await?;

@@ -47,6 +47,7 @@ impl Policy {
             retention_days: Some(self.retention_days),
             destination_region: self.destination_region.clone(),
             destination_retention_days: self.destination_region.as_ref().and(self.destination_retention_days),
+            volume_ids: (!self.volume_ids.is_empty()).then(|| self.volume_ids.clone()),
             ..Default::default()
         }
     }
@@ -88,6 +89,7 @@ pub(crate) struct PolicySettings {
     pub(crate) retention_days: u32,
     pub(crate) destination_region: Option<String>,
     pub(crate) destination_retention_days: Option<u32>,
+    pub(crate) volume_ids: Vec<String>,
 }
 
 impl PolicyRequest {
@@ -154,6 +156,16 @@ impl PolicyRequest {
         for target in self.targets.iter().flatten() {
             validate::identifier("targets", target)?;
         }
+        let volume_ids = self.volume_ids.clone().unwrap_or_default();
+        if self.volume_ids.as_ref().is_some_and(|ids| ids.is_empty()) {
+            return Err(Error::bad_request(
+                "InvalidRequest",
+                "volume_ids: name at least one volume, or leave it out to protect every disk",
+            ));
+        }
+        for id in &volume_ids {
+            validate::prefixed_id("volume_ids", "vol", id)?;
+        }
         Ok(PolicySettings {
             name: name.to_owned(),
             interval_hours: self.interval_hours,
@@ -162,6 +174,7 @@ impl PolicyRequest {
             retention_days: retention_days.min(MAX_RETENTION_DAYS),
             destination_region,
             destination_retention_days: self.destination_retention_days,
+            volume_ids,
         })
     }
 }
@@ -185,6 +198,7 @@ mod tests {
             destination_region: None,
             destination_retention_days: None,
             targets: vec![],
+            volume_ids: vec![],
             next_run_at: start,
             last_run: None,
             created_at: start,

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::ids::{BackupId, RestoreId};
 use crate::model::{
     BackupItem, BackupRecord, CloneTarget, OnFailure, ResourceKind, RestoreItem, RestoreMode, RestoreRecord,
-    RestoreStep, RestoredInstance, Timestamp,
+    RestoreStep, RestoredInstance, SkippedResource, Timestamp,
 };
 use crate::status::{ItemStatus, JobStatus};
 use crate::validate;
@@ -95,13 +95,6 @@ pub struct PlannedInstance {
     pub volume_ids: Vec<String>,
     /// Its type, subnet, security groups, profile, key pair and boot settings.
     pub settings: InstanceSettings,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SkippedResource {
-    pub resource_id: String,
-    pub kind: ResourceKind,
-    pub reason: String,
 }
 
 impl RestorePlan {
@@ -442,6 +435,12 @@ fn skipped_of(backup: &BackupRecord, record: &RestoreRecord) -> Vec<SkippedResou
                 )
             },
         })
+        .chain(
+            backup
+                .skipped
+                .iter()
+                .map(|s| SkippedResource { reason: format!("the backup did not take it: {}", s.reason), ..s.clone() }),
+        )
         .collect()
 }
 

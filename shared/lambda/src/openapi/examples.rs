@@ -70,6 +70,7 @@ pub fn backup_started() -> Value {
                 "instance_settings": null
             }
         ],
+        "skipped": [],
         "replication": {
             "region": "us-west-2",
             "status": "Pending",
@@ -157,6 +158,7 @@ pub fn backup_succeeded() -> Value {
                 "instance_settings": null
             }
         ],
+        "skipped": [],
         "replication": {
             "region": "us-west-2",
             "status": "Succeeded",
@@ -436,6 +438,7 @@ pub fn policy() -> Value {
         "destination_region": "us-west-2",
         "destination_retention_days": 30,
         "targets": ["si-demo"],
+        "volume_ids": [],
         "next_run_at": "2026-11-21T02:00:00Z",
         "last_run": {
             "slot": "2026-11-20T02:00:00Z",

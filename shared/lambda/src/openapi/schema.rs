@@ -329,6 +329,11 @@ pub struct PolicyRequest {
     destination_retention_days: Option<RetentionDays>,
     /// `POST` only: service instances to attach at once.
     targets: Option<Vec<Identifier>>,
+    /// "Protect All Disks" off: only these volumes of the targets' instances (a disk
+    /// attached later is not included; one detached is listed in the point's `skipped`).
+    /// Default: every disk.
+    #[schema(min_items = 1)]
+    volume_ids: Option<Vec<String>>,
 }
 
 /// Body of `POST /policies/{id}/targets`; at least one id in all.
@@ -458,6 +463,10 @@ pub struct BackupRecord {
     /// Bytes of the succeeded snapshots, once the point finished.
     snapshot_bytes: u64,
     items: Vec<BackupItem>,
+    /// Resources of the service instance the point does not hold, and why: a member of a DB
+    /// cluster (Aurora, Multi-AZ DB cluster), or a disk its policy selected that is no longer
+    /// attached.
+    skipped: Vec<SkippedResource>,
     #[schema(required = true)]
     replication: Option<Replication>,
     /// A snapshot was deleted outside snapnest; the point cannot be fully restored.
@@ -808,6 +817,9 @@ pub struct Policy {
     #[schema(required = true)]
     destination_retention_days: Option<u32>,
     targets: Vec<String>,
+    /// "Protect All Disks" off: only these volumes of the targets' instances; empty: every
+    /// disk, those attached later too.
+    volume_ids: Vec<String>,
     /// The next slot (while suspended, the next one reported as skipped).
     next_run_at: Timestamp,
     #[schema(required = true)]
