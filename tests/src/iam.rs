@@ -504,7 +504,8 @@ pub fn cloud_requests(call: &CloudCall) -> Option<Vec<IamRequest>> {
             }
             r.ec2_tags_on_create("RegisterImage", ec2_arn(&region, "image", &image));
         }
-        "describe_images" => r.describe("ec2:DescribeImages"),
+        "describe_images" | "find_image" => r.describe("ec2:DescribeImages"),
+        "find_instances" => r.describe("ec2:DescribeInstances"),
         // DeregisterImage: image* (SAR).
         "deregister_image" => {
             let image = r.first("image");

@@ -506,6 +506,20 @@ impl Cloud for RecordingCloud {
         out
     }
 
+    async fn find_image(&self, name: &str) -> CloudResult<Option<ImageStatus>> {
+        let pending = self.begin("find_image", &[], &Tags::new());
+        let out = self.inner.find_image(name).await;
+        self.end(pending, &out, Vec::new());
+        out
+    }
+
+    async fn find_instances(&self, key: &str, value: &str) -> CloudResult<Vec<(String, Tags)>> {
+        let pending = self.begin("find_instances", &[], &Tags::new());
+        let out = self.inner.find_instances(key, value).await;
+        self.end(pending, &out, Vec::new());
+        out
+    }
+
     async fn describe_images(&self, ids: &[String]) -> CloudResult<Vec<ImageStatus>> {
         let pending = self.begin("describe_images", &[], &Tags::new());
         let out = self.inner.describe_images(ids).await;

@@ -275,6 +275,12 @@ impl Cloud for TripCloud {
     async fn register_image(&self, spec: &ImageSpec, tags: &Tags) -> CloudResult<String> {
         self.mutation(self.inner.register_image(spec, tags).await).await
     }
+    async fn find_image(&self, name: &str) -> CloudResult<Option<ImageStatus>> {
+        self.inner.find_image(name).await
+    }
+    async fn find_instances(&self, key: &str, value: &str) -> CloudResult<Vec<(String, Tags)>> {
+        self.inner.find_instances(key, value).await
+    }
     async fn describe_images(&self, ids: &[String]) -> CloudResult<Vec<ImageStatus>> {
         self.inner.describe_images(ids).await
     }

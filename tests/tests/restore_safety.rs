@@ -11,10 +11,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use snapnest_core::cloud::InstanceState;
+use snapnest_core::cloud::{tag, InstanceState};
 use snapnest_core::ids::RestoreId;
 use snapnest_core::model::{BackupRecord, ResourceKind, RestoreRecord};
-use snapnest_core::restore::Started;
+use snapnest_core::restore::{RestoreRequest, Started};
 use snapnest_core::status::JobStatus;
 use snapnest_core::store::Collection;
 use snapnest_core::Snapnest;
@@ -236,6 +236,151 @@ async fn an_in_place_restore_finishes_or_rolls_back_at_every_call() {
     }
     assert!(problems.is_empty(), "{} breaches:\n{}", problems.len(), problems.join("\n"));
     assert!(cases >= 100, "only {cases} cases ran");
+}
+
+/// What a clone may leave behind, whatever happened: no image registered; every instance,
+/// volume and database it made named by its record (an instance in `instances`, a volume on
+/// a listed instance or an item's, a database under its item's clone name), each instance
+/// launched once; the originals untouched and running; the point no longer held.
+async fn clone_breaches(c: &Sandbox, before: &Before, restore: Option<&RestoreRecord>) -> Vec<String> {
+    let mut found = Vec::new();
+    let sim = &c.sim;
+    let images = sim.image_ids(REGION).unwrap();
+    if !images.is_empty() {
+        found.push(format!("images left registered: {images:?}"));
+    }
+    let cloud = c.app.clouds.home();
+    let clones = cloud.find_instances(tag::SERVICE_INSTANCE, SI).await.unwrap();
+    let launched: BTreeSet<String> =
+        restore.iter().flat_map(|r| &r.instances).filter_map(|l| l.new_instance_id.clone()).collect();
+    let mut per_source: BTreeMap<String, usize> = BTreeMap::new();
+    for (instance, tags) in &clones {
+        if !launched.contains(instance) {
+            found.push(format!("instance {instance} is listed nowhere ({tags:?})"));
+        }
+        *per_source.entry(tags.get(tag::CLONE_OF).cloned().unwrap_or_default()).or_default() += 1;
+    }
+    for (source, count) in per_source.iter().filter(|(_, n)| **n > 1) {
+        found.push(format!("{source} was launched {count} times"));
+    }
+    let on_launched: BTreeSet<String> = cloud
+        .describe_instances(&launched.iter().cloned().collect::<Vec<_>>())
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|i| i.volumes.into_iter().map(|v| v.volume_id))
+        .collect();
+    let items: BTreeSet<String> =
+        restore.iter().flat_map(|r| &r.items).filter_map(|i| i.new_resource_id.clone()).collect();
+    for volume in sim.volume_ids(REGION).unwrap() {
+        if !before.volumes.contains(&volume) && !on_launched.contains(&volume) && !items.contains(&volume) {
+            found.push(format!("volume {volume} is listed nowhere"));
+        }
+    }
+    let clone_names: BTreeSet<String> = restore
+        .iter()
+        .flat_map(|r| r.items.iter().map(move |i| snapnest_core::restore::machine::database_ids(r, &i.resource_id).1))
+        .collect();
+    for db in sim.database_ids(REGION).unwrap() {
+        if !before.databases.contains(&db) && !clone_names.contains(&db) {
+            found.push(format!("database {db} is listed nowhere"));
+        }
+    }
+    // The originals hold what they held before, and run.
+    for (resource_id, fingerprint) in &before.current {
+        if sim.fingerprint(REGION, resource_id).ok().as_ref() != Some(fingerprint) {
+            found.push(format!("{resource_id} changed"));
+        }
+    }
+    for instance in before.backup.items.iter().filter_map(|i| i.instance_id.clone()).collect::<BTreeSet<_>>() {
+        if sim.instance_state(REGION, &instance).unwrap() != InstanceState::Running {
+            found.push(format!("{instance} does not run"));
+        }
+    }
+    let Some(restore) = restore else { return found };
+    if !restore.status.is_terminal() || restore.phase != snapnest_core::model::RestorePhase::Done {
+        found.push(format!("the clone is {} in {:?}", restore.status.as_str(), restore.phase));
+    }
+    // The point expires when due: a finished restore holds it no longer (one whose release
+    // failed, a write failing, is released by expire-retention then).
+    let point: BackupRecord = c.app.backups.get(&before.backup.backup_id).await.unwrap();
+    c.expire(point.expires_at.unwrap() + chrono::Duration::minutes(1)).await;
+    let point: BackupRecord = c.app.backups.get(&before.backup.backup_id).await.unwrap();
+    if point.status != JobStatus::Expired {
+        found.push(format!("the point did not expire: {} held by {:?}", point.status.as_str(), point.restores_running));
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_launches_each_instance_once_and_leaves_no_image_at_every_call() {
+    let before = prepare().await;
+    let backup_id = before.backup.backup_id.to_string();
+    let request = RestoreRequest {
+        client_token: Some("clone-under-test".into()),
+        ..RestoreRequest::new(snapnest_core::model::RestoreMode::Clone)
+    };
+    let start = |c: &Sandbox| {
+        let (app, request, backup_id) = (c.app.clone(), request.clone(), backup_id.clone());
+        async move { app.restores.create(&backup_id, &request).await }
+    };
+    // GIVEN how many mutating calls and writes a clone makes when nothing goes wrong
+    let clean = Sandbox::copy_of(&before.world);
+    clean.wire.invoke(start(&clean)).await;
+    clean.settle().await;
+    let restore = the_restore(&clean.app).await.expect("the clone was written");
+    assert_eq!(restore.status, JobStatus::Succeeded, "{restore:#?}");
+    assert_eq!(restore.instances.len(), 2, "{restore:#?}");
+    let (calls, writes) = (clean.wire.mutations(), clean.wire.writes());
+    let clean_breaches = clone_breaches(&clean, &before, Some(&restore)).await;
+    assert!(clean_breaches.is_empty(), "{clean_breaches:?}");
+    let (mut cases, mut problems) = (0, Vec::new());
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    for mishap in [Mishap::Dies, Mishap::Cancelled, Mishap::Refused, Mishap::WriteFails] {
+        let points = if mishap == Mishap::WriteFails { writes } else { calls };
+        for k in 1..=points {
+            // WHEN the k-th call (or write) goes wrong that way
+            let c = Sandbox::copy_of(&before.world);
+            match mishap {
+                Mishap::Dies => c.wire.arm(k, Trip::Die),
+                Mishap::Cancelled => {
+                    let app = c.app.clone();
+                    c.wire.arm(
+                        k,
+                        Trip::Then(Box::new(move || {
+                            let app = app.clone();
+                            Box::pin(async move {
+                                if let Some(restore) = the_restore(&app).await {
+                                    let id = RestoreId::parse("restore id", &restore.restore_id).unwrap();
+                                    let _ = app.restores.cancel(&id).await;
+                                }
+                            })
+                        })),
+                    )
+                }
+                Mishap::Refused => {
+                    c.sim.fail_call(k, None, "SimulatedFailure", "refused for good (simulated)").unwrap()
+                }
+                Mishap::WriteFails => c.wire.arm_write(k, WriteTrip::Fails),
+            }
+            c.wire.invoke(start(&c)).await;
+            c.settle().await;
+            let restore = the_restore(&c.app).await;
+            cases += 1;
+            let status = restore.as_ref().map_or("not started (answered an error)", |r| r.status.as_str());
+            *outcomes.entry(format!("{mishap:?} → {status}")).or_default() += 1;
+            // THEN poll-status ends it with nothing made twice, nothing unnamed, no image left
+            for breach in clone_breaches(&c, &before, restore.as_ref()).await {
+                problems.push(format!("point {k} of {points} {mishap:?}: {breach}"));
+            }
+        }
+    }
+    println!("clone cases run: {cases}");
+    for (outcome, count) in &outcomes {
+        println!("  {outcome}: {count}");
+    }
+    assert!(problems.is_empty(), "{} breaches:\n{}", problems.len(), problems.join("\n"));
+    assert!(cases >= 20, "only {cases} cases ran");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1164,6 +1164,42 @@ impl Cloud for AwsCloud {
         }
     }
 
+    async fn find_image(&self, name: &str) -> CloudResult<Option<ImageStatus>> {
+        let found = self
+            .here
+            .ec2("DescribeImages", name, |ec2| {
+                ec2.describe_images().owners("self").filters(filter("name", [name])).send()
+            })
+            .await?;
+        Ok(found.images().iter().find_map(|i| {
+            Some(ImageStatus {
+                image_id: i.image_id()?.to_owned(),
+                state: image_state(i.state()),
+                reason: i.state_reason().and_then(|r| r.message()).map(str::to_owned),
+            })
+        }))
+    }
+
+    async fn find_instances(&self, key: &str, value: &str) -> CloudResult<Vec<(String, Tags)>> {
+        let reservations = self
+            .here
+            .ec2("DescribeInstances", value, |ec2| {
+                ec2.describe_instances()
+                    .filters(filter(format!("tag:{key}"), [value]))
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+            })
+            .await?;
+        Ok(reservations
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| !matches!(instance_state(i.state().and_then(|s| s.name())), InstanceState::Terminated))
+            .filter_map(|i| Some((i.instance_id()?.to_owned(), ec2_tag_map(i.tags()))))
+            .collect())
+    }
+
     async fn describe_images(&self, image_ids: &[String]) -> CloudResult<Vec<ImageStatus>> {
         let mut statuses = Vec::new();
         for chunk in image_ids.chunks(EC2_IDS_PER_CALL) {

@@ -436,6 +436,12 @@ pub trait Cloud: Send + Sync {
     /// Registers an image from snapshots (`RegisterImage`); returns its id. Asked again under
     /// the same name, it answers the image registered first.
     async fn register_image(&self, spec: &ImageSpec, tags: &Tags) -> CloudResult<String>;
+    /// The image registered under a name, if any: how a launch whose registration's answer
+    /// was lost (a crash, a cancel) finds its image without registering one.
+    async fn find_image(&self, name: &str) -> CloudResult<Option<ImageStatus>>;
+    /// Instances (not terminated) carrying `key=value`, with their tags: how a launch whose
+    /// answer was lost finds the instance it launched without launching another.
+    async fn find_instances(&self, key: &str, value: &str) -> CloudResult<Vec<(String, Tags)>>;
     /// States of images; ids the cloud does not know (deregistered) are absent.
     async fn describe_images(&self, image_ids: &[String]) -> CloudResult<Vec<ImageStatus>>;
     /// Deregisters an image; its snapshots stay (they belong to the backup point).

@@ -303,7 +303,8 @@ pub struct RestoredInstance {
     /// request names in its place.
     pub settings: InstanceSettings,
     pub image_id: Option<String>,
-    /// The image is deregistered (once the instance is launched, or the launch ended).
+    /// No image of the launch is left registered: deregistered once the instance is
+    /// launched or the launch ended, or never registered.
     #[serde(default)]
     pub image_released: bool,
     /// The instance launched.
@@ -327,9 +328,10 @@ impl RestoredInstance {
         }
     }
 
-    /// Nothing more to do: the launch ended and no image of it is left registered.
+    /// Nothing more to do: the launch ended and no image of it is left registered (none was
+    /// asked for, or it is deregistered, or none exists under its name).
     pub fn settled(&self) -> bool {
-        self.status.is_terminal() && (self.image_id.is_none() || self.image_released)
+        self.status.is_terminal() && (self.step == LaunchStep::NotStarted || self.image_released)
     }
 }
 

@@ -189,6 +189,12 @@ impl Cloud for RetryingCloud {
     async fn register_image(&self, spec: &ImageSpec, tags: &Tags) -> CloudResult<String> {
         retrying("register_image", || self.0.register_image(spec, tags)).await
     }
+    async fn find_image(&self, name: &str) -> CloudResult<Option<ImageStatus>> {
+        retrying("find_image", || self.0.find_image(name)).await
+    }
+    async fn find_instances(&self, key: &str, value: &str) -> CloudResult<Vec<(String, Tags)>> {
+        retrying("find_instances", || self.0.find_instances(key, value)).await
+    }
     async fn describe_images(&self, image_ids: &[String]) -> CloudResult<Vec<ImageStatus>> {
         retrying("describe_images", || self.0.describe_images(image_ids)).await
     }

@@ -673,6 +673,14 @@ impl SimulatedCloud {
     }
 
     /// Ids of the EBS and DB snapshots that exist in a region.
+    /// The images registered in a region.
+    pub fn image_ids(&self, region: &str) -> CloudResult<Vec<String>> {
+        let region = region.to_owned();
+        self.mutate_blocking(move |world, _| {
+            Ok(world.regions.entry(region).or_default().images.keys().cloned().collect())
+        })
+    }
+
     pub fn snapshot_ids(&self, region: &str) -> CloudResult<Vec<String>> {
         let region = region.to_owned();
         self.mutate_blocking(move |world, _| {
@@ -1516,6 +1524,30 @@ impl Cloud for SimulatedRegion {
 
     async fn describe_images(&self, image_ids: &[String]) -> CloudResult<Vec<ImageStatus>> {
         self.images(image_ids).await
+    }
+
+    async fn find_image(&self, name: &str) -> CloudResult<Option<ImageStatus>> {
+        let name = name.to_owned();
+        let found = self.cloud.call(&self.region, None, move |r, _, _, _| {
+            Ok(r.images.values().find(|i| i.name == name).map(|i| i.id.clone()))
+        });
+        match found.await? {
+            Some(id) => Ok(self.images(&[id]).await?.into_iter().next()),
+            None => Ok(None),
+        }
+    }
+
+    async fn find_instances(&self, key: &str, value: &str) -> CloudResult<Vec<(String, Tags)>> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.cloud
+            .call(&self.region, None, move |r, _, _, _| {
+                Ok(r.instances
+                    .values()
+                    .filter(|i| i.state != InstanceState::Terminated && i.tags.get(&key) == Some(&value))
+                    .map(|i| (i.id.clone(), i.tags.clone()))
+                    .collect())
+            })
+            .await
     }
 
     async fn deregister_image(&self, image_id: &str) -> CloudResult<DeleteOutcome> {

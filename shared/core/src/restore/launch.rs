@@ -99,16 +99,34 @@ pub fn fail(record: &mut RestoreRecord, l: usize, cause: String) {
 /// Moves one launch on as far as `observed` allows; returns the calls to make now.
 pub fn step(record: &mut RestoreRecord, l: usize, observed: &Observation) -> Vec<Command> {
     let mut commands = Vec::new();
+    let name = image_name(record, &record.instances[l].instance_id);
+    // What an earlier run made but could not write down (it died, or a cancel won the save)
+    // is found by its name or tag, never made again.
+    let launch = &mut record.instances[l];
+    if launch.image_id.is_none() {
+        if let Some(Some(found)) = observed.images_named.get(&name) {
+            launch.image_id = Some(found.image_id.clone());
+        }
+    }
+    if launch.new_instance_id.is_none() && launch.step == LaunchStep::Launching {
+        launch.new_instance_id = observed.launched.get(&launch.instance_id).cloned();
+    }
     let launch = &record.instances[l];
-    if let Some(image_id) = launch.image_id.clone() {
-        let served = launch.new_instance_id.is_some() || launch.status.is_terminal();
-        if served && !launch.image_released {
-            if observed.images.contains_key(&image_id) {
+    match launch.image_id.clone() {
+        Some(image_id) if !launch.image_released => {
+            let served = launch.new_instance_id.is_some() || launch.status.is_terminal();
+            let found_by_name = matches!(observed.images_named.get(&name), Some(Some(f)) if f.image_id == image_id);
+            if served && (observed.images.contains_key(&image_id) || found_by_name) {
                 commands.push(Command::DeregisterImage { launch: l, image_id });
-            } else {
+            } else if served {
                 record.instances[l].image_released = true;
             }
         }
+        // Ended before its registration's answer came: released once its name is known free.
+        None if launch.status.is_terminal() && matches!(observed.images_named.get(&name), Some(None)) => {
+            record.instances[l].image_released = true;
+        }
+        _ => {}
     }
     let launch = &record.instances[l];
     if launch.status.is_terminal() {
@@ -165,7 +183,10 @@ pub fn step(record: &mut RestoreRecord, l: usize, observed: &Observation) -> Vec
                 fail(record, l, format!("instance {new_id} is {state:?} right after its launch"));
             }
         },
-        (LaunchStep::Launching, None, None) => fail(record, l, "no image to launch from".into()),
+        (LaunchStep::Launching, None, None) => {
+            fail(record, l, "no image to launch from".into());
+            record.instances[l].image_released = true;
+        }
         (LaunchStep::Done, _, _) => {}
     }
     commands

@@ -99,6 +99,11 @@ pub struct Observation {
     pub databases: HashMap<String, DatabaseStatus>,
     /// Images registered to launch instances from; absent = deregistered (or not visible yet).
     pub images: HashMap<String, ImageStatus>,
+    /// Images looked up by name (a registration whose answer was lost): `None` = there is none.
+    pub images_named: HashMap<String, Option<ImageStatus>>,
+    /// Instances carrying the restore's tag, by the instance they clone (a launch whose
+    /// answer was lost).
+    pub launched: HashMap<String, String>,
     pub safety_backup: Option<SafetyBackup>,
 }
 
@@ -145,6 +150,10 @@ pub struct Wanted {
     pub volume_ids: Vec<String>,
     pub database_ids: Vec<String>,
     pub image_ids: Vec<String>,
+    /// Image names to look up (a registration whose answer was lost).
+    pub image_names: Vec<String>,
+    /// Look up the instances this restore launched (a launch whose answer was lost).
+    pub launched_by: Option<String>,
     pub safety_backup: Option<BackupId>,
 }
 
@@ -315,6 +324,13 @@ pub fn wanted(record: &RestoreRecord) -> Wanted {
     for launch in &record.instances {
         wanted.instance_ids.extend(launch.new_instance_id.iter().cloned());
         wanted.image_ids.extend(launch.image_id.iter().filter(|_| !launch.image_released).cloned());
+        let lost = |step| launch.step == step && !launch.image_released;
+        if lost(crate::model::LaunchStep::RegisteringImage) && launch.image_id.is_none() {
+            wanted.image_names.push(launch::image_name(record, &launch.instance_id));
+        }
+        if lost(crate::model::LaunchStep::Launching) && launch.new_instance_id.is_none() {
+            wanted.launched_by = Some(record.restore_id.to_string());
+        }
     }
     for item in &record.items {
         match item.kind {
@@ -1077,9 +1093,12 @@ fn refused(record: &mut RestoreRecord, command: &Command, error: CloudError, now
         Command::TakeSafetyBackup => {
             abort(record, format!("the safety backup could not start: {error}; nothing was changed"), now)
         }
-        Command::RegisterImage { launch: l, .. } | Command::RunInstance { launch: l, .. } => {
-            launch::fail(record, *l, format!("{}: {error}", what(command)))
+        Command::RegisterImage { launch: l, .. } => {
+            launch::fail(record, *l, format!("{}: {error}", what(command)));
+            // Refused: no image was registered.
+            record.instances[*l].image_released = record.instances[*l].image_id.is_none();
         }
+        Command::RunInstance { launch: l, .. } => launch::fail(record, *l, format!("{}: {error}", what(command))),
         Command::DeregisterImage { launch: l, .. } if matches!(error, CloudError::NotFound(_)) => {
             record.instances[*l].image_released = true
         }
@@ -1869,5 +1888,47 @@ mod tests {
         assert!(world.images.is_empty());
         assert_eq!((record.status, record.phase), (JobStatus::Cancelled, RestorePhase::Done));
         assert!(record.instances[0].new_instance_id.is_none(), "nothing is launched after a cancel");
+    }
+
+    #[test]
+    fn a_launch_whose_answer_was_lost_finds_what_it_made_instead_of_making_it_again() {
+        // GIVEN a launch asked of EC2 whose answer never came back (the run died)
+        let (mut record, world) = launching_clone();
+        record.instances[0].step = crate::model::LaunchStep::Launching;
+        record.instances[0].status = ItemStatus::Running;
+        record.instances[0].image_id = Some("ami-1".into());
+        let mut observed = world.observe();
+        observed.launched.insert("i-1".into(), "i-launched".into());
+        // WHEN the next run steps it, seeing the instance carrying the restore's tag
+        assert_eq!(wanted(&record).launched_by.as_deref(), Some(record.restore_id.as_str()));
+        let commands = step(&mut record, &observed, &rules());
+        // THEN it adopts that instance and launches no other
+        assert!(!commands.iter().any(|c| matches!(c, Command::RunInstance { .. })), "{commands:?}");
+        assert_eq!(record.instances[0].new_instance_id.as_deref(), Some("i-launched"));
+
+        // GIVEN a registration whose answer was lost, then a cancel
+        let (mut record, world) = launching_clone();
+        record.instances[0].step = crate::model::LaunchStep::RegisteringImage;
+        cancel(&mut record, Utc::now()).unwrap();
+        let name = launch::image_name(&record, "i-1");
+        assert_eq!(wanted(&record).image_names, vec![name.clone()]);
+        let mut observed = world.observe();
+        let image =
+            ImageStatus { image_id: "ami-lost".into(), state: crate::cloud::ImageState::Available, reason: None };
+        observed.images_named.insert(name.clone(), Some(image));
+        // WHEN the next run looks it up by name THEN it deregisters it
+        let commands = step(&mut record, &observed, &rules());
+        assert!(
+            matches!(commands.as_slice(), [Command::DeregisterImage { image_id, .. }] if image_id == "ami-lost"),
+            "{commands:?}"
+        );
+        // and when no image has that name, nothing is left to do
+        let (mut record, world) = launching_clone();
+        record.instances[0].step = crate::model::LaunchStep::RegisteringImage;
+        cancel(&mut record, Utc::now()).unwrap();
+        let mut observed = world.observe();
+        observed.images_named.insert(launch::image_name(&record, "i-1"), None);
+        assert!(step(&mut record, &observed, &rules()).is_empty());
+        assert_eq!(record.phase, RestorePhase::Done);
     }
 }

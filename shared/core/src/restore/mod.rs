@@ -22,7 +22,7 @@ use tracing::{info, instrument, warn};
 use crate::access::Caller;
 use crate::backup::{BackupOrigin, BackupRequest, BackupService};
 use crate::clock::Clock;
-use crate::cloud::{Cloud, CloudError, CloudProvider, DeleteOutcome, InstanceState};
+use crate::cloud::{tag, Cloud, CloudError, CloudProvider, DeleteOutcome, InstanceState};
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, RestoreId};
 use crate::model::{
@@ -362,6 +362,16 @@ impl RestoreService {
         if !wanted.database_ids.is_empty() {
             let databases = cloud.describe_databases(&wanted.database_ids).await?;
             observed.databases = databases.into_iter().map(|d| (d.db_id.clone(), d)).collect();
+        }
+        for name in &wanted.image_names {
+            observed.images_named.insert(name.clone(), cloud.find_image(name).await?);
+        }
+        if let Some(restore_id) = &wanted.launched_by {
+            for (instance_id, tags) in cloud.find_instances(tag::RESTORE_ID, restore_id).await? {
+                if let Some(source) = tags.get(tag::CLONE_OF) {
+                    observed.launched.insert(source.clone(), instance_id);
+                }
+            }
         }
         if !wanted.image_ids.is_empty() {
             let images = cloud.describe_images(&wanted.image_ids).await?;
