@@ -131,6 +131,16 @@ impl Backend {
         member
     }
 
+    /// Deletes an EBS snapshot of the home region without snapnest.
+    async fn delete_snapshot_outside(&self, snapshot_id: &str) {
+        if let Some(sim) = &self.sim {
+            sim.tamper_snapshot(HOME, snapshot_id, None).unwrap();
+        }
+        if let Some(moto) = &self.moto {
+            moto.ec2.delete_snapshot().snapshot_id(snapshot_id).send().await.unwrap();
+        }
+    }
+
     /// Whether an EBS snapshot exists in a region, asked of the cloud itself.
     async fn snapshot_exists(&self, region: &str, snapshot_id: &str) -> bool {
         let cloud = self.app.clouds.region(region).unwrap();
@@ -432,6 +442,72 @@ async fn cluster_members_and_chosen_disks_on_the_simulated_cloud() {
 #[tokio::test]
 async fn cluster_members_and_chosen_disks_on_moto() {
     cluster_members_and_chosen_disks(&Backend::moto("cluster").await).await;
+}
+
+/// A snapshot deleted behind snapnest's back is noticed by the next daily look while the
+/// point lives (not only at its expiry): the point is damaged, its restore refused; a
+/// point looked at the same day is left alone.
+async fn damage_found_while_the_point_lives(b: &Backend) {
+    let app = &b.app;
+    let created = start_backup(app, &b.si, json!({"retention_days": 30})).await;
+    let point = poll_until_finished(app, created["backup_id"].as_str().unwrap()).await;
+    assert_eq!(point.status, JobStatus::Succeeded, "{point:#?}");
+    let finished = point.finished_at.unwrap();
+
+    // Within the day: not looked at yet.
+    let early = snapnest_e2e::expire_at(app, finished + chrono::Duration::hours(1)).await.unwrap();
+    assert_eq!(early.points_verified, 0, "{early:?}");
+    // A day later, all there: verified, nothing found.
+    let day = snapnest_e2e::expire_at(app, finished + chrono::Duration::hours(25)).await.unwrap();
+    assert!(day.points_verified >= 1 && day.damage_found == 0, "{day:?}");
+    let looked: BackupRecord = app.backups.get(&point.backup_id).await.unwrap();
+    assert!(looked.verified_at.is_some() && !looked.damaged, "{looked:#?}");
+
+    // A snapshot deleted outside snapnest: the next look, a day after the last, finds it.
+    let gone = point.items.iter().find(|i| i.kind == snapnest_core::model::ResourceKind::Volume).unwrap();
+    b.delete_snapshot_outside(gone.snapshot_id.as_deref().unwrap()).await;
+    let next = snapnest_e2e::expire_at(app, finished + chrono::Duration::hours(50)).await.unwrap();
+    assert_eq!(next.damage_found, 1, "{next:?}");
+    let damaged: BackupRecord = app.backups.get(&point.backup_id).await.unwrap();
+    assert!(damaged.damaged, "{damaged:#?}");
+    assert_eq!(damaged.status, JobStatus::Succeeded, "still there until its retention ends");
+    let item = damaged.items.iter().find(|i| i.resource_id == gone.resource_id).unwrap();
+    assert!(item.error.as_deref().unwrap().contains("deleted outside snapnest"), "{item:?}");
+    let ev = http_event("restore.json", &[("BACKUP_ID", point.backup_id.as_str())], Some(&json!({"mode": "clone"})));
+    let (status, refused) = call(restore::router(app.clone()), ev).await;
+    assert_eq!((status, refused["error"].as_str()), (409, Some("BackupDamaged")), "{refused}");
+}
+
+#[tokio::test]
+async fn damage_found_while_the_point_lives_on_the_simulated_cloud() {
+    damage_found_while_the_point_lives(&Backend::simulated().await).await;
+}
+
+#[tokio::test]
+async fn a_cloud_that_does_not_answer_never_marks_a_point_damaged() {
+    // GIVEN a live point with a snapshot deleted outside snapnest, and a day gone by
+    let dir = tempfile::tempdir().unwrap();
+    let (app, sim) = local_service(dir.path(), &[]).await;
+    let created = start_backup(&app, "si-demo", json!({"retention_days": 30})).await;
+    let point = poll_until_finished(&app, created["backup_id"].as_str().unwrap()).await;
+    sim.tamper_snapshot(HOME, point.items[0].snapshot_id.as_deref().unwrap(), None).unwrap();
+    let day_later = point.finished_at.unwrap() + chrono::Duration::hours(25);
+    // WHEN expire-retention runs while every describe is throttled
+    let (throttled, _) = local_service(dir.path(), &[("SNAPNEST_SIM_FAULTS", "throttle=1.0")]).await;
+    let summary = snapnest_e2e::expire_at(&throttled, day_later).await.unwrap();
+    // THEN nothing is verified and nothing is marked: the point waits for the next run
+    assert_eq!((summary.points_verified, summary.damage_found), (0, 0), "{summary:?}");
+    assert!(summary.deferred >= 1, "{summary:?}");
+    let untouched: BackupRecord = app.backups.get(&point.backup_id).await.unwrap();
+    assert!(!untouched.damaged && untouched.verified_at.is_none(), "{untouched:#?}");
+    // WHEN the cloud answers again THEN the next run finds the damage
+    let summary = snapnest_e2e::expire_at(&app, day_later).await.unwrap();
+    assert_eq!(summary.damage_found, 1, "{summary:?}");
+}
+
+#[tokio::test]
+async fn damage_found_while_the_point_lives_on_moto() {
+    damage_found_while_the_point_lives(&Backend::moto("damage").await).await;
 }
 
 #[tokio::test]

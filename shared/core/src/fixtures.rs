@@ -22,6 +22,7 @@ pub fn backup_point(items: Vec<BackupItem>) -> BackupRecord {
         snapshot_bytes: 0,
         items,
         skipped: Vec::new(),
+        verified_at: None,
         replication: None,
         damaged: false,
         cleanup_pending: false,

@@ -218,6 +218,11 @@ pub struct BackupRecord {
     /// was taken.
     #[serde(default)]
     pub owners: Vec<String>,
+    /// When expire-retention last found every snapshot of the point (and its copies) still
+    /// there; it looks again a day later, so one deleted behind snapnest's back is noticed
+    /// while the point lives, not only at its expiry.
+    #[serde(default)]
+    pub verified_at: Option<Timestamp>,
     /// Why the whole point failed when no item could say (e.g. nothing to back up).
     pub error: Option<String>,
     #[serde(default)]

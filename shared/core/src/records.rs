@@ -125,7 +125,11 @@ impl StoredRecord for BackupRecord {
         self.needs_work()
     }
     fn due_at(&self) -> Option<Timestamp> {
-        self.next_expiry()
+        // Due to expire, or to have its snapshots looked for: whichever comes first.
+        match (self.next_expiry(), crate::retention::lifecycle::next_verification(self)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
     fn lock(&self) -> Option<String> {
         (!self.status.is_terminal()).then(|| backup_lock(&self.service_instance_id))

@@ -99,6 +99,7 @@ impl BackupService {
             restores_running: Vec::new(),
             expiry_lease: None,
             owners: inventory.owners.iter().cloned().collect(),
+            verified_at: None,
             error: None,
             selection: plan.selection,
             client_token: request.client_token.clone(),

@@ -156,6 +156,62 @@ pub fn point_expired(record: &mut BackupRecord, summary: &mut ExpirySummary) -> 
     Ok(())
 }
 
+/// How often a live point's snapshots are looked for.
+pub fn verify_every() -> Duration {
+    Duration::days(1)
+}
+
+/// When the point's snapshots are next looked for: a day after it finished or was last
+/// verified, while it can be restored (not damaged, not expiring).
+pub fn next_verification(record: &BackupRecord) -> Option<Timestamp> {
+    let live = record.status.is_restorable() && !record.damaged && record.expiring_since.is_none();
+    live.then(|| record.verified_at.or(record.finished_at)).flatten().map(|at| at + verify_every())
+}
+
+/// The snapshots a verification looks for: (region, kind, snapshot id) of every succeeded
+/// item and every finished copy.
+pub fn snapshots_to_verify(record: &BackupRecord) -> Vec<(String, ResourceKind, String)> {
+    let own = record
+        .items
+        .iter()
+        .filter(|i| i.status == ItemStatus::Succeeded && !i.released)
+        .filter_map(|i| Some((record.region.clone(), i.kind, i.snapshot_id.clone()?)));
+    let copies = record.replication.iter().filter(|r| r.status != JobStatus::Expired).flat_map(|r| {
+        r.items
+            .iter()
+            .filter(|c| c.status == ItemStatus::Succeeded)
+            .filter_map(|c| Some((r.region.clone(), c.kind, c.replica_snapshot_id.clone()?)))
+    });
+    own.chain(copies).collect()
+}
+
+/// What a verification found: every snapshot the cloud no longer knows (a describe that
+/// answered; one that failed verifies nothing and changes nothing) marks its item, and a
+/// missing snapshot of the point makes it damaged; a missing copy fails its replica item
+/// (a disaster recovery then refuses the copies). Returns whether anything was missing.
+pub fn verified(record: &mut BackupRecord, missing: &std::collections::HashSet<String>, now: Timestamp) -> bool {
+    let mut found_missing = false;
+    for item in record.items.iter_mut().filter(|i| i.status == ItemStatus::Succeeded && !i.released) {
+        if let Some(id) = item.snapshot_id.as_ref().filter(|id| missing.contains(*id)) {
+            item.error = Some(format!("snapshot {id} was deleted outside snapnest (noticed {now})"));
+            record.damaged = true;
+            found_missing = true;
+        }
+    }
+    if let Some(replication) = record.replication.as_mut() {
+        for copy in replication.items.iter_mut().filter(|c| c.status == ItemStatus::Succeeded) {
+            if let Some(id) = copy.replica_snapshot_id.clone().filter(|id| missing.contains(id)) {
+                copy.status = ItemStatus::Failed;
+                copy.error = Some(format!("copy {id} was deleted outside snapnest (noticed {now})"));
+                found_missing = true;
+            }
+        }
+        replication.refresh_status();
+    }
+    record.verified_at = Some(now);
+    found_missing
+}
+
 /// How the delete of one replica ended, for the run's summary.
 pub fn replica_deleted(outcome: &DeleteOutcome, summary: &mut ExpirySummary) {
     match outcome {
@@ -323,5 +379,53 @@ mod tests {
         let mut running = point(Some(-1));
         running.status = JobStatus::Running;
         assert!(!point_due(&running, now));
+    }
+
+    #[test]
+    fn a_live_point_is_looked_at_daily_and_a_snapshot_gone_behind_its_back_damages_it() {
+        // GIVEN a point that finished now, with a copy of each snapshot in us-west-2
+        let now = Utc::now();
+        let mut record = point(Some(30));
+        let copies = record
+            .items
+            .iter()
+            .map(|i| crate::model::ReplicaItem {
+                resource_id: i.resource_id.clone(),
+                kind: i.kind,
+                source_snapshot_id: i.snapshot_id.clone().unwrap(),
+                replica_snapshot_id: Some(format!("{}-copy", i.snapshot_id.clone().unwrap())),
+                status: ItemStatus::Succeeded,
+                progress: 100,
+                error: None,
+                attempts: 1,
+            })
+            .collect();
+        record.replication = Some(crate::model::Replication {
+            region: "us-west-2".into(),
+            status: JobStatus::Succeeded,
+            expires_at: None,
+            items: copies,
+            lease: None,
+        });
+        // THEN it is due to be looked at a day after it finished, for its snapshots and copies
+        assert_eq!(next_verification(&record), Some(record.finished_at.unwrap() + verify_every()));
+        let looked_for: Vec<(String, String)> =
+            snapshots_to_verify(&record).into_iter().map(|(region, _, id)| (region, id)).collect();
+        assert_eq!(looked_for.len(), 4);
+        assert!(looked_for.contains(&("us-west-2".into(), "snapnest-db-copy".into())));
+        // WHEN everything is there THEN it is verified, due again a day later
+        assert!(!verified(&mut record, &Default::default(), now));
+        assert_eq!(next_verification(&record), Some(now + verify_every()));
+        assert!(!record.damaged);
+        // WHEN a snapshot and a copy are gone THEN the point is damaged, the copy's item failed
+        let missing = ["snap-1".to_owned(), "snapnest-db-copy".to_owned()].into_iter().collect();
+        assert!(verified(&mut record, &missing, now));
+        assert!(record.damaged);
+        assert!(record.items[0].error.as_deref().unwrap().contains("deleted outside snapnest"));
+        let replication = record.replication.as_ref().unwrap();
+        assert_eq!(replication.items[1].status, ItemStatus::Failed);
+        assert_eq!(replication.status, JobStatus::PartiallyFailed);
+        // and a damaged point is no longer looked at (it is only waited for to expire)
+        assert_eq!(next_verification(&record), None);
     }
 }

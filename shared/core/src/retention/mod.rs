@@ -7,6 +7,7 @@
 
 pub mod lifecycle;
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -17,10 +18,10 @@ use crate::clock::Clock;
 use crate::cloud::CloudProvider;
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, ExpiryRunId};
-use crate::model::{BackupRecord, Lease, RestorePhase, RestoreRecord, Timestamp};
+use crate::model::{BackupRecord, Lease, ResourceKind, RestorePhase, RestoreRecord, Timestamp};
 use crate::records::{Records, StoredRecord};
 use crate::restore::RestoreService;
-use crate::snapshots::{delete_snapshot, replica_tags, snapshot_tags};
+use crate::snapshots::{delete_snapshot, describe_snapshots, replica_tags, snapshot_tags};
 use crate::status::{ItemStatus, JobStatus};
 use crate::store::Collection;
 
@@ -46,6 +47,12 @@ pub struct ExpirySummary {
     pub replaced_deleted: usize,
     /// Points left for the next run because the cloud failed transiently.
     pub deferred: usize,
+    /// Live points whose snapshots (and copies) were looked for.
+    #[serde(default)]
+    pub points_verified: usize,
+    /// Of those, points found missing a snapshot or a copy deleted behind snapnest's back.
+    #[serde(default)]
+    pub damage_found: usize,
 }
 
 /// A record of one expire-retention run that had something to do.
@@ -149,7 +156,9 @@ impl RetentionService {
     pub async fn expire_due(&self) -> Result<ExpirySummary> {
         let started_at = self.clock.now();
         let mut summary = ExpirySummary::default();
-        for record in self.records.due::<BackupRecord>(started_at).await? {
+        let due = self.records.due::<BackupRecord>(started_at).await?;
+        let due = self.verify(due, started_at, &mut summary).await?;
+        for record in due {
             let backup_id = record.backup_id.clone();
             if let Err(e) = self.expire_backup(record, started_at, &mut summary).await {
                 summary.deferred += 1;
@@ -216,6 +225,66 @@ impl RetentionService {
         Ok(())
     }
 
+    /// Looks for the snapshots and copies of the live points due for it, in one batched
+    /// describe per region and kind: a snapshot deleted behind snapnest's back is noticed
+    /// while the point lives. A describe that fails verifies nothing in its region (the
+    /// points stay due); it never marks damage. Answers the points, as saved.
+    async fn verify(
+        &self,
+        due: Vec<BackupRecord>,
+        now: Timestamp,
+        summary: &mut ExpirySummary,
+    ) -> Result<Vec<BackupRecord>> {
+        let to_verify = |r: &BackupRecord| lifecycle::next_verification(r).is_some_and(|at| at <= now);
+        let mut wanted: BTreeMap<String, Vec<(ResourceKind, String)>> = BTreeMap::new();
+        for record in due.iter().filter(|r| to_verify(r)) {
+            for (region, kind, id) in lifecycle::snapshots_to_verify(record) {
+                wanted.entry(region).or_default().push((kind, id));
+            }
+        }
+        let mut missing = HashSet::new();
+        let mut unanswered = HashSet::new();
+        for (region, snapshots) in wanted {
+            let asked: Vec<String> = snapshots.iter().map(|(_, id)| id.clone()).collect();
+            let reported = match self.clouds.region(&region) {
+                Ok(cloud) => describe_snapshots(cloud.as_ref(), snapshots).await,
+                Err(e) => Err(e),
+            };
+            match reported {
+                Ok(reported) => missing.extend(asked.into_iter().filter(|id| !reported.contains_key(id))),
+                Err(e) => {
+                    warn!(%region, error = %e, "snapshots not verified this run");
+                    unanswered.insert(region);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(due.len());
+        for mut record in due {
+            let answered =
+                lifecycle::snapshots_to_verify(&record).iter().all(|(region, _, _)| !unanswered.contains(region));
+            if !to_verify(&record) || !answered {
+                summary.deferred += usize::from(to_verify(&record));
+                out.push(record);
+                continue;
+            }
+            let damaged = lifecycle::verified(&mut record, &missing, now);
+            match self.records.save(&mut record).await {
+                Ok(()) => {
+                    summary.points_verified += 1;
+                    summary.damage_found += usize::from(damaged);
+                    if damaged {
+                        warn!(backup_id = %record.backup_id, "snapshots of a live point were deleted outside snapnest");
+                    }
+                    out.push(record);
+                }
+                // Changed meanwhile (a retention change, a restore): verified on the next run.
+                Err(Error::Conflict { .. }) => summary.deferred += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
     /// Drops the restores that no longer read the point (ended, or never written); true
     /// when any was dropped.
     async fn prune_finished_restores(&self, record: &mut BackupRecord) -> Result<bool> {
@@ -234,7 +303,12 @@ impl RetentionService {
 
     /// Keeps a record of an expire-retention run that had something to do.
     async fn record_run(&self, started_at: Timestamp, summary: &ExpirySummary) {
-        let busy = summary.points_expired + summary.replicas_expired + summary.replaced_deleted + summary.deferred > 0;
+        let busy = summary.points_expired
+            + summary.replicas_expired
+            + summary.replaced_deleted
+            + summary.deferred
+            + summary.damage_found
+            > 0;
         if !busy {
             return;
         }

@@ -484,6 +484,11 @@ pub struct BackupRecord {
     expiry_lease: Option<Lease>,
     /// Who the point belongs to: the service instance's `snapnest:owner` tags when it was taken.
     owners: Vec<String>,
+    /// When expire-retention last found every snapshot and copy of the point still there (it
+    /// looks daily while the point can be restored; one deleted outside snapnest makes the
+    /// point `damaged`, a copy's item `Failed`).
+    #[schema(required = true)]
+    verified_at: Option<Timestamp>,
     /// Why the whole point failed when no item could say.
     #[schema(required = true)]
     error: Option<String>,
