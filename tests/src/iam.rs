@@ -378,6 +378,8 @@ pub fn cloud_requests(call: &CloudCall) -> Option<Vec<IamRequest>> {
             let context = merged(resource_tags(r.tags_of(&source)), request.clone());
             r.push("rds:CopyDBSnapshot", rds_arn(&source_region, "snapshot", &source), context);
             r.push("rds:CopyDBSnapshot", rds_arn(&region, "snapshot", &target), request.clone());
+            // The option group named for the copy is not a resource of CopyDBSnapshot (SAR:
+            // snapshot only; rds:CopyOptionGroup is a condition key).
             r.push("rds:AddTagsToResource", rds_arn(&region, "snapshot", &target), request);
             for key in call.kms_keys.clone() {
                 r.kms("rds", &key, &region);

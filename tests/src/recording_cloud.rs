@@ -317,6 +317,7 @@ impl Cloud for RecordingCloud {
         id: &str,
         target: &str,
         key: Option<&str>,
+        option_group: Option<&str>,
         tags: &Tags,
     ) -> CloudResult<()> {
         let mut pending = self.begin(
@@ -326,13 +327,14 @@ impl Cloud for RecordingCloud {
                 ("source", &one(id)),
                 ("target", &one(target)),
                 ("kms_key", &key.map(one).unwrap_or_default()),
+                ("option_group", &option_group.map(one).unwrap_or_default()),
             ],
             tags,
         );
         if let Some(call) = pending.call.as_mut() {
             call.kms_keys = key.map(one).unwrap_or_default();
         }
-        let out = self.inner.copy_db_snapshot(source_region, id, target, key, tags).await;
+        let out = self.inner.copy_db_snapshot(source_region, id, target, key, option_group, tags).await;
         self.end(pending, &out, Vec::new());
         out
     }

@@ -165,6 +165,7 @@ pub fn service(dir: &Path, clock: Arc<SteppingClock>, latency: Duration) -> (Arc
         keep_replaced_days: 7,
         admins: Vec::new(),
         replica_kms_keys: [("us-west-2".to_owned(), "alias/snapnest-replicas".to_owned())].into(),
+        replica_option_groups: Default::default(),
         trust_unverified_callers: true,
     };
     (Arc::new(Snapnest::new(store, clouds, clock, settings)), sim, wire)

@@ -207,9 +207,10 @@ impl Cloud for TripCloud {
         id: &str,
         target: &str,
         key: Option<&str>,
+        option_group: Option<&str>,
         tags: &Tags,
     ) -> CloudResult<()> {
-        self.mutation(self.inner.copy_db_snapshot(source_region, id, target, key, tags).await).await
+        self.mutation(self.inner.copy_db_snapshot(source_region, id, target, key, option_group, tags).await).await
     }
     async fn stop_instances(&self, ids: &[String]) -> CloudResult<()> {
         self.mutation(self.inner.stop_instances(ids).await).await

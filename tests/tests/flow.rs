@@ -369,7 +369,8 @@ async fn retention_extends_never_shortens_and_expiry_deletes_only_due_points() {
 #[tokio::test]
 async fn replication_copies_every_snapshot_and_disaster_recovery_restores_from_the_copies() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, sim) = local_service(dir.path(), &[]).await;
+    let groups = ("SNAPNEST_REPLICA_OPTION_GROUPS", "us-west-2:si-demo-mysql8-options=si-demo-options-west");
+    let (app, sim) = local_service(dir.path(), &[groups]).await;
     let body = json!({"destination_region": "us-west-2", "destination_retention_days": 3});
     let (_, created) = start_backup(&app, "si-demo", body).await;
     let id = created["backup_id"].as_str().unwrap().to_owned();
@@ -385,6 +386,11 @@ async fn replication_copies_every_snapshot_and_disaster_recovery_restores_from_t
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(backup["replication"]["items"].as_array().unwrap().len(), 7);
+    // The database's copy is made with the destination's stand-in for its option group.
+    let db_copy = sim.calls().unwrap().into_iter().find(|c| c.op == "copy_db_snapshot").unwrap();
+    assert_eq!(db_copy.args.last().map(String::as_str), Some("si-demo-options-west"), "{db_copy:?}");
+    let replica = backup["replication"]["items"].as_array().unwrap().iter().find(|i| i["kind"] == "database");
+    assert_eq!(replica.unwrap()["option_group"], "si-demo-options-west");
     assert_eq!(sim.snapshot_ids("us-west-2").unwrap().len(), 7);
 
     // The disks alone, in a zone of the destination, and the database in its subnet group there.
@@ -410,6 +416,7 @@ async fn replication_copies_every_snapshot_and_disaster_recovery_restores_from_t
             assert_eq!(item["availability_zone"], "us-west-2c");
         } else {
             assert_eq!(item["database_settings"]["subnet_group"], "west-db");
+            assert_eq!(item["database_settings"]["option_group"], "si-demo-options-west");
         }
     }
     assert_eq!(restore["instances"], json!([]), "target volumes launches nothing");

@@ -77,6 +77,11 @@ impl World {
             keep_replaced_days: 7,
             admins: Vec::new(),
             replica_kms_keys: [(DESTINATION.to_owned(), "alias/snapnest-replicas".to_owned())].into(),
+            replica_option_groups: [(
+                DESTINATION.to_owned(),
+                [("si-demo-mysql8-options".to_owned(), "si-demo-mysql8-options-west".to_owned())].into(),
+            )]
+            .into(),
             trust_unverified_callers: true,
         };
         let app = Arc::new(Snapnest::new(store, clouds, clock.clone(), settings));

@@ -211,6 +211,11 @@ impl RegionClients {
 
     /// The ARN of a DB snapshot: RDS tags and cross-region copies address snapshots by ARN.
     async fn db_snapshot_arn(&self, snapshot_id: &str) -> CloudResult<String> {
+        Ok(self.db_snapshot(snapshot_id).await?.0)
+    }
+
+    /// A DB snapshot's ARN and whether it is encrypted.
+    async fn db_snapshot(&self, snapshot_id: &str) -> CloudResult<(String, bool)> {
         let out = self
             .rds("DescribeDBSnapshots", snapshot_id, |c| {
                 c.describe_db_snapshots().db_snapshot_identifier(snapshot_id).send()
@@ -218,8 +223,7 @@ impl RegionClients {
             .await?;
         out.db_snapshots()
             .iter()
-            .find_map(|s| s.db_snapshot_arn())
-            .map(str::to_owned)
+            .find_map(|s| Some((s.db_snapshot_arn()?.to_owned(), s.encrypted().unwrap_or(false))))
             .ok_or_else(|| CloudError::NotFound(snapshot_id.to_owned()))
     }
 
@@ -754,19 +758,25 @@ impl Cloud for AwsCloud {
         snapshot_id: &str,
         target_id: &str,
         kms_key_id: Option<&str>,
+        option_group: Option<&str>,
         tags: &Tags,
     ) -> CloudResult<()> {
         // A cross-region CopyDBSnapshot names its source by ARN, which also carries the source
         // region (the Rust SDK has no SourceRegion parameter for it).
-        let source_arn = self.regions.clients(source_region).db_snapshot_arn(snapshot_id).await?;
+        let (source_arn, encrypted) = self.regions.clients(source_region).db_snapshot(snapshot_id).await?;
         self.here
             .rds("CopyDBSnapshot", snapshot_id, |rds| {
                 // RDS API Reference, CopyDBSnapshot `KmsKeyId`: an encrypted snapshot copied to
-                // another region needs a key of that region (PreSignedUrl only in GovCloud).
+                // another region needs a key of that region (PreSignedUrl only in GovCloud);
+                // "If you copy an unencrypted snapshot and specify a value for the KmsKeyId
+                // parameter, an error is returned" — so it goes with encrypted sources only.
+                // `OptionGroupName`: to specify "if you are copying a snapshot from one AWS
+                // Region to another, and your DB instance uses a nondefault option group".
                 rds.copy_db_snapshot()
                     .source_db_snapshot_identifier(&source_arn)
                     .target_db_snapshot_identifier(target_id)
-                    .set_kms_key_id(kms_key_id.map(str::to_owned))
+                    .set_kms_key_id(kms_key_id.filter(|_| encrypted).map(str::to_owned))
+                    .set_option_group_name(option_group.map(str::to_owned))
                     .set_tags(Some(rds_tags(tags)))
                     .send()
             })

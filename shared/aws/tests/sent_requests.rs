@@ -343,7 +343,7 @@ async fn copies_are_encrypted_with_the_destination_key_and_a_quota_refusal_waits
         ),
         (
             "DescribeDBSnapshots",
-            r#"<DescribeDBSnapshotsResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><DescribeDBSnapshotsResult><DBSnapshots><DBSnapshot><DBSnapshotIdentifier>snapnest-bk-1-orders</DBSnapshotIdentifier><DBSnapshotArn>arn:aws:rds:us-east-1:123456789012:snapshot:snapnest-bk-1-orders</DBSnapshotArn><Status>available</Status></DBSnapshot></DBSnapshots></DescribeDBSnapshotsResult></DescribeDBSnapshotsResponse>"#,
+            r#"<DescribeDBSnapshotsResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><DescribeDBSnapshotsResult><DBSnapshots><DBSnapshot><DBSnapshotIdentifier>snapnest-bk-1-orders</DBSnapshotIdentifier><DBSnapshotArn>arn:aws:rds:us-east-1:123456789012:snapshot:snapnest-bk-1-orders</DBSnapshotArn><Status>available</Status><Encrypted>true</Encrypted></DBSnapshot></DBSnapshots></DescribeDBSnapshotsResult></DescribeDBSnapshotsResponse>"#,
         ),
         (
             "CopyDBSnapshot",
@@ -358,19 +358,51 @@ async fn copies_are_encrypted_with_the_destination_key_and_a_quota_refusal_waits
     // THEN the copy waits (Busy), not fails
     assert!(matches!(answer, Err(snapnest_core::cloud::CloudError::Busy(_))), "{answer:?}");
     // WHEN a DB snapshot is copied
-    west.copy_db_snapshot("us-east-1", "snapnest-bk-1-orders", "snapnest-bk-1-orders-replica", key, &Tags::new())
-        .await
-        .unwrap();
+    let group = Some("orders-mysql8-west");
+    west.copy_db_snapshot(
+        "us-east-1",
+        "snapnest-bk-1-orders",
+        "snapnest-bk-1-orders-replica",
+        key,
+        group,
+        &Tags::new(),
+    )
+    .await
+    .unwrap();
     // THEN both requests name the destination's key (an encrypted RDS copy needs it)
     let bodies = capture.bodies();
     let copy = bodies.iter().map(|b| parameters(b)).find(|p| get(p, "Action") == Some("CopySnapshot")).unwrap();
     assert_eq!((get(&copy, "KmsKeyId"), get(&copy, "Encrypted")), (Some("alias/snapnest-replicas"), Some("true")));
     let db_copy = bodies.iter().map(|b| parameters(b)).find(|p| get(p, "Action") == Some("CopyDBSnapshot")).unwrap();
     assert_eq!(get(&db_copy, "KmsKeyId"), Some("alias/snapnest-replicas"));
+    // and the DB copy the destination's option group for a source with a non-default one
+    assert_eq!(get(&db_copy, "OptionGroupName"), Some("orders-mysql8-west"));
     assert_eq!(
         get(&db_copy, "SourceDBSnapshotIdentifier"),
         Some("arn:aws:rds:us-east-1:123456789012:snapshot:snapnest-bk-1-orders")
     );
+}
+
+#[tokio::test]
+async fn an_unencrypted_db_snapshot_is_copied_without_a_key() {
+    // RDS refuses a KmsKeyId for an unencrypted source.
+    let capture = Capture::answering(&[
+        (
+            "DescribeDBSnapshots",
+            r#"<DescribeDBSnapshotsResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><DescribeDBSnapshotsResult><DBSnapshots><DBSnapshot><DBSnapshotIdentifier>snapnest-bk-1-orders</DBSnapshotIdentifier><DBSnapshotArn>arn:aws:rds:us-east-1:123456789012:snapshot:snapnest-bk-1-orders</DBSnapshotArn><Status>available</Status><Encrypted>false</Encrypted></DBSnapshot></DBSnapshots></DescribeDBSnapshotsResult></DescribeDBSnapshotsResponse>"#,
+        ),
+        (
+            "CopyDBSnapshot",
+            r#"<CopyDBSnapshotResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><CopyDBSnapshotResult><DBSnapshot><DBSnapshotIdentifier>snapnest-bk-1-orders-replica</DBSnapshotIdentifier></DBSnapshot></CopyDBSnapshotResult></CopyDBSnapshotResponse>"#,
+        ),
+    ]);
+    let west = AwsProvider::new(&capturing_config(&capture)).region("us-west-2").unwrap();
+    let key = Some("alias/snapnest-replicas");
+    west.copy_db_snapshot("us-east-1", "snapnest-bk-1-orders", "copy", key, None, &Tags::new()).await.unwrap();
+    let bodies = capture.bodies();
+    let db_copy = bodies.iter().map(|b| parameters(b)).find(|p| get(p, "Action") == Some("CopyDBSnapshot")).unwrap();
+    assert_eq!(get(&db_copy, "KmsKeyId"), None);
+    assert_eq!(get(&db_copy, "OptionGroupName"), None);
 }
 
 #[tokio::test]

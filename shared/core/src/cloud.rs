@@ -375,12 +375,15 @@ pub trait Cloud: Send + Sync {
     ) -> CloudResult<String>;
 
     /// Copies a DB snapshot from `source_region` into this region under `target_id`.
+    /// `kms_key_id` applies to an encrypted source only (an unencrypted one is copied as it
+    /// is); `option_group`: this region's option group for a source with a non-default one.
     async fn copy_db_snapshot(
         &self,
         source_region: &str,
         snapshot_id: &str,
         target_id: &str,
         kms_key_id: Option<&str>,
+        option_group: Option<&str>,
         tags: &Tags,
     ) -> CloudResult<()>;
 

@@ -59,6 +59,10 @@ pub struct Settings {
     /// Per destination region, the KMS key replicas are encrypted with there (an encrypted
     /// RDS snapshot cannot be copied to another region without one).
     pub replica_kms_keys: std::collections::BTreeMap<String, String>,
+    /// Per destination region, the option group there that stands for each non-default
+    /// source option group (`CopyDBSnapshot OptionGroupName`; a disaster recovery's database
+    /// gets it too).
+    pub replica_option_groups: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     /// Local runs only: a caller the request names without verification is believed, and a
     /// request naming none acts as the system. Deployed, only verified identities count.
     pub trust_unverified_callers: bool,
@@ -123,8 +127,13 @@ impl Snapnest {
             },
             caller.clone(),
         );
-        let replication =
-            ReplicationService::new(records.clone(), clouds.clone(), clock.clone(), settings.replica_kms_keys.clone());
+        let replication = ReplicationService::new(
+            records.clone(),
+            clouds.clone(),
+            clock.clone(),
+            settings.replica_kms_keys.clone(),
+            settings.replica_option_groups.clone(),
+        );
         let retention =
             RetentionService::new(records.clone(), clouds.clone(), clock.clone(), restores.clone(), caller.clone());
         let policies = PolicyService::new(

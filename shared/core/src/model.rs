@@ -116,6 +116,10 @@ pub struct ReplicaItem {
     /// Copy attempts that failed on a transient error; retried until the limit.
     #[serde(default)]
     pub attempts: u32,
+    /// A database's copy: the destination's option group it was made with (for a source
+    /// with a non-default one; none: the engine's default there).
+    #[serde(default)]
+    pub option_group: Option<String>,
 }
 
 /// The right of one run to act on a record's lifecycle until `until`: taken with a

@@ -39,6 +39,8 @@ pub struct Config {
     pub admins: Vec<String>,
     /// `SNAPNEST_REPLICA_KMS_KEYS`: `region=key` pairs, comma-separated.
     pub replica_kms_keys: std::collections::BTreeMap<String, String>,
+    /// `SNAPNEST_REPLICA_OPTION_GROUPS`: `region:source=destination` entries, comma-separated.
+    pub replica_option_groups: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     /// Who calls: `verified` (deployed: only what API Gateway verified) or `header` (local:
     /// the `x-snapnest-caller` header, or the system).
     pub identity: Identity,
@@ -63,6 +65,7 @@ pub const DEPLOYED_VARIABLES: &[&str] = &[
     "SNAPNEST_ADMINS",
     "SNAPNEST_IDENTITY",
     "SNAPNEST_REPLICA_KMS_KEYS",
+    "SNAPNEST_REPLICA_OPTION_GROUPS",
 ];
 
 /// The variables only local runs use: the embedded store and the simulated cloud.
@@ -175,6 +178,31 @@ impl Config {
                     })
                     .collect::<Result<_, _>>()?,
             },
+            replica_option_groups: {
+                let mut groups: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> =
+                    Default::default();
+                for entry in get("SNAPNEST_REPLICA_OPTION_GROUPS").iter().flat_map(|v| v.split(',')).map(str::trim) {
+                    if entry.is_empty() {
+                        continue;
+                    }
+                    let parsed = entry.split_once(':').and_then(|(region, rest)| {
+                        let (source, destination) = rest.split_once('=')?;
+                        let (region, source, destination) = (region.trim(), source.trim(), destination.trim());
+                        let valid = snapnest_core::validate::is_region_name(region)
+                            && !source.is_empty()
+                            && !destination.is_empty();
+                        valid.then(|| (region.to_owned(), source.to_owned(), destination.to_owned()))
+                    });
+                    let Some((region, source, destination)) = parsed else {
+                        return Err(err(
+                            "SNAPNEST_REPLICA_OPTION_GROUPS",
+                            format!("'{entry}' is not region:source-group=destination-group"),
+                        ));
+                    };
+                    groups.entry(region).or_default().insert(source, destination);
+                }
+                groups
+            },
             identity: match get("SNAPNEST_IDENTITY").as_deref() {
                 None | Some("header") => Identity::Header,
                 Some("verified") => Identity::Verified,
@@ -235,5 +263,9 @@ mod tests {
         assert_eq!((c.identity, c.admins), (Identity::Verified, vec!["ops".to_owned(), "platform".to_owned()]));
         assert_eq!(c.replica_kms_keys.get("us-west-2").map(String::as_str), Some("alias/snapnest"));
         assert_eq!(c.replica_kms_keys.len(), 2);
+        let groups = config(&[("SNAPNEST_REPLICA_OPTION_GROUPS", "us-west-2:orders-og=orders-og-west")]).unwrap();
+        assert_eq!(groups.replica_option_groups["us-west-2"]["orders-og"], "orders-og-west");
+        let bad = config(&[("SNAPNEST_REPLICA_OPTION_GROUPS", "orders-og=west")]);
+        assert_eq!(bad.unwrap_err().variable, "SNAPNEST_REPLICA_OPTION_GROUPS");
     }
 }

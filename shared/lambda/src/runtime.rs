@@ -98,6 +98,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Snapnest> {
         keep_replaced_days: config.keep_replaced_days,
         admins: config.admins.clone(),
         replica_kms_keys: config.replica_kms_keys.clone(),
+        replica_option_groups: config.replica_option_groups.clone(),
         trust_unverified_callers: config.identity == crate::config::Identity::Header,
     };
     Ok(Snapnest::new(store, clouds, Arc::new(SystemClock), settings))

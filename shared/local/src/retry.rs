@@ -117,10 +117,11 @@ impl Cloud for RetryingCloud {
         snapshot_id: &str,
         target_id: &str,
         kms_key_id: Option<&str>,
+        option_group: Option<&str>,
         tags: &Tags,
     ) -> CloudResult<()> {
         retrying("copy_db_snapshot", || {
-            self.0.copy_db_snapshot(source_region, snapshot_id, target_id, kms_key_id, tags)
+            self.0.copy_db_snapshot(source_region, snapshot_id, target_id, kms_key_id, option_group, tags)
         })
         .await
     }

@@ -800,7 +800,7 @@ fn seed_service_instance(
                     subnet_group: Some(format!("{si}-db")),
                     security_group_ids: vec![format!("sg-{si}")],
                     parameter_group: Some(format!("{si}-mysql8")),
-                    option_group: None,
+                    option_group: Some(format!("{si}-mysql8-options")),
                     multi_az: true,
                     publicly_accessible: false,
                     deletion_protection: true,
@@ -1218,15 +1218,17 @@ impl Cloud for SimulatedRegion {
         snapshot_id: &str,
         target_id: &str,
         kms_key_id: Option<&str>,
+        option_group: Option<&str>,
         tags: &Tags,
     ) -> CloudResult<()> {
         let key = kms_key_id.unwrap_or("default").to_owned();
+        let group = option_group.unwrap_or("default").to_owned();
         let (source_region, id, target, tags, dest) =
             (source_region.to_owned(), snapshot_id.to_owned(), target_id.to_owned(), tags.clone(), self.region.clone());
         self.cloud
             .call(
                 &dest,
-                mutating("copy_db_snapshot", [&source_region, &id, &target, &key]),
+                mutating("copy_db_snapshot", [&source_region, &id, &target, &key, &group]),
                 move |r, world, settings, rng| {
                     if r.db_snapshots.contains_key(&target) {
                         return Err(CloudError::AlreadyExists(target));

@@ -230,7 +230,7 @@ pub async fn check_cloud_contract_with(
     let db_copy = format!("{db_snapshot}-copy");
     ok(
         "copy_db_snapshot",
-        destination.copy_db_snapshot(home.region(), &db_snapshot, &db_copy, None, &backup_tags("db-copy")).await,
+        destination.copy_db_snapshot(home.region(), &db_snapshot, &db_copy, None, None, &backup_tags("db-copy")).await,
     );
     eventually(
         "the DB copy completes in the destination",
@@ -238,7 +238,8 @@ pub async fn check_cloud_contract_with(
         |statuses: &Vec<SnapshotStatus>| statuses.iter().any(|s| s.state == SnapshotState::Completed).then_some(()),
     )
     .await;
-    match destination.copy_db_snapshot(home.region(), &db_snapshot, &db_copy, None, &backup_tags("db-copy")).await {
+    match destination.copy_db_snapshot(home.region(), &db_snapshot, &db_copy, None, None, &backup_tags("db-copy")).await
+    {
         Err(CloudError::AlreadyExists(id)) => assert_eq!(id, db_copy),
         other => panic!("a second DB copy of the same name must be AlreadyExists, got {other:?}"),
     }

@@ -33,6 +33,7 @@ pub fn begin(record: &mut BackupRecord) -> Result<(), IllegalTransition> {
                 progress: 0,
                 error: None,
                 attempts: 0,
+                option_group: None,
             })
         })
         .collect();

@@ -44,6 +44,8 @@ pub struct ReplicationService {
     clock: Arc<dyn Clock>,
     /// The KMS key of each destination region, for encrypted copies.
     kms_keys: BTreeMap<String, String>,
+    /// Per destination region, the option group there for each non-default source one.
+    option_groups: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl ReplicationService {
@@ -52,8 +54,9 @@ impl ReplicationService {
         clouds: Arc<dyn CloudProvider>,
         clock: Arc<dyn Clock>,
         kms_keys: BTreeMap<String, String>,
+        option_groups: BTreeMap<String, BTreeMap<String, String>>,
     ) -> Self {
-        Self { records, clouds, clock, kms_keys }
+        Self { records, clouds, clock, kms_keys, option_groups }
     }
 
     /// Advances every point that waits for replication: polls copies in flight, starts new
@@ -142,6 +145,22 @@ impl ReplicationService {
         let starting = lifecycle::start_copies(&mut replication.items, room);
         *in_flight += starting.len();
         self.records.save(point).await?;
+        // A database with a non-default option group: its copy needs this region's stand-in.
+        let groups = self.option_groups.get(&point.replication.as_ref().expect("filtered").region);
+        let option_group_of: BTreeMap<String, Option<String>> = point
+            .items
+            .iter()
+            .filter_map(|i| {
+                let source = i.database_settings.as_ref()?.option_group.as_ref()?;
+                (!source.starts_with("default:"))
+                    .then(|| (i.resource_id.clone(), groups.and_then(|g| g.get(source)).cloned()))
+            })
+            .collect();
+        for (db, group) in &option_group_of {
+            if group.is_none() {
+                warn!(%backup_id, %db, "no option group is configured for this database's copies (SNAPNEST_REPLICA_OPTION_GROUPS); they get the destination's default");
+            }
+        }
         let replication = point.replication.as_mut().expect("filtered");
         // Found by tag (EBS) or by their fixed name (DB), or asked for again.
         let mut calls: Vec<usize> = Vec::new();
@@ -175,8 +194,10 @@ impl ReplicationService {
                 }
                 ResourceKind::Database => {
                     let target = db_snapshot_name(&backup_id, &format!("{}-replica", item.resource_id));
+                    item.option_group = option_group_of.get(&item.resource_id).cloned().flatten();
+                    let group = item.option_group.as_deref();
                     match destination
-                        .copy_db_snapshot(&source_region, &item.source_snapshot_id, &target, key, &tags)
+                        .copy_db_snapshot(&source_region, &item.source_snapshot_id, &target, key, group, &tags)
                         .await
                     {
                         Ok(()) | Err(CloudError::AlreadyExists(_)) => Ok(target),

@@ -552,8 +552,17 @@ pub fn items_of(backup: &BackupRecord, request: &RestoreRequest) -> Result<(Stri
                 Some(_) => VolumeSettings { kms_key_id: None, ..v },
                 None => v,
             }),
+            // In another region: the option group the copy was made with there (none: the
+            // engine's default), the network named by the request (`destination`).
             database_settings: i.database_settings.as_ref().map(|d| match replicas {
-                Some(_) => d.elsewhere(),
+                Some(replication) => DatabaseSettings {
+                    option_group: replication
+                        .items
+                        .iter()
+                        .find(|r| r.resource_id == i.resource_id)
+                        .and_then(|r| r.option_group.clone()),
+                    ..d.elsewhere()
+                },
                 None => d.clone(),
             }),
             step: RestoreStep::NotStarted,
@@ -674,6 +683,7 @@ mod tests {
                 progress: 100,
                 error: None,
                 attempts: 0,
+                option_group: None,
             }],
             lease: None,
         });
@@ -767,6 +777,7 @@ mod tests {
                 progress: 100,
                 error: None,
                 attempts: 1,
+                option_group: None,
             })
             .collect();
         BackupRecord {

@@ -398,6 +398,7 @@ mod tests {
                 progress: 100,
                 error: None,
                 attempts: 1,
+                option_group: None,
             })
             .collect();
         record.replication = Some(crate::model::Replication {

@@ -173,7 +173,8 @@ pub fn backup_succeeded() -> Value {
                     "status": "Succeeded",
                     "progress": 100,
                     "error": null,
-                    "attempts": 0
+                    "attempts": 0,
+                    "option_group": null
                 },
                 {
                     "resource_id": "vol-0a1b2c3d4e5f60002",
@@ -183,7 +184,8 @@ pub fn backup_succeeded() -> Value {
                     "status": "Succeeded",
                     "progress": 100,
                     "error": null,
-                    "attempts": 1
+                    "attempts": 1,
+                    "option_group": null
                 },
                 {
                     "resource_id": "si-demo-mysql",
@@ -193,7 +195,8 @@ pub fn backup_succeeded() -> Value {
                     "status": "Succeeded",
                     "progress": 100,
                     "error": null,
-                    "attempts": 0
+                    "attempts": 0,
+                    "option_group": null
                 }
             ],
             "lease": null

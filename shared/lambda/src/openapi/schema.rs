@@ -411,6 +411,10 @@ pub struct ReplicaItem {
     error: Option<String>,
     /// Copy attempts that failed on a transient error.
     attempts: u32,
+    /// A database's copy: the destination's option group it was made with
+    /// (`SNAPNEST_REPLICA_OPTION_GROUPS`; null: the engine's default there).
+    #[schema(required = true)]
+    option_group: Option<String>,
 }
 
 /// The copy of a backup point in another region.
