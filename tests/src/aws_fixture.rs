@@ -64,6 +64,29 @@ pub async fn create_instances(ec2: &aws_sdk_ec2::Client, tag_key: &str, si: &str
     }
 }
 
+/// A customer-managed KMS key in moto's `region`; returns its ARN. (A JSON 1.1 request of
+/// KMS's own protocol: moto reads the region from the credential scope and checks no
+/// signature.)
+pub async fn create_kms_key(region: &str) -> String {
+    let endpoint = crate::moto::Moto::shared().endpoint.clone();
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{endpoint}/"))
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header("X-Amz-Target", "TrentService.CreateKey")
+        .header(
+            "Authorization",
+            format!("AWS4-HMAC-SHA256 Credential=testing/20261130/{region}/kms/aws4_request, SignedHeaders=host, Signature=0"),
+        )
+        .body(r#"{"Description": "snapnest test key"}"#)
+        .send()
+        .await
+        .expect("create a KMS key")
+        .json()
+        .await
+        .expect("a CreateKey answer");
+    answer["KeyMetadata"]["Arn"].as_str().expect("the key's ARN").to_owned()
+}
+
 /// snapnest on moto: a DynamoDB table made from `template.yaml`, a service instance of two
 /// instances × three volumes and one database, the service built with
 /// `SNAPNEST_STORE=dynamodb SNAPNEST_CLOUD=aws`, and raw SDK clients to check the emulator.
@@ -85,6 +108,11 @@ pub const WEST: &str = "us-west-2";
 impl MotoSnapnest {
     /// Everything with names unique to this call (moto's state is shared by the process).
     pub async fn start(name: &str) -> MotoSnapnest {
+        Self::start_with(name, &[]).await
+    }
+
+    /// As [`MotoSnapnest::start`], with more configuration (`SNAPNEST_*` variables).
+    pub async fn start_with(name: &str, extra_env: &[(&str, &str)]) -> MotoSnapnest {
         crate::moto::Moto::shared();
         // moto answers some calls it cannot serve with HTTP 500: fail fast, do not retry them.
         std::env::set_var("AWS_MAX_ATTEMPTS", "2");
@@ -107,12 +135,13 @@ impl MotoSnapnest {
             .await
             .expect("create the table from template.yaml");
         let db_id = create_service_instance(&ec2, &rds, "service-instance-id", &service_instance_id).await;
-        let env = [
+        let mut env = vec![
             ("SNAPNEST_STORE", "dynamodb"),
             ("SNAPNEST_TABLE", table.as_str()),
             ("SNAPNEST_CLOUD", "aws"),
             ("AWS_REGION", HOME),
         ];
+        env.extend_from_slice(extra_env);
         let config = snapnest_lambda::config::Config::from_lookup(|k| {
             env.iter().find(|(name, _)| *name == k).map(|(_, v)| v.to_string())
         })

@@ -12,7 +12,7 @@ use aws_sdk_ec2::types::Filter;
 use serde_json::{json, Value};
 use snapnest_core::cloud::tag;
 use snapnest_core::Snapnest;
-use snapnest_e2e::aws_fixture::{MotoSnapnest, WEST};
+use snapnest_e2e::aws_fixture::{create_kms_key, MotoSnapnest, HOME, WEST};
 use snapnest_e2e::watch::{backup_and_restore_over_http, Watch};
 use snapnest_e2e::{call, http_event, scheduled_event};
 
@@ -404,4 +404,109 @@ async fn in_place_restores_one_after_another_and_a_roll_back_on_dynamodb_and_the
     assert_eq!(serving.get(tag::RESTORE_ID), Some(&restores[1].0), "the previous restore's database is back");
     assert_eq!(serving.get("service-instance-id"), Some(&si));
     assert!(!serving.contains_key(tag::REPLACED_BY));
+}
+
+#[tokio::test]
+async fn an_encrypted_point_replicates_under_the_destinations_keys_on_moto() {
+    // GIVEN a service instance with a volume and a database encrypted under a key of their
+    // region, and snapnest told which key copies get in us-west-2
+    let (east_key, west_key) = (create_kms_key(HOME).await, create_kms_key(WEST).await);
+    let keys = format!("{WEST}={west_key}");
+    let moto = MotoSnapnest::start_with("encrypted", &[("SNAPNEST_REPLICA_KMS_KEYS", keys.as_str())]).await;
+    let (ec2, rds) = (&moto.ec2, &moto.rds);
+    let tag = aws_sdk_ec2::types::Tag::builder().key("service-instance-id").value(&moto.service_instance_id).build();
+    let instances = ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:service-instance-id")
+                .values(&moto.service_instance_id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let instance = instances.reservations()[0].instances()[0].clone();
+    let zone = instance.placement().and_then(|p| p.availability_zone()).unwrap();
+    let volume = ec2
+        .create_volume()
+        .availability_zone(zone)
+        .size(20)
+        .encrypted(true)
+        .kms_key_id(&east_key)
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Volume)
+                .tags(tag)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let volume_id = volume.volume_id().unwrap().to_owned();
+    ec2.attach_volume()
+        .volume_id(&volume_id)
+        .instance_id(instance.instance_id().unwrap())
+        .device("/dev/sdh")
+        .send()
+        .await
+        .unwrap();
+    let encrypted_db = format!("{}-secure", moto.service_instance_id);
+    rds.create_db_instance()
+        .db_instance_identifier(&encrypted_db)
+        .engine("mysql")
+        .db_instance_class("db.t3.micro")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("contract-password-1")
+        .storage_encrypted(true)
+        .kms_key_id(&east_key)
+        .tags(aws_sdk_rds::types::Tag::builder().key("service-instance-id").value(&moto.service_instance_id).build())
+        .send()
+        .await
+        .unwrap();
+
+    // WHEN a point of it is copied to us-west-2
+    let app = &moto.app;
+    let request = snapnest_core::backup::BackupRequest { destination_region: Some(WEST.into()), ..Default::default() };
+    let point = app
+        .backups
+        .create(&moto.service_instance_id, &request, snapnest_core::backup::BackupOrigin::manual())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let point = loop {
+        app.poller.poll_active().await.unwrap();
+        app.replication.replicate_due().await.unwrap();
+        let record: snapnest_core::model::BackupRecord = app.backups.get(&point.backup_id).await.unwrap();
+        if record.replication.as_ref().is_some_and(|r| r.status.is_terminal()) {
+            break record;
+        }
+        assert!(std::time::Instant::now() < deadline, "{record:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let replication = point.replication.clone().unwrap();
+    assert_eq!(replication.status, snapnest_core::status::JobStatus::Succeeded, "{point:#?}");
+    let copy_of = |resource: &str| {
+        replication
+            .items
+            .iter()
+            .find(|i| i.resource_id == resource)
+            .and_then(|i| i.replica_snapshot_id.clone())
+            .unwrap()
+    };
+
+    // THEN the encrypted volume's copy is under the destination's key
+    let copy = copy_of(&volume_id);
+    let described = moto.ec2_west.describe_snapshots().snapshot_ids(&copy).send().await.unwrap();
+    let snapshot = &described.snapshots()[0];
+    assert_eq!((snapshot.encrypted(), snapshot.kms_key_id()), (Some(true), Some(west_key.as_str())), "{snapshot:?}");
+    // and so is the encrypted database's, while the unencrypted one is copied as it is
+    let db_copy = copy_of(&encrypted_db);
+    let described = moto.rds_west.describe_db_snapshots().db_snapshot_identifier(&db_copy).send().await.unwrap();
+    let db_snapshot = &described.db_snapshots()[0];
+    assert_eq!(db_snapshot.kms_key_id(), Some(west_key.as_str()), "{db_snapshot:?}");
+    let plain_copy = copy_of(&moto.db_id);
+    let described = moto.rds_west.describe_db_snapshots().db_snapshot_identifier(&plain_copy).send().await.unwrap();
+    assert_eq!(described.db_snapshots()[0].kms_key_id(), None, "{:?}", described.db_snapshots()[0]);
 }
