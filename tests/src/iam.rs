@@ -507,6 +507,12 @@ pub fn cloud_requests(call: &CloudCall) -> Option<Vec<IamRequest>> {
             r.ec2_tags_on_create("RegisterImage", ec2_arn(&region, "image", &image));
         }
         "describe_images" | "find_image" => r.describe("ec2:DescribeImages"),
+        // ListChangedBlocks: snapshot* (SAR, Amazon EBS direct APIs), both snapshots.
+        "changed_bytes" => {
+            for snapshot in r.arg("snapshot") {
+                r.on("ebs:ListChangedBlocks", ec2_arn(&region, "snapshot", &snapshot), &snapshot);
+            }
+        }
         "find_instances" => r.describe("ec2:DescribeInstances"),
         // DeregisterImage: image* (SAR).
         "deregister_image" => {

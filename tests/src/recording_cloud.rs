@@ -260,6 +260,14 @@ impl Cloud for RecordingCloud {
         out
     }
 
+    async fn changed_bytes(&self, earlier: &str, later: &str) -> CloudResult<u64> {
+        let pending =
+            self.begin("changed_bytes", &[("snapshot", &[earlier.to_owned(), later.to_owned()])], &Tags::new());
+        let out = self.inner.changed_bytes(earlier, later).await;
+        self.end(pending, &out, Vec::new());
+        out
+    }
+
     async fn delete_snapshot(&self, id: &str) -> CloudResult<DeleteOutcome> {
         let pending = self.begin("delete_snapshot", &[("snapshot", &one(id))], &Tags::new());
         let out = self.inner.delete_snapshot(id).await;

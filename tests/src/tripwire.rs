@@ -183,6 +183,9 @@ impl Cloud for TripCloud {
     async fn find_snapshots(&self, key: &str, value: &str) -> CloudResult<Vec<StartedSnapshot>> {
         self.inner.find_snapshots(key, value).await
     }
+    async fn changed_bytes(&self, earlier: &str, later: &str) -> CloudResult<u64> {
+        self.inner.changed_bytes(earlier, later).await
+    }
     async fn delete_snapshot(&self, id: &str) -> CloudResult<DeleteOutcome> {
         self.mutation(self.inner.delete_snapshot(id).await).await
     }

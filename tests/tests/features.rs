@@ -506,6 +506,44 @@ async fn a_cloud_that_does_not_answer_never_marks_a_point_damaged() {
 }
 
 #[tokio::test]
+async fn capacity_counts_what_each_volume_snapshot_adds_to_its_chain() {
+    // GIVEN two points of si-demo, one data volume written between them
+    let dir = tempfile::tempdir().unwrap();
+    let (app, sim) = local_service(dir.path(), &[]).await;
+    let created = start_backup(&app, "si-demo", json!({})).await;
+    let first = poll_until_finished(&app, created["backup_id"].as_str().unwrap()).await;
+    let written = first.items.iter().find(|i| i.instance_id.is_some() && i.instance_settings.is_none()).unwrap();
+    sim.write_data(HOME, &written.resource_id).unwrap();
+    let created = start_backup(&app, "si-demo", json!({})).await;
+    let second = poll_until_finished(&app, created["backup_id"].as_str().unwrap()).await;
+    let before = app.jobs.capacity("si-demo").await.unwrap();
+    // WHEN expire-retention's daily look has measured them
+    snapnest_e2e::expire_at(&app, second.finished_at.unwrap() + chrono::Duration::hours(25)).await.unwrap();
+    let first: BackupRecord = app.backups.get(&first.backup_id).await.unwrap();
+    let second: BackupRecord = app.backups.get(&second.backup_id).await.unwrap();
+    // THEN the first point's volume snapshots store all their data, the second's only the
+    // written volume's (the others changed nothing)
+    for item in first.items.iter().filter(|i| i.instance_id.is_some()) {
+        assert_eq!(item.stored_bytes, Some(item.size_bytes), "{item:?}");
+    }
+    for item in second.items.iter().filter(|i| i.instance_id.is_some()) {
+        let expected = if item.resource_id == written.resource_id { item.size_bytes } else { 0 };
+        assert_eq!(item.stored_bytes, Some(expected), "{item:?}");
+    }
+    // and the capacity is that, not every point's full size
+    let databases: u64 = [&first, &second]
+        .iter()
+        .flat_map(|p| &p.items)
+        .filter(|i| i.kind == snapnest_core::model::ResourceKind::Database)
+        .map(|i| i.size_bytes)
+        .sum();
+    let volumes_first: u64 = first.items.iter().filter(|i| i.instance_id.is_some()).map(|i| i.size_bytes).sum();
+    let capacity = app.jobs.capacity("si-demo").await.unwrap();
+    assert_eq!(capacity.snapshot_bytes, volumes_first + written.size_bytes + databases, "{capacity:?}");
+    assert!(capacity.snapshot_bytes < before.snapshot_bytes, "{before:?} → {capacity:?}");
+}
+
+#[tokio::test]
 async fn damage_found_while_the_point_lives_on_moto() {
     damage_found_while_the_point_lives(&Backend::moto("damage").await).await;
 }

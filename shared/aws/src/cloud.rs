@@ -78,10 +78,11 @@ struct Regions {
     clients: Mutex<HashMap<String, Arc<RegionClients>>>,
 }
 
-/// The EC2 and RDS clients of one region and the bounds on their concurrent calls.
+/// The EC2, EBS direct and RDS clients of one region and the bounds on their concurrent calls.
 struct RegionClients {
     region: String,
     ec2: aws_sdk_ec2::Client,
+    ebs: aws_sdk_ebs::Client,
     rds: aws_sdk_rds::Client,
     ec2_permits: Semaphore,
     rds_permits: Semaphore,
@@ -138,10 +139,12 @@ impl Regions {
             .or_insert_with(|| {
                 let name = Region::new(region.to_owned());
                 let ec2_config = aws_sdk_ec2::config::Builder::from(&self.config).region(name.clone()).build();
+                let ebs_config = aws_sdk_ebs::config::Builder::from(&self.config).region(name.clone()).build();
                 let rds_config = aws_sdk_rds::config::Builder::from(&self.config).region(name).build();
                 Arc::new(RegionClients {
                     region: region.to_owned(),
                     ec2: aws_sdk_ec2::Client::from_conf(ec2_config),
+                    ebs: aws_sdk_ebs::Client::from_conf(ebs_config),
                     rds: aws_sdk_rds::Client::from_conf(rds_config),
                     ec2_permits: Semaphore::new(PERMITS_PER_FAMILY),
                     rds_permits: Semaphore::new(PERMITS_PER_FAMILY),
@@ -164,6 +167,20 @@ impl RegionClients {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         self.run(&self.ec2_permits, "ec2", operation, subject, call(self.ec2.clone())).await
+    }
+
+    /// One EBS direct API call, bounded with EC2's (the same service's quotas).
+    async fn ebs<T, E, Fut>(
+        &self,
+        operation: &'static str,
+        subject: &str,
+        call: impl FnOnce(aws_sdk_ebs::Client) -> Fut,
+    ) -> CloudResult<T>
+    where
+        Fut: Future<Output = Result<T, SdkError<E>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        self.run(&self.ec2_permits, "ebs", operation, subject, call(self.ebs.clone())).await
     }
 
     /// One RDS call (or one paginated listing): bounded, traced, its error translated.
@@ -1171,6 +1188,33 @@ impl Cloud for AwsCloud {
                     .ok_or_else(|| CloudError::NotFound(spec.name.clone()))
             }
             Err(other) => Err(other),
+        }
+    }
+
+    async fn changed_bytes(&self, earlier: &str, later: &str) -> CloudResult<u64> {
+        // Amazon EBS direct APIs, ListChangedBlocks: the blocks that differ between two
+        // snapshots of one volume's lineage, a page at a time (NextToken), each `BlockSize`
+        // bytes (512 KiB). Their sum is what `later` stores beyond `earlier`.
+        let mut bytes = 0u64;
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .here
+                .ebs("ListChangedBlocks", later, |ebs| {
+                    ebs.list_changed_blocks()
+                        .first_snapshot_id(earlier)
+                        .second_snapshot_id(later)
+                        .max_results(10_000)
+                        .set_next_token(token.clone())
+                        .send()
+                })
+                .await?;
+            let block = page.block_size().unwrap_or(512 * 1024).max(0) as u64;
+            bytes += page.changed_blocks().len() as u64 * block;
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(bytes);
+            }
         }
     }
 

@@ -619,3 +619,45 @@ async fn a_group_of_chosen_disks_excludes_the_root_and_the_other_data_disks() {
     assert_eq!(get(&sent, "InstanceSpecification.ExcludeDataVolumeId.1"), Some("vol-0other"), "{body}");
     assert_eq!(get(&sent, "InstanceSpecification.ExcludeDataVolumeId.2"), None, "{body}");
 }
+
+/// Answers EBS direct API `ListChangedBlocks` (REST-JSON) a page at a time: two blocks and a
+/// next token, then one block; records each request's URI.
+#[derive(Debug, Clone, Default)]
+struct ChangedBlocks {
+    uris: Arc<Mutex<Vec<String>>>,
+}
+
+impl HttpConnector for ChangedBlocks {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let uri = request.uri().to_string();
+        let body = if uri.contains("pageToken=") {
+            r#"{"ChangedBlocks":[{"BlockIndex":9}],"BlockSize":524288,"VolumeSize":8}"#
+        } else {
+            r#"{"ChangedBlocks":[{"BlockIndex":1},{"BlockIndex":2}],"BlockSize":524288,"VolumeSize":8,"NextToken":"page-2"}"#
+        };
+        self.uris.lock().unwrap().push(uri);
+        let mut response = HttpResponse::new(StatusCode::try_from(200u16).unwrap(), SdkBody::from(body));
+        response.headers_mut().insert("content-type", "application/json");
+        HttpConnectorFuture::ready(Ok(response))
+    }
+}
+
+#[tokio::test]
+async fn what_a_snapshot_adds_to_its_chain_is_its_changed_blocks_over_every_page() {
+    let blocks = ChangedBlocks::default();
+    let connector = blocks.clone();
+    let config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new("AKID", "SECRET", None, None, "test")))
+        .http_client(http_client_fn(move |_, _| SharedHttpConnector::new(connector.clone())))
+        .build();
+    let cloud = AwsProvider::new(&config).home();
+    // EBS direct APIs, ListChangedBlocks: the blocks that differ, BlockSize bytes each.
+    assert_eq!(cloud.changed_bytes("snap-0earlier", "snap-0later").await, Ok(3 * 524_288));
+    let uris = blocks.uris.lock().unwrap().clone();
+    assert_eq!(uris.len(), 2, "both pages: {uris:?}");
+    assert!(uris[0].contains("/snapshots/snap-0later/changedblocks"), "{uris:?}");
+    assert!(uris[0].contains("firstSnapshotId=snap-0earlier"), "{uris:?}");
+    assert!(uris[1].contains("pageToken=page-2"), "{uris:?}");
+}

@@ -356,6 +356,10 @@ pub trait Cloud: Send + Sync {
     /// backup that crashed after `CreateSnapshots` finds what it already started.
     async fn find_snapshots(&self, key: &str, value: &str) -> CloudResult<Vec<StartedSnapshot>>;
 
+    /// Bytes of the blocks that differ between two snapshots of one volume, `earlier` then
+    /// `later`: the storage `later` adds to its chain (EBS direct APIs, `ListChangedBlocks`).
+    async fn changed_bytes(&self, earlier: &str, later: &str) -> CloudResult<u64>;
+
     async fn delete_snapshot(&self, snapshot_id: &str) -> CloudResult<DeleteOutcome>;
     async fn delete_db_snapshot(&self, snapshot_id: &str) -> CloudResult<DeleteOutcome>;
 

@@ -84,7 +84,9 @@ pub struct CancelRequest {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Capacity {
     pub service_instance_id: String,
-    /// Bytes of the snapshots of every point that still holds them.
+    /// Bytes the snapshots of every point that still holds them store: a volume snapshot
+    /// counts the blocks changed since the one before it (EBS snapshots are incremental),
+    /// once expire-retention's daily look has measured it, its data until then.
     pub snapshot_bytes: u64,
     /// Points that still hold snapshots (Succeeded or PartiallyFailed, not expired).
     pub backup_points: usize,
@@ -313,7 +315,7 @@ impl Jobs {
                     .items
                     .iter()
                     .filter(|i| i.status == ItemStatus::Succeeded && i.snapshot_id.is_some())
-                    .map(|i| i.size_bytes)
+                    .map(|i| i.stored_bytes.unwrap_or(i.size_bytes))
                     .sum::<u64>();
                 if let Some(r) = backup.replication.as_ref().filter(|r| r.status != JobStatus::Expired) {
                     let copied: HashSet<&str> = r
@@ -326,7 +328,7 @@ impl Jobs {
                         .items
                         .iter()
                         .filter(|i| copied.contains(i.resource_id.as_str()))
-                        .map(|i| i.size_bytes)
+                        .map(|i| i.stored_bytes.unwrap_or(i.size_bytes))
                         .sum::<u64>();
                 }
             }

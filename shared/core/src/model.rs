@@ -66,6 +66,11 @@ pub struct BackupItem {
     /// again (clone, disaster recovery).
     #[serde(default)]
     pub instance_settings: Option<InstanceSettings>,
+    /// A volume's snapshot: the storage it adds to its volume's chain — the blocks changed
+    /// since the snapshot of the newest older point that still holds one (all its data for
+    /// the first). Found by expire-retention's daily look; none until then.
+    #[serde(default)]
+    pub stored_bytes: Option<u64>,
 }
 
 impl BackupItem {
@@ -86,6 +91,7 @@ impl BackupItem {
             volume_settings: None,
             database_settings: None,
             instance_settings: None,
+            stored_bytes: None,
         }
     }
 

@@ -93,6 +93,9 @@ impl Cloud for RetryingCloud {
     async fn find_snapshots(&self, key: &str, value: &str) -> CloudResult<Vec<StartedSnapshot>> {
         retrying("find_snapshots", || self.0.find_snapshots(key, value)).await
     }
+    async fn changed_bytes(&self, earlier: &str, later: &str) -> CloudResult<u64> {
+        retrying("changed_bytes", || self.0.changed_bytes(earlier, later)).await
+    }
     async fn delete_snapshot(&self, snapshot_id: &str) -> CloudResult<DeleteOutcome> {
         retrying("delete_snapshot", || self.0.delete_snapshot(snapshot_id)).await
     }

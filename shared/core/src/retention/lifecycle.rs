@@ -212,6 +212,34 @@ pub fn verified(record: &mut BackupRecord, missing: &std::collections::HashSet<S
     found_missing
 }
 
+/// For each volume snapshot of `record`, the snapshot it adds to: that of the same volume in
+/// the newest point of `others` started before it that still holds one (none: the first of
+/// its chain). As (item position, snapshot, predecessor).
+pub fn chain_predecessors(record: &BackupRecord, others: &[BackupRecord]) -> Vec<(usize, String, Option<String>)> {
+    let mut older: Vec<&BackupRecord> = others
+        .iter()
+        .filter(|o| o.backup_id != record.backup_id && o.started_at < record.started_at)
+        .filter(|o| o.status.is_restorable() && o.region == record.region)
+        .collect();
+    older.sort_by_key(|o| std::cmp::Reverse(o.started_at));
+    record
+        .items
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.kind == ResourceKind::Volume && i.status == ItemStatus::Succeeded && !i.released)
+        .filter_map(|(n, item)| {
+            let snapshot = item.snapshot_id.clone()?;
+            let predecessor = older.iter().find_map(|o| {
+                o.items
+                    .iter()
+                    .find(|i| i.resource_id == item.resource_id && i.status == ItemStatus::Succeeded && !i.released)
+                    .and_then(|i| i.snapshot_id.clone())
+            });
+            Some((n, snapshot, predecessor))
+        })
+        .collect()
+}
+
 /// How the delete of one replica ended, for the run's summary.
 pub fn replica_deleted(outcome: &DeleteOutcome, summary: &mut ExpirySummary) {
     match outcome {
@@ -428,5 +456,28 @@ mod tests {
         assert_eq!(replication.status, JobStatus::PartiallyFailed);
         // and a damaged point is no longer looked at (it is only waited for to expire)
         assert_eq!(next_verification(&record), None);
+    }
+
+    #[test]
+    fn a_volume_snapshot_adds_to_the_newest_older_snapshot_of_its_volume() {
+        // GIVEN three points of the same volume, the middle one without a snapshot of it
+        let at = |hours: i64, snapshot: Option<&str>| {
+            let mut record = point(Some(30));
+            record.started_at = Utc::now() + Duration::hours(hours);
+            record.items[0].snapshot_id = snapshot.map(str::to_owned);
+            record.items[0].status = if snapshot.is_some() { ItemStatus::Succeeded } else { ItemStatus::Failed };
+            record
+        };
+        let (first, middle, last) = (at(0, Some("snap-a")), at(1, None), at(2, Some("snap-c")));
+        let all = vec![last.clone(), middle.clone(), first.clone()];
+        // THEN the first is the start of its chain, the last adds to the first
+        assert_eq!(chain_predecessors(&first, &all), vec![(0, "snap-a".to_owned(), None)]);
+        assert_eq!(chain_predecessors(&last, &all), vec![(0, "snap-c".to_owned(), Some("snap-a".to_owned()))]);
+        // and a database's snapshot is in no chain (RDS snapshots are sized as they are)
+        assert!(chain_predecessors(&middle, &all).is_empty());
+        // WHEN the first point expired THEN the last starts its chain again
+        let mut expired = first.clone();
+        expired.status = JobStatus::Expired;
+        assert_eq!(chain_predecessors(&last, &[last.clone(), expired]), vec![(0, "snap-c".to_owned(), None)]);
     }
 }

@@ -259,6 +259,7 @@ impl RetentionService {
             }
         }
         let mut out = Vec::with_capacity(due.len());
+        let mut chains: BTreeMap<String, Vec<BackupRecord>> = BTreeMap::new();
         for mut record in due {
             let answered =
                 lifecycle::snapshots_to_verify(&record).iter().all(|(region, _, _)| !unanswered.contains(region));
@@ -268,6 +269,9 @@ impl RetentionService {
                 continue;
             }
             let damaged = lifecycle::verified(&mut record, &missing, now);
+            if !damaged {
+                self.measure_storage(&mut record, &mut chains).await?;
+            }
             match self.records.save(&mut record).await {
                 Ok(()) => {
                     summary.points_verified += 1;
@@ -283,6 +287,42 @@ impl RetentionService {
             }
         }
         Ok(out)
+    }
+
+    /// What each volume snapshot of a point stores beyond the one before it in its chain
+    /// (`changed_bytes`; all its data for the first). The service instance's points are read
+    /// once per run (`chains`). A snapshot the cloud cannot compare keeps its last figure.
+    async fn measure_storage(
+        &self,
+        record: &mut BackupRecord,
+        chains: &mut BTreeMap<String, Vec<BackupRecord>>,
+    ) -> Result<()> {
+        if !chains.contains_key(&record.service_instance_id) {
+            let mut points = Vec::new();
+            let mut cursor = None;
+            loop {
+                let (page, next) =
+                    self.records.page_owned::<BackupRecord>(&record.service_instance_id, 100, cursor.as_ref()).await?;
+                points.extend(page);
+                match next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+            chains.insert(record.service_instance_id.clone(), points);
+        }
+        let cloud = self.clouds.region(&record.region)?;
+        for (n, snapshot, predecessor) in lifecycle::chain_predecessors(record, &chains[&record.service_instance_id]) {
+            let stored = match predecessor {
+                None => Ok(record.items[n].size_bytes),
+                Some(earlier) => cloud.changed_bytes(&earlier, &snapshot).await,
+            };
+            match stored {
+                Ok(bytes) => record.items[n].stored_bytes = Some(bytes),
+                Err(e) => warn!(%snapshot, error = %e, "snapshot storage not measured this run"),
+            }
+        }
+        Ok(())
     }
 
     /// Drops the restores that no longer read the point (ended, or never written); true

@@ -33,7 +33,8 @@ pub fn backup_started() -> Value {
                 "released": false,
                 "volume_settings": null,
                 "database_settings": null,
-                "instance_settings": null
+                "instance_settings": null,
+                "stored_bytes": null
             },
             {
                 "resource_id": "vol-0a1b2c3d4e5f60002",
@@ -50,7 +51,8 @@ pub fn backup_started() -> Value {
                 "released": false,
                 "volume_settings": null,
                 "database_settings": null,
-                "instance_settings": null
+                "instance_settings": null,
+                "stored_bytes": null
             },
             {
                 "resource_id": "si-demo-mysql",
@@ -67,7 +69,8 @@ pub fn backup_started() -> Value {
                 "released": false,
                 "volume_settings": null,
                 "database_settings": null,
-                "instance_settings": null
+                "instance_settings": null,
+                "stored_bytes": null
             }
         ],
         "skipped": [],
@@ -122,7 +125,8 @@ pub fn backup_succeeded() -> Value {
                 "released": false,
                 "volume_settings": null,
                 "database_settings": null,
-                "instance_settings": null
+                "instance_settings": null,
+                "stored_bytes": null
             },
             {
                 "resource_id": "vol-0a1b2c3d4e5f60002",
@@ -139,7 +143,8 @@ pub fn backup_succeeded() -> Value {
                 "released": false,
                 "volume_settings": null,
                 "database_settings": null,
-                "instance_settings": null
+                "instance_settings": null,
+                "stored_bytes": null
             },
             {
                 "resource_id": "si-demo-mysql",
@@ -156,7 +161,8 @@ pub fn backup_succeeded() -> Value {
                 "released": false,
                 "volume_settings": null,
                 "database_settings": null,
-                "instance_settings": null
+                "instance_settings": null,
+                "stored_bytes": null
             }
         ],
         "skipped": [],

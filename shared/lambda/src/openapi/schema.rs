@@ -394,6 +394,11 @@ pub struct BackupItem {
     /// again (clone, disaster recovery).
     #[schema(required = true)]
     instance_settings: Option<InstanceSettings>,
+    /// A volume's snapshot: the bytes it stores beyond the snapshot before it in its volume's
+    /// chain (EBS `ListChangedBlocks`; all its data for the first), measured by
+    /// expire-retention's daily look; null until then.
+    #[schema(required = true)]
+    stored_bytes: Option<u64>,
 }
 
 /// The copy of one snapshot in the destination region.
@@ -872,11 +877,13 @@ pub struct Job {
 #[derive(ToSchema)]
 pub struct Capacity {
     service_instance_id: String,
-    /// Bytes of the snapshots of every point that still holds them.
+    /// Bytes the snapshots of every point that still holds them store: a volume snapshot
+    /// counts the blocks changed since the one before it in its chain (EBS snapshots are
+    /// incremental), once expire-retention's daily look measured it; its data until then.
     snapshot_bytes: u64,
     /// Points that still hold snapshots (Succeeded or PartiallyFailed, not expired).
     backup_points: usize,
-    /// Bytes of the copies in other regions.
+    /// Bytes of the copies in other regions, counted the same way.
     replica_bytes: u64,
 }
 
