@@ -166,6 +166,30 @@ async fn breaches(c: &Sandbox, before: &Before, restore: Option<&RestoreRecord>)
     found
 }
 
+/// Makes the k-th call (or, for `WriteFails`, the k-th store write) go wrong that way.
+fn arm(c: &Sandbox, mishap: Mishap, k: u64) {
+    match mishap {
+        Mishap::Dies => c.wire.arm(k, Trip::Die),
+        Mishap::Cancelled => {
+            let app = c.app.clone();
+            c.wire.arm(
+                k,
+                Trip::Then(Box::new(move || {
+                    let app = app.clone();
+                    Box::pin(async move {
+                        if let Some(restore) = the_restore(&app).await {
+                            let id = RestoreId::parse("restore id", &restore.restore_id).unwrap();
+                            let _ = app.restores.cancel(&id).await;
+                        }
+                    })
+                })),
+            )
+        }
+        Mishap::Refused => c.sim.fail_call(k, None, "SimulatedFailure", "refused for good (simulated)").unwrap(),
+        Mishap::WriteFails => c.wire.arm_write(k, WriteTrip::Fails),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Mishap {
     Dies,
@@ -194,28 +218,7 @@ async fn an_in_place_restore_finishes_or_rolls_back_at_every_call() {
             for k in 1..=points {
                 // WHEN the k-th call goes wrong that way
                 let c = Sandbox::copy_of(&before.world);
-                match mishap {
-                    Mishap::Dies => c.wire.arm(k, Trip::Die),
-                    Mishap::Cancelled => {
-                        let app = c.app.clone();
-                        c.wire.arm(
-                            k,
-                            Trip::Then(Box::new(move || {
-                                let app = app.clone();
-                                Box::pin(async move {
-                                    if let Some(restore) = the_restore(&app).await {
-                                        let id = RestoreId::parse("restore id", &restore.restore_id).unwrap();
-                                        let _ = app.restores.cancel(&id).await;
-                                    }
-                                })
-                            })),
-                        )
-                    }
-                    Mishap::Refused => {
-                        c.sim.fail_call(k, None, "SimulatedFailure", "refused for good (simulated)").unwrap()
-                    }
-                    Mishap::WriteFails => c.wire.arm_write(k, WriteTrip::Fails),
-                }
+                arm(&c, mishap, k);
                 let restore = run(&c, &backup_id, safety_backup).await;
                 cases += 1;
                 let status = restore.as_ref().map_or("not started (answered an error)", |r| r.status.as_str());
@@ -341,28 +344,7 @@ async fn a_clone_launches_each_instance_once_and_leaves_no_image_at_every_call()
         for k in 1..=points {
             // WHEN the k-th call (or write) goes wrong that way
             let c = Sandbox::copy_of(&before.world);
-            match mishap {
-                Mishap::Dies => c.wire.arm(k, Trip::Die),
-                Mishap::Cancelled => {
-                    let app = c.app.clone();
-                    c.wire.arm(
-                        k,
-                        Trip::Then(Box::new(move || {
-                            let app = app.clone();
-                            Box::pin(async move {
-                                if let Some(restore) = the_restore(&app).await {
-                                    let id = RestoreId::parse("restore id", &restore.restore_id).unwrap();
-                                    let _ = app.restores.cancel(&id).await;
-                                }
-                            })
-                        })),
-                    )
-                }
-                Mishap::Refused => {
-                    c.sim.fail_call(k, None, "SimulatedFailure", "refused for good (simulated)").unwrap()
-                }
-                Mishap::WriteFails => c.wire.arm_write(k, WriteTrip::Fails),
-            }
+            arm(&c, mishap, k);
             c.wire.invoke(start(&c)).await;
             c.settle().await;
             let restore = the_restore(&c.app).await;

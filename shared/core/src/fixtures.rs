@@ -3,7 +3,8 @@
 use chrono::Utc;
 
 use crate::ids::BackupId;
-use crate::model::{BackupItem, BackupRecord, Selection, Trigger};
+use crate::model::{BackupItem, BackupRecord, ReplicaItem, Replication, Selection, Trigger};
+use crate::status::ItemStatus;
 use crate::status::JobStatus;
 
 /// A manual backup point of `items` in us-east-1, just started (`Pending`), never expiring.
@@ -37,4 +38,24 @@ pub fn backup_point(items: Vec<BackupItem>) -> BackupRecord {
         version: 1,
         stored_rows: Default::default(),
     }
+}
+
+/// A finished replication to `region` of every item of `items`, each copy named
+/// `<snapshot>-<suffix>`.
+pub fn replicated(items: &[BackupItem], region: &str, suffix: &str) -> Replication {
+    let copies = items
+        .iter()
+        .map(|i| ReplicaItem {
+            resource_id: i.resource_id.clone(),
+            kind: i.kind,
+            source_snapshot_id: i.snapshot_id.clone().unwrap_or_default(),
+            replica_snapshot_id: Some(format!("{}-{suffix}", i.snapshot_id.clone().unwrap_or_default())),
+            status: ItemStatus::Succeeded,
+            progress: 100,
+            error: None,
+            attempts: 1,
+            option_group: None,
+        })
+        .collect();
+    Replication { region: region.into(), status: JobStatus::Succeeded, expires_at: None, items: copies, lease: None }
 }

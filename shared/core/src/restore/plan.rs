@@ -766,29 +766,9 @@ mod tests {
             ..BackupItem::new("orders", ResourceKind::Database)
         };
         let items = vec![root, volume("vol-data", "/dev/xvdb"), database];
-        let copies = items
-            .iter()
-            .map(|i| ReplicaItem {
-                resource_id: i.resource_id.clone(),
-                kind: i.kind,
-                source_snapshot_id: i.snapshot_id.clone().unwrap(),
-                replica_snapshot_id: Some(format!("{}-west", i.snapshot_id.clone().unwrap())),
-                status: ItemStatus::Succeeded,
-                progress: 100,
-                error: None,
-                attempts: 1,
-                option_group: None,
-            })
-            .collect();
         BackupRecord {
             status: JobStatus::Succeeded,
-            replication: Some(Replication {
-                region: "us-west-2".into(),
-                status: JobStatus::Succeeded,
-                expires_at: None,
-                items: copies,
-                lease: None,
-            }),
+            replication: Some(crate::fixtures::replicated(&items, "us-west-2", "west")),
             ..backup_point(items)
         }
     }

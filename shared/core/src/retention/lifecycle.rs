@@ -414,28 +414,7 @@ mod tests {
         // GIVEN a point that finished now, with a copy of each snapshot in us-west-2
         let now = Utc::now();
         let mut record = point(Some(30));
-        let copies = record
-            .items
-            .iter()
-            .map(|i| crate::model::ReplicaItem {
-                resource_id: i.resource_id.clone(),
-                kind: i.kind,
-                source_snapshot_id: i.snapshot_id.clone().unwrap(),
-                replica_snapshot_id: Some(format!("{}-copy", i.snapshot_id.clone().unwrap())),
-                status: ItemStatus::Succeeded,
-                progress: 100,
-                error: None,
-                attempts: 1,
-                option_group: None,
-            })
-            .collect();
-        record.replication = Some(crate::model::Replication {
-            region: "us-west-2".into(),
-            status: JobStatus::Succeeded,
-            expires_at: None,
-            items: copies,
-            lease: None,
-        });
+        record.replication = Some(crate::fixtures::replicated(&record.items, "us-west-2", "copy"));
         // THEN it is due to be looked at a day after it finished, for its snapshots and copies
         assert_eq!(next_verification(&record), Some(record.finished_at.unwrap() + verify_every()));
         let looked_for: Vec<(String, String)> =
