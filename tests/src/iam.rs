@@ -280,17 +280,10 @@ pub fn cloud_requests(call: &CloudCall) -> Option<Vec<IamRequest>> {
             }
             let created = r.arg("created");
             let snapshots = if created.is_empty() { vec!["snap-0".to_owned()] } else { created };
+            // Every tag on creation: no CreateTags afterwards.
             for snapshot in &snapshots {
                 r.push("ec2:CreateSnapshots", ec2_arn(&region, "snapshot", snapshot), request.clone());
                 r.ec2_tags_on_create("CreateSnapshots", ec2_arn(&region, "snapshot", snapshot));
-            }
-            if call.succeeded {
-                for snapshot in &snapshots {
-                    let source: Tags =
-                        [(snapnest_core::cloud::tag::SOURCE_VOLUME.to_owned(), "vol-0".to_owned())].into();
-                    let context = merged(resource_tags(Some(&call.tags)), request_tags(&source));
-                    r.push("ec2:CreateTags", ec2_arn(&region, "snapshot", snapshot), context);
-                }
             }
         }
         // CreateSnapshot: volume*, snapshot* (SAR), tags (with the source volume's) on create.

@@ -548,16 +548,10 @@ impl Cloud for AwsCloud {
                 Some(StartedSnapshot { snapshot_id: s.snapshot_id()?.to_owned(), volume_id: s.volume_id()?.to_owned() })
             })
             .collect();
-
-        // The group call shares one tag specification, so each snapshot's own source volume
-        // is tagged afterwards. The snapshots exist and carry the backup's tags already: a
-        // failure here must not make the caller start a second group, so it is only traced.
-        for snapshot in &started {
-            let source: Tags = [(tag::SOURCE_VOLUME.to_owned(), snapshot.volume_id.clone())].into();
-            if let Err(error) = c.create_tags(&snapshot.snapshot_id, &source).await {
-                tracing::warn!(snapshot_id = %snapshot.snapshot_id, %error, "could not tag a snapshot with its source volume");
-            }
-        }
+        // Every tag goes on at creation: the group shares one tag specification, and each
+        // snapshot's own volume is its `VolumeId` (real for a snapshot of a volume; only a
+        // copy's is a placeholder, and a copy is tagged with its source volume when made).
+        // No CreateTags per snapshot: one EC2 call per instance, whatever its volumes.
         Ok(started)
     }
 

@@ -618,6 +618,9 @@ async fn a_group_of_chosen_disks_excludes_the_root_and_the_other_data_disks() {
     assert_eq!(get(&sent, "InstanceSpecification.ExcludeBootVolume"), Some("true"), "{body}");
     assert_eq!(get(&sent, "InstanceSpecification.ExcludeDataVolumeId.1"), Some("vol-0other"), "{body}");
     assert_eq!(get(&sent, "InstanceSpecification.ExcludeDataVolumeId.2"), None, "{body}");
+    // Tags go on at creation: one DescribeInstances and one CreateSnapshots, no CreateTags.
+    let actions: Vec<String> = bodies.iter().filter_map(|b| get(&parameters(b), "Action").map(str::to_owned)).collect();
+    assert_eq!(actions, vec!["DescribeInstances", "CreateSnapshots"]);
 }
 
 /// Answers EBS direct API `ListChangedBlocks` (REST-JSON) a page at a time: two blocks and a

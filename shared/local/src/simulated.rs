@@ -1035,8 +1035,8 @@ impl Cloud for SimulatedRegion {
                         .collect();
                     let mut started = Vec::new();
                     for volume in chosen {
-                        let mut snapshot_tags = tags.clone();
-                        snapshot_tags.insert(tag::SOURCE_VOLUME.into(), volume.id.clone());
+                        // As EC2's CreateSnapshots: the group's one tag specification only.
+                        let snapshot_tags = tags.clone();
                         let snapshot = Self::new_snapshot(
                             world,
                             settings,
