@@ -311,6 +311,8 @@ impl World {
 pub struct SimulatedCloud {
     conn: Arc<Mutex<Connection>>,
     settings: Arc<SimSettings>,
+    /// Calls of this handle under way now, and the most there have been at once.
+    in_flight: Arc<(std::sync::atomic::AtomicUsize, std::sync::atomic::AtomicUsize)>,
 }
 
 /// The simulated cloud of one region.
@@ -341,7 +343,7 @@ impl SimulatedCloud {
             "CREATE TABLE IF NOT EXISTS world (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
         )
         .map_err(sim_err)?;
-        let cloud = Self { conn: Arc::new(Mutex::new(conn)), settings: Arc::new(settings) };
+        let cloud = Self { conn: Arc::new(Mutex::new(conn)), settings: Arc::new(settings), in_flight: Arc::default() };
         let (home, fail) = (cloud.settings.home_region.clone(), cloud.settings.faults.fail.clone());
         cloud.mutate_blocking(move |world, _| {
             if world.regions.is_empty() {
@@ -404,6 +406,25 @@ impl SimulatedCloud {
     /// but not logged, as it changed nothing. (Every refusal here checks before it changes
     /// anything; the release fault's termination is the world's doing, not the call's.)
     async fn call<T: Send + 'static>(
+        &self,
+        region: &str,
+        mutation: Option<Mutation>,
+        work: impl FnOnce(&mut Region, &mut World, &SimSettings, &mut SmallRng) -> CloudResult<T> + Send + 'static,
+    ) -> CloudResult<T> {
+        use std::sync::atomic::Ordering;
+        let now = self.in_flight.0.fetch_add(1, Ordering::SeqCst) + 1;
+        self.in_flight.1.fetch_max(now, Ordering::SeqCst);
+        let out = self.call_now(region, mutation, work).await;
+        self.in_flight.0.fetch_sub(1, Ordering::SeqCst);
+        out
+    }
+
+    /// The most calls of this handle that were under way at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.in_flight.1.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn call_now<T: Send + 'static>(
         &self,
         region: &str,
         mutation: Option<Mutation>,

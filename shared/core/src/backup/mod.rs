@@ -26,7 +26,31 @@ use crate::status::{ItemStatus, JobStatus};
 use crate::store::{Cursor, StoreError};
 use crate::validate;
 
+use futures_util::StreamExt;
 use lifecycle::SnapshotCall;
+
+/// Snapshot calls a backup's start makes at once. The AWS adapter lets 8 calls per API family
+/// and region in flight and the SDK's adaptive retry paces what EC2 still throttles (Amazon
+/// EC2 API, "Request throttling": a token bucket per API and account per region); 16 keeps
+/// both families busy when a start mixes instances and databases.
+const SNAPSHOT_CALLS_IN_FLIGHT: usize = 16;
+
+/// The answer of one snapshot call of a start.
+enum CallAnswer {
+    /// The backup was cancelled before the call: nothing was made.
+    Cancelled,
+    Group {
+        instance_id: String,
+        positions: Vec<usize>,
+        answer: Result<Vec<crate::cloud::StartedSnapshot>, CloudError>,
+    },
+    /// No consistent group for the instance: each volume's own snapshot.
+    Volumes(Vec<(usize, Result<String, CloudError>)>),
+    Database {
+        position: usize,
+        answer: Result<String, CloudError>,
+    },
+}
 pub use request::{BackupOrigin, BackupRequest};
 
 /// Creating, following and cancelling backup points.
@@ -176,43 +200,85 @@ impl BackupService {
                 return Ok(());
             }
         };
-        for call in lifecycle::plan_snapshot_calls(record, &found) {
-            match call {
-                SnapshotCall::Group { instance_id, volumes, positions } => {
-                    if self.was_cancelled(&record.backup_id).await {
-                        info!(backup_id = %record.backup_id, "backup cancelled while starting: no more snapshots issued");
-                        return Ok(());
-                    }
-                    match cloud.snapshot_instance(&instance_id, &volumes, &tags).await {
-                        Ok(started) => lifecycle::group_started(record, &instance_id, &positions, started),
-                        Err(CloudError::GroupUnsupported(reason)) => {
-                            info!(backup_id = %record.backup_id, instance_id, %reason, "no consistent group; snapshotting volumes one by one");
-                            for n in positions {
-                                let item = &mut record.items[n];
-                                let answer = cloud.snapshot_volume(&item.resource_id, &tags).await;
-                                lifecycle::snapshot_started(item, answer.map(|s| s.snapshot_id));
-                            }
-                        }
-                        Err(e) => lifecycle::call_failed(record, &positions, &e),
+        let calls = lifecycle::plan_snapshot_calls(record, &found);
+        let backup_id = record.backup_id.clone();
+        let resource_ids: Vec<String> = record.items.iter().map(|i| i.resource_id.clone()).collect();
+        // The calls run SNAPSHOT_CALLS_IN_FLIGHT at a time (the adapters bound each API family
+        // further); their answers are folded into the record in the order they come.
+        let mut answers = futures_util::stream::iter(calls)
+            .map(|call| self.snapshot_call(call, &backup_id, &resource_ids, cloud, &tags))
+            .buffer_unordered(SNAPSHOT_CALLS_IN_FLIGHT);
+        let mut cancelled = false;
+        while let Some(answer) = answers.next().await {
+            match answer {
+                CallAnswer::Cancelled => cancelled = true,
+                CallAnswer::Group { instance_id, positions, answer: Ok(started) } => {
+                    lifecycle::group_started(record, &instance_id, &positions, started)
+                }
+                CallAnswer::Group { positions, answer: Err(e), .. } => lifecycle::call_failed(record, &positions, &e),
+                CallAnswer::Volumes(answers) => {
+                    for (n, answer) in answers {
+                        lifecycle::snapshot_started(&mut record.items[n], answer);
                     }
                 }
-                SnapshotCall::Database { position, db_id, snapshot_name } => {
-                    let answer = match cloud.snapshot_database(&db_id, &snapshot_name, &tags).await {
-                        Ok(()) | Err(CloudError::AlreadyExists(_)) => Ok(snapshot_name),
-                        Err(e) => Err(e),
-                    };
+                CallAnswer::Database { position, answer } => {
                     let started_at = record.started_at;
                     lifecycle::database_snapshot_started(&mut record.items[position], answer, started_at, now);
                 }
             }
         }
+        if cancelled {
+            info!(%backup_id, "backup cancelled while starting: no more snapshots issued");
+            return Ok(());
+        }
         Ok(lifecycle::start_finished(record, now)?)
     }
 
-    /// Whether the stored record says the backup was cancelled (checked between instances,
-    /// so a cancel stops a long start from issuing more snapshots).
+    /// One snapshot call of a start, unless the backup was cancelled meanwhile.
+    async fn snapshot_call(
+        &self,
+        call: SnapshotCall,
+        backup_id: &BackupId,
+        resource_ids: &[String],
+        cloud: &dyn Cloud,
+        tags: &crate::cloud::Tags,
+    ) -> CallAnswer {
+        match call {
+            SnapshotCall::Group { instance_id, volumes, positions } => {
+                if self.was_cancelled(backup_id).await {
+                    return CallAnswer::Cancelled;
+                }
+                match cloud.snapshot_instance(&instance_id, &volumes, tags).await {
+                    Err(CloudError::GroupUnsupported(reason)) => {
+                        info!(%backup_id, instance_id, %reason, "no consistent group; snapshotting volumes one by one");
+                        let mut answers = Vec::new();
+                        for n in positions {
+                            let answer = cloud.snapshot_volume(&resource_ids[n], tags).await;
+                            answers.push((n, answer.map(|s| s.snapshot_id)));
+                        }
+                        CallAnswer::Volumes(answers)
+                    }
+                    answer => CallAnswer::Group { instance_id, positions, answer },
+                }
+            }
+            SnapshotCall::Database { position, db_id, snapshot_name } => {
+                let answer = match cloud.snapshot_database(&db_id, &snapshot_name, tags).await {
+                    Ok(()) | Err(CloudError::AlreadyExists(_)) => Ok(snapshot_name),
+                    Err(e) => Err(e),
+                };
+                CallAnswer::Database { position, answer }
+            }
+        }
+    }
+
+    /// Whether the stored record says the backup was cancelled (checked before each
+    /// instance's call, so a cancel stops a long start from issuing more snapshots). Reads
+    /// the record's header only, never its item rows.
     async fn was_cancelled(&self, backup_id: &BackupId) -> bool {
-        matches!(self.records.load::<BackupRecord>(backup_id).await, Ok(stored) if stored.status == JobStatus::Cancelled)
+        match self.records.store().get(crate::store::Collection::Backups, backup_id).await {
+            Ok(Some(doc)) => doc.body.get("status").and_then(|s| s.as_str()) == Some(JobStatus::Cancelled.as_str()),
+            _ => false,
+        }
     }
 
     /// One poll of a backup: takes over a start whose invoker died, and folds the cloud's
