@@ -340,7 +340,7 @@ async fn retention_extends_never_shortens_and_expiry_deletes_only_due_points() {
     assert_eq!(status, 409);
 
     // Not due yet: nothing happens.
-    let summary = expire_retention::handle(&app, scheduled_event("expire-retention.json")).await.unwrap();
+    let summary = expire_retention::handle(&app, scheduled_event("expire-retention.json"), None).await.unwrap();
     assert_eq!(summary.points_expired, 0);
     // Due four days later (through the domain with a later clock): deleted, one released.
     // One snapshot is used by an AMI (released, kept), one was deleted behind snapnest's back.

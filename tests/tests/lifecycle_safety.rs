@@ -416,3 +416,53 @@ async fn the_copies_are_kept_as_long_as_an_extended_point() {
     assert_eq!(after.replication.unwrap().status, JobStatus::Succeeded);
     assert_eq!(world.sim.snapshot_ids(WEST).unwrap().len(), 7);
 }
+
+/// A clock that moves a second each time it is read: a run's time budget runs out after as
+/// many readings as it is given seconds, so each budget cuts the run at another point.
+struct Ticking(std::sync::Mutex<snapnest_core::clock::Timestamp>);
+
+impl Clock for Ticking {
+    fn now(&self) -> snapnest_core::clock::Timestamp {
+        let mut now = self.0.lock().unwrap();
+        *now += chrono::Duration::seconds(1);
+        *now
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_cut_off_by_its_time_budget_at_any_point_is_finished_by_the_next_run() {
+    // GIVEN a point of si-demo (six volume snapshots and a database's) whose retention is over
+    let before = Sandbox::new();
+    let point = before.backup(SI).await;
+    let snapshots: BTreeSet<String> = point.items.iter().filter_map(|i| i.snapshot_id.clone()).collect();
+    let due = point.expires_at.unwrap() + chrono::Duration::minutes(1);
+    let mut cuts = 0;
+    for budget in 1.. {
+        // WHEN an expire-retention run's time is up after `budget` seconds
+        let c = Sandbox::copy_of(&before);
+        let app = c.app.with_clock(Arc::new(Ticking(std::sync::Mutex::new(due))));
+        let summary = app.retention.expire_due_until(Some(due + chrono::Duration::seconds(budget))).await.unwrap();
+        if !summary.stopped_at_budget {
+            assert_eq!(summary.points_expired, 1, "a budget that does not cut finishes: {summary:?}");
+            break;
+        }
+        cuts += 1;
+        // THEN the next run finishes it: expired, not damaged, every snapshot deleted once
+        snapnest_e2e::expire_at(&c.app, due + chrono::Duration::hours(1)).await.unwrap();
+        let record: BackupRecord = c.app.backups.get(&point.backup_id).await.unwrap();
+        assert_eq!(record.status, JobStatus::Expired, "budget {budget}: {record:#?}");
+        assert!(!record.damaged, "budget {budget}: snapnest's own deletes are not damage: {record:#?}");
+        let left: BTreeSet<String> = c.sim.snapshot_ids(REGION).unwrap().into_iter().collect();
+        assert!(left.is_disjoint(&snapshots), "budget {budget}: {left:?} left");
+        let mut deletes: BTreeMap<String, usize> = BTreeMap::new();
+        for call in
+            c.sim.calls().unwrap().into_iter().filter(|c| c.op.starts_with("delete_") && c.op.ends_with("snapshot"))
+        {
+            *deletes.entry(call.args[0].clone()).or_default() += 1;
+        }
+        assert!(deletes.values().all(|n| *n == 1), "budget {budget}: deleted twice: {deletes:?}");
+        assert_eq!(deletes.len(), snapshots.len(), "budget {budget}: {deletes:?}");
+        assert!(budget < 500, "the budget never stopped cutting");
+    }
+    assert!(cuts >= 3, "only {cuts} cut points");
+}

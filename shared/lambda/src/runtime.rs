@@ -45,6 +45,17 @@ impl From<HandlerError> for Diagnostic {
 /// template's LoggingConfig sets it) or, for local runs, `SNAPNEST_LOG_FORMAT=json`.
 /// Logs go to stderr so that stdout carries only data: the demo's records and the
 /// embedded-metric lines CloudWatch reads.
+/// How long before the invocation's end a scheduled run stops starting work: time to save
+/// what it did (a few conditional writes) and answer.
+pub const BUDGET_MARGIN: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// When a scheduled run must stop: the invocation's deadline (Lambda's context, milliseconds
+/// since the epoch) less [`BUDGET_MARGIN`]; none for a deadline that cannot be read.
+pub fn budget_end(deadline_ms: u64) -> Option<snapnest_core::clock::Timestamp> {
+    let deadline = chrono::DateTime::from_timestamp_millis(i64::try_from(deadline_ms).ok()?)?;
+    Some(deadline - chrono::Duration::from_std(BUDGET_MARGIN).ok()?)
+}
+
 pub fn init_tracing() {
     let local_json = std::env::var("SNAPNEST_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     if local_json && std::env::var_os("AWS_LAMBDA_LOG_FORMAT").is_none() {

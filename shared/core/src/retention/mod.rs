@@ -8,6 +8,8 @@
 pub mod lifecycle;
 
 use std::collections::{BTreeMap, HashSet};
+
+use futures_util::StreamExt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -50,6 +52,9 @@ pub struct ExpirySummary {
     /// Live points whose snapshots (and copies) were looked for.
     #[serde(default)]
     pub points_verified: usize,
+    /// The run stopped at its time budget; the next run goes on from there.
+    #[serde(default)]
+    pub stopped_at_budget: bool,
     /// Of those, points found missing a snapshot or a copy deleted behind snapnest's back.
     #[serde(default)]
     pub damage_found: usize,
@@ -67,6 +72,10 @@ pub struct ExpiryRun {
 }
 
 const EXPIRY_OWNER: &str = "expiry";
+
+/// Snapshot deletes an expiry makes at once (the AWS adapter bounds each API family to 8 in
+/// flight per region; the SDK's adaptive retry paces what is still throttled).
+const DELETES_IN_FLIGHT: usize = 16;
 
 impl StoredRecord for ExpiryRun {
     const COLLECTION: Collection = Collection::ExpiryRuns;
@@ -152,15 +161,27 @@ impl RetentionService {
     }
 
     /// Deletes everything that is due: expired points' snapshots and expired replicas.
-    #[instrument(skip(self))]
     pub async fn expire_due(&self) -> Result<ExpirySummary> {
+        self.expire_due_until(None).await
+    }
+
+    /// As [`RetentionService::expire_due`], stopping cleanly before `deadline` (the
+    /// invocation's end, less a margin): no delete starts after it, what was done is saved, a
+    /// point left half way keeps its `expiring_since` and the next run finishes it (a snapshot
+    /// it then finds gone was deleted by snapnest, never "damage").
+    #[instrument(skip(self))]
+    pub async fn expire_due_until(&self, deadline: Option<Timestamp>) -> Result<ExpirySummary> {
         let started_at = self.clock.now();
         let mut summary = ExpirySummary::default();
         let due = self.records.due::<BackupRecord>(started_at).await?;
         let due = self.verify(due, started_at, &mut summary).await?;
         for record in due {
+            if self.past(deadline) {
+                summary.stopped_at_budget = true;
+                break;
+            }
             let backup_id = record.backup_id.clone();
-            if let Err(e) = self.expire_backup(record, started_at, &mut summary).await {
+            if let Err(e) = self.expire_backup(record, started_at, deadline, &mut summary).await {
                 summary.deferred += 1;
                 warn!(%backup_id, error = %e, "expiry deferred to the next run");
             }
@@ -176,8 +197,19 @@ impl RetentionService {
         Ok(summary)
     }
 
+    /// The run's time is up.
+    fn past(&self, deadline: Option<Timestamp>) -> bool {
+        deadline.is_some_and(|d| self.clock.now() >= d)
+    }
+
     #[instrument(skip_all, fields(backup_id = %record.backup_id, service_instance_id = %record.service_instance_id))]
-    async fn expire_backup(&self, mut record: BackupRecord, now: Timestamp, summary: &mut ExpirySummary) -> Result<()> {
+    async fn expire_backup(
+        &self,
+        mut record: BackupRecord,
+        now: Timestamp,
+        deadline: Option<Timestamp>,
+        summary: &mut ExpirySummary,
+    ) -> Result<()> {
         if !record.restores_running.is_empty() && self.prune_finished_restores(&mut record).await? {
             // Restores that ended without saying so (they died) no longer hold the point.
             self.records.save(&mut record).await?;
@@ -202,9 +234,42 @@ impl RetentionService {
         self.records.save(&mut record).await?;
         if point_due {
             let cloud = self.clouds.region(&record.region)?;
-            for (n, kind, snapshot_id) in lifecycle::snapshots_to_delete(&record) {
-                let outcome = delete_snapshot(cloud.as_ref(), kind, &snapshot_id).await?;
-                lifecycle::snapshot_deleted(&mut record, n, &snapshot_id, outcome, resumed, summary);
+            // DELETES_IN_FLIGHT at once; none starts past the deadline.
+            let deletes = futures_util::stream::iter(lifecycle::snapshots_to_delete(&record))
+                .map(|(n, kind, snapshot_id)| {
+                    let cloud = cloud.clone();
+                    async move {
+                        if self.past(deadline) {
+                            return None;
+                        }
+                        Some((n, delete_snapshot(cloud.as_ref(), kind, &snapshot_id).await, snapshot_id))
+                    }
+                })
+                .buffer_unordered(DELETES_IN_FLIGHT)
+                .collect::<Vec<_>>()
+                .await;
+            let mut failed = None;
+            let mut all_done = true;
+            for done in deletes {
+                match done {
+                    Some((n, Ok(outcome), snapshot_id)) => {
+                        lifecycle::snapshot_deleted(&mut record, n, &snapshot_id, outcome, resumed, summary)
+                    }
+                    Some((_, Err(e), _)) => failed = Some(e),
+                    None => all_done = false,
+                }
+            }
+            if let Some(e) = failed {
+                // What was deleted is saved; the point stays expiring for the next run.
+                record.expiry_lease = None;
+                self.records.save(&mut record).await?;
+                return Err(e.into());
+            }
+            if !all_done {
+                summary.stopped_at_budget = true;
+                record.expiry_lease = None;
+                self.records.save(&mut record).await?;
+                return Ok(());
             }
             lifecycle::point_expired(&mut record, summary)?;
         }
