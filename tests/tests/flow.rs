@@ -29,7 +29,7 @@ async fn get(app: &Arc<Snapnest>, file: &str, placeholder: &str, id: &str) -> (u
 async fn poll_until_done(app: &Arc<Snapnest>, file: &str, placeholder: &str, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        poll_status::handle(app, scheduled_event("poll-status.json")).await.expect("poll-status pass");
+        poll_status::handle(app, scheduled_event("poll-status.json"), None).await.expect("poll-status pass");
         let (status, record) = get(app, file, placeholder, id).await;
         assert_eq!(status, 200, "{record}");
         if !matches!(record["status"].as_str(), Some("Pending" | "Running")) {
@@ -377,7 +377,7 @@ async fn replication_copies_every_snapshot_and_disaster_recovery_restores_from_t
     poll_until_done(&app, "admin-api-get-backup.json", "BACKUP_ID", &id).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let backup = loop {
-        replicate::handle(&app, scheduled_event("replicate.json")).await.unwrap();
+        replicate::handle(&app, scheduled_event("replicate.json"), None).await.unwrap();
         let (_, b) = get(&app, "admin-api-get-backup.json", "BACKUP_ID", &id).await;
         if b["replication"]["status"] == "Succeeded" {
             break b;
@@ -426,12 +426,48 @@ async fn replication_copies_every_snapshot_and_disaster_recovery_restores_from_t
 async fn scheduled_functions_answer_their_events() {
     let dir = tempfile::tempdir().unwrap();
     let (app, _sim) = local_service(dir.path(), &[]).await;
-    let tick = run_policies::handle(&app, scheduled_event("run-policies.json")).await.unwrap();
+    let tick = run_policies::handle(&app, scheduled_event("run-policies.json"), None).await.unwrap();
     assert_eq!(tick.backups_started, 0);
-    let poll = poll_status::handle(&app, scheduled_event("poll-status.json")).await.unwrap();
+    let poll = poll_status::handle(&app, scheduled_event("poll-status.json"), None).await.unwrap();
     assert_eq!(poll.backups_polled, 0);
-    let replicate = replicate::handle(&app, scheduled_event("replicate.json")).await.unwrap();
+    let replicate = replicate::handle(&app, scheduled_event("replicate.json"), None).await.unwrap();
     assert_eq!(replicate.points_examined, 0);
     let (status, _) = call(restore::router(app.clone()), event("restore.json")).await;
     assert_eq!(status, 404, "the sample event names no real backup");
+}
+
+#[tokio::test]
+async fn every_scheduled_run_stops_at_its_time_budget_and_the_next_goes_on() {
+    // GIVEN a running backup to be copied to us-west-2, and a policy whose slot is due
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _sim) = local_service(dir.path(), &[]).await;
+    let (status, created) = start_backup(&app, "si-demo", json!({"destination_region": "us-west-2"})).await;
+    assert_eq!(status, 202, "{created}");
+    let request = snapnest_core::policy::PolicyRequest {
+        name: "hourly".into(),
+        interval_hours: Some(1),
+        start_time: Some(chrono::Utc::now() - chrono::Duration::minutes(5)),
+        retention_days: Some(7),
+        ..Default::default()
+    };
+    app.policies.create(&request).await.unwrap();
+    // WHEN each scheduled function's time is already up
+    let spent = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
+    let poll = poll_status::handle(&app, scheduled_event("poll-status.json"), spent).await.unwrap();
+    // (the policy's slot comes an hour after its start: the tick runs as of then)
+    let slot =
+        app.with_clock(Arc::new(snapnest_core::clock::FixedClock(chrono::Utc::now() + chrono::Duration::minutes(56))));
+    let tick = slot.policies.run_due_until(spent).await.unwrap();
+    // THEN it starts nothing and says so
+    assert!(poll.stopped_at_budget && poll.backups_polled == 0, "{poll:?}");
+    assert!(tick.stopped_at_budget && tick.backups_started == 0, "{tick:?}");
+    // WHEN the next runs have time THEN they go on
+    let id = created["backup_id"].as_str().unwrap();
+    poll_until_done(&app, "admin-api-get-backup.json", "BACKUP_ID", id).await;
+    let copy = replicate::handle(&app, scheduled_event("replicate.json"), spent).await.unwrap();
+    assert!(copy.stopped_at_budget && copy.copies_started == 0, "{copy:?}");
+    let copy = replicate::handle(&app, scheduled_event("replicate.json"), None).await.unwrap();
+    assert!(!copy.stopped_at_budget && copy.copies_started == 7, "{copy:?}");
+    let tick = slot.policies.run_due_until(None).await.unwrap();
+    assert_eq!((tick.stopped_at_budget, tick.policies_due), (false, 1), "{tick:?}");
 }

@@ -32,8 +32,8 @@ async fn run_until(
 ) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        poll_status::handle(app, scheduled_event("poll-status.json")).await.unwrap();
-        replicate::handle(app, scheduled_event("replicate.json")).await.unwrap();
+        poll_status::handle(app, scheduled_event("poll-status.json"), None).await.unwrap();
+        replicate::handle(app, scheduled_event("replicate.json"), None).await.unwrap();
         let record = get(app, file, placeholder, id).await;
         if done(&record) {
             return record;

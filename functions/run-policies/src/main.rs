@@ -7,6 +7,9 @@ use snapnest_lambda::runtime::{self, ScheduledEvent};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let app = runtime::init().await?;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<ScheduledEvent>| run_policies::handle(&app, event.payload)))
-        .await
+    lambda_runtime::run(service_fn(|event: LambdaEvent<ScheduledEvent>| {
+        let deadline = runtime::budget_end(event.context.deadline);
+        run_policies::handle(&app, event.payload, deadline)
+    }))
+    .await
 }

@@ -19,6 +19,11 @@ impl Clock for SystemClock {
     }
 }
 
+/// Whether a run whose time ends at `deadline` (none: no end) must stop starting work now.
+pub fn past(clock: &dyn Clock, deadline: Option<Timestamp>) -> bool {
+    deadline.is_some_and(|d| clock.now() >= d)
+}
+
 /// A clock that always reads the same instant: the use cases as of that moment.
 #[derive(Debug, Clone, Copy)]
 pub struct FixedClock(pub Timestamp);

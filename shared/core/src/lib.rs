@@ -145,7 +145,7 @@ impl Snapnest {
             caller.clone(),
         );
         let jobs = Jobs::new(records.clone(), backups.clone(), restores.clone(), replication.clone(), caller.clone());
-        let poller = Poller::new(records, backups.clone(), restores.clone());
+        let poller = Poller::new(records, backups.clone(), restores.clone(), clock.clone());
         Self {
             backups,
             restores,

@@ -2,10 +2,13 @@
 //! sparse index of active records, never a scan). A record that fails to advance is
 //! logged and left for the next pass; the others go on.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use tracing::{instrument, warn};
 
 use crate::backup::BackupService;
+use crate::clock::{past, Clock, Timestamp};
 use crate::error::Result;
 use crate::model::{BackupRecord, RestoreRecord};
 use crate::records::Records;
@@ -20,6 +23,8 @@ pub struct PollSummary {
     pub restores_finished: usize,
     /// Records whose step failed this pass (retried on the next).
     pub deferred: usize,
+    /// The pass stopped at its time budget; the next pass goes on.
+    pub stopped_at_budget: bool,
 }
 
 /// The poll-status use case: every active backup and restore, advanced by its own service.
@@ -28,17 +33,31 @@ pub struct Poller {
     records: Records,
     backups: BackupService,
     restores: RestoreService,
+    clock: Arc<dyn Clock>,
 }
 
 impl Poller {
-    pub fn new(records: Records, backups: BackupService, restores: RestoreService) -> Self {
-        Self { records, backups, restores }
+    pub fn new(records: Records, backups: BackupService, restores: RestoreService, clock: Arc<dyn Clock>) -> Self {
+        Self { records, backups, restores, clock }
     }
 
-    #[instrument(skip(self))]
     pub async fn poll_active(&self) -> Result<PollSummary> {
+        self.poll_active_until(None).await
+    }
+
+    /// One pass, starting no record's step after `deadline` (the invocation's end less a
+    /// margin): what is left is the next pass's.
+    #[instrument(skip(self))]
+    pub async fn poll_active_until(&self, deadline: Option<Timestamp>) -> Result<PollSummary> {
         let mut summary = PollSummary::default();
+        let out_of_time = |summary: &mut PollSummary| {
+            summary.stopped_at_budget = past(self.clock.as_ref(), deadline);
+            summary.stopped_at_budget
+        };
         for backup in self.records.active::<BackupRecord>().await? {
+            if out_of_time(&mut summary) {
+                return Ok(summary);
+            }
             if backup.cleanup_pending {
                 let backup_id = backup.backup_id.clone();
                 if let Err(e) = self.backups.clean_up_cancelled(backup).await {
@@ -62,6 +81,9 @@ impl Poller {
             }
         }
         for restore in self.records.active::<RestoreRecord>().await? {
+            if out_of_time(&mut summary) {
+                return Ok(summary);
+            }
             summary.restores_polled += 1;
             let restore_id = restore.restore_id.clone();
             match self.restores.advance(restore).await {

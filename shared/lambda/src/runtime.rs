@@ -50,10 +50,16 @@ impl From<HandlerError> for Diagnostic {
 pub const BUDGET_MARGIN: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// When a scheduled run must stop: the invocation's deadline (Lambda's context, milliseconds
-/// since the epoch) less [`BUDGET_MARGIN`]; none for a deadline that cannot be read.
+/// since the epoch) less [`BUDGET_MARGIN`], or less half the time left when that is shorter;
+/// none for a deadline already past or unreadable (a local emulator's), as no run could do
+/// anything within it.
 pub fn budget_end(deadline_ms: u64) -> Option<snapnest_core::clock::Timestamp> {
     let deadline = chrono::DateTime::from_timestamp_millis(i64::try_from(deadline_ms).ok()?)?;
-    Some(deadline - chrono::Duration::from_std(BUDGET_MARGIN).ok()?)
+    let left = deadline - chrono::Utc::now();
+    if left <= chrono::Duration::zero() {
+        return None;
+    }
+    Some(deadline - chrono::Duration::from_std(BUDGET_MARGIN).ok()?.min(left / 2))
 }
 
 pub fn init_tracing() {
@@ -118,6 +124,21 @@ pub async fn build(config: &Config) -> anyhow::Result<Snapnest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_stops_short_of_its_deadline_and_an_unreadable_one_does_not_stop_it() {
+        let now = chrono::Utc::now();
+        let ms = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis() as u64;
+        // Five minutes left: stop 20 s before the end.
+        let end = budget_end(ms(now + chrono::Duration::minutes(5))).unwrap();
+        assert!((end - (now + chrono::Duration::seconds(280))).num_milliseconds().abs() < 1_000, "{end}");
+        // Ten seconds left: stop half way.
+        let end = budget_end(ms(now + chrono::Duration::seconds(10))).unwrap();
+        assert!(end > now && end < now + chrono::Duration::seconds(10), "{end}");
+        // None or past: no budget.
+        assert_eq!(budget_end(0), None);
+        assert_eq!(budget_end(ms(now - chrono::Duration::seconds(1))), None);
+    }
     use snapnest_core::store::StoreError;
 
     #[test]

@@ -59,7 +59,7 @@ async fn poll(
 ) -> Result<Value, Box<dyn std::error::Error>> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let summary = serde_json::to_value(poll_status::handle(app, scheduled_event("poll-status.json")).await?)?;
+        let summary = serde_json::to_value(poll_status::handle(app, scheduled_event("poll-status.json"), None).await?)?;
         let (_, record) = call(admin_api::router(app.clone()), http_event(file, &[(placeholder, id)], None)).await;
         let status = record["status"].as_str().unwrap_or("?");
         let done =

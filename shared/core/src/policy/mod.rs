@@ -127,6 +127,9 @@ pub struct TickSummary {
     pub policies_skipped: usize,
     /// Target failures of this tick (the run went on for the others).
     pub errors: Vec<TargetOutcome>,
+    /// The tick stopped at its time budget; the next tick runs the policies left (their
+    /// slots are still due).
+    pub stopped_at_budget: bool,
 }
 
 impl StoredRecord for Policy {
@@ -351,9 +354,18 @@ impl PolicyService {
     /// The scheduled tick: runs every policy whose next slot is due.
     #[instrument(skip(self))]
     pub async fn run_due(&self) -> Result<TickSummary> {
+        self.run_due_until(None).await
+    }
+
+    /// As [`PolicyService::run_due`], starting no policy's run after `deadline`.
+    pub async fn run_due_until(&self, deadline: Option<Timestamp>) -> Result<TickSummary> {
         let now = self.clock.now();
         let mut summary = TickSummary::default();
         for policy in self.records.due::<Policy>(now).await? {
+            if crate::clock::past(self.clock.as_ref(), deadline) {
+                summary.stopped_at_budget = true;
+                break;
+            }
             summary.policies_due += 1;
             self.run(policy, now, &mut summary).await?;
         }

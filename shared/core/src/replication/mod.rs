@@ -34,6 +34,8 @@ pub struct ReplicationSummary {
     pub copies_failed: usize,
     /// Copies in flight per destination region after this run.
     pub in_flight: HashMap<String, usize>,
+    /// The run stopped at its time budget; the next run goes on.
+    pub stopped_at_budget: bool,
 }
 
 /// Copying finished points to their destination region.
@@ -63,6 +65,11 @@ impl ReplicationService {
     /// ones within the per-region limit.
     #[instrument(skip(self))]
     pub async fn replicate_due(&self) -> Result<ReplicationSummary> {
+        self.replicate_due_until(None).await
+    }
+
+    /// As [`ReplicationService::replicate_due`], starting no point after `deadline`.
+    pub async fn replicate_due_until(&self, deadline: Option<crate::clock::Timestamp>) -> Result<ReplicationSummary> {
         let mut points: Vec<BackupRecord> =
             self.records.active::<BackupRecord>().await?.into_iter().filter(lifecycle::wants_replication).collect();
         points.sort_by_key(|p| p.finished_at);
@@ -73,6 +80,10 @@ impl ReplicationService {
                 replication.items.iter().filter(|i| i.status == ItemStatus::Running).count();
         }
         for mut point in points {
+            if crate::clock::past(self.clock.as_ref(), deadline) {
+                summary.stopped_at_budget = true;
+                break;
+            }
             let backup_id = point.backup_id.clone();
             let before = point.clone();
             let run = uuid::Uuid::new_v4().to_string();

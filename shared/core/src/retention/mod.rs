@@ -199,7 +199,7 @@ impl RetentionService {
 
     /// The run's time is up.
     fn past(&self, deadline: Option<Timestamp>) -> bool {
-        deadline.is_some_and(|d| self.clock.now() >= d)
+        crate::clock::past(self.clock.as_ref(), deadline)
     }
 
     #[instrument(skip_all, fields(backup_id = %record.backup_id, service_instance_id = %record.service_instance_id))]
