@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use serde::Serialize;
 use tracing::{instrument, warn};
 
@@ -13,6 +14,23 @@ use crate::error::Result;
 use crate::model::{BackupRecord, RestoreRecord};
 use crate::records::Records;
 use crate::restore::RestoreService;
+
+/// Records a pass advances at once. Each advance makes a few batched describes and writes;
+/// the AWS adapter bounds the calls in flight per API family further.
+const RECORDS_IN_FLIGHT: usize = 8;
+
+/// How one record's step of a pass went.
+enum Step {
+    /// Not started: the pass's time was up.
+    OutOfTime,
+    /// Nothing for this pass to do (or a clean-up that went through).
+    Skipped,
+    /// Failed this pass; the next one tries again.
+    Deferred,
+    Advanced {
+        finished: bool,
+    },
+}
 
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -46,55 +64,81 @@ impl Poller {
     }
 
     /// One pass, starting no record's step after `deadline` (the invocation's end less a
-    /// margin): what is left is the next pass's.
+    /// margin): what is left is the next pass's. Records are advanced RECORDS_IN_FLIGHT at
+    /// once; each is guarded on its own (conditional saves, leases), so their order is free.
     #[instrument(skip(self))]
     pub async fn poll_active_until(&self, deadline: Option<Timestamp>) -> Result<PollSummary> {
         let mut summary = PollSummary::default();
-        let out_of_time = |summary: &mut PollSummary| {
-            summary.stopped_at_budget = past(self.clock.as_ref(), deadline);
-            summary.stopped_at_budget
-        };
-        for backup in self.records.active::<BackupRecord>().await? {
-            if out_of_time(&mut summary) {
-                return Ok(summary);
-            }
-            if backup.cleanup_pending {
-                let backup_id = backup.backup_id.clone();
-                if let Err(e) = self.backups.clean_up_cancelled(backup).await {
-                    summary.deferred += 1;
-                    warn!(%backup_id, error = %e, "cancelled backup's snapshots not all deleted yet");
-                }
-                continue;
-            }
-            if backup.status.is_terminal() {
-                continue; // active only for replication: the replicate function's work
-            }
-            summary.backups_polled += 1;
-            let backup_id = backup.backup_id.clone();
-            match self.backups.advance(backup).await {
-                Ok(b) if b.status.is_terminal() => summary.backups_finished += 1,
-                Ok(_) => {}
-                Err(e) => {
-                    summary.deferred += 1;
-                    warn!(%backup_id, error = %e, "backup not advanced this pass");
-                }
-            }
-        }
-        for restore in self.records.active::<RestoreRecord>().await? {
-            if out_of_time(&mut summary) {
-                return Ok(summary);
-            }
-            summary.restores_polled += 1;
-            let restore_id = restore.restore_id.clone();
-            match self.restores.advance(restore).await {
-                Ok(r) if r.status.is_terminal() => summary.restores_finished += 1,
-                Ok(_) => {}
-                Err(e) => {
-                    summary.deferred += 1;
-                    warn!(%restore_id, error = %e, "restore not advanced this pass");
+        let backups = self.records.active::<BackupRecord>().await?;
+        let outcomes: Vec<Step> = futures_util::stream::iter(backups)
+            .map(|backup| self.step_backup(backup, deadline))
+            .buffer_unordered(RECORDS_IN_FLIGHT)
+            .collect()
+            .await;
+        let restores = self.records.active::<RestoreRecord>().await?;
+        let restore_outcomes: Vec<Step> = futures_util::stream::iter(restores)
+            .map(|restore| self.step_restore(restore, deadline))
+            .buffer_unordered(RECORDS_IN_FLIGHT)
+            .collect()
+            .await;
+        for (outcome, is_backup) in
+            outcomes.into_iter().map(|o| (o, true)).chain(restore_outcomes.into_iter().map(|o| (o, false)))
+        {
+            match outcome {
+                Step::OutOfTime => summary.stopped_at_budget = true,
+                Step::Skipped => {}
+                Step::Deferred => summary.deferred += 1,
+                Step::Advanced { finished } => {
+                    let (polled, done) = if is_backup {
+                        (&mut summary.backups_polled, &mut summary.backups_finished)
+                    } else {
+                        (&mut summary.restores_polled, &mut summary.restores_finished)
+                    };
+                    *polled += 1;
+                    *done += usize::from(finished);
                 }
             }
         }
         Ok(summary)
+    }
+
+    async fn step_backup(&self, backup: BackupRecord, deadline: Option<Timestamp>) -> Step {
+        if past(self.clock.as_ref(), deadline) {
+            return Step::OutOfTime;
+        }
+        let backup_id = backup.backup_id.clone();
+        if backup.cleanup_pending {
+            return match self.backups.clean_up_cancelled(backup).await {
+                Ok(_) => Step::Skipped,
+                Err(e) => {
+                    warn!(%backup_id, error = %e, "cancelled backup's snapshots not all deleted yet");
+                    Step::Deferred
+                }
+            };
+        }
+        if backup.status.is_terminal() {
+            return Step::Skipped; // active only for replication: the replicate function's work
+        }
+        match self.backups.advance(backup).await {
+            Ok(b) => Step::Advanced { finished: b.status.is_terminal() },
+            Err(e) => {
+                warn!(%backup_id, error = %e, "backup not advanced this pass");
+                Step::Deferred
+            }
+        }
+    }
+
+    async fn step_restore(&self, restore: RestoreRecord, deadline: Option<Timestamp>) -> Step {
+        if past(self.clock.as_ref(), deadline) {
+            return Step::OutOfTime;
+        }
+        let restore_id = restore.restore_id.clone();
+        match self.restores.advance(restore).await {
+            Ok(r) => Step::Advanced { finished: r.status.is_terminal() },
+            Err(e) => {
+                warn!(%restore_id, error = %e, "restore not advanced this pass");
+                Step::Deferred
+            }
+        }
     }
 }

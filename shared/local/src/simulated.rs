@@ -424,6 +424,11 @@ impl SimulatedCloud {
         self.in_flight.1.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Counts the most calls at once afresh from now on.
+    pub fn reset_most_in_flight(&self) {
+        self.in_flight.1.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+
     async fn call_now<T: Send + 'static>(
         &self,
         region: &str,
