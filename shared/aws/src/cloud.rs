@@ -1167,20 +1167,11 @@ impl Cloud for AwsCloud {
             // EC2 API Reference, RegisterImage `Name`: unique in the account and region; a second
             // registration is refused `InvalidAMIName.Duplicate`. The image is the one an earlier
             // attempt registered: it is found by its name.
-            Err(CloudError::Rejected { code, .. }) if code == "InvalidAMIName.Duplicate" => {
-                let found = self
-                    .here
-                    .ec2("DescribeImages", &spec.name, |ec2| {
-                        ec2.describe_images().owners("self").filters(filter("name", [&spec.name])).send()
-                    })
-                    .await?;
-                found
-                    .images()
-                    .iter()
-                    .find_map(|i| i.image_id())
-                    .map(str::to_owned)
-                    .ok_or_else(|| CloudError::NotFound(spec.name.clone()))
-            }
+            Err(CloudError::Rejected { code, .. }) if code == "InvalidAMIName.Duplicate" => self
+                .find_image(&spec.name)
+                .await?
+                .map(|image| image.image_id)
+                .ok_or_else(|| CloudError::NotFound(spec.name.clone())),
             Err(other) => Err(other),
         }
     }
@@ -1219,13 +1210,7 @@ impl Cloud for AwsCloud {
                 ec2.describe_images().owners("self").filters(filter("name", [name])).send()
             })
             .await?;
-        Ok(found.images().iter().find_map(|i| {
-            Some(ImageStatus {
-                image_id: i.image_id()?.to_owned(),
-                state: image_state(i.state()),
-                reason: i.state_reason().and_then(|r| r.message()).map(str::to_owned),
-            })
-        }))
+        Ok(found.images().iter().find_map(image_status))
     }
 
     async fn find_instances(&self, key: &str, value: &str) -> CloudResult<Vec<(String, Tags)>> {
@@ -1258,13 +1243,7 @@ impl Cloud for AwsCloud {
                     ec2.describe_images().owners("self").filters(filter("image-id", chunk)).send()
                 })
                 .await?;
-            statuses.extend(out.images().iter().filter_map(|i| {
-                Some(ImageStatus {
-                    image_id: i.image_id()?.to_owned(),
-                    state: image_state(i.state()),
-                    reason: i.state_reason().and_then(|r| r.message()).map(str::to_owned),
-                })
-            }));
+            statuses.extend(out.images().iter().filter_map(image_status));
         }
         Ok(statuses)
     }
@@ -1394,6 +1373,15 @@ fn launch_mapping(d: &ImageDevice) -> ec2::BlockDeviceMapping {
         .set_encrypted(d.settings.encrypted.then_some(true))
         .set_kms_key_id(d.settings.kms_key_id.clone().filter(|_| d.settings.encrypted));
     device_mapping(d, encryption).build()
+}
+
+/// The port's view of an image EC2 described.
+fn image_status(i: &ec2::Image) -> Option<ImageStatus> {
+    Some(ImageStatus {
+        image_id: i.image_id()?.to_owned(),
+        state: image_state(i.state()),
+        reason: i.state_reason().and_then(|r| r.message()).map(str::to_owned),
+    })
 }
 
 fn image_state(state: Option<&ec2::ImageState>) -> ImageState {

@@ -296,47 +296,35 @@ impl Jobs {
             backup_points: 0,
             replica_bytes: 0,
         };
-        let mut cursor: Option<Cursor> = None;
-        let (mut seen, mut visible) = (false, false);
-        loop {
-            let (page, next_cursor) =
-                self.records.page_owned::<BackupRecord>(service_instance_id, 100, cursor.as_ref()).await?;
-            for backup in page {
-                seen = true;
-                if !self.caller.owns(&backup.owners) {
-                    continue;
-                }
-                visible = true;
-                if !backup.status.is_restorable() {
-                    continue;
-                }
-                capacity.backup_points += 1;
-                capacity.snapshot_bytes += backup
+        let points = self.records.all_owned::<BackupRecord>(service_instance_id).await?;
+        let seen = !points.is_empty();
+        let mine: Vec<BackupRecord> = points.into_iter().filter(|p| self.caller.owns(&p.owners)).collect();
+        if seen && mine.is_empty() {
+            return Err(Error::not_found("service instance", service_instance_id));
+        }
+        for backup in mine.iter().filter(|b| b.status.is_restorable()) {
+            capacity.backup_points += 1;
+            capacity.snapshot_bytes += backup
+                .items
+                .iter()
+                .filter(|i| i.status == ItemStatus::Succeeded && i.snapshot_id.is_some())
+                .map(|i| i.stored_bytes.unwrap_or(i.size_bytes))
+                .sum::<u64>();
+            if let Some(r) = backup.replication.as_ref().filter(|r| r.status != JobStatus::Expired) {
+                let copied: HashSet<&str> = r
                     .items
                     .iter()
-                    .filter(|i| i.status == ItemStatus::Succeeded && i.snapshot_id.is_some())
+                    .filter(|i| i.status == ItemStatus::Succeeded)
+                    .map(|i| i.resource_id.as_str())
+                    .collect();
+                capacity.replica_bytes += backup
+                    .items
+                    .iter()
+                    .filter(|i| copied.contains(i.resource_id.as_str()))
                     .map(|i| i.stored_bytes.unwrap_or(i.size_bytes))
                     .sum::<u64>();
-                if let Some(r) = backup.replication.as_ref().filter(|r| r.status != JobStatus::Expired) {
-                    let copied: HashSet<&str> = r
-                        .items
-                        .iter()
-                        .filter(|i| i.status == ItemStatus::Succeeded)
-                        .map(|i| i.resource_id.as_str())
-                        .collect();
-                    capacity.replica_bytes += backup
-                        .items
-                        .iter()
-                        .filter(|i| copied.contains(i.resource_id.as_str()))
-                        .map(|i| i.stored_bytes.unwrap_or(i.size_bytes))
-                        .sum::<u64>();
-                }
-            }
-            match next_cursor {
-                Some(next) => cursor = Some(next),
-                None if seen && !visible => return Err(Error::not_found("service instance", service_instance_id)),
-                None => return Ok(capacity),
             }
         }
+        Ok(capacity)
     }
 }

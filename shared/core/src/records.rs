@@ -288,6 +288,20 @@ impl Records {
         Ok(records)
     }
 
+    /// Every record of one owner, newest first, read a page at a time.
+    pub async fn all_owned<R: StoredRecord>(&self, owner: &str) -> Result<Vec<R>> {
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (page, next) = self.page_owned::<R>(owner, 100, cursor.as_ref()).await?;
+            all.extend(page);
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
     /// A page of one owner's records, newest first.
     pub async fn page_owned<R: StoredRecord>(
         &self,

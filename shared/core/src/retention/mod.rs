@@ -363,17 +363,7 @@ impl RetentionService {
         chains: &mut BTreeMap<String, Vec<BackupRecord>>,
     ) -> Result<()> {
         if !chains.contains_key(&record.service_instance_id) {
-            let mut points = Vec::new();
-            let mut cursor = None;
-            loop {
-                let (page, next) =
-                    self.records.page_owned::<BackupRecord>(&record.service_instance_id, 100, cursor.as_ref()).await?;
-                points.extend(page);
-                match next {
-                    Some(next) => cursor = Some(next),
-                    None => break,
-                }
-            }
+            let points = self.records.all_owned::<BackupRecord>(&record.service_instance_id).await?;
             chains.insert(record.service_instance_id.clone(), points);
         }
         let cloud = self.clouds.region(&record.region)?;
