@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use snapnest_core::cloud::Tags;
 
-use crate::recording_cloud::{CloudCall, StoreCall};
+use crate::recording_cloud::{CloudCall, QueueCall, StoreCall};
 
 pub const ACCOUNT: &str = "123456789012";
 pub const PARTITION: &str = "aws";
@@ -604,6 +604,25 @@ pub fn store_requests(call: &StoreCall) -> Option<Vec<IamRequest>> {
     )
 }
 
+/// The start queue (template.yaml `StartQueue`).
+pub fn start_queue_arn() -> String {
+    format!("arn:{PARTITION}:sqs:{HOME}:{ACCOUNT}:snapnest-StartQueue")
+}
+
+/// What AWS authorises for a message sent to the work queue: `sqs:SendMessage` on the queue
+/// (SQS API Reference, SendMessage; Service Authorization Reference, Amazon SQS: resource
+/// type `queue`).
+pub fn queue_requests(call: &QueueCall) -> Vec<IamRequest> {
+    vec![IamRequest {
+        function: call.function.clone(),
+        action: "sqs:SendMessage".into(),
+        resource: start_queue_arn(),
+        context: Context::new(),
+        origin: "WorkQueue::send".into(),
+        gone: false,
+    }]
+}
+
 // ---------------------------------------------------------------------------------------
 // The roles of template.yaml
 
@@ -659,6 +678,7 @@ impl<'a> Resolver<'a> {
     fn attribute(&self, resource: &str, attribute: &str) -> Value {
         match (resource, attribute) {
             ("SnapnestTable", "Arn") => json!(table_arn()),
+            ("StartQueue", "Arn") => json!(start_queue_arn()),
             (resource, attribute) => json!(format!("arn:{PARTITION}:test:{HOME}:{ACCOUNT}:{resource}/{attribute}")),
         }
     }

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use snapnest_core::clock::Timestamp;
 use snapnest_core::cloud::*;
+use snapnest_core::queue::{QueueError, Work, WorkQueue};
 use snapnest_core::store::{Collection, Cursor, Document, Page, Row, Store, StoreError};
+use snapnest_local::queue::InProcessQueue;
 use snapnest_local::simulated::SimulatedCloud;
 
 /// One call of the `Cloud` port.
@@ -39,12 +41,20 @@ pub struct StoreCall {
     pub method: &'static str,
 }
 
+/// One message sent to the work queue.
+#[derive(Debug, Clone)]
+pub struct QueueCall {
+    pub function: String,
+    pub work: Work,
+}
+
 /// Everything recorded, and which function is running now.
 #[derive(Default)]
 pub struct CallLog {
     function: Mutex<Option<String>>,
     cloud: Mutex<Vec<CloudCall>>,
     store: Mutex<Vec<StoreCall>>,
+    queue: Mutex<Vec<QueueCall>>,
     /// The KMS key of every volume and snapshot seen so far: a volume's from what discovery
     /// and describes report, a snapshot's from its volume, a copy's from the key it was
     /// made with (or its source's).
@@ -71,6 +81,10 @@ impl CallLog {
 
     pub fn store_calls(&self) -> Vec<StoreCall> {
         self.store.lock().unwrap().clone()
+    }
+
+    pub fn queue_calls(&self) -> Vec<QueueCall> {
+        self.queue.lock().unwrap().clone()
     }
 
     fn function(&self) -> Option<String> {
@@ -634,5 +648,21 @@ impl Store for RecordingStore {
     async fn list_due(&self, c: Collection, now: Timestamp) -> Result<Vec<Document>, StoreError> {
         self.record("list_due");
         self.inner.list_due(c, now).await
+    }
+}
+
+/// The in-process work queue, writing down who sent what.
+pub struct RecordingQueue {
+    pub inner: Arc<InProcessQueue>,
+    pub log: Arc<CallLog>,
+}
+
+#[async_trait]
+impl WorkQueue for RecordingQueue {
+    async fn send(&self, work: &Work) -> Result<(), QueueError> {
+        if let Some(function) = self.log.function() {
+            self.log.queue.lock().unwrap().push(QueueCall { function, work: work.clone() });
+        }
+        self.inner.send(work).await
     }
 }

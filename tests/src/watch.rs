@@ -26,6 +26,9 @@ impl Watch {
         let child = Command::new(bin.join("cargo-lambda"))
             .args(["lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", &port.to_string()])
             .args(["--env-var", "SNAPNEST_LOG_FORMAT=json"])
+            // A new point's start goes to start-backup through watch's invoke API, as SQS
+            // hands it to start-backup when deployed.
+            .args(["--env-var", &format!("SNAPNEST_LOCAL_LAMBDA=http://127.0.0.1:{port}")])
             .args(env.iter().flat_map(|(k, v)| ["--env-var".to_owned(), format!("{k}={v}")]))
             .current_dir(repo_root())
             .env("PATH", path)
@@ -107,6 +110,21 @@ pub async fn backup_and_restore_over_http(watch: &Watch, si: &str) -> (Value, Va
     )
     .await;
     assert_eq!((status, refused["error"].as_str()), (400, Some("InvalidRequest")));
+
+    // The request answered before any snapshot call; start-backup, invoked through watch as
+    // SQS invokes it when deployed, makes them without any poll-status pass, well within
+    // the start lease (60 s) after which poll-status would take the start over.
+    assert_eq!(created["status"], "Pending", "{created:#}");
+    let handed_over = Instant::now();
+    loop {
+        let (_, record) = call(&client, reqwest::Method::GET, &url(&format!("/backups/{backup_id}")), None).await;
+        if record["status"] != "Pending" {
+            assert!(record["items"].as_array().unwrap().iter().all(|i| i["snapshot_id"].is_string()), "{record:#}");
+            break;
+        }
+        assert!(handed_over.elapsed() < Duration::from_secs(30), "start-backup did not start {backup_id}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let backup = poll_until_done(&client, watch, &format!("/backups/{backup_id}")).await;
     assert_eq!(backup["status"], "Succeeded", "{backup:#}");

@@ -2,11 +2,92 @@
 //! real latencies are started in a few round trips, never with more calls in flight than
 //! allowed. Time is the simulated cloud's latency; the figures are counted by the cloud.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::json;
 use snapnest_core::backup::{BackupOrigin, BackupRequest};
 use snapnest_core::status::JobStatus;
 use snapnest_e2e::sandbox::{Sandbox, REGION};
+use snapnest_lambda::work::sqs_event;
+use snapnest_local::queue::InProcessQueue;
+
+const LATENCY: Duration = Duration::from_millis(50);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_request_answers_202_after_a_few_round_trips_and_its_start_runs_within_the_bound() {
+    // GIVEN the largest service instance a request may name — 99 instances of 16 volumes and
+    // 10 databases — on a cloud taking 50 ms a call, and the start queue
+    let world = Sandbox::with_latency(LATENCY);
+    world.sim.add_service_instance(REGION, "si-large", 99, 16, 10, true).unwrap();
+    let starts = Arc::new(InProcessQueue::default());
+    let app = Arc::new(world.app.with_queue(starts.clone()));
+    let mutations_before = world.sim.mutations().unwrap();
+    world.sim.reset_round_trips();
+
+    // WHEN create-backup is asked for a backup of it
+    let event = snapnest_e2e::http_event("create-backup.json", &[("si-demo", "si-large")], Some(&json!({})));
+    let (status, answer) = snapnest_e2e::call(create_backup::router(app.clone()), event).await;
+    let before_answer = world.sim.sequential_round_trips();
+
+    // THEN it answers 202 with the record, Pending, after discovery's few round trips — not
+    // one per instance: well inside API Gateway's 29 s at any latency near 50 ms
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["status"], "Pending");
+    assert_eq!(answer["items"].as_array().unwrap().len(), 99 * 16 + 10);
+    assert!(before_answer <= 4, "{before_answer} round trips before the answer");
+    assert_eq!(world.sim.mutations().unwrap(), mutations_before, "no snapshot call before the answer");
+
+    // WHEN start-backup takes the queued start
+    let queued = starts.take();
+    assert_eq!(queued.len(), 1);
+    world.sim.reset_most_in_flight();
+    world.sim.reset_round_trips();
+    let response = start_backup::handle(&app, sqs_event(&queued)).await;
+    let start_round_trips = world.sim.sequential_round_trips();
+
+    // THEN every snapshot call is made (one group per instance, one per database), 16 at
+    // once: ceil(109 / 16) = 7 round trips, one after another
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let point = app.backups.get(answer["backup_id"].as_str().unwrap()).await.unwrap();
+    assert_eq!(point.status, JobStatus::Running);
+    assert!(point.items.iter().all(|i| i.snapshot_id.is_some()));
+    assert_eq!(world.sim.mutations().unwrap() - mutations_before, 109);
+    // (One more at most where the calls of a wave end staggered and a chain hops slots.)
+    assert!((7..=8).contains(&start_round_trips), "{start_round_trips} round trips to issue 109 calls 16 at once");
+    assert_eq!(world.sim.most_in_flight(), 16);
+
+    // AND a redelivered message starts nothing twice
+    let again = start_backup::handle(&app, sqs_event(&queued)).await;
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!(world.sim.mutations().unwrap() - mutations_before, 109);
+}
+
+#[tokio::test]
+async fn a_start_message_that_never_comes_is_taken_over_by_poll_status_after_the_lease() {
+    // GIVEN a point whose start message was lost
+    let world = Sandbox::new();
+    let lost = Arc::new(InProcessQueue::default());
+    let app = world.app.with_queue(lost.clone());
+    let point = app.backups.create("si-demo", &BackupRequest::default(), BackupOrigin::manual()).await.unwrap();
+    assert_eq!(point.status, JobStatus::Pending);
+    drop(lost.take());
+    // WHEN poll-status passes before and after the start lease
+    world.app.poller.poll_active().await.unwrap();
+    assert_eq!(world.app.backups.get(&point.backup_id).await.unwrap().status, JobStatus::Pending);
+    world.clock.advance(chrono::Duration::seconds(61));
+    world.app.poller.poll_active().await.unwrap();
+    // THEN the point is started once, by poll-status
+    let started = world.app.backups.get(&point.backup_id).await.unwrap();
+    assert_eq!(started.status, JobStatus::Running, "{started:#?}");
+    assert!(started.items.iter().all(|i| i.snapshot_id.is_some()));
+    // AND the message, were it delivered late, starts nothing again
+    let mutations = world.sim.mutations().unwrap();
+    let work = snapnest_core::queue::Work::StartBackup { backup_id: point.backup_id.clone(), version: point.version };
+    let late = start_backup::handle(&world.app, sqs_event(&[work])).await;
+    assert!(late.batch_item_failures.is_empty());
+    assert_eq!(world.sim.mutations().unwrap(), mutations);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_start_issues_its_snapshot_calls_at_once_within_the_bound() {

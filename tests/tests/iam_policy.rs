@@ -27,10 +27,11 @@ use snapnest_core::store::Collection;
 use snapnest_core::{Settings, Snapnest};
 use snapnest_e2e::iam::{self, IamRequest};
 use snapnest_e2e::moto::repo_root;
-use snapnest_e2e::recording_cloud::{CallLog, RecordingProvider, RecordingStore};
+use snapnest_e2e::recording_cloud::{CallLog, RecordingProvider, RecordingQueue, RecordingStore};
 use snapnest_e2e::template::load_template;
 use snapnest_e2e::tripwire::SteppingClock;
 use snapnest_local::embedded::EmbeddedStore;
+use snapnest_local::queue::InProcessQueue;
 use snapnest_local::retry::RetryingProvider;
 use snapnest_local::simulated::{SimSettings, SimulatedCloud, DEMO_SERVICE_INSTANCE};
 
@@ -38,8 +39,16 @@ const REGION: &str = iam::HOME;
 const DESTINATION: &str = "us-west-2";
 
 /// The functions of `template.yaml`, by package.
-const FUNCTIONS: [&str; 7] =
-    ["create-backup", "run-policies", "poll-status", "expire-retention", "restore", "replicate", "admin-api"];
+const FUNCTIONS: [&str; 8] = [
+    "create-backup",
+    "start-backup",
+    "run-policies",
+    "poll-status",
+    "expire-retention",
+    "restore",
+    "replicate",
+    "admin-api",
+];
 
 struct World {
     _dir: tempfile::TempDir,
@@ -47,6 +56,7 @@ struct World {
     sim: SimulatedCloud,
     clock: Arc<SteppingClock>,
     log: Arc<CallLog>,
+    starts: Arc<InProcessQueue>,
 }
 
 impl World {
@@ -84,8 +94,10 @@ impl World {
             .into(),
             trust_unverified_callers: true,
         };
-        let app = Arc::new(Snapnest::new(store, clouds, clock.clone(), settings));
-        World { _dir: dir, app, sim, clock, log }
+        let starts = Arc::new(InProcessQueue::default());
+        let queue = Arc::new(RecordingQueue { inner: starts.clone(), log: log.clone() });
+        let app = Arc::new(Snapnest::new(store, clouds, clock.clone(), settings).with_queue(queue));
+        World { _dir: dir, app, sim, clock, log, starts }
     }
 
     /// Tags every volume of the home region with its instance's service instance: what an
@@ -124,8 +136,16 @@ impl World {
         answer
     }
 
+    /// start-backup, given what create-backup and run-policies queued.
+    async fn start_queued(&self) {
+        let event = snapnest_lambda::work::sqs_event(&self.starts.take());
+        let answer = self.log.run("start-backup", start_backup::handle(&self.app, event)).await;
+        assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    }
+
     /// poll-status, a pass every ten simulated seconds, until nothing is left for it.
     async fn poll(&self) {
+        self.start_queued().await;
         for _ in 0..200 {
             self.clock.advance(chrono::Duration::seconds(10));
             let _ = self.log.run("poll-status", self.app.poller.poll_active()).await;
@@ -345,6 +365,7 @@ fn requests_of(log: &CallLog) -> (Vec<IamRequest>, BTreeSet<String>) {
             }
         }
     }
+    requests.extend(log.queue_calls().iter().flat_map(iam::queue_requests));
     for call in log.store_calls() {
         match iam::store_requests(&call) {
             Some(found) => requests.extend(found),

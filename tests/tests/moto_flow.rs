@@ -207,6 +207,48 @@ async fn the_functions_under_cargo_lambda_watch_on_dynamodb_and_the_aws_apis() {
 }
 
 #[tokio::test]
+async fn a_new_points_start_goes_through_sqs_to_start_backup_on_moto() {
+    // GIVEN snapnest on moto with a start queue in SQS
+    snapnest_e2e::moto::Moto::shared();
+    let sdk =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(HOME)).load().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let name = format!("snapnest-start-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let queue_url = sqs.create_queue().queue_name(&name).send().await.unwrap().queue_url.unwrap();
+    let moto = MotoSnapnest::start_with("sqs", &[("SNAPNEST_START_QUEUE_URL", queue_url.as_str())]).await;
+
+    // WHEN create-backup is asked for a point
+    let event = http_event("create-backup.json", &[("si-demo", &moto.service_instance_id)], Some(&json!({})));
+    let (status, created) = call(create_backup::router(moto.app.clone()), event).await;
+
+    // THEN it answers 202 Pending and has made no snapshot: the start is a message in SQS
+    assert_eq!(status, 202, "{created}");
+    assert_eq!(created["status"], "Pending");
+    let backup_id = created["backup_id"].as_str().unwrap();
+    assert!(snapshots_tagged(&moto.ec2, backup_id).await.is_empty());
+    let received = sqs.receive_message().queue_url(&queue_url).max_number_of_messages(10).send().await.unwrap();
+    let messages = received.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let body: Value = serde_json::from_str(messages[0].body().unwrap()).unwrap();
+    assert_eq!(body, json!({"work": "start_backup", "backup_id": backup_id, "version": 1}));
+
+    // WHEN start-backup is invoked with it, as the SQS event source would
+    let mut message = aws_lambda_events::sqs::SqsMessage::default();
+    message.message_id = messages[0].message_id().map(str::to_owned);
+    message.receipt_handle = messages[0].receipt_handle().map(str::to_owned);
+    message.body = messages[0].body().map(str::to_owned);
+    let mut sqs_event = aws_lambda_events::sqs::SqsEvent::default();
+    sqs_event.records = vec![message];
+    let answer = start_backup::handle(&moto.app, sqs_event).await;
+
+    // THEN the point's snapshots are in EC2, tagged with it, and its record is Running
+    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    assert_eq!(snapshots_tagged(&moto.ec2, backup_id).await.len(), 6);
+    let record = get(&moto.app, "admin-api-get-backup.json", "BACKUP_ID", backup_id).await;
+    assert_ne!(record["status"], "Pending", "{record:#}");
+}
+
+#[tokio::test]
 async fn a_backup_of_99_instances_with_16_volumes_and_10_databases_stores_and_polls_on_dynamodb() {
     let moto = MotoSnapnest::start("large").await;
     let data = tempfile::tempdir().unwrap();

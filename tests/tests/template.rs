@@ -529,9 +529,9 @@ fn the_cargo_lambda_watch_router_sends_each_route_to_the_function_of_the_templat
 }
 
 #[test]
-fn scheduled_functions_have_one_schedule_and_http_functions_none() {
+fn scheduled_functions_have_one_schedule_queue_readers_a_bounded_queue_and_http_functions_none() {
     let template = template();
-    let mut scheduled = BTreeSet::new();
+    let (mut scheduled, mut queue_readers) = (BTreeSet::new(), BTreeSet::new());
     for (id, function) in functions(&template) {
         let events: Vec<&Value> =
             function["Properties"]["Events"].as_object().into_iter().flatten().map(|(_, e)| e).collect();
@@ -539,6 +539,18 @@ fn scheduled_functions_have_one_schedule_and_http_functions_none() {
         if events.iter().any(|e| e["Type"] == "HttpApi") {
             assert!(schedules.is_empty(), "{id} serves HTTP routes and runs on a schedule too");
             continue;
+        }
+        if let [queue] = events.as_slice() {
+            if queue["Type"] == "SQS" {
+                // A queue's reader reports each failed message, so one failure does not
+                // redeliver the batch, and has a bound on how many run at once.
+                let properties = &queue["Properties"];
+                assert_eq!(properties["FunctionResponseTypes"], json!(["ReportBatchItemFailures"]), "{id}");
+                let most = properties["ScalingConfig"]["MaximumConcurrency"].as_u64().unwrap_or_default();
+                assert!((2..=1000).contains(&most), "{id}: MaximumConcurrency {most}");
+                queue_readers.insert(binary_of(&function));
+                continue;
+            }
         }
         assert_eq!((schedules.len(), events.len()), (1, 1), "{id}: exactly one event, its schedule");
         let rate = schedules[0]["Properties"]["Schedule"].as_str().unwrap_or_default();
@@ -551,6 +563,7 @@ fn scheduled_functions_have_one_schedule_and_http_functions_none() {
     for expected in ["poll-status", "expire-retention", "replicate", "run-policies"] {
         assert!(scheduled.contains(expected), "{expected} is not a scheduled function: {scheduled:?}");
     }
+    assert_eq!(queue_readers, BTreeSet::from(["start-backup".to_owned()]));
 }
 
 #[test]

@@ -18,8 +18,16 @@ async fn backup_and_restore_succeed_under_cargo_lambda_watch() {
     // Every sample event works with the function its name begins with, as
     // `cargo lambda invoke <function> --data-file events/<file>` would send it.
     let client = reqwest::Client::new();
-    let functions =
-        ["create-backup", "poll-status", "expire-retention", "restore", "replicate", "admin-api", "run-policies"];
+    let functions = [
+        "create-backup",
+        "start-backup",
+        "poll-status",
+        "expire-retention",
+        "restore",
+        "replicate",
+        "admin-api",
+        "run-policies",
+    ];
     let mut invoked = 0;
     for entry in std::fs::read_dir(snapnest_e2e::moto::repo_root().join("events")).unwrap() {
         let file = entry.unwrap().file_name().into_string().unwrap();
@@ -34,5 +42,5 @@ async fn backup_and_restore_succeed_under_cargo_lambda_watch() {
         }
         invoked += 1;
     }
-    assert!(invoked >= 13, "{invoked} sample events");
+    assert!(invoked >= 14, "{invoked} sample events");
 }

@@ -26,9 +26,10 @@ pub fn router(app: Arc<Snapnest>) -> Router {
 /// Start a backup point of a service instance
 ///
 /// Discovers the instances, volumes and databases tagged with the service instance id,
-/// writes the backup record (`Pending`) and issues the snapshots: one crash-consistent
-/// group per EC2 instance where the instance allows it, one DB snapshot per database.
-/// Answers at once with the record (usually `Running`); poll `GET /backups/{backup_id}`.
+/// writes the backup record (`Pending`) and answers at once with it; start-backup then
+/// issues the snapshots, many at once: one crash-consistent group per EC2 instance where
+/// the instance allows it, one DB snapshot per database. Follow it with
+/// `GET /backups/{backup_id}` (`Running` once the snapshots are issued).
 /// A retried request with the same `client_token` answers the first request's record.
 /// One backup of a service instance runs at a time.
 #[utoipa::path(
@@ -53,10 +54,10 @@ pub fn router(app: Arc<Snapnest>) -> Router {
     responses(
         (
             status = 202,
-            description = "The backup record, as started.",
+            description = "The backup record, as written: its snapshots are issued right after.",
             body = schema::BackupRecord,
             examples(
-                ("started" = (summary = "A manual backup of one instance and the database, snapshots in progress", value = json!(examples::backup_started()))),
+                ("started" = (summary = "A manual backup of one instance and the database, its snapshots about to be issued", value = json!(examples::backup_started()))),
             )
         ),
         (

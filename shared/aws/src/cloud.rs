@@ -360,6 +360,60 @@ impl RegionClients {
         Ok(instances)
     }
 
+    /// An instance to snapshot: `InstanceReleased` once it is terminated or shutting down.
+    async fn instance_for_snapshot(&self, instance_id: &str) -> CloudResult<ec2::Instance> {
+        let reservations = self
+            .ec2("DescribeInstances", instance_id, |ec2| ec2.describe_instances().instance_ids(instance_id).send())
+            .await?;
+        let instance = reservations
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find(|i| i.instance_id() == Some(instance_id))
+            .cloned()
+            .ok_or_else(|| CloudError::NotFound(instance_id.to_owned()))?;
+        if matches!(
+            instance_state(instance.state().and_then(|s| s.name())),
+            InstanceState::Terminated | InstanceState::ShuttingDown
+        ) {
+            return Err(CloudError::InstanceReleased(instance_id.to_owned()));
+        }
+        Ok(instance)
+    }
+
+    /// One `CreateSnapshots`: a crash-consistent group of the instance's volumes `spec`
+    /// selects, every tag on at creation (one tag specification for the group; each
+    /// snapshot's own volume is its `VolumeId`), so there is no CreateTags per snapshot.
+    async fn create_group(
+        &self,
+        instance_id: &str,
+        spec: ec2::InstanceSpecification,
+        tags: &Tags,
+    ) -> CloudResult<Vec<StartedSnapshot>> {
+        let created = self
+            .ec2("CreateSnapshots", instance_id, |ec2| {
+                ec2.create_snapshots()
+                    .instance_specification(spec)
+                    .set_tag_specifications(tag_specification(ec2::ResourceType::Snapshot, tags))
+                    .description(format!("snapnest consistent group of {instance_id}"))
+                    .send()
+            })
+            .await
+            .map_err(|error| match error {
+                CloudError::Rejected { code, message } if code == "UnsupportedOperation" => {
+                    CloudError::GroupUnsupported(if message.is_empty() { code } else { message })
+                }
+                other => other,
+            })?;
+        Ok(created
+            .snapshots()
+            .iter()
+            .filter_map(|s| {
+                Some(StartedSnapshot { snapshot_id: s.snapshot_id()?.to_owned(), volume_id: s.volume_id()?.to_owned() })
+            })
+            .collect())
+    }
+
     /// Turns a refused start/stop into `InstanceReleased` when an instance was terminated,
     /// as EC2 answers `IncorrectInstanceState` without saying which instance or why.
     async fn explain_refusal(&self, instance_ids: &[String], error: CloudError) -> CloudError {
@@ -477,82 +531,51 @@ impl Cloud for AwsCloud {
         volumes: &VolumeSelection,
         tags: &Tags,
     ) -> CloudResult<Vec<StartedSnapshot>> {
-        let c = &self.here;
-        // Read the instance first: its state (EC2 may accept CreateSnapshots for a terminated
-        // instance and snapshot nothing), its root device and what is attached, which an
-        // exclusion list needs.
-        let reservations = c
-            .ec2("DescribeInstances", instance_id, |ec2| ec2.describe_instances().instance_ids(instance_id).send())
-            .await?;
-        let instance = reservations
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .find(|i| i.instance_id() == Some(instance_id))
-            .ok_or_else(|| CloudError::NotFound(instance_id.to_owned()))?;
-        if matches!(
-            instance_state(instance.state().and_then(|s| s.name())),
-            InstanceState::Terminated | InstanceState::ShuttingDown
-        ) {
-            return Err(CloudError::InstanceReleased(instance_id.to_owned()));
-        }
+        let spec = ec2::InstanceSpecification::builder().instance_id(instance_id);
+        let wanted = match volumes {
+            // Every attached volume: one call. EC2 snapshots what is attached when it is
+            // asked, so a disk attached since discovery is in the group too.
+            VolumeSelection::All => {
+                let answer = self.here.create_group(instance_id, spec.exclude_boot_volume(false).build(), tags).await;
+                return match answer {
+                    Ok(started) if !started.is_empty() => Ok(started),
+                    // Nothing snapshotted, or refused: a terminated instance is said so (EC2 may
+                    // accept CreateSnapshots for one and snapshot nothing).
+                    answer => match self.here.instance_for_snapshot(instance_id).await {
+                        Err(CloudError::InstanceReleased(id)) => Err(CloudError::InstanceReleased(id)),
+                        _ => answer,
+                    },
+                };
+            }
+            VolumeSelection::Only(wanted) => wanted,
+        };
+        // Chosen disks: the instance is read first for its root device and what is attached,
+        // which the exclusion list needs.
+        let instance = self.here.instance_for_snapshot(instance_id).await?;
         let root_device = instance.root_device_name();
         let attached: Vec<(&str, &str)> = instance
             .block_device_mappings()
             .iter()
             .filter_map(|m| Some((m.device_name()?, m.ebs()?.volume_id()?)))
             .collect();
-
-        let mut spec = ec2::InstanceSpecification::builder().instance_id(instance_id);
-        spec = match volumes {
-            VolumeSelection::All => spec.exclude_boot_volume(false),
-            VolumeSelection::Only(wanted) => {
-                let chosen = |volume: &str| wanted.iter().any(|w| w == volume);
-                if !attached.iter().any(|(_, volume)| chosen(volume)) {
-                    // Nothing selected is attached: there is no group to take.
-                    return Ok(Vec::new());
-                }
-                let is_root = |device: &str| Some(device) == root_device;
-                let root_chosen = attached.iter().any(|(device, volume)| is_root(device) && chosen(volume));
-                // The root volume cannot be named in ExcludeDataVolumeIds; it has its own flag.
-                let excluded: Vec<String> = attached
-                    .iter()
-                    .filter(|(device, volume)| !is_root(device) && !chosen(volume))
-                    .map(|(_, volume)| (*volume).to_owned())
-                    .collect();
-                spec.exclude_boot_volume(!root_chosen)
-                    .set_exclude_data_volume_ids((!excluded.is_empty()).then_some(excluded))
-            }
-        };
-        let spec = spec.build();
-
-        let created = c
-            .ec2("CreateSnapshots", instance_id, |ec2| {
-                ec2.create_snapshots()
-                    .instance_specification(spec)
-                    .set_tag_specifications(tag_specification(ec2::ResourceType::Snapshot, tags))
-                    .description(format!("snapnest consistent group of {instance_id}"))
-                    .send()
-            })
-            .await
-            .map_err(|error| match error {
-                CloudError::Rejected { code, message } if code == "UnsupportedOperation" => {
-                    CloudError::GroupUnsupported(if message.is_empty() { code } else { message })
-                }
-                other => other,
-            })?;
-        let started: Vec<StartedSnapshot> = created
-            .snapshots()
+        let chosen = |volume: &str| wanted.iter().any(|w| w == volume);
+        if !attached.iter().any(|(_, volume)| chosen(volume)) {
+            // Nothing selected is attached: there is no group to take.
+            return Ok(Vec::new());
+        }
+        let is_root = |device: &str| Some(device) == root_device;
+        let root_chosen = attached.iter().any(|(device, volume)| is_root(device) && chosen(volume));
+        // The root volume cannot be named in ExcludeDataVolumeIds; it has its own flag.
+        let excluded: Vec<String> = attached
             .iter()
-            .filter_map(|s| {
-                Some(StartedSnapshot { snapshot_id: s.snapshot_id()?.to_owned(), volume_id: s.volume_id()?.to_owned() })
-            })
+            .filter(|(device, volume)| !is_root(device) && !chosen(volume))
+            .map(|(_, volume)| (*volume).to_owned())
             .collect();
-        // Every tag goes on at creation: the group shares one tag specification, and each
-        // snapshot's own volume is its `VolumeId` (real for a snapshot of a volume; only a
-        // copy's is a placeholder, and a copy is tagged with its source volume when made).
-        // No CreateTags per snapshot: one EC2 call per instance, whatever its volumes.
-        Ok(started)
+        let spec = spec
+            .exclude_boot_volume(!root_chosen)
+            .set_exclude_data_volume_ids((!excluded.is_empty()).then_some(excluded))
+            .build();
+        self.here.create_group(instance_id, spec, tags).await
     }
 
     async fn snapshot_volume(&self, volume_id: &str, tags: &Tags) -> CloudResult<StartedSnapshot> {

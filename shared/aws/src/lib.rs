@@ -1,9 +1,10 @@
-//! snapnest's AWS adapters: the DynamoDB store ([`dynamodb::DynamoStore`]) and the
-//! EC2/EBS/RDS cloud ([`cloud::AwsProvider`]), both built from one [`SdkConfig`] loaded once
-//! per process by [`sdk_config`].
+//! snapnest's AWS adapters: the DynamoDB store ([`dynamodb::DynamoStore`]), the EC2/EBS/RDS
+//! cloud ([`cloud::AwsProvider`]) and the SQS work queue ([`queue::SqsQueue`]), all built from
+//! one [`SdkConfig`] loaded once per process by [`sdk_config`].
 
 pub mod cloud;
 pub mod dynamodb;
+pub mod queue;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_types::retry::RetryMode;

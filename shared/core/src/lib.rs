@@ -1,7 +1,8 @@
 //! snapnest's domain: backup points and restores of *service instances* (every EC2
 //! instance, EBS volume and RDS database carrying one tag), their status rules,
-//! retention and replication, over two ports — [`store::Store`] for records and
-//! [`cloud::Cloud`] for EC2/EBS/RDS. This crate knows no AWS, SQLite or Lambda type: the
+//! retention and replication, over three ports — [`store::Store`] for records,
+//! [`cloud::Cloud`] for EC2/EBS/RDS and [`queue::WorkQueue`] for work handed to another
+//! function. This crate knows no AWS, SQLite or Lambda type: the
 //! adapters (`snapnest-local`, `snapnest-aws`) implement its ports, and the Lambda edge
 //! (`snapnest-lambda`) wires them and maps results to HTTP.
 
@@ -15,6 +16,7 @@ pub mod jobs;
 pub mod model;
 pub mod policy;
 pub mod poll;
+pub mod queue;
 pub mod records;
 pub mod replication;
 pub mod restore;
@@ -38,6 +40,7 @@ use cloud::CloudProvider;
 use jobs::Jobs;
 use policy::PolicyService;
 use poll::Poller;
+use queue::WorkQueue;
 use records::Records;
 use replication::ReplicationService;
 use restore::RestoreService;
@@ -86,6 +89,8 @@ pub struct Snapnest {
     pub settings: Settings,
     /// Whom the use cases act for: [`Caller::system`] unless built [`Snapnest::for_caller`].
     pub caller: Arc<Caller>,
+    /// Where work is handed to another function ([`Snapnest::with_queue`]); none: done in place.
+    pub queue: Option<Arc<dyn WorkQueue>>,
 }
 
 impl Snapnest {
@@ -96,7 +101,13 @@ impl Snapnest {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Self {
-        Self::build(store, clouds, clock, settings, Arc::new(Caller::system()))
+        Self::build(store, clouds, clock, settings, Arc::new(Caller::system()), None)
+    }
+
+    /// The same use cases, handing work to other functions through `queue`.
+    pub fn with_queue(&self, queue: Arc<dyn WorkQueue>) -> Snapnest {
+        let (store, clouds, clock) = (self.store.clone(), self.clouds.clone(), self.clock.clone());
+        Snapnest::build(store, clouds, clock, self.settings.clone(), self.caller.clone(), Some(queue))
     }
 
     fn build(
@@ -105,6 +116,7 @@ impl Snapnest {
         clock: Arc<dyn Clock>,
         settings: Settings,
         caller: Arc<Caller>,
+        queue: Option<Arc<dyn WorkQueue>>,
     ) -> Self {
         let records = Records::new(store.clone());
         let backups = BackupService::new(
@@ -114,6 +126,7 @@ impl Snapnest {
             settings.tag_key.clone(),
             settings.default_retention_days,
             caller.clone(),
+            queue.clone(),
         );
         let restores = RestoreService::new(
             records.clone(),
@@ -159,12 +172,20 @@ impl Snapnest {
             clouds,
             settings,
             caller,
+            queue,
         }
     }
 
     /// The same use cases over the same adapters, reading time from `clock`.
     pub fn with_clock(&self, clock: Arc<dyn Clock>) -> Snapnest {
-        Snapnest::build(self.store.clone(), self.clouds.clone(), clock, self.settings.clone(), self.caller.clone())
+        Snapnest::build(
+            self.store.clone(),
+            self.clouds.clone(),
+            clock,
+            self.settings.clone(),
+            self.caller.clone(),
+            self.queue.clone(),
+        )
     }
 
     /// The same use cases acting for `caller`: what is not theirs is not found.
@@ -175,6 +196,7 @@ impl Snapnest {
             self.clock.clone(),
             self.settings.clone(),
             Arc::new(caller),
+            self.queue.clone(),
         )
     }
 }

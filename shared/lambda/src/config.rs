@@ -44,6 +44,20 @@ pub struct Config {
     /// Who calls: `verified` (deployed: only what API Gateway verified) or `header` (local:
     /// the `x-snapnest-caller` header, or the system).
     pub identity: Identity,
+    /// Where a new backup's start goes.
+    pub start_queue: StartQueue,
+}
+
+/// Where create-backup and run-policies hand a new backup's snapshot calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartQueue {
+    /// Deployed: the SQS queue start-backup reads (`SNAPNEST_START_QUEUE_URL`).
+    Sqs(String),
+    /// Local: start-backup invoked through the local Lambda emulator's invoke API, as the SQS
+    /// event source would (`SNAPNEST_LOCAL_LAMBDA`, e.g. `cargo lambda watch`'s address).
+    LocalLambda(String),
+    /// Neither: the request issues the snapshot calls itself (one-process runs).
+    InPlace,
 }
 
 /// Where the HTTP functions learn who calls (`SNAPNEST_IDENTITY`).
@@ -66,6 +80,7 @@ pub const DEPLOYED_VARIABLES: &[&str] = &[
     "SNAPNEST_IDENTITY",
     "SNAPNEST_REPLICA_KMS_KEYS",
     "SNAPNEST_REPLICA_OPTION_GROUPS",
+    "SNAPNEST_START_QUEUE_URL",
 ];
 
 /// The variables only local runs use: the embedded store and the simulated cloud.
@@ -75,6 +90,7 @@ pub const LOCAL_VARIABLES: &[&str] = &[
     "SNAPNEST_SIM_LATENCY_MS",
     "SNAPNEST_SIM_FAULTS",
     "SNAPNEST_LOG_FORMAT",
+    "SNAPNEST_LOCAL_LAMBDA",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +219,19 @@ impl Config {
                 }
                 groups
             },
+            start_queue: match (get("SNAPNEST_START_QUEUE_URL"), get("SNAPNEST_LOCAL_LAMBDA")) {
+                (Some(url), None) => StartQueue::Sqs(url),
+                (None, Some(endpoint)) if endpoint.starts_with("http://") || endpoint.starts_with("https://") => {
+                    StartQueue::LocalLambda(endpoint.trim_end_matches('/').to_owned())
+                }
+                (None, Some(other)) => {
+                    return Err(err("SNAPNEST_LOCAL_LAMBDA", format!("'{other}' is not an http:// address")))
+                }
+                (Some(_), Some(_)) => {
+                    return Err(err("SNAPNEST_LOCAL_LAMBDA", "not with SNAPNEST_START_QUEUE_URL: one queue".into()))
+                }
+                (None, None) => StartQueue::InPlace,
+            },
             identity: match get("SNAPNEST_IDENTITY").as_deref() {
                 None | Some("header") => Identity::Header,
                 Some("verified") => Identity::Verified,
@@ -231,6 +260,18 @@ mod tests {
         assert_eq!(c.sim_operation_time, Duration::from_secs(2));
         assert_eq!(c.default_retention_days, 7);
         assert_eq!(c.keep_replaced_days, 7);
+        assert_eq!(c.start_queue, StartQueue::InPlace);
+    }
+
+    #[test]
+    fn a_start_queue_is_sqs_deployed_or_the_local_emulator() {
+        let url = "https://sqs.us-east-1.amazonaws.com/123456789012/snapnest-start";
+        assert_eq!(config(&[("SNAPNEST_START_QUEUE_URL", url)]).unwrap().start_queue, StartQueue::Sqs(url.into()));
+        let local = config(&[("SNAPNEST_LOCAL_LAMBDA", "http://127.0.0.1:9000/")]).unwrap();
+        assert_eq!(local.start_queue, StartQueue::LocalLambda("http://127.0.0.1:9000".into()));
+        assert_eq!(config(&[("SNAPNEST_LOCAL_LAMBDA", "9000")]).unwrap_err().variable, "SNAPNEST_LOCAL_LAMBDA");
+        let both = config(&[("SNAPNEST_LOCAL_LAMBDA", "http://127.0.0.1:9000"), ("SNAPNEST_START_QUEUE_URL", url)]);
+        assert_eq!(both.unwrap_err().variable, "SNAPNEST_LOCAL_LAMBDA");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use snapnest_local::retry::RetryingProvider;
 use snapnest_local::simulated::{SimSettings, SimulatedCloud};
 
 use crate::api::causes;
-use crate::config::{CloudKind, Config, StoreKind};
+use crate::config::{CloudKind, Config, StartQueue, StoreKind};
 
 /// What an EventBridge schedule invokes the scheduled functions with.
 pub type ScheduledEvent = aws_lambda_events::cloudwatch_events::CloudWatchEvent;
@@ -84,8 +84,10 @@ pub async fn init() -> Result<Arc<Snapnest>, lambda_runtime::Error> {
 /// Builds the service from a configuration: the store and the cloud it names, on the
 /// system clock.
 pub async fn build(config: &Config) -> anyhow::Result<Snapnest> {
-    // One SDK configuration for both AWS adapters, loaded once, and only when one is used.
-    let needs_aws = config.store == StoreKind::DynamoDb || config.cloud == CloudKind::Aws;
+    // One SDK configuration for the AWS adapters, loaded once, and only when one is used.
+    let needs_aws = config.store == StoreKind::DynamoDb
+        || config.cloud == CloudKind::Aws
+        || matches!(config.start_queue, StartQueue::Sqs(_));
     let sdk = if needs_aws { Some(snapnest_aws::sdk_config(&config.home_region).await) } else { None };
     let sdk = || sdk.as_ref().expect("loaded above for the AWS adapters");
     let store: Arc<dyn Store> = match config.store {
@@ -118,7 +120,12 @@ pub async fn build(config: &Config) -> anyhow::Result<Snapnest> {
         replica_option_groups: config.replica_option_groups.clone(),
         trust_unverified_callers: config.identity == crate::config::Identity::Header,
     };
-    Ok(Snapnest::new(store, clouds, Arc::new(SystemClock), settings))
+    let app = Snapnest::new(store, clouds, Arc::new(SystemClock), settings);
+    Ok(match &config.start_queue {
+        StartQueue::Sqs(url) => app.with_queue(Arc::new(snapnest_aws::queue::SqsQueue::from_config(sdk(), url))),
+        StartQueue::LocalLambda(endpoint) => app.with_queue(Arc::new(crate::work::LocalLambdaQueue::new(endpoint))),
+        StartQueue::InPlace => app,
+    })
 }
 
 #[cfg(test)]

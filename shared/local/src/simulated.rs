@@ -306,13 +306,24 @@ impl World {
     }
 }
 
-/// The simulated cloud of every region, shared through a file.
+/// The simulated cloud of every region, shared through a file, or held in memory.
 #[derive(Clone)]
 pub struct SimulatedCloud {
-    conn: Arc<Mutex<Connection>>,
+    world: Arc<Backing>,
     settings: Arc<SimSettings>,
     /// Calls of this handle under way now, and the most there have been at once.
     in_flight: Arc<(std::sync::atomic::AtomicUsize, std::sync::atomic::AtomicUsize)>,
+    /// When each call of this handle began and ended, for the round trips made one after
+    /// another ([`SimulatedCloud::sequential_round_trips`]).
+    windows: Arc<Mutex<Vec<(std::time::Instant, std::time::Instant)>>>,
+}
+
+/// Where the world is kept: in a file every local function process shares (each call reads
+/// and writes it whole, in a transaction), or in this process's memory (a benchmark's
+/// large world, where that would be most of the time measured).
+enum Backing {
+    File(Mutex<Connection>),
+    Memory(Mutex<World>),
 }
 
 /// The simulated cloud of one region.
@@ -343,7 +354,21 @@ impl SimulatedCloud {
             "CREATE TABLE IF NOT EXISTS world (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
         )
         .map_err(sim_err)?;
-        let cloud = Self { conn: Arc::new(Mutex::new(conn)), settings: Arc::new(settings), in_flight: Arc::default() };
+        Self::seeded(Backing::File(Mutex::new(conn)), settings)
+    }
+
+    /// A simulated cloud held in this process's memory only, seeded with `si-demo`.
+    pub fn in_memory(settings: SimSettings) -> CloudResult<Self> {
+        Self::seeded(Backing::Memory(Mutex::new(World::default())), settings)
+    }
+
+    fn seeded(world: Backing, settings: SimSettings) -> CloudResult<Self> {
+        let cloud = Self {
+            world: Arc::new(world),
+            settings: Arc::new(settings),
+            in_flight: Arc::default(),
+            windows: Arc::default(),
+        };
         let (home, fail) = (cloud.settings.home_region.clone(), cloud.settings.faults.fail.clone());
         cloud.mutate_blocking(move |world, _| {
             if world.regions.is_empty() {
@@ -376,7 +401,16 @@ impl SimulatedCloud {
     }
 
     fn mutate_blocking<T>(&self, work: impl FnOnce(&mut World, &mut SmallRng) -> CloudResult<T>) -> CloudResult<T> {
-        let mut conn = self.conn.lock().map_err(|_| sim_err("mutex poisoned"))?;
+        let conn = match self.world.as_ref() {
+            Backing::File(conn) => conn,
+            Backing::Memory(world) => {
+                let mut world = world.lock().map_err(|_| sim_err("mutex poisoned"))?;
+                world.counter += 1;
+                let seed = self.settings.faults.seed ^ world.counter.wrapping_mul(0x2545_F491_4F6C_DD1D);
+                return work(&mut world, &mut SmallRng::seed_from_u64(seed));
+            }
+        };
+        let mut conn = conn.lock().map_err(|_| sim_err("mutex poisoned"))?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sim_err)?;
         let stored: Option<String> =
             tx.query_row("SELECT state FROM world WHERE id = 1", [], |r| r.get(0)).optional().map_err(sim_err)?;
@@ -414,9 +448,43 @@ impl SimulatedCloud {
         use std::sync::atomic::Ordering;
         let now = self.in_flight.0.fetch_add(1, Ordering::SeqCst) + 1;
         self.in_flight.1.fetch_max(now, Ordering::SeqCst);
+        let began = std::time::Instant::now();
         let out = self.call_now(region, mutation, work).await;
         self.in_flight.0.fetch_sub(1, Ordering::SeqCst);
+        // Kept only where calls take time (tests and benchmarks of latency), not by a
+        // long-lived local run's processes.
+        if !self.settings.latency.is_zero() {
+            if let Ok(mut windows) = self.windows.lock() {
+                windows.push((began, std::time::Instant::now()));
+            }
+        }
         out
+    }
+
+    /// The calls of this handle made one after another since the last reset: the longest
+    /// chain of calls each begun after the one before it ended. That is the count of round
+    /// trips a caller waited for in turn, whatever the machine's speed: calls made at once
+    /// overlap and count once, calls made after another's answer count each.
+    pub fn sequential_round_trips(&self) -> usize {
+        let mut windows = self.windows.lock().map(|w| w.clone()).unwrap_or_default();
+        // The most windows that do not overlap: earliest end first (interval scheduling).
+        windows.sort_by_key(|(_, end)| *end);
+        let mut chain = 0;
+        let mut last_end = None;
+        for (began, end) in windows {
+            if last_end.is_none_or(|last| began >= last) {
+                chain += 1;
+                last_end = Some(end);
+            }
+        }
+        chain
+    }
+
+    /// Counts calls and round trips afresh from now on.
+    pub fn reset_round_trips(&self) {
+        if let Ok(mut windows) = self.windows.lock() {
+            windows.clear();
+        }
     }
 
     /// The most calls of this handle that were under way at once.

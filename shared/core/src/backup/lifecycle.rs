@@ -166,6 +166,16 @@ pub fn start_finished(record: &mut BackupRecord, now: Timestamp) -> Result<(), I
     derive_status(record, now)
 }
 
+/// Whether start-backup may start a point create handed to it: only one still waiting for
+/// its start. The lease is renewed from now, as the message may have waited in the queue.
+pub fn claim_start(record: &mut BackupRecord, now: Timestamp) -> bool {
+    if record.status != JobStatus::Pending {
+        return false;
+    }
+    record.start_lease_until = Some(now + start_lease());
+    true
+}
+
 /// Whether poll-status may take over a start whose invoker has not finished in time.
 /// Taking over renews the lease, so of two pollers only the one that saves it first goes on.
 pub fn take_over_start(record: &mut BackupRecord, now: Timestamp) -> bool {
@@ -422,6 +432,22 @@ mod tests {
         assert_eq!(record.start_lease_until, Some(later + start_lease()));
         // AND a second poll at the same moment does not
         assert!(!take_over_start(&mut record, later));
+    }
+
+    #[test]
+    fn a_handed_over_start_is_claimed_with_a_fresh_lease_unless_the_point_moved_on() {
+        // GIVEN a point written a minute ago, its start handed to start-backup
+        let written = Utc::now();
+        let mut record = point(vec![volume("vol-1", "i-1")]);
+        record.start_lease_until = Some(written + start_lease());
+        // WHEN start-backup claims it after the message waited in the queue
+        let now = written + Duration::seconds(50);
+        // THEN it holds the start for a full lease from now
+        assert!(claim_start(&mut record, now));
+        assert_eq!(record.start_lease_until, Some(now + start_lease()));
+        // AND a point cancelled meanwhile is not claimed
+        record.status = JobStatus::Cancelled;
+        assert!(!claim_start(&mut record, now));
     }
 
     #[test]

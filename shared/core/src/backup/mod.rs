@@ -20,6 +20,7 @@ use crate::cloud::{tag, Cloud, CloudError, CloudProvider, DeleteOutcome};
 use crate::error::{Error, Result};
 use crate::ids::BackupId;
 use crate::model::{BackupRecord, Replication, ResourceKind, Timestamp, Trigger};
+use crate::queue::{Work, WorkQueue};
 use crate::records::Records;
 use crate::snapshots::{db_snapshot_name, delete_snapshot, describe_snapshots, snapshot_tags};
 use crate::status::{ItemStatus, JobStatus};
@@ -34,6 +35,15 @@ use lifecycle::SnapshotCall;
 /// EC2 API, "Request throttling": a token bucket per API and account per region); 16 keeps
 /// both families busy when a start mixes instances and databases.
 const SNAPSHOT_CALLS_IN_FLIGHT: usize = 16;
+
+/// Whether a start looks for snapshots an earlier, interrupted attempt made (by the
+/// backup-id tag) before it plans its calls.
+#[derive(Clone, Copy)]
+enum Adopt {
+    /// The point was never started: its first start saves the lookup.
+    No,
+    Earlier,
+}
 
 /// The answer of one snapshot call of a start.
 enum CallAnswer {
@@ -62,6 +72,9 @@ pub struct BackupService {
     tag_key: String,
     default_retention_days: u32,
     caller: Arc<Caller>,
+    /// Where a new point's start is handed to start-backup; without one (local runs and
+    /// tests that want one invocation) the request issues the snapshot calls itself.
+    queue: Option<Arc<dyn WorkQueue>>,
 }
 
 impl BackupService {
@@ -72,13 +85,16 @@ impl BackupService {
         tag_key: String,
         default_retention_days: u32,
         caller: Arc<Caller>,
+        queue: Option<Arc<dyn WorkQueue>>,
     ) -> Self {
-        Self { records, clouds, clock, tag_key, default_retention_days, caller }
+        Self { records, clouds, clock, tag_key, default_retention_days, caller, queue }
     }
 
-    /// Starts a backup of a service instance: validates, discovers, writes the record, issues
-    /// the snapshots. Returns the record (status `Running`, or terminal if every call failed).
-    /// A retried request with the same client token returns the first request's record.
+    /// Starts a backup of a service instance: validates, discovers, writes the record, then
+    /// hands the snapshot calls to start-backup through the work queue and returns the record
+    /// (`Pending`), or, without a queue, issues them itself and returns it `Running` (or
+    /// terminal if every call failed). A retried request with the same client token returns
+    /// the first request's record.
     #[instrument(skip(self, request), fields(backup_id))]
     pub async fn create(
         &self,
@@ -146,7 +162,48 @@ impl BackupService {
             Err(other) => return Err(other.into()),
         }
         info!(items = record.items.len(), "backup record written");
-        self.issue_snapshots(&mut record, cloud.as_ref(), now).await?;
+        if let Some(queue) = &self.queue {
+            let work = Work::StartBackup { backup_id: record.backup_id.clone(), version: record.version };
+            match queue.send(&work).await {
+                Ok(()) => info!("start handed to start-backup"),
+                // The record holds a start lease: poll-status starts the point once it runs out.
+                Err(e) => warn!(error = %e, "start not handed over; poll-status takes it over after the start lease"),
+            }
+            return Ok(record);
+        }
+        // Nothing can carry this new point's id yet: there is nothing earlier to adopt.
+        self.issue_snapshots(&mut record, cloud.as_ref(), now, Adopt::No).await?;
+        self.save_started(record).await
+    }
+
+    /// start-backup: issues the snapshot calls of a point create handed over at `version`.
+    /// The record is claimed first (a conditional save), so of a redelivered message and a
+    /// poll-status take-over only one starts it; a point that moved on (started, cancelled)
+    /// is left alone, and one whose start lease ran out is taken over as poll-status would.
+    #[instrument(skip(self), fields(service_instance_id))]
+    pub async fn start(&self, backup_id: &BackupId, version: u64) -> Result<BackupRecord> {
+        let mut record: BackupRecord = self.records.load(backup_id).await?;
+        tracing::Span::current().record("service_instance_id", record.service_instance_id.as_str());
+        let now = self.clock.now();
+        if record.version != version {
+            // Someone moved it on; a start that died since is taken over like a poll would.
+            return self.advance(record).await;
+        }
+        if !lifecycle::claim_start(&mut record, now) {
+            return Ok(record);
+        }
+        match self.records.save(&mut record).await {
+            Ok(()) => {}
+            Err(Error::Conflict { .. }) => return self.records.load(backup_id).await,
+            Err(e) => return Err(e),
+        }
+        let cloud = self.clouds.region(&record.region)?;
+        // Claimed at the version create wrote: no call of this point was made before.
+        self.issue_snapshots(&mut record, cloud.as_ref(), now, Adopt::No).await?;
+        self.save_started(record).await
+    }
+
+    async fn save_started(&self, mut record: BackupRecord) -> Result<BackupRecord> {
         match self.records.save(&mut record).await {
             Ok(()) => Ok(record),
             // poll-status took the backup over (this invocation was too slow); its record wins.
@@ -190,15 +247,24 @@ impl BackupService {
 
     /// Makes the snapshot calls for every item that has none yet. Cloud errors end up on
     /// the items they concern; the rest of the point goes on.
-    async fn issue_snapshots(&self, record: &mut BackupRecord, cloud: &dyn Cloud, now: Timestamp) -> Result<()> {
+    async fn issue_snapshots(
+        &self,
+        record: &mut BackupRecord,
+        cloud: &dyn Cloud,
+        now: Timestamp,
+        adopt: Adopt,
+    ) -> Result<()> {
         let tags = snapshot_tags(record);
         // Snapshots a crashed earlier attempt already started carry the backup id: adopt them.
-        let found = match cloud.find_snapshots(tag::BACKUP_ID, &record.backup_id).await {
-            Ok(found) => found,
-            Err(e) => {
-                warn!(backup_id = %record.backup_id, error = %e, "cannot look for earlier snapshots; will retry on the next poll");
-                return Ok(());
-            }
+        let found = match adopt {
+            Adopt::No => Vec::new(),
+            Adopt::Earlier => match cloud.find_snapshots(tag::BACKUP_ID, &record.backup_id).await {
+                Ok(found) => found,
+                Err(e) => {
+                    warn!(backup_id = %record.backup_id, error = %e, "cannot look for earlier snapshots; will retry on the next poll");
+                    return Ok(());
+                }
+            },
         };
         let calls = lifecycle::plan_snapshot_calls(record, &found);
         let backup_id = record.backup_id.clone();
@@ -296,14 +362,14 @@ impl BackupService {
                 // Claim the start first: of two pollers, only one wins the version.
                 self.records.save(&mut record).await?;
                 warn!("finishing a backup whose start was interrupted");
-                self.issue_snapshots(&mut record, cloud.as_ref(), now).await?;
+                self.issue_snapshots(&mut record, cloud.as_ref(), now, Adopt::Earlier).await?;
             }
             JobStatus::Running => {
                 let reported = describe_snapshots(cloud.as_ref(), lifecycle::running_snapshots(&record)).await?;
                 lifecycle::snapshots_reported(&mut record, &reported, now)?;
                 // A database that was busy when the start asked: asked again now.
                 if record.items.iter().any(|i| i.status == ItemStatus::Pending) && !record.status.is_terminal() {
-                    self.issue_snapshots(&mut record, cloud.as_ref(), now).await?;
+                    self.issue_snapshots(&mut record, cloud.as_ref(), now, Adopt::Earlier).await?;
                 }
             }
             _ => return Ok(record),
