@@ -311,7 +311,7 @@ pub fn cloud_requests(call: &CloudCall) -> Option<Vec<IamRequest>> {
             r.push("rds:CreateDBSnapshot", rds_arn(&region, "snapshot", &target), request.clone());
             r.push("rds:AddTagsToResource", rds_arn(&region, "snapshot", &target), request.clone());
         }
-        "describe_snapshots" | "find_snapshots" => r.describe("ec2:DescribeSnapshots"),
+        "describe_snapshots" | "describe_snapshots_tagged" | "find_snapshots" => r.describe("ec2:DescribeSnapshots"),
         "describe_db_snapshots" => r.describe("rds:DescribeDBSnapshots"),
         // DeleteSnapshot: snapshot* (SAR).
         "delete_snapshot" => {

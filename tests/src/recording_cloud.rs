@@ -267,6 +267,13 @@ impl Cloud for RecordingCloud {
         out
     }
 
+    async fn describe_snapshots_tagged(&self, key: &str, values: &[String]) -> CloudResult<Vec<SnapshotStatus>> {
+        let pending = self.begin("describe_snapshots_tagged", &[], &Tags::new());
+        let out = self.inner.describe_snapshots_tagged(key, values).await;
+        self.end(pending, &out, Vec::new());
+        out
+    }
+
     async fn find_snapshots(&self, key: &str, value: &str) -> CloudResult<Vec<StartedSnapshot>> {
         let pending = self.begin("find_snapshots", &[], &Tags::new());
         let out = self.inner.find_snapshots(key, value).await;

@@ -180,6 +180,9 @@ impl Cloud for TripCloud {
     async fn describe_db_snapshots(&self, ids: &[String]) -> CloudResult<Vec<SnapshotStatus>> {
         self.inner.describe_db_snapshots(ids).await
     }
+    async fn describe_snapshots_tagged(&self, key: &str, values: &[String]) -> CloudResult<Vec<SnapshotStatus>> {
+        self.inner.describe_snapshots_tagged(key, values).await
+    }
     async fn find_snapshots(&self, key: &str, value: &str) -> CloudResult<Vec<StartedSnapshot>> {
         self.inner.find_snapshots(key, value).await
     }

@@ -34,6 +34,9 @@ const PERMITS_PER_FAMILY: usize = 8;
 /// Ids per EC2 describe call: EC2 accepts up to 200 values in one filter or id list.
 const EC2_IDS_PER_CALL: usize = 200;
 
+/// Snapshots per page of a filtered DescribeSnapshots (its MaxResults' most).
+const SNAPSHOTS_PER_PAGE: i32 = 1000;
+
 /// Ids per RDS describe call: RDS filters take fewer values than EC2's, 100 is safe.
 const RDS_IDS_PER_CALL: usize = 100;
 
@@ -647,6 +650,29 @@ impl Cloud for AwsCloud {
                 }
                 Err(other) => return Err(other),
             };
+            statuses.extend(snapshots.iter().filter_map(ebs_snapshot_status));
+        }
+        Ok(statuses)
+    }
+
+    async fn describe_snapshots_tagged(&self, key: &str, values: &[String]) -> CloudResult<Vec<SnapshotStatus>> {
+        let mut statuses = Vec::new();
+        for chunk in values.chunks(EC2_IDS_PER_CALL) {
+            // EC2 API Reference, DescribeSnapshots: MaxResults is 5 to 1,000 and cannot be
+            // given with SnapshotIds; a filtered listing pages a thousand at a time.
+            let snapshots = self
+                .here
+                .ec2("DescribeSnapshots", "snapshots", |ec2| {
+                    ec2.describe_snapshots()
+                        .owner_ids("self")
+                        .filters(filter(format!("tag:{key}"), chunk))
+                        .max_results(SNAPSHOTS_PER_PAGE)
+                        .into_paginator()
+                        .items()
+                        .send()
+                        .try_collect()
+                })
+                .await?;
             statuses.extend(snapshots.iter().filter_map(ebs_snapshot_status));
         }
         Ok(statuses)

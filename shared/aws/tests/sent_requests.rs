@@ -623,6 +623,66 @@ async fn a_group_of_chosen_disks_excludes_the_root_and_the_other_data_disks() {
     assert_eq!(actions, vec!["DescribeInstances", "CreateSnapshots"]);
 }
 
+#[tokio::test]
+async fn a_group_of_every_disk_is_one_call_and_a_terminated_instance_is_said_so() {
+    let capture = Capture::answering(&[(
+        "CreateSnapshots",
+        r#"<CreateSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><snapshotSet><item><snapshotId>snap-0root</snapshotId><volumeId>vol-0root</volumeId></item><item><snapshotId>snap-0data</snapshotId><volumeId>vol-0data</volumeId></item></snapshotSet></CreateSnapshotsResponse>"#,
+    )]);
+    let cloud = AwsProvider::new(&capturing_config(&capture)).home();
+    let every = snapnest_core::cloud::VolumeSelection::All;
+    let tags = Tags::from([(tag::BACKUP_ID.to_owned(), "bk-1".to_owned())]);
+    let started = cloud.snapshot_instance("i-0app", &every, &tags).await.unwrap();
+    assert_eq!(started.len(), 2);
+    // One round trip per instance: no DescribeInstances first, every tag on at creation.
+    let bodies = capture.bodies();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let sent = parameters(&bodies[0]);
+    assert_eq!(get(&sent, "Action"), Some("CreateSnapshots"));
+    assert_eq!(get(&sent, "InstanceSpecification.ExcludeBootVolume"), Some("false"));
+    assert_eq!(get(&sent, "TagSpecification.1.ResourceType"), Some("snapshot"));
+    assert_eq!(get(&sent, "TagSpecification.1.Tag.1.Key"), Some(tag::BACKUP_ID));
+
+    // EC2 may accept CreateSnapshots for a terminated instance and snapshot nothing: the
+    // instance's state then says why.
+    let capture = Capture::answering(&[
+        (
+            "CreateSnapshots",
+            r#"<CreateSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><snapshotSet/></CreateSnapshotsResponse>"#,
+        ),
+        (
+            "DescribeInstances",
+            r#"<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><reservationSet><item><instancesSet><item><instanceId>i-0gone</instanceId><instanceState><code>48</code><name>terminated</name></instanceState></item></instancesSet></item></reservationSet></DescribeInstancesResponse>"#,
+        ),
+    ]);
+    let cloud = AwsProvider::new(&capturing_config(&capture)).home();
+    let answer = cloud.snapshot_instance("i-0gone", &every, &tags).await;
+    assert!(matches!(answer, Err(CloudError::InstanceReleased(ref id)) if id == "i-0gone"), "{answer:?}");
+}
+
+#[tokio::test]
+async fn the_running_snapshots_of_many_backups_are_listed_by_tag_a_thousand_a_page() {
+    let capture = Capture::answering(&[(
+        "DescribeSnapshots",
+        r#"<DescribeSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><snapshotSet><item><snapshotId>snap-0a</snapshotId><volumeId>vol-0a</volumeId><status>pending</status><progress>40%</progress><volumeSize>8</volumeSize></item><item><snapshotId>snap-0b</snapshotId><volumeId>vol-0b</volumeId><status>completed</status><progress>100%</progress><volumeSize>8</volumeSize></item></snapshotSet></DescribeSnapshotsResponse>"#,
+    )]);
+    let cloud = AwsProvider::new(&capturing_config(&capture)).home();
+    let backups = vec!["bk-1".to_owned(), "bk-2".to_owned()];
+    let found = cloud.describe_snapshots_tagged(tag::BACKUP_ID, &backups).await.unwrap();
+    assert_eq!(found.len(), 2);
+    let bodies = capture.bodies();
+    assert_eq!(bodies.len(), 1);
+    let sent = parameters(&bodies[0]);
+    // EC2 API Reference, DescribeSnapshots: MaxResults (5 to 1,000) cannot go with
+    // SnapshotIds, so many snapshots are described by a tag filter, this account's only.
+    assert_eq!(get(&sent, "MaxResults"), Some("1000"));
+    assert_eq!(get(&sent, "Owner.1"), Some("self"));
+    assert_eq!(get(&sent, "Filter.1.Name"), Some(format!("tag:{}", tag::BACKUP_ID).as_str()));
+    assert_eq!(get(&sent, "Filter.1.Value.1"), Some("bk-1"));
+    assert_eq!(get(&sent, "Filter.1.Value.2"), Some("bk-2"));
+    assert_eq!(get(&sent, "SnapshotId.1"), None);
+}
+
 /// Answers EBS direct API `ListChangedBlocks` (REST-JSON) a page at a time: two blocks and a
 /// next token, then one block; records each request's URI.
 #[derive(Debug, Clone, Default)]

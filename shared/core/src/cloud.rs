@@ -352,6 +352,11 @@ pub trait Cloud: Send + Sync {
     /// Status of many DB snapshots; ids the cloud does not know are absent.
     async fn describe_db_snapshots(&self, snapshot_ids: &[String]) -> CloudResult<Vec<SnapshotStatus>>;
 
+    /// Status of this account's EBS snapshots carrying tag `key` with any of `values` (the
+    /// running snapshots of many backups at once, by their backup ids): a listing pages a
+    /// thousand a call where a describe by ids takes 200.
+    async fn describe_snapshots_tagged(&self, key: &str, values: &[String]) -> CloudResult<Vec<SnapshotStatus>>;
+
     /// EBS snapshots carrying `key=value`, as (snapshot id, source volume id): how a
     /// backup that crashed after `CreateSnapshots` finds what it already started.
     async fn find_snapshots(&self, key: &str, value: &str) -> CloudResult<Vec<StartedSnapshot>>;

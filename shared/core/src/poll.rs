@@ -2,6 +2,7 @@
 //! sparse index of active records, never a scan). A record that fails to advance is
 //! logged and left for the next pass; the others go on.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -10,6 +11,7 @@ use tracing::{instrument, warn};
 
 use crate::backup::BackupService;
 use crate::clock::{past, Clock, Timestamp};
+use crate::cloud::SnapshotStatus;
 use crate::error::Result;
 use crate::model::{BackupRecord, RestoreRecord};
 use crate::records::Records;
@@ -70,8 +72,13 @@ impl Poller {
     pub async fn poll_active_until(&self, deadline: Option<Timestamp>) -> Result<PollSummary> {
         let mut summary = PollSummary::default();
         let backups = self.records.active::<BackupRecord>().await?;
+        // One batched describe per region for every running point, not one per point.
+        let reports = self.backups.describe_running(&backups).await;
         let outcomes: Vec<Step> = futures_util::stream::iter(backups)
-            .map(|backup| self.step_backup(backup, deadline))
+            .map(|backup| {
+                let reported = reports.get(&backup.region);
+                self.step_backup(backup, reported, deadline)
+            })
             .buffer_unordered(RECORDS_IN_FLIGHT)
             .collect()
             .await;
@@ -102,7 +109,12 @@ impl Poller {
         Ok(summary)
     }
 
-    async fn step_backup(&self, backup: BackupRecord, deadline: Option<Timestamp>) -> Step {
+    async fn step_backup(
+        &self,
+        backup: BackupRecord,
+        reported: Option<&HashMap<String, SnapshotStatus>>,
+        deadline: Option<Timestamp>,
+    ) -> Step {
         if past(self.clock.as_ref(), deadline) {
             return Step::OutOfTime;
         }
@@ -119,7 +131,7 @@ impl Poller {
         if backup.status.is_terminal() {
             return Step::Skipped; // active only for replication: the replicate function's work
         }
-        match self.backups.advance(backup).await {
+        match self.backups.advance_with(backup, reported).await {
             Ok(b) => Step::Advanced { finished: b.status.is_terminal() },
             Err(e) => {
                 warn!(%backup_id, error = %e, "backup not advanced this pass");

@@ -65,6 +65,39 @@ pub async fn describe_snapshots(
     Ok(reported)
 }
 
+/// What the cloud reports of the running snapshots of many backups of one region, in as few
+/// calls as it allows: the EBS snapshots listed by their backup-id tag (a thousand a page),
+/// any running one the listing missed described by id (a tag filter may lag a snapshot made
+/// seconds ago, and one that is gone must be told from one not listed yet), and the DB
+/// snapshots by id. Completed snapshots of those backups come along; callers look up theirs.
+pub async fn describe_running(
+    cloud: &dyn Cloud,
+    backups: &[&BackupRecord],
+) -> Result<HashMap<String, SnapshotStatus>, CloudError> {
+    let (mut backup_ids, mut volume_ids, mut db_ids) = (Vec::new(), Vec::new(), Vec::new());
+    for backup in backups {
+        let running = crate::backup::lifecycle::running_snapshots(backup);
+        if running.iter().any(|(kind, _)| *kind == ResourceKind::Volume) {
+            backup_ids.push(backup.backup_id.to_string());
+        }
+        for (kind, id) in running {
+            match kind {
+                ResourceKind::Volume => volume_ids.push(id),
+                ResourceKind::Database => db_ids.push(id),
+            }
+        }
+    }
+    let mut reported = HashMap::new();
+    if !backup_ids.is_empty() {
+        let listed = cloud.describe_snapshots_tagged(tag::BACKUP_ID, &backup_ids).await?;
+        reported.extend(listed.into_iter().map(|s| (s.snapshot_id.clone(), s)));
+    }
+    let missed = volume_ids.into_iter().filter(|id| !reported.contains_key(id)).map(|id| (ResourceKind::Volume, id));
+    let by_id = describe_snapshots(cloud, missed.chain(db_ids.into_iter().map(|id| (ResourceKind::Database, id))));
+    reported.extend(by_id.await?);
+    Ok(reported)
+}
+
 /// Deletes an EBS or a DB snapshot.
 pub async fn delete_snapshot(cloud: &dyn Cloud, kind: ResourceKind, snapshot_id: &str) -> CloudResult<DeleteOutcome> {
     match kind {

@@ -90,6 +90,9 @@ impl Cloud for RetryingCloud {
     async fn describe_db_snapshots(&self, snapshot_ids: &[String]) -> CloudResult<Vec<SnapshotStatus>> {
         retrying("describe_db_snapshots", || self.0.describe_db_snapshots(snapshot_ids)).await
     }
+    async fn describe_snapshots_tagged(&self, key: &str, values: &[String]) -> CloudResult<Vec<SnapshotStatus>> {
+        retrying("describe_snapshots_tagged", || self.0.describe_snapshots_tagged(key, values)).await
+    }
     async fn find_snapshots(&self, key: &str, value: &str) -> CloudResult<Vec<StartedSnapshot>> {
         retrying("find_snapshots", || self.0.find_snapshots(key, value)).await
     }

@@ -63,6 +63,12 @@ pub const MUTATING_OPS: &[&str] = &[
 /// The error code of a call refused by `fail=<op>`.
 pub const SIMULATED_FAILURE: &str = "SimulatedFailure";
 
+/// Ids EC2 takes in one describe (a filter's values, an id list).
+const EC2_IDS_PER_CALL: usize = 200;
+
+/// Snapshots in one page of a filtered EC2 listing (DescribeSnapshots' MaxResults' most).
+const SNAPSHOTS_PER_PAGE: usize = 1000;
+
 /// Faults to inject, parsed from `SNAPNEST_SIM_FAULTS`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
@@ -313,6 +319,8 @@ pub struct SimulatedCloud {
     settings: Arc<SimSettings>,
     /// Calls of this handle under way now, and the most there have been at once.
     in_flight: Arc<(std::sync::atomic::AtomicUsize, std::sync::atomic::AtomicUsize)>,
+    /// Calls of this handle made so far, reads and writes.
+    made: Arc<std::sync::atomic::AtomicUsize>,
     /// When each call of this handle began and ended, for the round trips made one after
     /// another ([`SimulatedCloud::sequential_round_trips`]).
     windows: Arc<Mutex<Vec<(std::time::Instant, std::time::Instant)>>>,
@@ -367,6 +375,7 @@ impl SimulatedCloud {
             world: Arc::new(world),
             settings: Arc::new(settings),
             in_flight: Arc::default(),
+            made: Arc::default(),
             windows: Arc::default(),
         };
         let (home, fail) = (cloud.settings.home_region.clone(), cloud.settings.faults.fail.clone());
@@ -446,6 +455,7 @@ impl SimulatedCloud {
         work: impl FnOnce(&mut Region, &mut World, &SimSettings, &mut SmallRng) -> CloudResult<T> + Send + 'static,
     ) -> CloudResult<T> {
         use std::sync::atomic::Ordering;
+        self.made.fetch_add(1, Ordering::SeqCst);
         let now = self.in_flight.0.fetch_add(1, Ordering::SeqCst) + 1;
         self.in_flight.1.fetch_max(now, Ordering::SeqCst);
         let began = std::time::Instant::now();
@@ -485,6 +495,11 @@ impl SimulatedCloud {
         if let Ok(mut windows) = self.windows.lock() {
             windows.clear();
         }
+    }
+
+    /// Calls of this handle made so far, of every kind (each page of a listing is one).
+    pub fn calls_made(&self) -> usize {
+        self.made.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The most calls of this handle that were under way at once.
@@ -1206,13 +1221,54 @@ impl Cloud for SimulatedRegion {
     }
 
     async fn describe_snapshots(&self, snapshot_ids: &[String]) -> CloudResult<Vec<SnapshotStatus>> {
-        let ids = snapshot_ids.to_vec();
-        self.cloud
-            .call(&self.region, None, move |r, _, _, _| {
-                let now = now_ms();
-                Ok(ids.iter().filter_map(|id| r.snapshots.get(id)).map(|s| snapshot_status(s, now)).collect())
-            })
-            .await
+        // One call per 200 ids, as EC2 takes them.
+        let mut statuses = Vec::new();
+        for chunk in snapshot_ids.chunks(EC2_IDS_PER_CALL) {
+            let ids = chunk.to_vec();
+            let found = self
+                .cloud
+                .call(&self.region, None, move |r, _, _, _| {
+                    let now = now_ms();
+                    Ok(ids.iter().filter_map(|id| r.snapshots.get(id)).map(|s| snapshot_status(s, now)).collect())
+                })
+                .await?;
+            statuses.extend::<Vec<_>>(found);
+        }
+        Ok(statuses)
+    }
+
+    async fn describe_snapshots_tagged(&self, key: &str, values: &[String]) -> CloudResult<Vec<SnapshotStatus>> {
+        // A page of a thousand per call, as EC2 lists them.
+        let mut statuses = Vec::new();
+        for chunk in values.chunks(EC2_IDS_PER_CALL) {
+            let mut after: Option<String> = None;
+            loop {
+                let (key, values, from) = (key.to_owned(), chunk.to_vec(), after.clone());
+                let page: Vec<SnapshotStatus> = self
+                    .cloud
+                    .call(&self.region, None, move |r, _, _, _| {
+                        let now = now_ms();
+                        Ok(r.snapshots
+                            .range::<String, _>((
+                                from.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded),
+                                std::ops::Bound::Unbounded,
+                            ))
+                            .map(|(_, s)| s)
+                            .filter(|s| s.tags.get(&key).is_some_and(|v| values.contains(v)))
+                            .take(SNAPSHOTS_PER_PAGE)
+                            .map(|s| snapshot_status(s, now))
+                            .collect())
+                    })
+                    .await?;
+                let full = page.len() == SNAPSHOTS_PER_PAGE;
+                after = page.last().map(|s| s.snapshot_id.clone());
+                statuses.extend(page);
+                if !full {
+                    break;
+                }
+            }
+        }
+        Ok(statuses)
     }
 
     async fn describe_db_snapshots(&self, snapshot_ids: &[String]) -> CloudResult<Vec<SnapshotStatus>> {

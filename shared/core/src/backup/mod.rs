@@ -10,13 +10,14 @@
 pub mod lifecycle;
 pub mod request;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tracing::{info, instrument, warn};
 
 use crate::access::Caller;
 use crate::clock::Clock;
-use crate::cloud::{tag, Cloud, CloudError, CloudProvider, DeleteOutcome};
+use crate::cloud::{tag, Cloud, CloudError, CloudProvider, DeleteOutcome, SnapshotStatus};
 use crate::error::{Error, Result};
 use crate::ids::BackupId;
 use crate::model::{BackupRecord, Replication, ResourceKind, Timestamp, Trigger};
@@ -349,8 +350,19 @@ impl BackupService {
 
     /// One poll of a backup: takes over a start whose invoker died, and folds the cloud's
     /// snapshot states into the items. Saves when anything changed.
+    pub async fn advance(&self, record: BackupRecord) -> Result<BackupRecord> {
+        self.advance_with(record, None).await
+    }
+
+    /// [`BackupService::advance`], with the snapshots' states already described for a whole
+    /// poll pass (`reported`: every running snapshot of the pass's backups in the record's
+    /// region, by id), or described for this record alone when `None`.
     #[instrument(skip_all, fields(backup_id = %record.backup_id, service_instance_id = %record.service_instance_id))]
-    pub async fn advance(&self, mut record: BackupRecord) -> Result<BackupRecord> {
+    pub async fn advance_with(
+        &self,
+        mut record: BackupRecord,
+        reported: Option<&HashMap<String, SnapshotStatus>>,
+    ) -> Result<BackupRecord> {
         let now = self.clock.now();
         let cloud = self.clouds.region(&record.region)?;
         let before = record.clone();
@@ -365,8 +377,15 @@ impl BackupService {
                 self.issue_snapshots(&mut record, cloud.as_ref(), now, Adopt::Earlier).await?;
             }
             JobStatus::Running => {
-                let reported = describe_snapshots(cloud.as_ref(), lifecycle::running_snapshots(&record)).await?;
-                lifecycle::snapshots_reported(&mut record, &reported, now)?;
+                let described;
+                let reported = match reported {
+                    Some(reported) => reported,
+                    None => {
+                        described = describe_snapshots(cloud.as_ref(), lifecycle::running_snapshots(&record)).await?;
+                        &described
+                    }
+                };
+                lifecycle::snapshots_reported(&mut record, reported, now)?;
                 // A database that was busy when the start asked: asked again now.
                 if record.items.iter().any(|i| i.status == ItemStatus::Pending) && !record.status.is_terminal() {
                     self.issue_snapshots(&mut record, cloud.as_ref(), now, Adopt::Earlier).await?;
@@ -381,6 +400,31 @@ impl BackupService {
             }
         }
         Ok(record)
+    }
+
+    /// The running snapshots of every running point of `backups`, described per region in
+    /// one batched listing ([`crate::snapshots::describe_running`]): a poll pass's describes
+    /// grow with the snapshots, a thousand a call, not with the points. A region whose
+    /// describe failed is left out (its points describe for themselves, or wait a pass).
+    pub async fn describe_running(&self, backups: &[BackupRecord]) -> HashMap<String, HashMap<String, SnapshotStatus>> {
+        let mut by_region: HashMap<&str, Vec<&BackupRecord>> = HashMap::new();
+        for backup in backups.iter().filter(|b| b.status == JobStatus::Running && !b.cleanup_pending) {
+            by_region.entry(backup.region.as_str()).or_default().push(backup);
+        }
+        let mut reports = HashMap::new();
+        for (region, running) in by_region {
+            let described = match self.clouds.region(region) {
+                Ok(cloud) => crate::snapshots::describe_running(cloud.as_ref(), &running).await,
+                Err(e) => Err(e),
+            };
+            match described {
+                Ok(reported) => {
+                    reports.insert(region.to_owned(), reported);
+                }
+                Err(e) => warn!(region, error = %e, "running snapshots not described for the pass"),
+            }
+        }
+        reports
     }
 
     /// Cancels a running point; unless `keep_snapshots`, deletes what it made.
