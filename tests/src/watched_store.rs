@@ -1,7 +1,8 @@
 //! A store in front of another that sees every record write before passing it on, and
-//! passes every read straight through: how the tests count, fail or race the writes of a
+//! counts what every read returns: how the tests count, fail or race the writes of a
 //! use case without a special path in the store adapters.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -22,15 +23,29 @@ impl<W: Watch + ?Sized> Watch for Arc<W> {
     }
 }
 
-/// `inner`, with `watch` seeing each record write first.
+/// `inner`, with `watch` seeing each record write first, and a count of what is read.
 pub struct Watched<W> {
     inner: Arc<dyn Store>,
     pub watch: W,
+    /// Documents and rows the reads returned.
+    items_read: AtomicUsize,
 }
 
 impl<W> Watched<W> {
     pub fn new(inner: Arc<dyn Store>, watch: W) -> Self {
-        Self { inner, watch }
+        Self { inner, watch, items_read: AtomicUsize::new(0) }
+    }
+
+    /// Documents and rows read so far (each row, header or listed document is one item).
+    pub fn items_read(&self) -> usize {
+        self.items_read.load(Ordering::SeqCst)
+    }
+
+    fn read<T>(&self, answer: Result<T, StoreError>, items: impl Fn(&T) -> usize) -> Result<T, StoreError> {
+        if let Ok(found) = &answer {
+            self.items_read.fetch_add(items(found), Ordering::SeqCst);
+        }
+        answer
     }
 }
 
@@ -45,16 +60,16 @@ impl<W: Watch> Store for Watched<W> {
         self.inner.update_with_rows(doc, rows).await
     }
     async fn get_rows(&self, c: Collection, id: &str) -> Result<Vec<Row>, StoreError> {
-        self.inner.get_rows(c, id).await
+        self.read(self.inner.get_rows(c, id).await, Vec::len)
     }
     async fn get(&self, c: Collection, id: &str) -> Result<Option<Document>, StoreError> {
-        self.inner.get(c, id).await
+        self.read(self.inner.get(c, id).await, |d| usize::from(d.is_some()))
     }
     async fn list_owned(&self, c: Collection, o: &str, l: usize, cur: Option<&Cursor>) -> Result<Page, StoreError> {
-        self.inner.list_owned(c, o, l, cur).await
+        self.read(self.inner.list_owned(c, o, l, cur).await, |p| p.documents.len())
     }
     async fn list_collection(&self, c: Collection, l: usize, cur: Option<&Cursor>) -> Result<Page, StoreError> {
-        self.inner.list_collection(c, l, cur).await
+        self.read(self.inner.list_collection(c, l, cur).await, |p| p.documents.len())
     }
     async fn delete(&self, c: Collection, id: &str, v: u64) -> Result<(), StoreError> {
         self.inner.delete(c, id, v).await
@@ -66,10 +81,10 @@ impl<W: Watch> Store for Watched<W> {
         self.inner.release_lock(k, h).await
     }
     async fn list_active(&self, c: Collection) -> Result<Vec<Document>, StoreError> {
-        self.inner.list_active(c).await
+        self.read(self.inner.list_active(c).await, Vec::len)
     }
     async fn list_due(&self, c: Collection, now: Timestamp) -> Result<Vec<Document>, StoreError> {
-        self.inner.list_due(c, now).await
+        self.read(self.inner.list_due(c, now).await, Vec::len)
     }
 }
 

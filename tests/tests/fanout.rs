@@ -120,3 +120,23 @@ async fn a_poll_pass_describes_every_running_backup_in_one_listing() {
     assert_eq!(summary.backups_polled, 12, "{summary:?}");
     assert_eq!(world.sim.calls_made() - before, 1, "describe calls of the pass");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_deletes_a_points_snapshots_at_once_within_the_bound() {
+    // GIVEN a point of 20 instances × 3 volumes kept one day, every call taking 20 ms
+    let world = Sandbox::with_latency(Duration::from_millis(20));
+    world.sim.add_service_instance(REGION, "si-expiring", 20, 3, 0, true).unwrap();
+    let request = BackupRequest { retention_days: Some(1), ..Default::default() };
+    let point = world.backup_with("si-expiring", &request).await;
+    assert_eq!(point.status, JobStatus::Succeeded);
+    world.sim.reset_most_in_flight();
+    world.sim.reset_round_trips();
+    // WHEN expire-retention runs once it has expired
+    let summary =
+        snapnest_e2e::expire_at(&world.app, point.expires_at.unwrap() + chrono::Duration::minutes(1)).await.unwrap();
+    // THEN its 60 snapshots are deleted 16 at once: never more, in a few round trips
+    assert_eq!(summary.snapshots_deleted, 60, "{summary:?}");
+    assert_eq!(world.sim.most_in_flight(), 16);
+    let round_trips = world.sim.sequential_round_trips();
+    assert!((4..=5).contains(&round_trips), "{round_trips} round trips for 60 deletes 16 at once");
+}

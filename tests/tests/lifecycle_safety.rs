@@ -466,3 +466,93 @@ async fn an_expiry_cut_off_by_its_time_budget_at_any_point_is_finished_by_the_ne
     }
     assert!(cuts >= 3, "only {cuts} cut points");
 }
+
+/// How many times the simulated cloud accepted each `op`, by its argument `arg`.
+fn accepted(world: &Sandbox, ops: &[&str], arg: usize) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for call in world.sim.calls().unwrap().into_iter().filter(|c| ops.contains(&c.op.as_str())) {
+        *counts.entry(call.args[arg].clone()).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_cut_off_by_its_time_budget_at_any_point_is_finished_by_the_next_passes() {
+    // GIVEN three running backups and an in-place restore
+    let before = Sandbox::new();
+    let point = before.backup(SI).await;
+    for n in 0..3 {
+        let si = format!("si-cut-{n}");
+        before.sim.add_service_instance(REGION, &si, 2, 2, 1, true).unwrap();
+        before.app.backups.create(&si, &BackupRequest::default(), BackupOrigin::manual()).await.unwrap();
+    }
+    let request = snapnest_e2e::sandbox::in_place(false);
+    let Started::Restore(restore) = before.app.restores.create(&point.backup_id, &request).await.unwrap() else {
+        panic!("a restore")
+    };
+    let start = before.clock.now() + chrono::Duration::seconds(10);
+    let mut cuts = 0;
+    for budget in 1.. {
+        // WHEN a poll-status pass's time is up after `budget` seconds
+        let c = Sandbox::copy_of(&before);
+        let app = c.app.with_clock(Arc::new(Ticking(std::sync::Mutex::new(start))));
+        let summary = app.poller.poll_active_until(Some(start + chrono::Duration::seconds(budget))).await.unwrap();
+        if !summary.stopped_at_budget {
+            break;
+        }
+        cuts += 1;
+        // THEN the next passes finish everything: nothing failed, nothing made twice
+        c.clock.advance(chrono::Duration::seconds(budget + 10));
+        c.settle().await;
+        for backup in c.app.store.list_collection(Collection::Backups, 100, None).await.unwrap().documents {
+            let backup = c.app.backups.get(&backup.id).await.unwrap();
+            assert_eq!(backup.status, JobStatus::Succeeded, "budget {budget}: {backup:#?}");
+        }
+        let restored = c.app.restores.get(&restore.restore_id).await.unwrap();
+        assert_eq!(restored.status, JobStatus::Succeeded, "budget {budget}: {restored:#?}");
+        let groups = accepted(&c, &["snapshot_instance"], 0);
+        assert!(groups.values().all(|n| *n == 1), "budget {budget}: an instance snapshotted twice: {groups:?}");
+        let volumes = accepted(&c, &["create_volume"], 2);
+        assert!(volumes.values().all(|n| *n == 1), "budget {budget}: a volume made twice: {volumes:?}");
+        assert!(budget < 500, "the budget never stopped cutting");
+    }
+    assert!(cuts >= 3, "only {cuts} cut points");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replication_cut_off_by_its_time_budget_at_any_point_is_finished_by_the_next_runs() {
+    // GIVEN three finished points to copy to us-west-2
+    let before = Sandbox::new();
+    let mut sources = BTreeSet::new();
+    for n in 0..3 {
+        let si = format!("si-copy-{n}");
+        before.sim.add_service_instance(REGION, &si, 1, 2, 1, true).unwrap();
+        let point = before.backup_with(&si, &replicated(3)).await;
+        sources.extend(point.items.iter().filter_map(|i| i.snapshot_id.clone()));
+    }
+    let start = before.clock.now() + chrono::Duration::minutes(1);
+    let mut cuts = 0;
+    for budget in 1.. {
+        // WHEN a replicate run's time is up after `budget` seconds
+        let c = Sandbox::copy_of(&before);
+        let app = c.app.with_clock(Arc::new(Ticking(std::sync::Mutex::new(start))));
+        let summary = app.replication.replicate_due_until(Some(start + chrono::Duration::seconds(budget))).await;
+        if !summary.unwrap().stopped_at_budget {
+            break;
+        }
+        cuts += 1;
+        // THEN the next runs copy everything, each snapshot once, and nothing failed
+        c.clock.advance(chrono::Duration::seconds(budget + 60));
+        c.replicate().await;
+        for doc in c.app.store.list_collection(Collection::Backups, 100, None).await.unwrap().documents {
+            let point = c.app.backups.get(&doc.id).await.unwrap();
+            let replication = point.replication.expect("replicated");
+            assert_eq!(replication.status, JobStatus::Succeeded, "budget {budget}: {replication:#?}");
+        }
+        let copies = accepted(&c, &["copy_snapshot", "copy_db_snapshot"], 1);
+        assert_eq!(copies.keys().cloned().collect::<BTreeSet<_>>(), sources, "budget {budget}");
+        assert!(copies.values().all(|n| *n == 1), "budget {budget}: copied twice: {copies:?}");
+        assert!(budget < 500, "the budget never stopped cutting");
+    }
+    assert!(cuts >= 2, "only {cuts} cut points");
+}

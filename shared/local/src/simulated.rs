@@ -490,6 +490,11 @@ impl SimulatedCloud {
         chain
     }
 
+    /// When the last call of this handle began (with a latency set).
+    pub fn last_call_began(&self) -> Option<std::time::Instant> {
+        self.windows.lock().ok()?.iter().map(|(began, _)| *began).max()
+    }
+
     /// Counts calls and round trips afresh from now on.
     pub fn reset_round_trips(&self) {
         if let Ok(mut windows) = self.windows.lock() {
@@ -781,7 +786,20 @@ impl SimulatedCloud {
         })
     }
 
-    /// Ids of the EBS and DB snapshots that exist in a region.
+    /// Makes EBS snapshots of a region complete now, whatever their time left (benchmarks).
+    pub fn finish_snapshots(&self, region: &str, snapshot_ids: &[String]) -> CloudResult<()> {
+        let (region, ids) = (region.to_owned(), snapshot_ids.to_vec());
+        self.mutate_blocking(move |world, _| {
+            let r = world.regions.entry(region).or_default();
+            let now = now_ms();
+            for id in &ids {
+                let snapshot = r.snapshots.get_mut(id).ok_or_else(|| CloudError::NotFound(id.clone()))?;
+                snapshot.ready_at_ms = now;
+            }
+            Ok(())
+        })
+    }
+
     /// The images registered in a region.
     pub fn image_ids(&self, region: &str) -> CloudResult<Vec<String>> {
         let region = region.to_owned();

@@ -35,7 +35,7 @@ use lifecycle::SnapshotCall;
 /// and region in flight and the SDK's adaptive retry paces what EC2 still throttles (Amazon
 /// EC2 API, "Request throttling": a token bucket per API and account per region); 16 keeps
 /// both families busy when a start mixes instances and databases.
-const SNAPSHOT_CALLS_IN_FLIGHT: usize = 16;
+pub const SNAPSHOT_CALLS_IN_FLIGHT: usize = 16;
 
 /// Whether a start looks for snapshots an earlier, interrupted attempt made (by the
 /// backup-id tag) before it plans its calls.

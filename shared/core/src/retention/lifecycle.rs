@@ -168,6 +168,13 @@ pub fn next_verification(record: &BackupRecord) -> Option<Timestamp> {
     live.then(|| record.verified_at.or(record.finished_at)).flatten().map(|at| at + verify_every())
 }
 
+/// Whether this run looks for the point's snapshots: its day has come, and it is not about to
+/// be deleted (a point due to expire is deleted now; a snapshot gone behind snapnest's back
+/// is found by its delete, so looking first would only cost describes and reads).
+pub fn verification_due(record: &BackupRecord, now: Timestamp) -> bool {
+    next_verification(record).is_some_and(|at| at <= now) && !point_due(record, now)
+}
+
 /// The snapshots a verification looks for: (region, kind, snapshot id) of every succeeded
 /// item and every finished copy.
 pub fn snapshots_to_verify(record: &BackupRecord) -> Vec<(String, ResourceKind, String)> {
@@ -435,6 +442,19 @@ mod tests {
         assert_eq!(replication.status, JobStatus::PartiallyFailed);
         // and a damaged point is no longer looked at (it is only waited for to expire)
         assert_eq!(next_verification(&record), None);
+    }
+
+    #[test]
+    fn a_point_due_to_expire_is_deleted_without_being_looked_at_first() {
+        // GIVEN a point kept three days, never looked at
+        let record = point(Some(3));
+        let finished = record.finished_at.unwrap();
+        // WHEN a run comes a day after it finished, before it expires
+        // THEN its snapshots are looked for
+        assert!(verification_due(&record, finished + verify_every()));
+        // WHEN the run comes once it has expired THEN it is deleted, not looked at
+        assert!(!verification_due(&record, finished + Duration::days(4)));
+        assert!(point_due(&record, finished + Duration::days(4)));
     }
 
     #[test]

@@ -300,7 +300,7 @@ impl RetentionService {
         now: Timestamp,
         summary: &mut ExpirySummary,
     ) -> Result<Vec<BackupRecord>> {
-        let to_verify = |r: &BackupRecord| lifecycle::next_verification(r).is_some_and(|at| at <= now);
+        let to_verify = |r: &BackupRecord| lifecycle::verification_due(r, now);
         let mut wanted: BTreeMap<String, Vec<(ResourceKind, String)>> = BTreeMap::new();
         for record in due.iter().filter(|r| to_verify(r)) {
             for (region, kind, id) in lifecycle::snapshots_to_verify(record) {

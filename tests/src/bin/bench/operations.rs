@@ -1,9 +1,7 @@
-//! Prints how long snapnest's main operations take on the embedded store and the
-//! simulated cloud (no AWS needed), and, with `--moto`, with the DynamoDB store on moto:
-//! a demo backup and in-place restore end to end, and the largest backup a request may
-//! ask for (99 instances × 16 volumes + 10 databases = 1,594 items).
-//!
-//! `cargo run --release -p snapnest-e2e --bin bench [-- --moto]`
+//! How long snapnest's main operations take on the embedded store and the simulated cloud
+//! (no AWS needed), and, with `--moto`, with the DynamoDB store on moto: a demo backup and
+//! in-place restore end to end, and the largest backup a request may ask for (99 instances ×
+//! 16 volumes + 10 databases = 1,594 items).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,9 +17,7 @@ use snapnest_local::simulated::{SimSettings, SimulatedCloud};
 
 const REGION: &str = "us-east-1";
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let with_moto = std::env::args().any(|a| a == "--moto");
+pub async fn run(with_moto: bool) -> crate::Outcome {
     let data = tempfile::tempdir()?;
     let mut env = vec![
         ("SNAPNEST_DATA_DIR".to_owned(), data.path().display().to_string()),
