@@ -11,4 +11,6 @@ export PATH="$root/.tools/venv/bin:$PATH"
 functions=()
 for dir in functions/*/; do functions+=(-p "$(basename "$dir")"); done
 cargo build --release --quiet "${functions[@]}"
-exec cargo run --release --quiet -p snapnest-e2e -- "${@:-all}"
+# The functions' CloudWatch metric lines (JSON, on stdout) are left out of the figures.
+cargo run --release --quiet -p snapnest-e2e -- "${@:-all}" | grep --line-buffered -v '^{"'
+

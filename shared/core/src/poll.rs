@@ -16,10 +16,19 @@ use crate::error::Result;
 use crate::model::{BackupRecord, RestoreRecord};
 use crate::records::Records;
 use crate::restore::RestoreService;
+use crate::status::JobStatus;
 
 /// Records a pass advances at once. Each advance makes a few batched describes and writes;
 /// the AWS adapter bounds the calls in flight per API family further.
 const RECORDS_IN_FLIGHT: usize = 8;
+
+/// Whether a backup's header says poll-status has work on it: running, or cancelled with
+/// snapshots to delete (a finished point is active for its replication, replicate's work).
+fn has_work_to_poll(doc: &crate::store::Document) -> bool {
+    let status = doc.body.get("status").and_then(|s| s.as_str()).and_then(|s| s.parse::<JobStatus>().ok());
+    let cleanup_pending = doc.body.get("cleanup_pending").and_then(|c| c.as_bool()).unwrap_or(false);
+    !status.is_some_and(JobStatus::is_terminal) || cleanup_pending
+}
 
 /// How one record's step of a pass went.
 enum Step {
@@ -71,7 +80,8 @@ impl Poller {
     #[instrument(skip(self))]
     pub async fn poll_active_until(&self, deadline: Option<Timestamp>) -> Result<PollSummary> {
         let mut summary = PollSummary::default();
-        let backups = self.records.active::<BackupRecord>().await?;
+        // A finished point is active only while replicate copies it: its rows are not read.
+        let backups = self.records.active_where::<BackupRecord>(has_work_to_poll).await?;
         // One batched describe per region for every running point, not one per point.
         let reports = self.backups.describe_running(&backups).await;
         let outcomes: Vec<Step> = futures_util::stream::iter(backups)
@@ -152,5 +162,38 @@ impl Poller {
                 Step::Deferred
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Collection, Document};
+
+    fn header(body: serde_json::Value) -> Document {
+        Document {
+            collection: Collection::Backups,
+            id: "bk-1".into(),
+            version: 3,
+            owner: "si-demo".into(),
+            created_at: chrono::Utc::now(),
+            active: true,
+            due_at: None,
+            lock: None,
+            body,
+        }
+    }
+
+    #[test]
+    fn a_pass_reads_only_the_points_it_has_work_on() {
+        // GIVEN active points as their headers say
+        let running = header(serde_json::json!({"status": "Running"}));
+        let pending = header(serde_json::json!({"status": "Pending"}));
+        let copying = header(serde_json::json!({"status": "Succeeded", "cleanup_pending": false}));
+        let cancelled = header(serde_json::json!({"status": "Cancelled", "cleanup_pending": true}));
+        // THEN running, pending and cancelled-with-snapshots-to-delete are poll-status's work
+        assert!(has_work_to_poll(&running) && has_work_to_poll(&pending) && has_work_to_poll(&cancelled));
+        // AND a finished point active only for its replication is not read
+        assert!(!has_work_to_poll(&copying));
     }
 }

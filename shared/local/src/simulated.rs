@@ -490,6 +490,11 @@ impl SimulatedCloud {
         chain
     }
 
+    /// When the first call of this handle begun after `after` began (with a latency set).
+    pub fn first_call_began_after(&self, after: std::time::Instant) -> Option<std::time::Instant> {
+        self.windows.lock().ok()?.iter().map(|(began, _)| *began).filter(|b| *b > after).min()
+    }
+
     /// When the last call of this handle began (with a latency set).
     pub fn last_call_began(&self) -> Option<std::time::Instant> {
         self.windows.lock().ok()?.iter().map(|(began, _)| *began).max()

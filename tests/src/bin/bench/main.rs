@@ -36,10 +36,17 @@ pub fn figure(name: &str, value: impl std::fmt::Display) {
 async fn main() -> Outcome {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let with_moto = std::env::args().any(|a| a == "--moto");
-    let wanted: Vec<&str> = match args.first().map(String::as_str) {
-        None | Some("all") => SCENARIOS.to_vec(),
-        Some(name) if SCENARIOS.contains(&name) => vec![name],
-        Some(other) => return Err(format!("no scenario '{other}'; one of all, {}", SCENARIOS.join(", ")).into()),
+    let wanted: Vec<&str> = if args.is_empty() || args.iter().any(|a| a == "all") {
+        SCENARIOS.to_vec()
+    } else {
+        let mut wanted = Vec::new();
+        for name in &args {
+            match SCENARIOS.iter().find(|s| **s == name.as_str()) {
+                Some(scenario) => wanted.push(*scenario),
+                None => return Err(format!("no scenario '{name}'; all, or of {}", SCENARIOS.join(", ")).into()),
+            }
+        }
+        wanted
     };
     machine();
     let started = std::time::Instant::now();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use snapnest_core::clock::Clock;
+use snapnest_core::store::Store;
 use snapnest_core::{Settings, Snapnest};
 use snapnest_e2e::{Watched, WriteMeter};
 use snapnest_local::embedded::EmbeddedStore;
@@ -18,6 +19,8 @@ pub struct World {
     pub app: Arc<Snapnest>,
     pub sim: SimulatedCloud,
     pub store: Arc<Watched<WriteMeter>>,
+    /// The same store without the meter, for what measures time rather than items.
+    pub unmetered: Arc<dyn Store>,
 }
 
 impl World {
@@ -32,7 +35,7 @@ impl World {
         })
         .expect("the simulated cloud");
         let embedded = Arc::new(EmbeddedStore::open(dir.path()).expect("the embedded store"));
-        let store = Arc::new(Watched::new(embedded, WriteMeter::default()));
+        let store = Arc::new(Watched::new(embedded.clone(), WriteMeter::default()));
         let settings = Settings {
             tag_key: "service-instance-id".into(),
             default_retention_days: 7,
@@ -44,6 +47,6 @@ impl World {
             trust_unverified_callers: true,
         };
         let app = Arc::new(Snapnest::new(store.clone(), Arc::new(RetryingProvider(sim.clone())), clock, settings));
-        World { dir, app, sim, store }
+        World { dir, app, sim, store, unmetered: embedded }
     }
 }
