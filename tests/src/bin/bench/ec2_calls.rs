@@ -3,7 +3,6 @@
 //! (a root and 5 data volumes), and to delete it when it expires.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use aws_smithy_runtime_api::client::http::{
@@ -12,7 +11,7 @@ use aws_smithy_runtime_api::client::http::{
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use snapnest_core::backup::{BackupOrigin, BackupRequest};
 use snapnest_core::status::JobStatus;
-use snapnest_core::{Settings, Snapnest};
+use snapnest_core::Snapnest;
 
 use crate::figure;
 
@@ -38,7 +37,8 @@ impl HttpConnector for CountEc2 {
 }
 
 pub async fn run() -> crate::Outcome {
-    let moto = snapnest_e2e::moto::Moto::shared();
+    // moto on 127.0.0.1, started once for the process (AWS_ENDPOINT_URL points at it).
+    snapnest_e2e::moto::Moto::shared();
     std::env::set_var("AWS_MAX_ATTEMPTS", "2");
     let sdk = snapnest_aws::sdk_config("us-east-1").await;
     let plain: SharedHttpClient = aws_smithy_http_client::Builder::new().build_http();
@@ -76,22 +76,11 @@ pub async fn run() -> crate::Outcome {
             ec2.attach_volume().volume_id(volume_id).instance_id(instance_id).device(device).send().await?;
         }
     }
-    let _ = moto;
 
     let data = tempfile::tempdir()?;
     let store = Arc::new(snapnest_local::embedded::EmbeddedStore::open(data.path())?);
     let clouds = Arc::new(snapnest_aws::cloud::AwsProvider::new(&sdk));
-    let settings = Settings {
-        tag_key: "service-instance-id".into(),
-        default_retention_days: 7,
-        default_destination_region: None,
-        keep_replaced_days: 7,
-        admins: Vec::new(),
-        replica_kms_keys: Default::default(),
-        replica_option_groups: Default::default(),
-        trust_unverified_callers: true,
-    };
-    let app = Snapnest::new(store, clouds, Arc::new(snapnest_core::clock::SystemClock), settings);
+    let app = Snapnest::new(store, clouds, Arc::new(snapnest_core::clock::SystemClock), crate::world::settings());
 
     actions.lock().unwrap().clear();
     let request = BackupRequest { retention_days: Some(1), ..Default::default() };
@@ -116,7 +105,6 @@ pub async fn run() -> crate::Outcome {
     let later = chrono::Utc::now() + chrono::Duration::days(2);
     let summary = snapnest_e2e::expire_at(&app, later).await?;
     let clean_calls = std::mem::take(&mut *actions.lock().unwrap());
-    tokio::time::sleep(Duration::ZERO).await;
 
     let per = |calls: &[String]| calls.len() as f64 / snapshots as f64;
     figure("moto.snapshots", snapshots);

@@ -103,7 +103,7 @@ pub async fn run(with_moto: bool) -> crate::Outcome {
         size / 1024
     );
     println!(
-        "99 x 16 + 10 backup:            one poll pass {:>8.1} ms (2 batched describes), {:?} after {} more passes",
+        "99 x 16 + 10 backup:            one poll pass {:>8.1} ms (batched describes), {:?} after {} more passes",
         ms(pass),
         backup.status,
         passes

@@ -14,6 +14,20 @@ use snapnest_local::simulated::{SimSettings, SimulatedCloud};
 
 pub const REGION: &str = "us-east-1";
 
+/// A local run's settings: the default tag, a week's retention, no replication defaults.
+pub fn settings() -> Settings {
+    Settings {
+        tag_key: "service-instance-id".into(),
+        default_retention_days: 7,
+        default_destination_region: None,
+        keep_replaced_days: 7,
+        admins: Vec::new(),
+        replica_kms_keys: Default::default(),
+        replica_option_groups: Default::default(),
+        trust_unverified_callers: true,
+    }
+}
+
 pub struct World {
     pub dir: tempfile::TempDir,
     pub app: Arc<Snapnest>,
@@ -36,17 +50,7 @@ impl World {
         .expect("the simulated cloud");
         let embedded = Arc::new(EmbeddedStore::open(dir.path()).expect("the embedded store"));
         let store = Arc::new(Watched::new(embedded.clone(), WriteMeter::default()));
-        let settings = Settings {
-            tag_key: "service-instance-id".into(),
-            default_retention_days: 7,
-            default_destination_region: None,
-            keep_replaced_days: 7,
-            admins: Vec::new(),
-            replica_kms_keys: Default::default(),
-            replica_option_groups: Default::default(),
-            trust_unverified_callers: true,
-        };
-        let app = Arc::new(Snapnest::new(store.clone(), Arc::new(RetryingProvider(sim.clone())), clock, settings));
+        let app = Arc::new(Snapnest::new(store.clone(), Arc::new(RetryingProvider(sim.clone())), clock, settings()));
         World { dir, app, sim, store, unmetered: embedded }
     }
 }
