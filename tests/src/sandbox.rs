@@ -53,6 +53,16 @@ impl Sandbox {
         copy
     }
 
+    /// With `latency` on every call and the cloud held in memory: a large world's calls then
+    /// cost their latency only, not a file's read and write each (fan-out's round trips).
+    pub fn in_memory_with_latency(latency: Duration) -> Sandbox {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let clock = Arc::new(SteppingClock::new(Utc::now()));
+        let sim = SimulatedCloud::in_memory(sim_settings(latency)).expect("the simulated cloud");
+        let (app, wire) = service_on(dir.path(), clock.clone(), sim.clone());
+        Sandbox { dir, app, sim, wire, clock }
+    }
+
     fn open(dir: tempfile::TempDir, latency: Duration) -> Sandbox {
         let clock = Arc::new(SteppingClock::new(Utc::now()));
         let (app, sim, wire) = service(dir.path(), clock.clone(), latency);
@@ -152,9 +162,17 @@ impl Default for Sandbox {
 /// The service over the world in `dir`: the embedded store, the simulated cloud (instant,
 /// its throttling retried as in production) behind a tripwire, on `clock`.
 pub fn service(dir: &Path, clock: Arc<SteppingClock>, latency: Duration) -> (Arc<Snapnest>, SimulatedCloud, Arc<Wire>) {
-    let settings =
-        SimSettings { home_region: REGION.into(), operation_time: Duration::ZERO, latency, faults: Default::default() };
-    let sim = SimulatedCloud::open(dir, settings).expect("the simulated cloud");
+    let sim = SimulatedCloud::open(dir, sim_settings(latency)).expect("the simulated cloud");
+    let (app, wire) = service_on(dir, clock, sim.clone());
+    (app, sim, wire)
+}
+
+fn sim_settings(latency: Duration) -> SimSettings {
+    SimSettings { home_region: REGION.into(), operation_time: Duration::ZERO, latency, faults: Default::default() }
+}
+
+/// The service over `sim` and the embedded store in `dir`.
+fn service_on(dir: &Path, clock: Arc<SteppingClock>, sim: SimulatedCloud) -> (Arc<Snapnest>, Arc<Wire>) {
     let wire = Arc::new(Wire::default());
     let store = Arc::new(Watched::new(Arc::new(EmbeddedStore::open(dir).expect("the embedded store")), wire.clone()));
     let clouds = Arc::new(Tripwire { inner: Arc::new(RetryingProvider(sim.clone())), wire: wire.clone() });
@@ -168,7 +186,7 @@ pub fn service(dir: &Path, clock: Arc<SteppingClock>, latency: Duration) -> (Arc
         replica_option_groups: Default::default(),
         trust_unverified_callers: true,
     };
-    (Arc::new(Snapnest::new(store, clouds, clock, settings)), sim, wire)
+    (Arc::new(Snapnest::new(store, clouds, clock, settings)), wire)
 }
 
 /// An in-place restore request.

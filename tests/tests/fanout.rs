@@ -18,7 +18,7 @@ const LATENCY: Duration = Duration::from_millis(50);
 async fn the_largest_request_answers_202_after_a_few_round_trips_and_its_start_runs_within_the_bound() {
     // GIVEN the largest service instance a request may name — 99 instances of 16 volumes and
     // 10 databases — on a cloud taking 50 ms a call, and the start queue
-    let world = Sandbox::with_latency(LATENCY);
+    let world = Sandbox::in_memory_with_latency(LATENCY);
     world.sim.add_service_instance(REGION, "si-large", 99, 16, 10, true).unwrap();
     let starts = Arc::new(InProcessQueue::default());
     let app = Arc::new(world.app.with_queue(starts.clone()));
@@ -124,7 +124,7 @@ async fn a_poll_pass_describes_every_running_backup_in_one_listing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expiry_deletes_a_points_snapshots_at_once_within_the_bound() {
     // GIVEN a point of 20 instances × 3 volumes kept one day, every call taking 20 ms
-    let world = Sandbox::with_latency(Duration::from_millis(20));
+    let world = Sandbox::in_memory_with_latency(Duration::from_millis(20));
     world.sim.add_service_instance(REGION, "si-expiring", 20, 3, 0, true).unwrap();
     let request = BackupRequest { retention_days: Some(1), ..Default::default() };
     let point = world.backup_with("si-expiring", &request).await;

@@ -133,6 +133,14 @@ async fn a_snapshot_error_makes_the_point_partially_failed_with_the_cause_on_the
     let failed: Vec<_> = backup["items"].as_array().unwrap().iter().filter(|i| i["status"] == "Failed").collect();
     assert!(!failed.is_empty());
     assert!(failed.iter().all(|i| i["error"].as_str().unwrap().contains("Snapshot creation failed")));
+    // The answer says so first: how many failed, the record's cause, what to do next.
+    let summary = &backup["summary"];
+    assert_eq!(summary["resources"]["failed"], failed.len(), "{summary:#}");
+    assert_eq!(summary["resources"]["total"], 7);
+    let cause = summary["cause"].as_str().unwrap();
+    assert!(cause.starts_with(&format!("{} of 7 resources failed; first: ", failed.len())), "{cause}");
+    assert!(cause.contains("Snapshot creation failed"), "{cause}");
+    assert!(summary["next"].as_str().unwrap().contains("POST /service-instances/si-demo/backups"), "{summary:#}");
 
     // In place, a partial point needs the user's say-so; nothing is written without it.
     let restore = |body: serde_json::Value| http_event("restore.json", &[("BACKUP_ID", id)], Some(&body));

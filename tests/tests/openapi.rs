@@ -581,14 +581,23 @@ fn capacity_of(value: &Value) -> Capacity {
 fn round_trip(schema: &str, value: &Value) -> Value {
     use snapnest_core::model::{BackupRecord, RestoreRecord};
     use snapnest_core::policy::Policy;
+    use snapnest_core::summary::WithSummary;
     let unreadable = |e: serde_json::Error| format!("{schema} example does not read as the code's type: {e}\n{value}");
     let out = match schema {
-        "BackupRecord" => serde_json::to_value(
-            serde_json::from_value::<BackupRecord>(value.clone()).unwrap_or_else(|e| panic!("{}", unreadable(e))),
-        ),
-        "RestoreRecord" => serde_json::to_value(
-            serde_json::from_value::<RestoreRecord>(value.clone()).unwrap_or_else(|e| panic!("{}", unreadable(e))),
-        ),
+        // A record is answered with the summary the code derives from it (at the end, or a
+        // minute after the start while it runs: the examples' clock).
+        "BackupRecord" => {
+            let record: BackupRecord =
+                serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{}", unreadable(e)));
+            let now = record.finished_at.unwrap_or(record.started_at + chrono::Duration::minutes(1));
+            serde_json::to_value(WithSummary::backup(record, now))
+        }
+        "RestoreRecord" => {
+            let record: RestoreRecord =
+                serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{}", unreadable(e)));
+            let now = record.finished_at.unwrap_or(record.started_at + chrono::Duration::minutes(1));
+            serde_json::to_value(WithSummary::restore(record, now))
+        }
         "Policy" => serde_json::to_value(
             serde_json::from_value::<Policy>(value.clone()).unwrap_or_else(|e| panic!("{}", unreadable(e))),
         ),

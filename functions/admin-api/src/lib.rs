@@ -11,6 +11,7 @@ use snapnest_core::model::{BackupRecord, RestoreRecord};
 use snapnest_core::policy::{Policy, PolicyRequest, PolicyState, TargetsRequest};
 use snapnest_core::retention::RetentionRequest;
 use snapnest_core::status::JobStatus;
+use snapnest_core::summary::WithSummary;
 use snapnest_core::{validate, Error, Snapnest};
 use snapnest_lambda::api::{
     self, Acting, ApiError, BackupId, ErrorBody, JobId, JsonBody, Page, PageQuery, PathParams, PolicyId, QueryParams,
@@ -104,9 +105,11 @@ async fn list_backups(
     Acting(app): Acting,
     PathParams(ServiceInstanceId(id)): PathParams<ServiceInstanceId>,
     QueryParams(page): QueryParams<PageQuery>,
-) -> Result<Json<Page<BackupRecord>>, ApiError> {
+) -> Result<Json<Page<WithSummary<BackupRecord>>>, ApiError> {
     let (limit, cursor) = page.page()?;
-    Ok(Json(app.backups.list(&id, limit, cursor.as_ref()).await?.into()))
+    let (records, next) = app.backups.list(&id, limit, cursor.as_ref()).await?;
+    let now = app.clock.now();
+    Ok(Json((records.into_iter().map(|r| WithSummary::backup(r, now)).collect(), next).into()))
 }
 
 /// Describe a backup point
@@ -133,9 +136,9 @@ async fn list_backups(
 async fn get_backup(
     Acting(app): Acting,
     PathParams(BackupId(backup_id)): PathParams<BackupId>,
-) -> Result<Json<BackupRecord>, ApiError> {
+) -> Result<Json<WithSummary<BackupRecord>>, ApiError> {
     validate::identifier("backup id", &backup_id)?;
-    Ok(Json(app.backups.get(&backup_id).await?))
+    Ok(Json(WithSummary::backup(app.backups.get(&backup_id).await?, app.clock.now())))
 }
 
 /// Extend a backup point's retention, or make it permanent
@@ -225,8 +228,8 @@ async fn change_retention(
     Acting(app): Acting,
     PathParams(BackupId(backup_id)): PathParams<BackupId>,
     JsonBody(body): JsonBody<RetentionRequest>,
-) -> Result<Json<BackupRecord>, ApiError> {
-    Ok(Json(app.retention.change(&backup_id, &body).await?))
+) -> Result<Json<WithSummary<BackupRecord>>, ApiError> {
+    Ok(Json(WithSummary::backup(app.retention.change(&backup_id, &body).await?, app.clock.now())))
 }
 
 /// Describe a restore
@@ -253,8 +256,8 @@ async fn change_retention(
 async fn get_restore(
     Acting(app): Acting,
     PathParams(RestoreId(restore_id)): PathParams<RestoreId>,
-) -> Result<Json<RestoreRecord>, ApiError> {
-    Ok(Json(app.restores.get(&restore_id).await?))
+) -> Result<Json<WithSummary<RestoreRecord>>, ApiError> {
+    Ok(Json(WithSummary::restore(app.restores.get(&restore_id).await?, app.clock.now())))
 }
 
 /// List jobs of every kind, newest first

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::{Json, Router};
 use snapnest_core::backup::{BackupOrigin, BackupRequest};
 use snapnest_core::model::BackupRecord;
+use snapnest_core::summary::WithSummary;
 use snapnest_core::Snapnest;
 use snapnest_lambda::api::{self, Acting, ApiError, ErrorBody, JsonBody, PathParams, Routes, ServiceInstanceId};
 use snapnest_lambda::openapi::{examples, responses, schema};
@@ -132,7 +133,7 @@ async fn create_backup(
     Acting(app): Acting,
     PathParams(ServiceInstanceId(id)): PathParams<ServiceInstanceId>,
     JsonBody(body): JsonBody<BackupRequest>,
-) -> Result<(StatusCode, Json<BackupRecord>), ApiError> {
+) -> Result<(StatusCode, Json<WithSummary<BackupRecord>>), ApiError> {
     let record = app.backups.create(&id, &body, BackupOrigin::manual()).await?;
-    Ok((StatusCode::ACCEPTED, Json(record)))
+    Ok((StatusCode::ACCEPTED, Json(WithSummary::backup(record, app.clock.now()))))
 }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use snapnest_core::model::RestoreRecord;
 use snapnest_core::restore::{RestoreRequest, Started};
+use snapnest_core::summary::WithSummary;
 use snapnest_core::Snapnest;
 use snapnest_lambda::api::{self, Acting, ApiError, BackupId, ErrorBody, JsonBody, PathParams, RestoreId, Routes};
 use snapnest_lambda::openapi::{examples, responses, schema};
@@ -167,7 +168,9 @@ async fn create_restore(
 ) -> Result<Response, ApiError> {
     Ok(match app.restores.create(&backup_id, &body).await? {
         Started::Plan(plan) => (StatusCode::OK, Json(plan)).into_response(),
-        Started::Restore(record) => (StatusCode::ACCEPTED, Json(record)).into_response(),
+        Started::Restore(record) => {
+            (StatusCode::ACCEPTED, Json(WithSummary::restore(*record, app.clock.now()))).into_response()
+        }
     })
 }
 
@@ -215,6 +218,7 @@ async fn create_restore(
 async fn rollback_restore(
     Acting(app): Acting,
     PathParams(RestoreId(restore_id)): PathParams<RestoreId>,
-) -> Result<(StatusCode, Json<RestoreRecord>), ApiError> {
-    Ok((StatusCode::ACCEPTED, Json(app.restores.rollback(&restore_id).await?)))
+) -> Result<(StatusCode, Json<WithSummary<RestoreRecord>>), ApiError> {
+    let record = app.restores.rollback(&restore_id).await?;
+    Ok((StatusCode::ACCEPTED, Json(WithSummary::restore(record, app.clock.now()))))
 }

@@ -24,6 +24,7 @@ pub mod retention;
 pub mod snapshots;
 pub mod status;
 pub mod store;
+pub mod summary;
 pub mod validate;
 
 #[cfg(test)]

@@ -3,9 +3,51 @@
 //! `tests/tests/openapi.rs`.
 
 use serde_json::{json, Value};
+use snapnest_core::model::{BackupRecord, RestoreRecord};
+use snapnest_core::summary::{self, WithSummary};
 
-/// A manual backup of one instance and the database, snapshots in progress.
+/// A manual backup of one instance and the database, its snapshots about to be issued.
 pub fn backup_started() -> Value {
+    backup_as_answered(backup_started_record())
+}
+
+/// A finished point, copied to another region.
+pub fn backup_succeeded() -> Value {
+    backup_as_answered(backup_succeeded_record())
+}
+
+/// An in-place restore taking its safety backup.
+pub fn restore_started() -> Value {
+    restore_as_answered(restore_started_record())
+}
+
+/// A finished in-place restore.
+pub fn restore_succeeded() -> Value {
+    restore_as_answered(restore_succeeded_record())
+}
+
+/// A finished in-place restore being rolled back at the user's request.
+pub fn restore_rolling_back() -> Value {
+    restore_as_answered(restore_rolling_back_record())
+}
+
+/// A backup record as the API answers it: read through snapnest-core's type, with the
+/// summary the code derives (its clock a minute after the start, or at the end).
+fn backup_as_answered(record: Value) -> Value {
+    let record: BackupRecord = serde_json::from_value(record).expect("the example is a backup record");
+    let now = record.finished_at.unwrap_or(record.started_at + chrono::Duration::minutes(1));
+    serde_json::to_value(WithSummary { summary: summary::of_backup(&record, now), record }).expect("serializes")
+}
+
+/// A restore record as the API answers it (see [`backup_as_answered`]).
+fn restore_as_answered(record: Value) -> Value {
+    let record: RestoreRecord = serde_json::from_value(record).expect("the example is a restore record");
+    let now = record.finished_at.unwrap_or(record.started_at + chrono::Duration::minutes(1));
+    serde_json::to_value(WithSummary { summary: summary::of_restore(&record, now), record }).expect("serializes")
+}
+
+/// The record of [`backup_started`].
+fn backup_started_record() -> Value {
     json!({
         "backup_id": "bk-3f9c2a7d41e84b0c9a15",
         "service_instance_id": "si-demo",
@@ -96,8 +138,8 @@ pub fn backup_started() -> Value {
     })
 }
 
-/// A finished point, copied to another region.
-pub fn backup_succeeded() -> Value {
+/// The record of [`backup_succeeded`].
+fn backup_succeeded_record() -> Value {
     json!({
         "backup_id": "bk-3f9c2a7d41e84b0c9a15",
         "service_instance_id": "si-demo",
@@ -222,8 +264,8 @@ pub fn backup_succeeded() -> Value {
     })
 }
 
-/// An in-place restore taking its safety backup.
-pub fn restore_started() -> Value {
+/// The record of [`restore_started`].
+fn restore_started_record() -> Value {
     json!({
         "restore_id": "rs-8d21f0c7b34a4e6f9102",
         "backup_id": "bk-3f9c2a7d41e84b0c9a15",
@@ -289,8 +331,8 @@ pub fn restore_started() -> Value {
     })
 }
 
-/// A finished in-place restore.
-pub fn restore_succeeded() -> Value {
+/// The record of [`restore_succeeded`].
+fn restore_succeeded_record() -> Value {
     json!({
         "restore_id": "rs-8d21f0c7b34a4e6f9102",
         "backup_id": "bk-3f9c2a7d41e84b0c9a15",
@@ -356,9 +398,9 @@ pub fn restore_succeeded() -> Value {
     })
 }
 
-/// A finished in-place restore being rolled back at the user's request.
-pub fn restore_rolling_back() -> Value {
-    let mut restore = restore_succeeded();
+/// The record of [`restore_rolling_back`].
+fn restore_rolling_back_record() -> Value {
+    let mut restore = restore_succeeded_record();
     restore["status"] = json!("RollingBack");
     restore["phase"] = json!("stopping_instances");
     restore["phase_started_at"] = json!("2026-11-22T08:00:00Z");

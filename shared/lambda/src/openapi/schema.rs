@@ -510,6 +510,8 @@ pub struct BackupRecord {
     /// The record's version; every change increments it.
     #[schema(minimum = 1)]
     version: u64,
+    /// What a person reads first: counts by status, duration, bytes, the cause, what to do next.
+    summary: Summary,
 }
 
 /// One volume or database of a restore.
@@ -598,6 +600,8 @@ pub struct RestoreRecord {
     client_token: Option<String>,
     #[schema(minimum = 1)]
     version: u64,
+    /// What a person reads first: counts by status, duration, bytes, the cause, what to do next.
+    summary: Summary,
 }
 
 /// How a volume is configured: what a volume restored from its snapshot gets again.
@@ -912,4 +916,36 @@ pub struct PolicyPage {
     /// Pass as `next_token` for the next page; null on the last page.
     #[schema(required = true)]
     next_token: Option<String>,
+}
+
+/// A record's resources by status.
+#[derive(ToSchema)]
+pub struct Counts {
+    total: usize,
+    pending: usize,
+    running: usize,
+    succeeded: usize,
+    failed: usize,
+    cancelled: usize,
+    rolled_back: usize,
+}
+
+/// What a person reads first on a backup or restore record; derived from it on each read.
+#[derive(ToSchema)]
+pub struct Summary {
+    /// One line: where the record stands.
+    #[schema(example = "Partly backed up: 1 of 7 resources failed")]
+    headline: String,
+    resources: Counts,
+    /// From its start to its end, or to now while it runs.
+    duration_seconds: i64,
+    /// A backup: bytes of its succeeded snapshots; a restore: of what it restores.
+    bytes: u64,
+    /// Why it did not fully succeed, for the whole record; null when it did (or runs).
+    #[schema(required = true)]
+    cause: Option<String>,
+    /// The first causes of its failed resources, as `resource: cause` (the items hold all).
+    causes: Vec<String>,
+    /// What to do next.
+    next: String,
 }
