@@ -209,6 +209,19 @@ async fn bad_requests_are_400s_and_write_nothing() {
     ev["body"] = json!("{\"retention_days\": ");
     let (status, answer) = call(create_backup::router(app.clone()), ev).await;
     assert_eq!((status, answer["error"].as_str()), (400, Some("MalformedJson")));
+    // Messages a person reads: the field, what to send, no parser positions or Rust types.
+    let (_, answer) = start_backup(&app, "si-demo", json!({"retention_days": "seven"})).await;
+    assert_eq!(
+        answer["message"],
+        "request body: retention_days: invalid type: string \"seven\", expected a whole number from 0 to 4294967295"
+    );
+    let restore = http_event("restore.json", &[("BACKUP_ID", "bk-x")], Some(&json!({"mode": "snapshot"})));
+    let (status, answer) = call(restore::router(app.clone()), restore).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer["message"],
+        "request body: mode: unknown variant `snapshot`, expected one of `in_place`, `clone`, `disaster_recovery`"
+    );
     // A huge value is refused without coming back whole: the message quotes its start.
     let token = "x".repeat(6 << 20);
     let (status, answer) = start_backup(&app, "si-demo", json!({"client_token": token})).await;

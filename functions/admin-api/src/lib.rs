@@ -185,7 +185,7 @@ async fn get_backup(
                 ("InPast" = (value = json!({"error": "InvalidRetention", "message": "expires_at must be in the future"}))),
                 ("InvalidRequest" = (value = json!({
                     "error": "InvalidRequest",
-                    "message": "request body: unknown field `days`, expected one of `extend_days`, `expires_at`, `never_expire` at line 1 column 7"
+                    "message": "request body: unknown field `days`, expected one of `extend_days`, `expires_at`, `never_expire`"
                 }))),
                 ("InvalidIdentifier" = (value = json!({
                     "error": "InvalidIdentifier",
@@ -396,7 +396,7 @@ async fn list_jobs(
             examples(
                 ("InvalidRequest" = (value = json!({
                     "error": "InvalidRequest",
-                    "message": "request body: unknown field `keep`, expected `keep_snapshots` at line 1 column 7"
+                    "message": "request body: unknown field `keep`, expected `keep_snapshots`"
                 }))),
                 ("InvalidIdentifier" = (value = json!({
                     "error": "InvalidIdentifier",
@@ -762,7 +762,7 @@ async fn resume_policy(
                 ("Empty" = (value = json!({"error": "InvalidRequest", "message": "give service instances to attach or detach"}))),
                 ("UnknownField" = (value = json!({
                     "error": "InvalidRequest",
-                    "message": "request body: unknown field `add`, expected `attach` or `detach` at line 1 column 6"
+                    "message": "request body: unknown field `add`, expected `attach` or `detach`"
                 }))),
                 ("InvalidIdentifier" = (value = json!({
                     "error": "InvalidIdentifier",

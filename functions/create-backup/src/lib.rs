@@ -85,11 +85,11 @@ pub fn router(app: Arc<Snapnest>) -> Router {
                 }))),
                 ("InvalidRequest" = (value = json!({
                     "error": "InvalidRequest",
-                    "message": "request body: unknown field `retention`, expected one of `client_token`, `instance_ids`, `volume_ids`, `retention_days`, `never_expire`, `destination_region`, `destination_retention_days` at line 1 column 12"
+                    "message": "request body: unknown field `retention`, expected one of `client_token`, `instance_ids`, `volume_ids`, `retention_days`, `never_expire`, `destination_region`, `destination_retention_days`"
                 }))),
                 ("MalformedJson" = (value = json!({
                     "error": "MalformedJson",
-                    "message": "request body: EOF while parsing an object at line 1 column 20"
+                    "message": "request body: not valid JSON: EOF while parsing an object (at character 20)"
                 }))),
             )
         ),

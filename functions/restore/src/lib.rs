@@ -89,11 +89,11 @@ pub fn router(app: Arc<Snapnest>) -> Router {
                 }))),
                 ("MissingMode" = (value = json!({
                     "error": "InvalidRequest",
-                    "message": "request body: missing field `mode` at line 1 column 2"
+                    "message": "request body: missing field `mode`"
                 }))),
                 ("UnknownMode" = (value = json!({
                     "error": "InvalidRequest",
-                    "message": "request body: unknown variant `snapshot`, expected one of `in_place`, `clone`, `disaster_recovery` at line 1 column 19"
+                    "message": "request body: mode: unknown variant `snapshot`, expected one of `in_place`, `clone`, `disaster_recovery`"
                 }))),
                 ("InvalidResourceId" = (value = json!({
                     "error": "InvalidResourceId",
@@ -105,7 +105,7 @@ pub fn router(app: Arc<Snapnest>) -> Router {
                 }))),
                 ("MalformedJson" = (value = json!({
                     "error": "MalformedJson",
-                    "message": "request body: EOF while parsing an object at line 1 column 17"
+                    "message": "request body: not valid JSON: EOF while parsing an object (at character 17)"
                 }))),
             )
         ),

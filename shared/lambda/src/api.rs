@@ -207,16 +207,76 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
     }
 }
 
-/// What is wrong with a JSON body, in serde_json's words. (axum's `Json` puts the field's
-/// path in front, which for an unknown field only repeats the field.)
+/// What is wrong with a JSON body, for a person: the field it concerns, serde_json's words
+/// without its "at line 1 column N" (a syntax error says where as a character) and without
+/// Rust's type names.
 fn json_cause(rejection: &JsonRejection) -> String {
     let Some(cause) = std::error::Error::source(rejection).and_then(std::error::Error::source) else {
         return rejection.to_string();
     };
     match cause.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>() {
-        Some(located) => located.inner().to_string(),
+        Some(located) => {
+            let message = plain_json_message(located.inner());
+            match located.path().to_string() {
+                // An unknown field's path is its parent's, and the message names the field; a
+                // syntax error is about the text, not a field.
+                path if path == "."
+                    || located.inner().is_syntax()
+                    || located.inner().is_eof()
+                    || located.inner().to_string().starts_with("unknown field") =>
+                {
+                    message
+                }
+                path => format!("{path}: {message}"),
+            }
+        }
         None => cause.to_string(),
     }
+}
+
+/// serde_json's message in a person's words (see [`json_cause`]).
+fn plain_json_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let message = match text.rfind(" at line ") {
+        Some(at) if error.line() > 0 => &text[..at],
+        _ => text.as_str(),
+    };
+    let mut message = message.to_owned();
+    // serde names the Rust type it wanted; say what to send instead.
+    for (rust, plain) in [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number from 0 to 4294967295"),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected usize", "expected a whole number, 0 or more"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected a list"),
+        ("expected a map", "expected an object"),
+        ("expected a borrowed string", "expected a string"),
+    ] {
+        if let Some(rest) = message.strip_suffix(rust) {
+            message = format!("{rest}{plain}");
+        }
+    }
+    if let Some(at) = message.find("expected struct ") {
+        // A struct read from a list says "invalid length"; either way, an object is wanted.
+        message = if message.starts_with("invalid length") {
+            "expected a JSON object ({…}), not a list".to_owned()
+        } else {
+            format!("{}expected an object", &message[..at])
+        };
+    }
+    if error.is_syntax() || error.is_eof() {
+        let place = if error.line() <= 1 {
+            format!("character {}", error.column())
+        } else {
+            format!("line {}, character {}", error.line(), error.column())
+        };
+        return format!("not valid JSON: {message} (at {place})");
+    }
+    message
 }
 
 /// A 400 `InvalidRequest` for the part of the request an extractor could not read.
@@ -422,7 +482,30 @@ mod tests {
         assert!(read(" \n").await.is_ok());
         assert_eq!(read("{\"n\": 3}").await.unwrap().n, Some(3));
         let unknown = read("{\"x\": 1}").await.unwrap_err().body().message;
-        assert_eq!(unknown, "request body: unknown field `x`, expected `n` at line 1 column 4");
+        assert_eq!(unknown, "request body: unknown field `x`, expected `n`");
+    }
+
+    #[tokio::test]
+    async fn body_errors_name_the_field_and_what_to_send_not_rust_types_or_serde_positions() {
+        let message = |body: &'static str| async move { read(body).await.unwrap_err().body().message };
+        assert_eq!(
+            message("{\"n\": \"seven\"}").await,
+            "request body: n: invalid type: string \"seven\", expected a whole number from 0 to 4294967295"
+        );
+        assert_eq!(
+            message("{\"n\": -1}").await,
+            "request body: n: invalid value: integer `-1`, expected a whole number from 0 to 4294967295"
+        );
+        assert_eq!(message("[]").await, "request body: expected a JSON object ({…}), not a list");
+        assert_eq!(message("7").await, "request body: invalid type: integer `7`, expected an object");
+        assert_eq!(
+            message("{\"n\": ").await,
+            "request body: not valid JSON: EOF while parsing a value (at character 6)"
+        );
+        assert_eq!(
+            message("{\n\"n\": 1,,}").await,
+            "request body: not valid JSON: key must be a string (at line 2, character 8)"
+        );
     }
 
     #[test]

@@ -257,11 +257,11 @@ pub mod responses {
         }))),
         ("MissingName" = (value = json!({
             "error": "InvalidRequest",
-            "message": "request body: missing field `name` at line 1 column 20"
+            "message": "request body: missing field `name`"
         }))),
         ("UnknownField" = (value = json!({
             "error": "InvalidRequest",
-            "message": "request body: unknown field `schedule`, expected one of `name`, `interval_hours`, `interval_days`, `start_time`, `retention_days`, `never_expire`, `replicate`, `destination_region`, `destination_retention_days`, `targets` at line 1 column 24"
+            "message": "request body: unknown field `schedule`, expected one of `name`, `interval_hours`, `interval_days`, `start_time`, `retention_days`, `never_expire`, `replicate`, `destination_region`, `destination_retention_days`, `targets`"
         }))),
         ("InvalidTarget" = (summary = "POST: a target that is no identifier", value = json!({
             "error": "InvalidIdentifier",
