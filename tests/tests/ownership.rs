@@ -206,3 +206,68 @@ async fn deployed_only_a_verified_identity_counts() {
     let (status, _) = call(create_backup::router(app.clone()), ev).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn every_record_says_who_asked_for_it_and_for_each_change_since() {
+    // GIVEN the functions as deployed and alice (an assumed role of "ops", which owns si-demo)
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _sim) = local_service(dir.path(), &[("SNAPNEST_IDENTITY", "verified"), ("SNAPNEST_ADMINS", "ops")]).await;
+    own(&app, DEMO_SERVICE_INSTANCE, "arn:aws:iam::123456789012:role/ops").await;
+    let as_verified = |principal: &str, method: &str, path: &str, body: Value| {
+        let mut ev = event("create-backup.json");
+        ev["rawPath"] = json!(path);
+        ev["requestContext"]["http"]["method"] = json!(method);
+        ev["requestContext"]["http"]["path"] = json!(path);
+        ev["body"] = json!(body.to_string());
+        ev["requestContext"]["authorizer"] = json!({"iam": {
+            "accessKey": "ASIA000000", "accountId": "123456789012", "callerId": "AROA000:x",
+            "principalOrgId": null, "userArn": principal, "userId": "AROA000:x"
+        }});
+        ev
+    };
+    let alice = "arn:aws:sts::123456789012:assumed-role/ops/alice";
+    let carol = "arn:aws:sts::123456789012:assumed-role/ops/carol";
+    // WHEN alice backs si-demo up THEN the point says she asked for it
+    let ev = as_verified(alice, "POST", "/service-instances/si-demo/backups", json!({"retention_days": 3}));
+    let (status, created) = call(create_backup::router(app.clone()), ev).await;
+    assert_eq!(status, 202, "{created}");
+    assert_eq!(created["requested_by"], alice);
+    assert_eq!(created["changes"], json!([]));
+    let backup_id = created["backup_id"].as_str().unwrap().to_owned();
+    settle(&app).await;
+    // WHEN carol extends its retention THEN the change says who and what
+    let path = format!("/backups/{backup_id}/retention");
+    let ev = as_verified(carol, "PATCH", &path, json!({"extend_days": 2}));
+    let (status, extended) = call(admin_api::router(app.clone()), ev).await;
+    assert_eq!(status, 200, "{extended}");
+    let change = &extended["changes"][0];
+    assert_eq!(change["by"], carol);
+    assert!(change["what"].as_str().unwrap().starts_with("retention: expires "), "{change}");
+    // WHEN alice restores it in place and carol cancels the restore
+    let path = format!("/backups/{backup_id}/restores");
+    let ev = as_verified(alice, "POST", &path, json!({"mode": "in_place"}));
+    let (status, restore) = call(restore::router(app.clone()), ev).await;
+    assert_eq!(status, 202, "{restore}");
+    assert_eq!(restore["requested_by"], alice);
+    let path = format!("/jobs/{}/cancel", restore["restore_id"].as_str().unwrap());
+    let (status, cancelled) = call(admin_api::router(app.clone()), as_verified(carol, "POST", &path, json!({}))).await;
+    assert_eq!(status, 202, "{cancelled}");
+    let restore = app.restores.get(restore["restore_id"].as_str().unwrap()).await.unwrap();
+    assert_eq!(restore.changes.len(), 1);
+    assert_eq!((restore.changes[0].what.as_str(), restore.changes[0].by.as_str()), ("cancel", carol));
+    // WHEN alice makes a policy and carol suspends it THEN both are in its changes
+    let body =
+        json!({"name": "nightly", "interval_days": 1, "start_time": "2030-01-01T02:00:00Z", "retention_days": 7});
+    let (status, policy) = call(admin_api::router(app.clone()), as_verified(alice, "POST", "/policies", body)).await;
+    assert_eq!(status, 201, "{policy}");
+    let path = format!("/policies/{}/suspend", policy["policy_id"].as_str().unwrap());
+    let (status, suspended) = call(admin_api::router(app.clone()), as_verified(carol, "POST", &path, json!({}))).await;
+    assert_eq!(status, 200, "{suspended}");
+    let who: Vec<(String, String)> = suspended["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["what"].as_str().unwrap().to_owned(), c["by"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(who, vec![("create".to_owned(), alice.to_owned()), ("suspend".to_owned(), carol.to_owned())]);
+}

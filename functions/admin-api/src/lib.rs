@@ -542,6 +542,10 @@ async fn capacity(
                 "created_at": "2026-10-31T17:12:03Z",
                 "updated_at": "2026-10-31T17:12:03Z",
                 "owners": ["arn:aws:sts::123456789012:assumed-role/ops/alice"],
+                "changes": [
+                    {"what": "create", "by": "arn:aws:sts::123456789012:assumed-role/ops/alice", "at": "2026-10-31T17:12:03Z"},
+                    {"what": "attach si-demo", "by": "arn:aws:sts::123456789012:assumed-role/ops/alice", "at": "2026-10-31T17:12:03Z"}
+                ],
                 "version": 2
             })
         ),
@@ -600,6 +604,10 @@ async fn create_policy(
                         "created_at": "2026-10-31T17:12:03Z",
                         "updated_at": "2026-11-19T08:45:00Z",
                         "owners": ["arn:aws:sts::123456789012:assumed-role/ops/alice"],
+                        "changes": [
+                            {"what": "create", "by": "arn:aws:sts::123456789012:assumed-role/ops/alice", "at": "2026-10-31T17:12:03Z"},
+                            {"what": "suspend", "by": "arn:aws:sts::123456789012:assumed-role/ops/alice", "at": "2026-11-19T08:45:00Z"}
+                        ],
                         "version": 22
                     }
                 ],

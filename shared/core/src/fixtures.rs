@@ -22,6 +22,8 @@ pub fn backup_point(items: Vec<BackupItem>) -> BackupRecord {
         expires_at: None,
         snapshot_bytes: 0,
         items,
+        requested_by: None,
+        changes: Vec::new(),
         skipped: Vec::new(),
         verified_at: None,
         replication: None,

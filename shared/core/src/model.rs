@@ -235,6 +235,13 @@ pub struct BackupRecord {
     pub verified_at: Option<Timestamp>,
     /// Why the whole point failed when no item could say (e.g. nothing to back up).
     pub error: Option<String>,
+    /// Who asked for the point: the IAM principal or the JWT subject of the request, or
+    /// `snapnest` for a policy's run and an in-place restore's safety backup.
+    #[serde(default)]
+    pub requested_by: Option<String>,
+    /// What was asked of it since, by whom and when (a cancel, a retention change).
+    #[serde(default)]
+    pub changes: Vec<Change>,
     #[serde(default)]
     pub selection: Selection,
     pub client_token: Option<String>,
@@ -533,10 +540,31 @@ pub struct RestoreRecord {
     pub lease: Option<Lease>,
     pub error: Option<String>,
     pub client_token: Option<String>,
+    /// Who asked for the restore: the IAM principal or the JWT subject of the request.
+    #[serde(default)]
+    pub requested_by: Option<String>,
+    /// What was asked of it since, by whom and when (a cancel, a roll-back).
+    #[serde(default)]
+    pub changes: Vec<Change>,
     pub version: u64,
     /// The rows its items were read from.
     #[serde(skip)]
     pub stored_rows: StoredRows,
+}
+
+/// Something asked of a record after it was made: what, by whom (the IAM principal or the
+/// JWT subject of the request), when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub what: String,
+    pub by: String,
+    pub at: Timestamp,
+}
+
+impl Change {
+    pub fn new(what: impl Into<String>, by: &str, at: Timestamp) -> Change {
+        Change { what: what.into(), by: by.to_owned(), at }
+    }
 }
 
 impl RestoreRecord {

@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::cloud::{tag, Cloud, CloudError, CloudProvider, DeleteOutcome, SnapshotStatus};
 use crate::error::{Error, Result};
 use crate::ids::BackupId;
-use crate::model::{BackupRecord, Replication, ResourceKind, Timestamp, Trigger};
+use crate::model::{BackupRecord, Change, Replication, ResourceKind, Timestamp, Trigger};
 use crate::queue::{Work, WorkQueue};
 use crate::records::Records;
 use crate::snapshots::{db_snapshot_name, delete_snapshot, describe_snapshots, snapshot_tags};
@@ -142,6 +142,8 @@ impl BackupService {
             owners: inventory.owners.iter().cloned().collect(),
             verified_at: None,
             error: None,
+            requested_by: Some(self.caller.principal.clone()),
+            changes: Vec::new(),
             selection: plan.selection,
             client_token: request.client_token.clone(),
             start_lease_until: Some(now + lifecycle::start_lease()),
@@ -436,6 +438,8 @@ impl BackupService {
             return Err(Error::not_running(backup_id, backup.status));
         }
         lifecycle::cancel(&mut backup, keep_snapshots, now)?;
+        let what = if keep_snapshots { "cancel, keeping its snapshots" } else { "cancel" };
+        backup.changes.push(Change::new(what, &self.caller.principal, now));
         // Saved before any deletion: the backup lock is released and the starting
         // invocation (if still running) sees the cancellation and stops issuing snapshots.
         self.records.save(&mut backup).await?;

@@ -22,7 +22,7 @@ use crate::backup::{BackupOrigin, BackupService};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, PolicyId};
-use crate::model::{Timestamp, Trigger};
+use crate::model::{Change, Timestamp, Trigger};
 use crate::records::{Records, StoredRecord};
 use crate::store::{Collection, Cursor, StoreError};
 use crate::validate;
@@ -84,7 +84,23 @@ pub struct Policy {
     /// Who the policy belongs to: whoever created it.
     #[serde(default)]
     pub owners: Vec<String>,
+    /// Who made, changed, suspended, resumed it or changed its targets, and when; the last
+    /// [`CHANGES_KEPT`].
+    #[serde(default)]
+    pub changes: Vec<Change>,
     pub version: u64,
+}
+
+/// Changes a policy keeps of its history (the newest).
+pub const CHANGES_KEPT: usize = 20;
+
+impl Policy {
+    fn changed(&mut self, what: impl Into<String>, by: &str, at: Timestamp) {
+        self.changes.push(Change::new(what, by, at));
+        let over = self.changes.len().saturating_sub(CHANGES_KEPT);
+        self.changes.drain(..over);
+        self.updated_at = at;
+    }
 }
 
 /// Body of `POST /policies` and `PUT /policies/{id}`.
@@ -206,8 +222,10 @@ impl PolicyService {
             created_at: now,
             updated_at: now,
             owners: vec![self.caller.principal.clone()],
+            changes: Vec::new(),
             version: 0,
         };
+        policy.changed("create", &self.caller.principal, now);
         policy.next_run_at = policy.slot_at_or_after(now);
         self.records.insert(&mut policy, None).await?;
         info!(policy_id = %policy.policy_id, "policy created");
@@ -258,7 +276,7 @@ impl PolicyService {
         policy.destination_retention_days = settings.destination_retention_days;
         policy.volume_ids = settings.volume_ids;
         policy.next_run_at = policy.slot_at_or_after(now);
-        policy.updated_at = now;
+        policy.changed("update", &self.caller.principal, now);
         self.records.save(&mut policy).await?;
         Ok(policy)
     }
@@ -286,7 +304,8 @@ impl PolicyService {
         if state == PolicyState::Active {
             policy.next_run_at = policy.slot_at_or_after(now);
         }
-        policy.updated_at = now;
+        let what = if state == PolicyState::Active { "resume" } else { "suspend" };
+        policy.changed(what, &self.caller.principal, now);
         self.records.save(&mut policy).await?;
         info!(policy_id, state = ?state, "policy state changed");
         Ok(policy)
@@ -331,7 +350,13 @@ impl PolicyService {
             }
         }
         policy.targets.retain(|t| !request.detach.contains(t));
-        policy.updated_at = self.clock.now();
+        let what: Vec<String> = request
+            .attach
+            .iter()
+            .map(|t| format!("attach {t}"))
+            .chain(request.detach.iter().map(|t| format!("detach {t}")))
+            .collect();
+        policy.changed(what.join(", "), &self.caller.principal, self.clock.now());
         if let Err(e) = self.records.save(&mut policy).await {
             self.release_targets(&newly_held, &policy).await;
             return Err(e);

@@ -204,6 +204,7 @@ mod tests {
             created_at: start,
             updated_at: start,
             owners: Vec::new(),
+            changes: Vec::new(),
             version: 1,
         }
     }

@@ -1382,6 +1382,8 @@ mod tests {
             lease: None,
             error: None,
             client_token: None,
+            requested_by: None,
+            changes: Vec::new(),
             version: 1,
             stored_rows: Default::default(),
         }

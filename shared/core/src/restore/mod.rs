@@ -26,8 +26,8 @@ use crate::cloud::{tag, Cloud, CloudError, CloudProvider, DeleteOutcome, Instanc
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, RestoreId};
 use crate::model::{
-    BackupRecord, CloneTarget, Lease, OnFailure, ResourceKind, RestoreItem, RestoreMode, RestorePhase, RestoreRecord,
-    Trigger,
+    BackupRecord, Change, CloneTarget, Lease, OnFailure, ResourceKind, RestoreItem, RestoreMode, RestorePhase,
+    RestoreRecord, Trigger,
 };
 use crate::records::Records;
 use crate::status::JobStatus;
@@ -182,6 +182,8 @@ impl RestoreService {
             lease: None,
             error: None,
             client_token: request.client_token.clone(),
+            requested_by: Some(self.caller.principal.clone()),
+            changes: Vec::new(),
             version: 0,
             stored_rows: Default::default(),
         };
@@ -475,7 +477,9 @@ impl RestoreService {
                 format!("restore {restore_id} is already rolling back: {}", restore.error.clone().unwrap_or_default()),
             ));
         }
-        machine::cancel(&mut restore, self.clock.now())?;
+        let now = self.clock.now();
+        machine::cancel(&mut restore, now)?;
+        restore.changes.push(Change::new("cancel", &self.caller.principal, now));
         self.records.save(&mut restore).await?;
         if restore.phase == RestorePhase::Done {
             self.release_point(&restore).await;
@@ -499,6 +503,7 @@ impl RestoreService {
             ));
         }
         machine::request_rollback(&mut restore, now)?;
+        restore.changes.push(Change::new("roll back", &self.caller.principal, now));
         match self.records.save(&mut restore).await {
             Ok(()) => {}
             Err(Error::Store(StoreError::LockHeld { holder, .. })) => {

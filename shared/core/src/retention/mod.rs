@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::cloud::CloudProvider;
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, ExpiryRunId};
-use crate::model::{BackupRecord, Lease, ResourceKind, RestorePhase, RestoreRecord, Timestamp};
+use crate::model::{BackupRecord, Change, Lease, ResourceKind, RestorePhase, RestoreRecord, Timestamp};
 use crate::records::{Records, StoredRecord};
 use crate::restore::RestoreService;
 use crate::snapshots::{delete_snapshot, describe_snapshots, replica_tags, snapshot_tags};
@@ -130,6 +130,8 @@ impl RetentionService {
         let old = record.expires_at;
         record.expires_at = lifecycle::new_expiry(&record, request, now)?;
         let replicas_follow = lifecycle::replica_expiry(&record, old, record.expires_at);
+        let until = record.expires_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339());
+        record.changes.push(Change::new(format!("retention: expires {until}"), &self.caller.principal, now));
         if let (Some(expiry), Some(replication)) = (replicas_follow, record.replication.as_mut()) {
             replication.expires_at = expiry;
         }

@@ -133,6 +133,8 @@ fn backup_started_record() -> Value {
         "error": null,
         "selection": {"instance_ids": ["i-0a1b2c3d4e5f60718"], "volume_ids": []},
         "client_token": "first-try",
+        "requested_by": "arn:aws:sts::123456789012:assumed-role/ops/alice",
+        "changes": [],
         "start_lease_until": "2026-11-01T02:01:00Z",
         "version": 1
     })
@@ -259,6 +261,8 @@ fn backup_succeeded_record() -> Value {
         "error": null,
         "selection": {"instance_ids": ["i-0a1b2c3d4e5f60718"], "volume_ids": []},
         "client_token": "first-try",
+        "requested_by": "arn:aws:sts::123456789012:assumed-role/ops/alice",
+        "changes": [],
         "start_lease_until": null,
         "version": 9
     })
@@ -327,6 +331,8 @@ fn restore_started_record() -> Value {
         "lease": null,
         "error": null,
         "client_token": "restore-2026-11-21",
+        "requested_by": "arn:aws:sts::123456789012:assumed-role/ops/alice",
+        "changes": [],
         "version": 2
     })
 }
@@ -394,6 +400,8 @@ fn restore_succeeded_record() -> Value {
         "lease": null,
         "error": null,
         "client_token": "restore-2026-11-21",
+        "requested_by": "arn:aws:sts::123456789012:assumed-role/ops/alice",
+        "changes": [],
         "version": 14
     })
 }
@@ -508,6 +516,10 @@ pub fn policy() -> Value {
         "created_at": "2026-10-31T17:12:03Z",
         "updated_at": "2026-11-20T02:00:41Z",
         "owners": ["arn:aws:sts::123456789012:assumed-role/ops/alice"],
+        "changes": [
+            {"what": "create", "by": "arn:aws:sts::123456789012:assumed-role/ops/alice", "at": "2026-10-31T17:12:03Z"},
+            {"what": "attach si-demo", "by": "arn:aws:sts::123456789012:assumed-role/ops/alice", "at": "2026-10-31T17:12:03Z"}
+        ],
         "version": 21
     })
 }

@@ -510,6 +510,12 @@ pub struct BackupRecord {
     /// The record's version; every change increments it.
     #[schema(minimum = 1)]
     version: u64,
+    /// Who asked for it: the IAM principal or the JWT subject of the request (`snapnest` for
+    /// what the scheduled functions start).
+    #[schema(required = true)]
+    requested_by: Option<String>,
+    /// What was asked of it since, by whom and when.
+    changes: Vec<Change>,
     /// What a person reads first: counts by status, duration, bytes, the cause, what to do next.
     summary: Summary,
 }
@@ -600,6 +606,12 @@ pub struct RestoreRecord {
     client_token: Option<String>,
     #[schema(minimum = 1)]
     version: u64,
+    /// Who asked for it: the IAM principal or the JWT subject of the request (`snapnest` for
+    /// what the scheduled functions start).
+    #[schema(required = true)]
+    requested_by: Option<String>,
+    /// What was asked of it since, by whom and when.
+    changes: Vec<Change>,
     /// What a person reads first: counts by status, duration, bytes, the cause, what to do next.
     summary: Summary,
 }
@@ -846,6 +858,8 @@ pub struct Policy {
     updated_at: Timestamp,
     /// Who the policy belongs to: whoever created it.
     owners: Vec<String>,
+    /// Who made, changed, suspended, resumed it or changed its targets, and when (the last 20).
+    changes: Vec<Change>,
     #[schema(minimum = 1)]
     version: u64,
 }
@@ -948,4 +962,15 @@ pub struct Summary {
     causes: Vec<String>,
     /// What to do next.
     next: String,
+}
+
+/// Something asked of a record after it was made.
+#[derive(ToSchema)]
+pub struct Change {
+    #[schema(example = "cancel")]
+    what: String,
+    /// The IAM principal or the JWT subject of the request.
+    #[schema(example = "arn:aws:sts::123456789012:assumed-role/ops/alice")]
+    by: String,
+    at: Timestamp,
 }
