@@ -81,11 +81,15 @@ impl WithSummary<RestoreRecord> {
     }
 }
 
-fn causes<'a>(failed: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> Vec<String> {
-    failed
+/// The resources by status, and the first causes of the failed ones as `resource: cause`.
+fn counted<'a>(items: impl Iterator<Item = (&'a str, ItemStatus, Option<&'a str>)> + Clone) -> (Counts, Vec<String>) {
+    let counts = Counts::of(items.clone().map(|(_, status, _)| status));
+    let causes = items
+        .filter(|(_, status, _)| *status == ItemStatus::Failed)
         .take(CAUSES_QUOTED)
-        .map(|(resource, error)| format!("{resource}: {}", error.unwrap_or("no cause given")))
-        .collect()
+        .map(|(resource, _, error)| format!("{resource}: {}", error.unwrap_or("no cause given")))
+        .collect();
+    (counts, causes)
 }
 
 fn duration(started: Timestamp, finished: Option<Timestamp>, now: Timestamp) -> i64 {
@@ -94,14 +98,8 @@ fn duration(started: Timestamp, finished: Option<Timestamp>, now: Timestamp) -> 
 
 /// A backup point's summary at `now`.
 pub fn of_backup(record: &BackupRecord, now: Timestamp) -> Summary {
-    let resources = Counts::of(record.items.iter().map(|i| i.status));
-    let failed: Vec<(&str, Option<&str>)> = record
-        .items
-        .iter()
-        .filter(|i| i.status == ItemStatus::Failed)
-        .map(|i| (i.resource_id.as_str(), i.error.as_deref()))
-        .collect();
-    let causes = causes(failed.iter().copied());
+    let items = record.items.iter().map(|i| (i.resource_id.as_str(), i.status, i.error.as_deref()));
+    let (resources, causes) = counted(items);
     let first = causes.first().cloned().unwrap_or_default();
     let id = &record.backup_id;
     let (headline, cause, next) = match record.status {
@@ -187,14 +185,8 @@ fn phase_words(phase: RestorePhase) -> &'static str {
 
 /// A restore's summary at `now`.
 pub fn of_restore(record: &RestoreRecord, now: Timestamp) -> Summary {
-    let resources = Counts::of(record.items.iter().map(|i| i.status));
-    let failed: Vec<(&str, Option<&str>)> = record
-        .items
-        .iter()
-        .filter(|i| i.status == ItemStatus::Failed)
-        .map(|i| (i.resource_id.as_str(), i.error.as_deref()))
-        .collect();
-    let causes = causes(failed.iter().copied());
+    let items = record.items.iter().map(|i| (i.resource_id.as_str(), i.status, i.error.as_deref()));
+    let (resources, causes) = counted(items);
     let first = causes.first().cloned().unwrap_or_default();
     let cause_of_record = record.error.clone().or_else(|| (!first.is_empty()).then(|| first.clone()));
     let id = &record.restore_id;
