@@ -61,6 +61,18 @@ async fn the_largest_request_answers_202_after_a_few_round_trips_and_its_start_r
     let again = start_backup::handle(&app, sqs_event(&queued)).await;
     assert!(again.batch_item_failures.is_empty());
     assert_eq!(world.sim.mutations().unwrap() - mutations_before, 109);
+
+    // AND a list shows the point compact — a page of 100 such points stays far inside a Lambda
+    // response's 6 MB — while its describe holds every resource
+    let list = snapnest_e2e::http_event("admin-api-list-backups.json", &[("si-demo", "si-large")], None);
+    let (status, page) = snapnest_e2e::call(admin_api::router(app.clone()), list).await;
+    assert_eq!(status, 200, "{page}");
+    let listed = page["items"][0].to_string().len();
+    assert!(listed * 100 < 1 << 20, "{listed} bytes for one listed point");
+    assert_eq!(page["items"][0]["summary"]["resources"]["total"], 1594);
+    assert!(page["items"][0].get("items").is_none());
+    let described = serde_json::to_string(&point).unwrap().len();
+    assert!(described > 500_000, "{described} bytes described");
 }
 
 #[tokio::test]

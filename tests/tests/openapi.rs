@@ -598,6 +598,10 @@ fn round_trip(schema: &str, value: &Value) -> Value {
             let now = record.finished_at.unwrap_or(record.started_at + chrono::Duration::minutes(1));
             serde_json::to_value(WithSummary::restore(record, now))
         }
+        "BackupListing" => serde_json::to_value(
+            serde_json::from_value::<snapnest_core::summary::BackupListing>(value.clone())
+                .unwrap_or_else(|e| panic!("{}", unreadable(e))),
+        ),
         "Policy" => serde_json::to_value(
             serde_json::from_value::<Policy>(value.clone()).unwrap_or_else(|e| panic!("{}", unreadable(e))),
         ),
@@ -609,7 +613,7 @@ fn round_trip(schema: &str, value: &Value) -> Value {
         "Capacity" => serde_json::to_value(capacity_of(value)),
         page if page.ends_with("Page") => {
             let item = &page[..page.len() - "Page".len()];
-            let item = if item == "Backup" { "BackupRecord" } else { item };
+            let item = if item == "Backup" { "BackupListing" } else { item };
             let items: Vec<Value> =
                 value["items"].as_array().expect("a page has items").iter().map(|v| round_trip(item, v)).collect();
             serde_json::to_value(Page { items, next_token: value["next_token"].as_str().map(str::to_owned) })

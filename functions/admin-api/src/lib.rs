@@ -11,7 +11,7 @@ use snapnest_core::model::{BackupRecord, RestoreRecord};
 use snapnest_core::policy::{Policy, PolicyRequest, PolicyState, TargetsRequest};
 use snapnest_core::retention::RetentionRequest;
 use snapnest_core::status::JobStatus;
-use snapnest_core::summary::WithSummary;
+use snapnest_core::summary::{BackupListing, WithSummary};
 use snapnest_core::{validate, Error, Snapnest};
 use snapnest_lambda::api::{
     self, Acting, ApiError, BackupId, ErrorBody, JobId, JsonBody, Page, PageQuery, PathParams, PolicyId, QueryParams,
@@ -78,10 +78,10 @@ impl JobFilter {
     responses(
         (
             status = 200,
-            description = "A page of backup records (empty for a service instance without backups).",
+            description = "A page of backup points, each as listed (its resources are in GET /backups/{backup_id}); empty for a service instance without backups.",
             body = schema::BackupPage,
             example = json!({
-                "items": [examples::backup_succeeded()],
+                "items": [examples::backup_listed()],
                 "next_token": "1793498400000:bk-3f9c2a7d41e84b0c9a15"
             })
         ),
@@ -105,11 +105,11 @@ async fn list_backups(
     Acting(app): Acting,
     PathParams(ServiceInstanceId(id)): PathParams<ServiceInstanceId>,
     QueryParams(page): QueryParams<PageQuery>,
-) -> Result<Json<Page<WithSummary<BackupRecord>>>, ApiError> {
+) -> Result<Json<Page<BackupListing>>, ApiError> {
     let (limit, cursor) = page.page()?;
     let (records, next) = app.backups.list(&id, limit, cursor.as_ref()).await?;
     let now = app.clock.now();
-    Ok(Json((records.into_iter().map(|r| WithSummary::backup(r, now)).collect(), next).into()))
+    Ok(Json((records.iter().map(|r| BackupListing::of(r, now)).collect(), next).into()))
 }
 
 /// Describe a backup point

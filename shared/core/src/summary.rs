@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{BackupRecord, RestoreMode, RestorePhase, RestoreRecord, Timestamp};
+use crate::ids::{BackupId, PolicyId};
+use crate::model::{BackupRecord, RestoreMode, RestorePhase, RestoreRecord, Timestamp, Trigger};
 use crate::status::{ItemStatus, JobStatus};
 
 /// How many causes a summary quotes; the items hold every one.
@@ -65,6 +66,53 @@ pub struct WithSummary<T> {
     #[serde(flatten)]
     pub record: T,
     pub summary: Summary,
+}
+
+/// A backup point in a list: what tells points apart and its summary, not its resources (a
+/// point of 1,594 items is about a megabyte; GET /backups/{id} has them), so a page of the
+/// largest points stays far inside a Lambda response's 6 MB.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupListing {
+    pub backup_id: BackupId,
+    pub service_instance_id: String,
+    pub region: String,
+    pub status: JobStatus,
+    pub trigger: Trigger,
+    pub policy_id: Option<PolicyId>,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+    pub snapshot_bytes: u64,
+    pub damaged: bool,
+    /// The copy to another region, if the point has one: its region and status.
+    pub replication_region: Option<String>,
+    pub replication_status: Option<JobStatus>,
+    pub requested_by: Option<String>,
+    pub summary: Summary,
+}
+
+impl BackupListing {
+    /// How `record` is listed at `now`.
+    pub fn of(record: &BackupRecord, now: Timestamp) -> Self {
+        let replication = record.replication.as_ref();
+        Self {
+            backup_id: record.backup_id.clone(),
+            service_instance_id: record.service_instance_id.clone(),
+            region: record.region.clone(),
+            status: record.status,
+            trigger: record.trigger,
+            policy_id: record.policy_id.clone(),
+            started_at: record.started_at,
+            finished_at: record.finished_at,
+            expires_at: record.expires_at,
+            snapshot_bytes: record.snapshot_bytes,
+            damaged: record.damaged,
+            replication_region: replication.map(|r| r.region.clone()),
+            replication_status: replication.map(|r| r.status),
+            requested_by: record.requested_by.clone(),
+            summary: of_backup(record, now),
+        }
+    }
 }
 
 impl WithSummary<BackupRecord> {

@@ -16,6 +16,13 @@ pub fn backup_succeeded() -> Value {
     backup_as_answered(backup_succeeded_record())
 }
 
+/// [`backup_succeeded`] as a list shows it.
+pub fn backup_listed() -> Value {
+    let record: BackupRecord = serde_json::from_value(backup_succeeded_record()).expect("a backup record");
+    let now = record.finished_at.unwrap_or(record.started_at);
+    serde_json::to_value(summary::BackupListing::of(&record, now)).expect("serializes")
+}
+
 /// An in-place restore taking its safety backup.
 pub fn restore_started() -> Value {
     restore_as_answered(restore_started_record())

@@ -905,10 +905,40 @@ pub struct Capacity {
     replica_bytes: u64,
 }
 
-/// A page of backup records, newest first.
+/// A backup point as a list shows it: what tells points apart and its summary; its
+/// resources are in `GET /backups/{backup_id}`.
+#[derive(ToSchema)]
+pub struct BackupListing {
+    #[schema(example = "bk-3f9c2a7d41e84b0c9a15")]
+    backup_id: String,
+    service_instance_id: String,
+    region: String,
+    status: JobStatus,
+    trigger: Trigger,
+    #[schema(required = true)]
+    policy_id: Option<String>,
+    started_at: Timestamp,
+    #[schema(required = true)]
+    finished_at: Option<Timestamp>,
+    /// Null = never expires.
+    #[schema(required = true)]
+    expires_at: Option<Timestamp>,
+    snapshot_bytes: u64,
+    damaged: bool,
+    /// The region it is copied to, if it is.
+    #[schema(required = true)]
+    replication_region: Option<String>,
+    #[schema(required = true)]
+    replication_status: Option<JobStatus>,
+    #[schema(required = true)]
+    requested_by: Option<String>,
+    summary: Summary,
+}
+
+/// A page of backup points, newest first.
 #[derive(ToSchema)]
 pub struct BackupPage {
-    items: Vec<BackupRecord>,
+    items: Vec<BackupListing>,
     /// Pass as `next_token` for the next page; null on the last page.
     #[schema(required = true)]
     next_token: Option<String>,
