@@ -271,3 +271,46 @@ async fn every_record_says_who_asked_for_it_and_for_each_change_since() {
         .collect();
     assert_eq!(who, vec![("create".to_owned(), alice.to_owned()), ("suspend".to_owned(), carol.to_owned())]);
 }
+
+#[tokio::test]
+async fn in_jwt_mode_each_route_needs_its_scope() {
+    // GIVEN the functions as deployed in JWT mode and dana, whose group owns si-demo
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _sim) = local_service(dir.path(), &[("SNAPNEST_IDENTITY", "verified")]).await;
+    own(&app, DEMO_SERVICE_INSTANCE, "ops").await;
+    let as_jwt = |scope: &str, method: &str, path: &str| {
+        let mut ev = event("create-backup.json");
+        ev["rawPath"] = json!(path);
+        ev["requestContext"]["http"]["method"] = json!(method);
+        ev["requestContext"]["http"]["path"] = json!(path);
+        ev["body"] = json!("{}");
+        ev["requestContext"]["authorizer"] = json!({"jwt": {
+            "claims": {"sub": "dana", "cognito:groups": "[ops]", "scope": scope},
+            "scopes": null
+        }});
+        ev
+    };
+    let backups = "/service-instances/si-demo/backups";
+    // WHEN a token with snapnest/read only lists THEN it may; WHEN it starts a backup THEN 403
+    let (status, _) = call(admin_api::router(app.clone()), as_jwt("snapnest/read", "GET", backups)).await;
+    assert_eq!(status, 200);
+    let (status, refused) = call(create_backup::router(app.clone()), as_jwt("snapnest/read", "POST", backups)).await;
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(refused["error"], "Forbidden");
+    assert_eq!(
+        refused["message"],
+        "POST /service-instances/si-demo/backups needs the scope snapnest/backup; the token has snapnest/read"
+    );
+    assert!(app.backups.list(DEMO_SERVICE_INSTANCE, 10, None).await.unwrap().0.is_empty(), "nothing written");
+    // AND with snapnest/backup it may; a restore needs snapnest/restore, a policy snapnest/admin
+    let (status, created) =
+        call(create_backup::router(app.clone()), as_jwt("openid snapnest/backup", "POST", backups)).await;
+    assert_eq!(status, 202, "{created}");
+    let restores = format!("/backups/{}/restores", created["backup_id"].as_str().unwrap());
+    let (status, _) = call(restore::router(app.clone()), as_jwt("snapnest/backup", "POST", &restores)).await;
+    assert_eq!(status, 403);
+    let (status, _) = call(admin_api::router(app.clone()), as_jwt("snapnest/restore", "POST", "/policies")).await;
+    assert_eq!(status, 403);
+    let (status, answer) = call(admin_api::router(app.clone()), as_jwt("snapnest/admin", "GET", "/policies")).await;
+    assert_eq!(status, 200, "{answer}");
+}

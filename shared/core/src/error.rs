@@ -17,6 +17,9 @@ pub enum Error {
     /// The request carries no identity the deployment trusts.
     #[error("{0}")]
     Unauthenticated(String),
+    /// The identity is known but may not use this route (a JWT without the route's scope).
+    #[error("{0}")]
+    Forbidden(String),
     /// The request is valid but the current state forbids it.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },

@@ -65,6 +65,7 @@ impl ApiError {
             Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Cloud(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
@@ -78,6 +79,7 @@ impl ApiError {
             Error::BadRequest { code, .. } | Error::Conflict { code, .. } => code,
             Error::NotFound { .. } => "NotFound",
             Error::Unauthenticated(_) => "Unauthenticated",
+            Error::Forbidden(_) => "Forbidden",
             Error::Store(_) => "MetadataSyncFailed",
             Error::Cloud(_) => "CloudError",
         }
@@ -406,7 +408,14 @@ fn caller_of(parts: &Parts, admins: &[String], trust_unverified: bool) -> Result
         if let Some(arn) = authorizer.iam.as_ref().and_then(|iam| iam.user_arn.as_deref()) {
             return Ok(Caller::from_iam_arn(arn, admins));
         }
-        if let Some(claims) = authorizer.jwt.as_ref().map(|jwt| &jwt.claims) {
+        if let Some(jwt) = authorizer.jwt.as_ref() {
+            let claims = &jwt.claims;
+            check_scope(
+                &parts.method,
+                parts.uri.path(),
+                claims.get("scope").or_else(|| claims.get("scp")),
+                &jwt.scopes,
+            )?;
             if let Some(subject) = claims.get("sub") {
                 // HTTP APIs hand array claims over as one string: "[admins ops]".
                 let groups = claims.get("cognito:groups").or_else(|| claims.get("groups"));
@@ -433,6 +442,41 @@ fn caller_of(parts: &Parts, admins: &[String], trust_unverified: bool) -> Result
         }
         None => Caller::system(),
     })
+}
+
+/// The JWT scope each route needs: reading anything `snapnest/read`; backups (start, retention,
+/// cancel of a backup or replication) `snapnest/backup`; restores (start, roll-back, cancel)
+/// `snapnest/restore`; policies `snapnest/admin`, which also stands for every other scope.
+pub fn scope_for(method: &axum::http::Method, path: &str) -> &'static str {
+    if method == axum::http::Method::GET {
+        "snapnest/read"
+    } else if path.starts_with("/policies") {
+        "snapnest/admin"
+    } else if path.ends_with("/restores") || path.ends_with("/rollback") || path.starts_with("/jobs/rs-") {
+        "snapnest/restore"
+    } else {
+        "snapnest/backup"
+    }
+}
+
+/// A JWT caller may use a route only with its scope (or `snapnest/admin`): the token's
+/// `scope` claim (space-separated, OAuth 2.0) or `scp`, or the scopes API Gateway read from it.
+fn check_scope(
+    method: &axum::http::Method,
+    path: &str,
+    claim: Option<&String>,
+    verified: &Option<Vec<String>>,
+) -> Result<(), ApiError> {
+    let needed = scope_for(method, path);
+    let held: Vec<&str> = claim
+        .map(|c| c.trim_matches(['[', ']']).split([' ', ',']).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    let held: Vec<&str> = held.into_iter().chain(verified.iter().flatten().map(String::as_str)).collect();
+    if held.iter().any(|s| *s == needed || *s == "snapnest/admin") {
+        return Ok(());
+    }
+    let has = if held.is_empty() { "none".to_owned() } else { held.join(" ") };
+    Err(Error::Forbidden(format!("{method} {path} needs the scope {needed}; the token has {has}")).into())
 }
 
 pub fn router(routes: Routes, app: Arc<Snapnest>) -> Router {
@@ -506,6 +550,25 @@ mod tests {
             message("{\n\"n\": 1,,}").await,
             "request body: not valid JSON: key must be a string (at line 2, character 8)"
         );
+    }
+
+    #[test]
+    fn each_route_needs_its_scope_and_admin_stands_for_all() {
+        use axum::http::Method;
+        let scope = |method: Method, path: &str| scope_for(&method, path);
+        assert_eq!(scope(Method::GET, "/restores/rs-1"), "snapnest/read");
+        assert_eq!(scope(Method::POST, "/service-instances/si-1/backups"), "snapnest/backup");
+        assert_eq!(scope(Method::PATCH, "/backups/bk-1/retention"), "snapnest/backup");
+        assert_eq!(scope(Method::POST, "/jobs/bk-1/cancel"), "snapnest/backup");
+        assert_eq!(scope(Method::POST, "/jobs/rs-1/cancel"), "snapnest/restore");
+        assert_eq!(scope(Method::POST, "/backups/bk-1/restores"), "snapnest/restore");
+        assert_eq!(scope(Method::POST, "/restores/rs-1/rollback"), "snapnest/restore");
+        assert_eq!(scope(Method::DELETE, "/policies/pl-1"), "snapnest/admin");
+        let post = Method::POST;
+        assert!(check_scope(&post, "/policies", Some(&"openid snapnest/admin".to_owned()), &None).is_ok());
+        assert!(check_scope(&post, "/policies", None, &Some(vec!["snapnest/admin".into()])).is_ok());
+        let refused = check_scope(&post, "/policies", None, &None).unwrap_err();
+        assert_eq!((refused.status(), refused.code()), (StatusCode::FORBIDDEN, "Forbidden"));
     }
 
     #[test]
