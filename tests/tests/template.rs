@@ -573,3 +573,17 @@ fn literal_scan_reads_only_whole_variable_names() {
     let sub = json!({ "Fn::Sub": r#"{"Statement": [{"Action": "a:B", "Resource": "arn:${AWS::Partition}:x:${!Literal}"}]}"# });
     assert_eq!(policy_document("p", sub)["Statement"][0]["Resource"], "arn:X:x:${Literal}");
 }
+
+#[test]
+fn the_api_logs_who_called_what() {
+    let template = template();
+    let api =
+        resources(&template).values().find(|r| r["Type"] == "AWS::Serverless::HttpApi").expect("the HTTP API").clone();
+    let settings = &api["Properties"]["AccessLogSettings"];
+    assert!(settings["DestinationArn"].is_object(), "access logs go to a log group of the stack: {settings}");
+    let format = settings["Format"].as_str().expect("a format");
+    let line: Value = serde_json::from_str(format).expect("one JSON object per request");
+    for field in ["caller", "jwtSubject", "routeKey", "status", "requestId"] {
+        assert!(line.get(field).is_some(), "{field} is not in the access log: {format}");
+    }
+}
