@@ -429,6 +429,14 @@ impl Clock for Ticking {
     }
 }
 
+/// A copy of `before`'s world and its use cases on a [`Ticking`] clock from `start`: a run
+/// given a budget of `n` seconds is cut off after `n` readings of the clock.
+fn ticking_copy(before: &Sandbox, start: snapnest_core::clock::Timestamp) -> (Sandbox, Snapnest) {
+    let copy = Sandbox::copy_of(before);
+    let app = copy.app.with_clock(Arc::new(Ticking(std::sync::Mutex::new(start))));
+    (copy, app)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expiry_cut_off_by_its_time_budget_at_any_point_is_finished_by_the_next_run() {
     // GIVEN a point of si-demo (six volume snapshots and a database's) whose retention is over
@@ -439,8 +447,7 @@ async fn an_expiry_cut_off_by_its_time_budget_at_any_point_is_finished_by_the_ne
     let mut cuts = 0;
     for budget in 1.. {
         // WHEN an expire-retention run's time is up after `budget` seconds
-        let c = Sandbox::copy_of(&before);
-        let app = c.app.with_clock(Arc::new(Ticking(std::sync::Mutex::new(due))));
+        let (c, app) = ticking_copy(&before, due);
         let summary = app.retention.expire_due_until(Some(due + chrono::Duration::seconds(budget))).await.unwrap();
         if !summary.stopped_at_budget {
             assert_eq!(summary.points_expired, 1, "a budget that does not cut finishes: {summary:?}");
@@ -494,8 +501,7 @@ async fn a_poll_cut_off_by_its_time_budget_at_any_point_is_finished_by_the_next_
     let mut cuts = 0;
     for budget in 1.. {
         // WHEN a poll-status pass's time is up after `budget` seconds
-        let c = Sandbox::copy_of(&before);
-        let app = c.app.with_clock(Arc::new(Ticking(std::sync::Mutex::new(start))));
+        let (c, app) = ticking_copy(&before, start);
         let summary = app.poller.poll_active_until(Some(start + chrono::Duration::seconds(budget))).await.unwrap();
         if !summary.stopped_at_budget {
             break;
@@ -534,8 +540,7 @@ async fn a_replication_cut_off_by_its_time_budget_at_any_point_is_finished_by_th
     let mut cuts = 0;
     for budget in 1.. {
         // WHEN a replicate run's time is up after `budget` seconds
-        let c = Sandbox::copy_of(&before);
-        let app = c.app.with_clock(Arc::new(Ticking(std::sync::Mutex::new(start))));
+        let (c, app) = ticking_copy(&before, start);
         let summary = app.replication.replicate_due_until(Some(start + chrono::Duration::seconds(budget))).await;
         if !summary.unwrap().stopped_at_budget {
             break;

@@ -16,7 +16,7 @@ pub async fn handle(app: &Snapnest, event: SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for message in event.records {
         let id = message.message_id.clone().unwrap_or_default();
-        let work = match serde_json::from_str::<Work>(message.body.as_deref().unwrap_or_default()) {
+        let work = match Work::from_body(message.body.as_deref().unwrap_or_default()) {
             Ok(work) => work,
             Err(e) => {
                 error!(message_id = %id, error = %e, "not a piece of work; left to the failure queue");

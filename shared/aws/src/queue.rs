@@ -21,7 +21,7 @@ impl SqsQueue {
 #[async_trait]
 impl WorkQueue for SqsQueue {
     async fn send(&self, work: &Work) -> Result<(), QueueError> {
-        let body = serde_json::to_string(work).map_err(|e| QueueError::Unavailable(e.to_string()))?;
+        let body = work.to_body();
         // The SDK retries throttling and transient failures (adaptive mode, sdk_config).
         self.sqs.send_message().queue_url(&self.queue_url).message_body(body).send().await.map(drop).map_err(|e| {
             let code = e.code().unwrap_or("unknown");

@@ -25,7 +25,7 @@ const RECORDS_IN_FLIGHT: usize = 8;
 /// Whether a backup's header says poll-status has work on it: running, or cancelled with
 /// snapshots to delete (a finished point is active for its replication, replicate's work).
 fn has_work_to_poll(doc: &crate::store::Document) -> bool {
-    let status = doc.body.get("status").and_then(|s| s.as_str()).and_then(|s| s.parse::<JobStatus>().ok());
+    let status = crate::records::header_status(doc);
     let cleanup_pending = doc.body.get("cleanup_pending").and_then(|c| c.as_bool()).unwrap_or(false);
     !status.is_some_and(JobStatus::is_terminal) || cleanup_pending
 }

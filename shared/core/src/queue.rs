@@ -23,6 +23,18 @@ pub enum Work {
     StartBackup { backup_id: BackupId, version: u64 },
 }
 
+impl Work {
+    /// The message body that carries it.
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).expect("work serializes")
+    }
+
+    /// The work a message body carries.
+    pub fn from_body(body: &str) -> Result<Work, serde_json::Error> {
+        serde_json::from_str(body)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("the work queue did not take the message: {0}")]

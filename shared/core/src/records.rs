@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::model::{BackupRecord, RestoreMode, RestorePhase, RestoreRecord, Timestamp};
+use crate::status::JobStatus;
 use crate::store::{Collection, Cursor, Document, Row, Store, StoreError, StoredRows};
 
 /// A record kept in the store.
@@ -202,6 +203,12 @@ fn from_parts<R: StoredRecord>(doc: Document, rows: Vec<Row>) -> Result<R> {
     Ok(record)
 }
 
+/// The status a backup or restore's header document says, read without its item rows; none
+/// when the header has no readable one.
+pub fn header_status(doc: &Document) -> Option<JobStatus> {
+    doc.body.get("status")?.as_str()?.parse().ok()
+}
+
 /// Typed access to the store: every read, insert and conditional save of a record goes
 /// through here. Cheap to clone; each service holds one.
 #[derive(Clone)]
@@ -272,7 +279,7 @@ impl Records {
 
     /// Every record a scheduled function has work on.
     pub async fn active<R: StoredRecord>(&self) -> Result<Vec<R>> {
-        self.read_all(self.store.list_active(R::COLLECTION).await?).await
+        self.active_where(|_| true).await
     }
 
     /// The records a scheduled function has work on whose header `wanted` keeps: the others'

@@ -74,27 +74,23 @@ pub async fn describe_running(
     cloud: &dyn Cloud,
     backups: &[&BackupRecord],
 ) -> Result<HashMap<String, SnapshotStatus>, CloudError> {
-    let (mut backup_ids, mut volume_ids, mut db_ids) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut backup_ids, mut running) = (Vec::new(), Vec::new());
     for backup in backups {
-        let running = crate::backup::lifecycle::running_snapshots(backup);
-        if running.iter().any(|(kind, _)| *kind == ResourceKind::Volume) {
+        let of_backup = crate::backup::lifecycle::running_snapshots(backup);
+        if of_backup.iter().any(|(kind, _)| *kind == ResourceKind::Volume) {
             backup_ids.push(backup.backup_id.to_string());
         }
-        for (kind, id) in running {
-            match kind {
-                ResourceKind::Volume => volume_ids.push(id),
-                ResourceKind::Database => db_ids.push(id),
-            }
-        }
+        running.extend(of_backup);
     }
     let mut reported = HashMap::new();
     if !backup_ids.is_empty() {
         let listed = cloud.describe_snapshots_tagged(tag::BACKUP_ID, &backup_ids).await?;
         reported.extend(listed.into_iter().map(|s| (s.snapshot_id.clone(), s)));
     }
-    let missed = volume_ids.into_iter().filter(|id| !reported.contains_key(id)).map(|id| (ResourceKind::Volume, id));
-    let by_id = describe_snapshots(cloud, missed.chain(db_ids.into_iter().map(|id| (ResourceKind::Database, id))));
-    reported.extend(by_id.await?);
+    // The DB snapshots, and any EBS snapshot the listing missed, by id.
+    let unlisted = running.into_iter().filter(|(_, id)| !reported.contains_key(id));
+    let by_id = describe_snapshots(cloud, unlisted).await?;
+    reported.extend(by_id);
     Ok(reported)
 }
 

@@ -20,7 +20,7 @@ pub fn sqs_event(works: &[Work]) -> SqsEvent {
         .map(|work| {
             let mut message = SqsMessage::default();
             message.message_id = Some(uuid::Uuid::new_v4().to_string());
-            message.body = Some(serde_json::to_string(work).expect("work serializes"));
+            message.body = Some(work.to_body());
             message.event_source = Some("aws:sqs".into());
             message
         })

@@ -345,7 +345,7 @@ impl BackupService {
     /// the record's header only, never its item rows.
     async fn was_cancelled(&self, backup_id: &BackupId) -> bool {
         match self.records.store().get(crate::store::Collection::Backups, backup_id).await {
-            Ok(Some(doc)) => doc.body.get("status").and_then(|s| s.as_str()) == Some(JobStatus::Cancelled.as_str()),
+            Ok(Some(doc)) => crate::records::header_status(&doc) == Some(JobStatus::Cancelled),
             _ => false,
         }
     }
