@@ -36,6 +36,8 @@ def main() -> None:
         KeySchema=props["KeySchema"],
         GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"],
         DeletionProtectionEnabled=False,
+        # publish-events reads the table's stream (docs/events.md).
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": props["StreamSpecification"]["StreamViewType"]},
     )
     client.get_waiter("table_exists").wait(TableName=name)
     ttl = props["TimeToLiveSpecification"]

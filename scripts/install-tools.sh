@@ -6,7 +6,9 @@
 #   cfn-lint      — validates template.yaml
 # and, from the npm registry into tests/iam/node_modules, the IAM policy evaluator the IAM
 # test drives (@cloud-copilot/iam-simulate, pinned in tests/iam/package.json and
-# package-lock.json; needs Node 20+ and npm).
+# package-lock.json; needs Node 20+ and npm); for the web console's browser test
+# (tests/console), Debian's chromium package (pinned; apt-get, as root or through sudo) and
+# playwright-core (pinned in tests/console/package-lock.json) into tests/console/node_modules.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${SNAPNEST_TOOLS_DIR:-$root/.tools}/venv"
@@ -41,4 +43,27 @@ if ! cmp -s "$iam/package-lock.json" "$stamp"; then
     cp "$iam/package-lock.json" "$stamp"
 fi
 IAM_SIMULATE_VERSION="$(node -p "require('$iam/node_modules/@cloud-copilot/iam-simulate/package.json').version")"
-echo "tools ready in $venv/bin: cargo-lambda $CARGO_LAMBDA_VERSION, moto $MOTO_VERSION, cfn-lint $CFN_LINT_VERSION; iam-simulate $IAM_SIMULATE_VERSION in tests/iam" >&2
+
+# Chromium for the console test: Debian's own package at this version (it is what the test
+# drives through playwright-core's executablePath; playwright's browser downloads are not
+# used). Installed only when /usr/bin/chromium is missing or another version is installed.
+CHROMIUM_VERSION="156.0.8078.114-1~deb12u1"
+if [ ! -x /usr/bin/chromium ] \
+    || [ "$(dpkg-query -W -f='${Version}' chromium 2>/dev/null)" != "$CHROMIUM_VERSION" ]; then
+    sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    install_chromium() {
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            --allow-downgrades "chromium=$CHROMIUM_VERSION" "chromium-common=$CHROMIUM_VERSION" >/dev/null
+    }
+    # The package lists may not know this version yet: update them once and try again.
+    install_chromium || { $sudo apt-get update -qq && install_chromium; }
+fi
+console="$root/tests/console"
+stamp="$console/node_modules/.snapnest-package-lock.json"
+if ! cmp -s "$console/package-lock.json" "$stamp"; then
+    (cd "$console" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$console/package-lock.json" "$stamp"
+fi
+PLAYWRIGHT_CORE_VERSION="$(node -p "require('$console/node_modules/playwright-core/package.json').version")"
+echo "tools ready in $venv/bin: cargo-lambda $CARGO_LAMBDA_VERSION, moto $MOTO_VERSION, cfn-lint $CFN_LINT_VERSION; iam-simulate $IAM_SIMULATE_VERSION in tests/iam; chromium $CHROMIUM_VERSION; playwright-core $PLAYWRIGHT_CORE_VERSION in tests/console" >&2

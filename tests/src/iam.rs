@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use snapnest_core::cloud::Tags;
 
-use crate::recording_cloud::{CloudCall, QueueCall, StoreCall};
+use crate::recording_cloud::{BusCall, CloudCall, QueueCall, StoreCall};
 
 pub const ACCOUNT: &str = "123456789012";
 pub const PARTITION: &str = "aws";
@@ -623,6 +623,68 @@ pub fn queue_requests(call: &QueueCall) -> Vec<IamRequest> {
     }]
 }
 
+/// The account's default event bus, the one publish-events puts events on.
+pub fn default_bus_arn() -> String {
+    format!("arn:{PARTITION}:events:{HOME}:{ACCOUNT}:event-bus/default")
+}
+
+/// The table's stream (template.yaml `SnapnestTable.StreamArn`; the label is fixed for the test).
+pub fn stream_arn() -> String {
+    format!("{}/stream/2026-11-01T00:00:00.000", table_arn())
+}
+
+/// The failure queue (template.yaml `FailedInvocationsQueue`).
+pub fn failure_queue_arn() -> String {
+    format!("arn:{PARTITION}:sqs:{HOME}:{ACCOUNT}:snapnest-FailedInvocationsQueue")
+}
+
+/// What AWS authorises for a publish to the event bus: `events:PutEvents` on the default bus
+/// for each event, with its source and detail-type (EventBridge User Guide, "Using IAM policy
+/// conditions in Amazon EventBridge": `events:source`, `events:detail-type`; Service
+/// Authorization Reference, Amazon EventBridge: resource type `event-bus`).
+pub fn bus_requests(call: &BusCall) -> Vec<IamRequest> {
+    call.detail_types
+        .iter()
+        .map(|detail_type| IamRequest {
+            function: call.function.clone(),
+            action: "events:PutEvents".into(),
+            resource: default_bus_arn(),
+            // Both keys are multivalued: one value per entry of the request.
+            context: [
+                ("events:source".to_owned(), ContextValue::Many(vec![snapnest_core::events::SOURCE.to_owned()])),
+                ("events:detail-type".to_owned(), ContextValue::Many(vec![(*detail_type).to_owned()])),
+            ]
+            .into(),
+            origin: "EventBus::publish".into(),
+            gone: false,
+        })
+        .collect()
+}
+
+/// What Lambda does with a stream reader's role (Lambda Developer Guide, "Process DynamoDB
+/// records with Lambda", execution role permissions: DescribeStream, GetShardIterator,
+/// GetRecords, ListStreams on the stream; and the event source mapping's on-failure
+/// destination, "Retaining discarded batches": sqs:SendMessage on the queue), none of which
+/// goes through snapnest's code.
+pub fn stream_reader_requests(function: &str) -> Vec<IamRequest> {
+    let request = |action: &str, resource: String| IamRequest {
+        function: function.into(),
+        action: action.into(),
+        resource,
+        context: Context::new(),
+        origin: "event source mapping".into(),
+        gone: false,
+    };
+    vec![
+        request("dynamodb:DescribeStream", stream_arn()),
+        request("dynamodb:GetShardIterator", stream_arn()),
+        request("dynamodb:GetRecords", stream_arn()),
+        // No resource-level permission (Service Authorization Reference, Amazon DynamoDB).
+        request("dynamodb:ListStreams", "*".into()),
+        request("sqs:SendMessage", failure_queue_arn()),
+    ]
+}
+
 // ---------------------------------------------------------------------------------------
 // The roles of template.yaml
 
@@ -678,7 +740,9 @@ impl<'a> Resolver<'a> {
     fn attribute(&self, resource: &str, attribute: &str) -> Value {
         match (resource, attribute) {
             ("SnapnestTable", "Arn") => json!(table_arn()),
+            ("SnapnestTable", "StreamArn") => json!(stream_arn()),
             ("StartQueue", "Arn") => json!(start_queue_arn()),
+            ("FailedInvocationsQueue", "Arn") => json!(failure_queue_arn()),
             (resource, attribute) => json!(format!("arn:{PARTITION}:test:{HOME}:{ACCOUNT}:{resource}/{attribute}")),
         }
     }

@@ -3,10 +3,12 @@
 //! the functions' routes, and moto.
 
 pub mod aws_fixture;
+pub mod cli;
 pub mod iam;
 pub mod moto;
 pub mod recording_cloud;
 pub mod sandbox;
+pub mod stream;
 pub mod template;
 pub mod tripwire;
 pub mod watch;
@@ -140,4 +142,28 @@ pub async fn expire_at(
     at: chrono::DateTime<chrono::Utc>,
 ) -> snapnest_core::Result<snapnest_core::retention::ExpirySummary> {
     app.with_clock(Arc::new(FixedClock(at))).retention.expire_due().await
+}
+
+/// Clears what `cargo test` sets for the test binary itself (`CARGO_MANIFEST_DIR`,
+/// `CARGO_PKG_*`, `CARGO_CRATE_NAME`, …) from a command that builds with cargo (`cargo
+/// lambda watch`, `cargo run`): build scripts such as ring's rerun when those change, and the
+/// child would rebuild TLS and the AWS SDK, then the next plain build would rebuild them back.
+pub fn without_test_env(command: &mut std::process::Command) -> &mut std::process::Command {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let of_the_test = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix));
+        if of_the_test {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
 }

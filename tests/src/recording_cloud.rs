@@ -10,8 +10,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use snapnest_core::clock::Timestamp;
 use snapnest_core::cloud::*;
+use snapnest_core::events::{Event, EventBus, PublishError};
 use snapnest_core::queue::{QueueError, Work, WorkQueue};
 use snapnest_core::store::{Collection, Cursor, Document, Page, Row, Store, StoreError};
+use snapnest_local::events::InProcessBus;
 use snapnest_local::queue::InProcessQueue;
 use snapnest_local::simulated::SimulatedCloud;
 
@@ -48,6 +50,13 @@ pub struct QueueCall {
     pub work: Work,
 }
 
+/// One publish to the event bus: the detail-type of each event.
+#[derive(Debug, Clone)]
+pub struct BusCall {
+    pub function: String,
+    pub detail_types: Vec<&'static str>,
+}
+
 /// Everything recorded, and which function is running now.
 #[derive(Default)]
 pub struct CallLog {
@@ -55,6 +64,7 @@ pub struct CallLog {
     cloud: Mutex<Vec<CloudCall>>,
     store: Mutex<Vec<StoreCall>>,
     queue: Mutex<Vec<QueueCall>>,
+    bus: Mutex<Vec<BusCall>>,
     /// The KMS key of every volume and snapshot seen so far: a volume's from what discovery
     /// and describes report, a snapshot's from its volume, a copy's from the key it was
     /// made with (or its source's).
@@ -85,6 +95,10 @@ impl CallLog {
 
     pub fn queue_calls(&self) -> Vec<QueueCall> {
         self.queue.lock().unwrap().clone()
+    }
+
+    pub fn bus_calls(&self) -> Vec<BusCall> {
+        self.bus.lock().unwrap().clone()
     }
 
     fn function(&self) -> Option<String> {
@@ -671,5 +685,22 @@ impl WorkQueue for RecordingQueue {
             self.log.queue.lock().unwrap().push(QueueCall { function, work: work.clone() });
         }
         self.inner.send(work).await
+    }
+}
+
+/// The in-process event bus, writing down who published what.
+pub struct RecordingBus {
+    pub inner: Arc<InProcessBus>,
+    pub log: Arc<CallLog>,
+}
+
+#[async_trait]
+impl EventBus for RecordingBus {
+    async fn publish(&self, events: &[Event]) -> Result<(), PublishError> {
+        if let Some(function) = self.log.function() {
+            let detail_types = events.iter().map(|e| e.detail_type().as_str()).collect();
+            self.log.bus.lock().unwrap().push(BusCall { function, detail_types });
+        }
+        self.inner.publish(events).await
     }
 }

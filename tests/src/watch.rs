@@ -4,6 +4,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::event;
@@ -23,7 +24,7 @@ impl Watch {
         let port = free_port();
         let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
         let log = std::fs::File::create(log_dir.join("watch.log")).unwrap();
-        let child = Command::new(bin.join("cargo-lambda"))
+        let child = crate::without_test_env(&mut Command::new(bin.join("cargo-lambda")))
             .args(["lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", &port.to_string()])
             .args(["--env-var", "SNAPNEST_LOG_FORMAT=json"])
             // A new point's start goes to start-backup through watch's invoke API, as SQS
@@ -41,6 +42,33 @@ impl Watch {
         wait_for_port(port, Duration::from_secs(120));
         Watch { child, base: format!("http://127.0.0.1:{port}") }
     }
+
+    /// Each function's first call under watch builds and starts its process; these make
+    /// them without a deadline (each is refused or finds nothing, and changes nothing), so
+    /// a test's own calls and the schedules meet running functions.
+    pub async fn warm_up(&self) {
+        let watch = self;
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(1200)).build().unwrap();
+        let url = |path: &str| format!("{}{path}", watch.base);
+        let (status, answer) = call(&client, Method::GET, &url("/jobs"), None).await;
+        assert_eq!(status, 200, "admin-api: {answer}");
+        let (status, answer) =
+            call(&client, Method::POST, &url("/service-instances/si-demo/backups"), Some(json!({"warm_up": true})))
+                .await;
+        assert_eq!(status, 400, "create-backup: {answer}");
+        let (status, answer) = call(
+            &client,
+            Method::POST,
+            &url("/backups/bk-warm-up/restores"),
+            Some(json!({"mode": "in_place", "dry_run": true})),
+        )
+        .await;
+        assert_eq!(status, 404, "restore: {answer}");
+        invoke(&client, watch, "start-backup", "start-backup.json").await;
+        for function in ["poll-status", "replicate", "run-policies", "expire-retention"] {
+            invoke(&client, watch, function, &format!("{function}.json")).await;
+        }
+    }
 }
 
 impl Drop for Watch {
@@ -52,7 +80,7 @@ impl Drop for Watch {
 }
 
 /// Sends a request; the answer's status and JSON body.
-pub async fn call(client: &reqwest::Client, method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, Value) {
+pub async fn call(client: &reqwest::Client, method: Method, url: &str, body: Option<Value>) -> (u16, Value) {
     let mut request = client.request(method, url);
     if let Some(body) = body {
         request = request.json(&body);
@@ -66,7 +94,7 @@ pub async fn call(client: &reqwest::Client, method: reqwest::Method, url: &str, 
 /// Invokes a function through the Lambda invoke API with one of the `events/` files.
 pub async fn invoke(client: &reqwest::Client, watch: &Watch, function: &str, file: &str) -> Value {
     let url = format!("{}/2015-03-31/functions/{function}/invocations", watch.base);
-    let (status, answer) = call(client, reqwest::Method::POST, &url, Some(event(file))).await;
+    let (status, answer) = call(client, Method::POST, &url, Some(event(file))).await;
     assert_eq!(status, 200, "{function}: {answer}");
     answer
 }
@@ -75,7 +103,7 @@ pub async fn poll_until_done(client: &reqwest::Client, watch: &Watch, path: &str
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         invoke(client, watch, "poll-status", "poll-status.json").await;
-        let (status, record) = call(client, reqwest::Method::GET, &format!("{}{path}", watch.base), None).await;
+        let (status, record) = call(client, Method::GET, &format!("{}{path}", watch.base), None).await;
         assert_eq!(status, 200, "{record}");
         if !matches!(record["status"].as_str(), Some("Pending" | "Running")) {
             return record;
@@ -95,20 +123,15 @@ pub async fn backup_and_restore_over_http(watch: &Watch, si: &str) -> (Value, Va
 
     let (status, created) = call(
         &client,
-        reqwest::Method::POST,
+        Method::POST,
         &url(&format!("/service-instances/{si}/backups")),
         Some(json!({"retention_days": 3})),
     )
     .await;
     assert_eq!(status, 202, "{created}");
     let backup_id = created["backup_id"].as_str().unwrap().to_owned();
-    let (status, refused) = call(
-        &client,
-        reqwest::Method::POST,
-        &url(&format!("/service-instances/{si}/backups")),
-        Some(json!({"bogus": 1})),
-    )
-    .await;
+    let (status, refused) =
+        call(&client, Method::POST, &url(&format!("/service-instances/{si}/backups")), Some(json!({"bogus": 1}))).await;
     assert_eq!((status, refused["error"].as_str()), (400, Some("InvalidRequest")));
 
     // The request answered before any snapshot call; start-backup, invoked through watch as
@@ -117,7 +140,7 @@ pub async fn backup_and_restore_over_http(watch: &Watch, si: &str) -> (Value, Va
     assert_eq!(created["status"], "Pending", "{created:#}");
     let handed_over = Instant::now();
     loop {
-        let (_, record) = call(&client, reqwest::Method::GET, &url(&format!("/backups/{backup_id}")), None).await;
+        let (_, record) = call(&client, Method::GET, &url(&format!("/backups/{backup_id}")), None).await;
         if record["status"] != "Pending" {
             assert!(record["items"].as_array().unwrap().iter().all(|i| i["snapshot_id"].is_string()), "{record:#}");
             break;
@@ -129,26 +152,17 @@ pub async fn backup_and_restore_over_http(watch: &Watch, si: &str) -> (Value, Va
     let backup = poll_until_done(&client, watch, &format!("/backups/{backup_id}")).await;
     assert_eq!(backup["status"], "Succeeded", "{backup:#}");
 
-    let (status, list) =
-        call(&client, reqwest::Method::GET, &url(&format!("/service-instances/{si}/backups")), None).await;
+    let (status, list) = call(&client, Method::GET, &url(&format!("/service-instances/{si}/backups")), None).await;
     assert_eq!(status, 200);
     assert_eq!(list["items"][0]["backup_id"], backup_id.as_str());
-    let (status, extended) = call(
-        &client,
-        reqwest::Method::PATCH,
-        &url(&format!("/backups/{backup_id}/retention")),
-        Some(json!({"extend_days": 1})),
-    )
-    .await;
+    let (status, extended) =
+        call(&client, Method::PATCH, &url(&format!("/backups/{backup_id}/retention")), Some(json!({"extend_days": 1})))
+            .await;
     assert_eq!(status, 200, "{extended}");
 
-    let (status, restore) = call(
-        &client,
-        reqwest::Method::POST,
-        &url(&format!("/backups/{backup_id}/restores")),
-        Some(json!({"mode": "in_place"})),
-    )
-    .await;
+    let (status, restore) =
+        call(&client, Method::POST, &url(&format!("/backups/{backup_id}/restores")), Some(json!({"mode": "in_place"})))
+            .await;
     assert_eq!(status, 202, "{restore}");
     let restore_id = restore["restore_id"].as_str().unwrap();
     let restore = poll_until_done(&client, watch, &format!("/restores/{restore_id}")).await;

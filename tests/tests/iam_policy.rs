@@ -10,7 +10,9 @@
 //! poll-status and expire-retention through the services their handlers call. Scenarios
 //! reach the failure paths too: roll-backs of in-place restores (a refused attach, a
 //! cancel, a roll-back on request), cancelled backups and replications, damaged points,
-//! replaced resources past their keeping time. Each call is turned into the requests AWS
+//! replaced resources past their keeping time; publish-events publishes the events of every
+//! record's write (its `PutEvents`, the rows it reads for a cause, and the stream reads and
+//! failure-queue sends Lambda makes with its role). Each call is turned into the requests AWS
 //! authorises for it (`snapnest_e2e::iam`), with the tags sent and the tags the resource
 //! carried then, and evaluated against the role of the function that made it.
 
@@ -22,15 +24,19 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use snapnest_core::clock::Clock;
 use snapnest_core::cloud::{CloudProvider, Tags};
+use snapnest_core::events::EventPublisher;
 use snapnest_core::ids::{BackupId, JobId};
 use snapnest_core::store::Collection;
+use snapnest_core::store::Document;
 use snapnest_core::{Settings, Snapnest};
 use snapnest_e2e::iam::{self, IamRequest};
 use snapnest_e2e::moto::repo_root;
-use snapnest_e2e::recording_cloud::{CallLog, RecordingProvider, RecordingQueue, RecordingStore};
+use snapnest_e2e::recording_cloud::{CallLog, RecordingBus, RecordingProvider, RecordingQueue, RecordingStore};
+use snapnest_e2e::stream::Write;
 use snapnest_e2e::template::load_template;
 use snapnest_e2e::tripwire::SteppingClock;
 use snapnest_local::embedded::EmbeddedStore;
+use snapnest_local::events::InProcessBus;
 use snapnest_local::queue::InProcessQueue;
 use snapnest_local::retry::RetryingProvider;
 use snapnest_local::simulated::{SimSettings, SimulatedCloud, DEMO_SERVICE_INSTANCE};
@@ -39,7 +45,7 @@ const REGION: &str = iam::HOME;
 const DESTINATION: &str = "us-west-2";
 
 /// The functions of `template.yaml`, by package.
-const FUNCTIONS: [&str; 8] = [
+const FUNCTIONS: [&str; 9] = [
     "create-backup",
     "start-backup",
     "run-policies",
@@ -48,6 +54,7 @@ const FUNCTIONS: [&str; 8] = [
     "restore",
     "replicate",
     "admin-api",
+    "publish-events",
 ];
 
 struct World {
@@ -57,6 +64,8 @@ struct World {
     clock: Arc<SteppingClock>,
     log: Arc<CallLog>,
     starts: Arc<InProcessQueue>,
+    /// publish-events' use case, publishing to a recording bus.
+    publisher: EventPublisher,
 }
 
 impl World {
@@ -96,8 +105,23 @@ impl World {
         };
         let starts = Arc::new(InProcessQueue::default());
         let queue = Arc::new(RecordingQueue { inner: starts.clone(), log: log.clone() });
+        let bus = Arc::new(RecordingBus { inner: Arc::new(InProcessBus::default()), log: log.clone() });
+        let publisher = EventPublisher::new(store.clone(), bus);
         let app = Arc::new(Snapnest::new(store, clouds, clock.clone(), settings).with_queue(queue));
-        World { _dir: dir, app, sim, clock, log, starts }
+        World { _dir: dir, app, sim, clock, log, starts, publisher }
+    }
+
+    /// publish-events, given the table's stream as it would carry `writes` (each record
+    /// header's write as the DynamoDB store makes it).
+    async fn publish(&self, writes: &[(Option<Document>, Document)]) {
+        let writes: Vec<Write> = writes
+            .iter()
+            .enumerate()
+            .map(|(n, (old, new))| Write::of_documents(old.as_ref(), Some(new), n as u64 + 1, 1_796_000_000.0))
+            .collect();
+        let event = snapnest_e2e::stream::lambda_event(&writes, &iam::stream_arn());
+        let answer = self.log.run("publish-events", publish_events::handle(&self.publisher, event)).await;
+        assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
     }
 
     /// Tags every volume of the home region with its instance's service instance: what an
@@ -249,10 +273,12 @@ async fn run_scenarios() -> World {
     let policy_id = policy["policy_id"].as_str().expect("a policy id").to_owned();
     w.http_ok("admin-api", "GET", "/policies", None).await;
     w.http_ok("admin-api", "GET", &format!("/policies/{policy_id}"), None).await;
+    let policy_written = w.app.store.get(Collection::Policies, &policy_id).await.expect("read").expect("the policy");
     w.http_ok("admin-api", "POST", &format!("/policies/{policy_id}/suspend"), None).await;
     w.http_ok("admin-api", "POST", &format!("/policies/{policy_id}/resume"), None).await;
     let due = w.clock.now() + chrono::Duration::hours(2);
     w.log.run("run-policies", snapnest_e2e::run_policies_at(&w.app, due)).await.expect("run-policies");
+    let policy_ran = w.app.store.get(Collection::Policies, &policy_id).await.expect("read").expect("the policy");
     w.poll().await;
     w.http_ok("admin-api", "DELETE", &format!("/policies/{policy_id}"), None).await;
 
@@ -350,6 +376,21 @@ async fn run_scenarios() -> World {
         let at = later + chrono::Duration::minutes(run);
         w.log.run("expire-retention", snapnest_e2e::expire_at(&w.app, at)).await.expect("expire-retention");
     }
+
+    // publish-events, on the writes of every record header: each record written, a policy's
+    // run, and a point that ended PartiallyFailed (whose cause is read from its rows).
+    let mut writes: Vec<(Option<Document>, Document)> = Vec::new();
+    for collection in [Collection::Backups, Collection::Restores] {
+        let page = w.app.store.list_collection(collection, 100, None).await.expect("the records");
+        writes.extend(page.documents.into_iter().map(|doc| (None, doc)));
+    }
+    writes.push((Some(policy_written), policy_ran));
+    let (_, point) = writes.iter().find(|(_, d)| d.collection == Collection::Backups).cloned().expect("a point");
+    let (mut running, mut partly) = (point.clone(), point);
+    running.body["status"] = json!("Running");
+    (partly.body["status"], partly.body["error"]) = (json!("PartiallyFailed"), Value::Null);
+    writes.push((Some(running), partly));
+    w.publish(&writes).await;
     w
 }
 
@@ -366,6 +407,9 @@ fn requests_of(log: &CallLog) -> (Vec<IamRequest>, BTreeSet<String>) {
         }
     }
     requests.extend(log.queue_calls().iter().flat_map(iam::queue_requests));
+    requests.extend(log.bus_calls().iter().flat_map(iam::bus_requests));
+    // What Lambda reads and sends with publish-events' role: the stream, the failure queue.
+    requests.extend(iam::stream_reader_requests("publish-events"));
     for call in log.store_calls() {
         match iam::store_requests(&call) {
             Some(found) => requests.extend(found),
@@ -407,6 +451,19 @@ fn negative_controls() -> Vec<IamRequest> {
             format!("arn:aws:ec2:{REGION}:{}:instance/i-0abc", iam::ACCOUNT),
         ),
         request("create-backup", "ec2:DeleteSnapshot", format!("arn:aws:ec2:{REGION}::snapshot/snap-0abc")),
+        // Events go on the default bus only, and only as snapnest's.
+        request(
+            "publish-events",
+            "events:PutEvents",
+            format!("arn:aws:events:{REGION}:{}:event-bus/someone-elses", iam::ACCOUNT),
+        ),
+        IamRequest {
+            context: [("events:source".to_owned(), iam::ContextValue::Many(vec!["snapnest".into(), "aws.ec2".into()]))]
+                .into(),
+            ..request("publish-events", "events:PutEvents", iam::default_bus_arn())
+        },
+        request("poll-status", "events:PutEvents", iam::default_bus_arn()),
+        request("publish-events", "dynamodb:PutItem", iam::table_arn()),
     ]
 }
 

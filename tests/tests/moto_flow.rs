@@ -552,3 +552,49 @@ async fn an_encrypted_point_replicates_under_the_destinations_keys_on_moto() {
     let described = moto.rds_west.describe_db_snapshots().db_snapshot_identifier(&plain_copy).send().await.unwrap();
     assert_eq!(described.db_snapshots()[0].kms_key_id(), None, "{:?}", described.db_snapshots()[0]);
 }
+
+/// `scripts/seed-moto.py`, as the README's "On moto" runs it: a service instance snapnest
+/// backs up whole, and a second run that changes nothing.
+#[tokio::test]
+async fn the_seeding_script_makes_a_service_instance_that_backs_up_whole() {
+    let moto = MotoSnapnest::start("seed").await;
+    let si = format!("si-seeded-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let seed = || {
+        let output = std::process::Command::new(snapnest_e2e::moto::tools_bin().join("python"))
+            .arg(snapnest_e2e::moto::repo_root().join("scripts/seed-moto.py"))
+            .arg(&si)
+            .env("AWS_ENDPOINT_URL", &snapnest_e2e::moto::Moto::shared().endpoint)
+            .env("AWS_REGION", HOME)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let first = seed();
+    assert_eq!(seed(), first, "a second run finds the same resources and creates none");
+
+    let ev = http_event("create-backup.json", &[("si-demo", &si)], Some(&json!({"retention_days": 1})));
+    let (status, created) = call(create_backup::router(moto.app.clone()), ev).await;
+    assert_eq!(status, 202, "{created}");
+    let backup_id = created["backup_id"].as_str().unwrap().to_owned();
+    let backup = run_until(&moto.app, "admin-api-get-backup.json", "BACKUP_ID", &backup_id, |b| {
+        b["status"] != "Pending" && b["status"] != "Running"
+    })
+    .await;
+    assert_eq!(backup["status"], "Succeeded", "{backup:#}");
+    let items = backup["items"].as_array().unwrap();
+    assert_eq!(items.len(), 7, "2 instances x 3 volumes + 1 database: {backup:#}");
+    assert!(first.contains(&format!("database {si}-mysql")), "{first}");
+
+    // And it refuses an endpoint that is not on this machine.
+    let refused = std::process::Command::new(snapnest_e2e::moto::tools_bin().join("python"))
+        .arg(snapnest_e2e::moto::repo_root().join("scripts/seed-moto.py"))
+        .arg(&si)
+        .env("AWS_ENDPOINT_URL", "https://ec2.us-east-1.amazonaws.com")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("only seeds an emulator on this machine"));
+}

@@ -10,7 +10,9 @@
 //! 5. the HTTP API's events are exactly the routes of the HTTP functions' routers, each on
 //!    the function that serves it, all authenticated;
 //! 6. `cargo lambda watch`'s router (Cargo.toml) sends each route to the same function;
-//! 7. every other function runs on exactly one schedule, and an HTTP function on none.
+//! 7. every other function runs on exactly one schedule, reads a queue, or reads the table's
+//!    stream (publish-events), and an HTTP function on none;
+//! 8. the table streams its changes, and every failure metric the code logs has an alarm.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -180,10 +182,16 @@ fn every_deployed_variable_is_set_on_every_function_and_none_is_unlisted() {
     }
 
     // The variables the code reads: every complete "SNAPNEST_…" string literal in the
-    // domain crate and the functions.
+    // crates the functions are built from. The CLI (shared/cli) is a client of the API with
+    // variables of its own (SNAPNEST_ENDPOINT, SNAPNEST_TOKEN); no function reads them.
     let root = repo_root();
     let mut sources = Vec::new();
-    rust_files(&root.join("shared"), &mut sources);
+    for entry in std::fs::read_dir(root.join("shared")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n != "cli") {
+            rust_files(&path, &mut sources);
+        }
+    }
     rust_files(&root.join("functions"), &mut sources);
     let mut found = BTreeSet::new();
     for file in &sources {
@@ -354,11 +362,16 @@ fn no_wildcard_actions_and_destructive_actions_only_on_tagged_resources() {
         if statement["Effect"] != "Allow" {
             continue;
         }
-        // Resource "*" only for what supports no resource-level permissions: the describes.
+        // Resource "*" only for what supports no resource-level permissions: the describes,
+        // and DynamoDB's ListStreams (which the stream's event source mapping needs; it lists
+        // stream ARNs, no data).
         if string_list(&statement["Resource"]).iter().any(|r| r == "*") && !place.contains("AssumeRolePolicyDocument") {
             for action in &actions {
                 let verb = action.split(':').nth(1).unwrap_or_default();
-                assert!(verb.starts_with("Describe"), "{place}: {action} on Resource \"*\"");
+                assert!(
+                    verb.starts_with("Describe") || action == "dynamodb:ListStreams",
+                    "{place}: {action} on Resource \"*\""
+                );
             }
         }
         for action in actions.iter().filter(|a| DESTRUCTIVE_ACTIONS.contains(&a.as_str())) {
@@ -528,13 +541,48 @@ fn the_cargo_lambda_watch_router_sends_each_route_to_the_function_of_the_templat
     }
 }
 
+/// The event source mappings of the template reading the records table's stream, by the
+/// logical id of the function they invoke.
+fn stream_mappings(template: &Value) -> BTreeMap<String, Value> {
+    resources(template)
+        .values()
+        .filter(|r| r["Type"] == "AWS::Lambda::EventSourceMapping")
+        .filter(|r| r["Properties"]["EventSourceArn"] == json!({"Fn::GetAtt": ["SnapnestTable", "StreamArn"]}))
+        .map(|r| {
+            let function = r["Properties"]["FunctionName"]["Ref"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a mapping's FunctionName is a !Ref: {r}"));
+            (function.to_owned(), r["Properties"].clone())
+        })
+        .collect()
+}
+
 #[test]
 fn scheduled_functions_have_one_schedule_queue_readers_a_bounded_queue_and_http_functions_none() {
     let template = template();
-    let (mut scheduled, mut queue_readers) = (BTreeSet::new(), BTreeSet::new());
+    let (mut scheduled, mut queue_readers, mut stream_readers) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    let mappings = stream_mappings(&template);
     for (id, function) in functions(&template) {
         let events: Vec<&Value> =
             function["Properties"]["Events"].as_object().into_iter().flatten().map(|(_, e)| e).collect();
+        if let Some(mapping) = mappings.get(&id) {
+            // The table's stream: each failed change reported (the batch goes on from it),
+            // a failing batch bisected, a bounded number of retries, then the failure queue
+            // (and its alarm) — never a blocked stream or a silently dropped batch.
+            assert!(events.is_empty(), "{id} reads the stream and has other events too");
+            assert_eq!(mapping["FunctionResponseTypes"], json!(["ReportBatchItemFailures"]), "{id}");
+            assert_eq!(mapping["BisectBatchOnFunctionError"], true, "{id}");
+            let retries = mapping["MaximumRetryAttempts"].as_i64().unwrap_or(-1);
+            assert!((0..=10_000).contains(&retries), "{id}: MaximumRetryAttempts {retries} (-1 is for ever)");
+            assert_eq!(
+                mapping["DestinationConfig"]["OnFailure"]["Destination"],
+                json!({"Fn::GetAtt": ["FailedInvocationsQueue", "Arn"]}),
+                "{id}: failed batches go to the failure queue"
+            );
+            assert_eq!(mapping["StartingPosition"], "TRIM_HORIZON", "{id}: no change between deploys is skipped");
+            stream_readers.insert(binary_of(&function));
+            continue;
+        }
         let schedules: Vec<&Value> = events.iter().copied().filter(|e| e["Type"] == "Schedule").collect();
         if events.iter().any(|e| e["Type"] == "HttpApi") {
             assert!(schedules.is_empty(), "{id} serves HTTP routes and runs on a schedule too");
@@ -564,6 +612,76 @@ fn scheduled_functions_have_one_schedule_queue_readers_a_bounded_queue_and_http_
         assert!(scheduled.contains(expected), "{expected} is not a scheduled function: {scheduled:?}");
     }
     assert_eq!(queue_readers, BTreeSet::from(["start-backup".to_owned()]));
+    assert_eq!(stream_readers, BTreeSet::from(["publish-events".to_owned()]));
+}
+
+#[test]
+fn the_table_streams_its_changes_to_publish_events_which_puts_events_on_the_default_bus_only() {
+    let template = template();
+    let table = &resources(&template)["SnapnestTable"]["Properties"];
+    assert_eq!(table["StreamSpecification"]["StreamViewType"], "NEW_AND_OLD_IMAGES", "old and new images");
+    let id = functions(&template)
+        .into_iter()
+        .find(|(_, f)| binary_of(f) == "publish-events")
+        .map(|(id, _)| id)
+        .expect("publish-events in template.yaml");
+    let statements: Vec<(String, Value)> = iam_statements(&template)
+        .into_iter()
+        .filter(|(place, _)| place.starts_with(&format!("{id}.Policies")))
+        .collect();
+    let granting = |action: &str| -> Vec<&Value> {
+        statements.iter().map(|(_, s)| s).filter(|s| string_list(&s["Action"]).iter().any(|a| a == action)).collect()
+    };
+    let put = granting("events:PutEvents");
+    assert_eq!(put.len(), 1, "{id}: one statement grants events:PutEvents");
+    assert_eq!(
+        put[0]["Resource"],
+        json!({"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"}),
+        "{id}: events only on the default bus"
+    );
+    assert_eq!(
+        put[0]["Condition"]["ForAllValues:StringEquals"]["events:source"],
+        json!(["snapnest"]),
+        "{id}: only snapnest's source"
+    );
+    for action in ["dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:DescribeStream"] {
+        let granted = granting(action);
+        assert!(
+            granted.iter().all(|s| s["Resource"] == json!({"Fn::GetAtt": ["SnapnestTable", "StreamArn"]})),
+            "{id}: {action} on the table's stream only: {granted:?}"
+        );
+        assert!(!granted.is_empty(), "{id}: {action} is not granted");
+    }
+    // Every deployed function gets SNAPNEST_EVENT_BUS; it names the bus the role allows.
+    assert_eq!(template["Globals"]["Function"]["Environment"]["Variables"]["SNAPNEST_EVENT_BUS"], "default");
+}
+
+#[test]
+fn every_failure_metric_the_code_logs_has_an_alarm_on_the_topic() {
+    let template = template();
+    use snapnest_core::metrics::{BACKUP_FAILED, POLICY_RUN_FAILED, REPLICATION_FAILED, RESTORE_FAILED};
+    for (metric, dimension) in [
+        (BACKUP_FAILED, "ServiceInstance"),
+        (RESTORE_FAILED, "ServiceInstance"),
+        (REPLICATION_FAILED, "ServiceInstance"),
+        (POLICY_RUN_FAILED, "Policy"),
+    ] {
+        let query = format!("SELECT SUM({metric}) FROM SCHEMA(snapnest, {dimension})");
+        let alarms: Vec<(&String, &Value)> = resources(&template)
+            .iter()
+            .filter(|(_, r)| r["Type"] == "AWS::CloudWatch::Alarm")
+            .filter(|(_, r)| {
+                r["Properties"]["Metrics"].as_array().into_iter().flatten().any(|m| m["Expression"] == query)
+            })
+            .collect();
+        assert_eq!(alarms.len(), 1, "one alarm reads {query}");
+        let (id, alarm) = alarms[0];
+        let properties = &alarm["Properties"];
+        assert_eq!(properties["AlarmActions"], json!([{"Ref": "AlarmTopic"}]), "{id} notifies the alarm topic");
+        assert_eq!(properties["Threshold"], 1, "{id}: one failure is enough");
+        assert_eq!(properties["ComparisonOperator"], "GreaterThanOrEqualToThreshold", "{id}");
+        assert_eq!(properties["TreatMissingData"], "notBreaching", "{id}: no failure logged is no alarm");
+    }
 }
 
 #[test]

@@ -27,6 +27,7 @@ async fn backup_and_restore_succeed_under_cargo_lambda_watch() {
         "replicate",
         "admin-api",
         "run-policies",
+        "publish-events",
     ];
     let mut invoked = 0;
     for entry in std::fs::read_dir(snapnest_e2e::moto::repo_root().join("events")).unwrap() {

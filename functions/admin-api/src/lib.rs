@@ -598,6 +598,8 @@ async fn create_policy(
                         "last_run": {
                             "slot": "2026-11-20T02:00:00Z",
                             "ran_at": "2026-11-20T02:00:38Z",
+                            "status": "Skipped",
+                            "cause": "The backup plan has been suspended.",
                             "skipped": "The backup plan has been suspended.",
                             "targets": []
                         },

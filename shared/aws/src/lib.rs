@@ -1,9 +1,11 @@
 //! snapnest's AWS adapters: the DynamoDB store ([`dynamodb::DynamoStore`]), the EC2/EBS/RDS
-//! cloud ([`cloud::AwsProvider`]) and the SQS work queue ([`queue::SqsQueue`]), all built from
-//! one [`SdkConfig`] loaded once per process by [`sdk_config`].
+//! cloud ([`cloud::AwsProvider`]), the SQS work queue ([`queue::SqsQueue`]) and the EventBridge
+//! event bus ([`events::EventBridgeBus`]), all built from one [`SdkConfig`] loaded once per
+//! process by [`sdk_config`].
 
 pub mod cloud;
 pub mod dynamodb;
+pub mod events;
 pub mod queue;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

@@ -2,7 +2,8 @@
 //! instance, EBS volume and RDS database carrying one tag), their status rules,
 //! retention and replication, over three ports — [`store::Store`] for records,
 //! [`cloud::Cloud`] for EC2/EBS/RDS and [`queue::WorkQueue`] for work handed to another
-//! function. This crate knows no AWS, SQLite or Lambda type: the
+//! function — and the events of every state change ([`events`], published through the
+//! [`events::EventBus`] port by publish-events). This crate knows no AWS, SQLite or Lambda type: the
 //! adapters (`snapnest-local`, `snapnest-aws`) implement its ports, and the Lambda edge
 //! (`snapnest-lambda`) wires them and maps results to HTTP.
 
@@ -11,8 +12,10 @@ pub mod backup;
 pub mod clock;
 pub mod cloud;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod jobs;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod poll;

@@ -203,6 +203,12 @@ fn from_parts<R: StoredRecord>(doc: Document, rows: Vec<Row>) -> Result<R> {
     Ok(record)
 }
 
+/// A record from its header document alone: its row lists (a point's items, its copies)
+/// empty. What a record's header says (status, ids, times, errors) without a read of its rows.
+pub fn from_header<R: StoredRecord>(doc: Document) -> Result<R> {
+    from_parts(doc, Vec::new())
+}
+
 /// The status a backup or restore's header document says, read without its item rows; none
 /// when the header has no readable one.
 pub fn header_status(doc: &Document) -> Option<JobStatus> {

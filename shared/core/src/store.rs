@@ -25,6 +25,13 @@ pub enum Collection {
 }
 
 impl Collection {
+    pub const ALL: [Collection; 4] = [Self::Backups, Self::Restores, Self::Policies, Self::ExpiryRuns];
+
+    /// The collection whose [`Collection::as_str`] is `name`.
+    pub fn named(name: &str) -> Option<Collection> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Backups => "backup",

@@ -46,6 +46,10 @@ pub struct Config {
     pub identity: Identity,
     /// Where a new backup's start goes.
     pub start_queue: StartQueue,
+    /// Where publish-events publishes (`SNAPNEST_EVENT_BUS`): an EventBridge bus's name or ARN
+    /// (`default`: the account's default bus); unset: logged and kept in the process (local
+    /// runs, which have no table stream to publish from).
+    pub event_bus: Option<String>,
 }
 
 /// Where create-backup and run-policies hand a new backup's snapshot calls.
@@ -81,6 +85,7 @@ pub const DEPLOYED_VARIABLES: &[&str] = &[
     "SNAPNEST_REPLICA_KMS_KEYS",
     "SNAPNEST_REPLICA_OPTION_GROUPS",
     "SNAPNEST_START_QUEUE_URL",
+    "SNAPNEST_EVENT_BUS",
 ];
 
 /// The variables only local runs use: the embedded store and the simulated cloud.
@@ -232,6 +237,22 @@ impl Config {
                 }
                 (None, None) => StartQueue::InPlace,
             },
+            event_bus: match get("SNAPNEST_EVENT_BUS") {
+                // EventBridge API Reference, "PutEventsRequestEntry": EventBusName is a name
+                // ([/\.\-_A-Za-z0-9]+, 1 to 256) or an ARN (up to 1,600 characters).
+                Some(bus)
+                    if bus.len() <= 1600
+                        && (bus.starts_with("arn:")
+                            || (bus.len() <= 256
+                                && bus.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)))) =>
+                {
+                    Some(bus)
+                }
+                Some(other) => {
+                    return Err(err("SNAPNEST_EVENT_BUS", format!("'{other}' is not an EventBridge bus name or ARN")))
+                }
+                None => None,
+            },
             identity: match get("SNAPNEST_IDENTITY").as_deref() {
                 None | Some("header") => Identity::Header,
                 Some("verified") => Identity::Verified,
@@ -261,6 +282,15 @@ mod tests {
         assert_eq!(c.default_retention_days, 7);
         assert_eq!(c.keep_replaced_days, 7);
         assert_eq!(c.start_queue, StartQueue::InPlace);
+        assert_eq!(c.event_bus, None);
+    }
+
+    #[test]
+    fn the_event_bus_is_a_name_or_an_arn() {
+        assert_eq!(config(&[("SNAPNEST_EVENT_BUS", "default")]).unwrap().event_bus.as_deref(), Some("default"));
+        let arn = "arn:aws:events:us-east-1:123456789012:event-bus/snapnest";
+        assert_eq!(config(&[("SNAPNEST_EVENT_BUS", arn)]).unwrap().event_bus.as_deref(), Some(arn));
+        assert_eq!(config(&[("SNAPNEST_EVENT_BUS", "has space")]).unwrap_err().variable, "SNAPNEST_EVENT_BUS");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use tracing::error;
 
 use snapnest_core::clock::SystemClock;
 use snapnest_core::cloud::CloudProvider;
+use snapnest_core::events::{EventBus, EventPublisher};
 use snapnest_core::store::Store;
 use snapnest_core::{Error, Settings, Snapnest};
 use snapnest_local::embedded::EmbeddedStore;
@@ -79,6 +80,29 @@ pub async fn init() -> Result<Arc<Snapnest>, lambda_runtime::Error> {
     let config = Config::from_env().inspect_err(|e| error!(variable = e.variable, "bad configuration: {e}"))?;
     let app = build(&config).await.inspect_err(|e| error!("cannot build the service: {e:#}"))?;
     Ok(Arc::new(app))
+}
+
+/// publish-events' cold start: logging, the configuration, and the publisher on the store
+/// and the event bus it names.
+pub async fn init_publisher() -> Result<EventPublisher, lambda_runtime::Error> {
+    init_tracing();
+    let config = Config::from_env().inspect_err(|e| error!(variable = e.variable, "bad configuration: {e}"))?;
+    let publisher = build_publisher(&config).await.inspect_err(|e| error!("cannot build the publisher: {e:#}"))?;
+    Ok(publisher)
+}
+
+/// The publisher of the table's changes: the store (its rows hold some events' causes) and
+/// the bus `SNAPNEST_EVENT_BUS` names (EventBridge), or, unset, one held in the process.
+pub async fn build_publisher(config: &Config) -> anyhow::Result<EventPublisher> {
+    let app = build(config).await?;
+    let bus: Arc<dyn EventBus> = match &config.event_bus {
+        Some(bus) => {
+            let sdk = snapnest_aws::sdk_config(&config.home_region).await;
+            Arc::new(snapnest_aws::events::EventBridgeBus::from_config(&sdk, bus))
+        }
+        None => Arc::new(snapnest_local::events::InProcessBus::default()),
+    };
+    Ok(EventPublisher::new(app.store.clone(), bus))
 }
 
 /// Builds the service from a configuration: the store and the cloud it names, on the

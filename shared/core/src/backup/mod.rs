@@ -208,11 +208,22 @@ impl BackupService {
 
     async fn save_started(&self, mut record: BackupRecord) -> Result<BackupRecord> {
         match self.records.save(&mut record).await {
-            Ok(()) => Ok(record),
+            Ok(()) => {
+                // Every snapshot call refused: the point ended at its start.
+                if record.status.is_terminal() {
+                    log_finished(&record);
+                }
+                Ok(record)
+            }
             // poll-status took the backup over (this invocation was too slow); its record wins.
             Err(Error::Conflict { .. }) => self.records.load(&record.backup_id).await,
             Err(e) => Err(e),
         }
+    }
+
+    /// The tag whose value names a resource's service instance.
+    pub fn tag_key(&self) -> &str {
+        &self.tag_key
     }
 
     /// A backup point; 404 when there is none, or it is not the caller's.
@@ -488,34 +499,18 @@ impl BackupService {
     }
 }
 
-/// One structured line per finished point, with a CloudWatch embedded-metric block so a
-/// failed backup can raise an alarm without a metrics API call.
+/// One structured line per finished point, and its embedded-metric line (BackupFailed,
+/// BackupSnapshotBytes; [`crate::metrics`]) so a failed backup can raise an alarm without a
+/// metrics API call.
 fn log_finished(record: &BackupRecord) {
-    let failed = matches!(record.status, JobStatus::Failed | JobStatus::PartiallyFailed) as u8;
-    let failed_items: Vec<_> = record
-        .items
-        .iter()
-        .filter(|i| i.status == ItemStatus::Failed)
-        .map(|i| format!("{}: {}", i.resource_id, i.error.as_deref().unwrap_or("unknown")))
-        .collect();
-    // CloudWatch extracts a metric only from a log line whose top level is the embedded
-    // metric format object, so it is printed on its own line, not as a tracing field.
-    let emf = serde_json::json!({
-        "level": "INFO",
-        "_aws": {
-            "Timestamp": record.finished_at.unwrap_or(record.started_at).timestamp_millis(),
-            "CloudWatchMetrics": [{
-                "Namespace": "snapnest",
-                "Dimensions": [["ServiceInstance"]],
-                "Metrics": [{"Name": "BackupFailed", "Unit": "Count"}, {"Name": "BackupSnapshotBytes", "Unit": "Bytes"}]
-            }]
-        },
-        "ServiceInstance": record.service_instance_id,
-        "BackupFailed": failed,
-        "BackupSnapshotBytes": record.snapshot_bytes,
-    });
-    println!("{emf}");
-    if failed == 1 {
+    crate::metrics::emit(&crate::metrics::backup_finished(record));
+    if crate::metrics::backup_failed(record) {
+        let failed_items: Vec<_> = record
+            .items
+            .iter()
+            .filter(|i| i.status == ItemStatus::Failed)
+            .map(|i| format!("{}: {}", i.resource_id, i.error.as_deref().unwrap_or("unknown")))
+            .collect();
         warn!(backup_id = %record.backup_id, service_instance_id = %record.service_instance_id, status = record.status.as_str(), failed_items = ?failed_items, "backup finished with failures");
     } else {
         info!(backup_id = %record.backup_id, service_instance_id = %record.service_instance_id, status = record.status.as_str(), snapshot_bytes = record.snapshot_bytes, "backup finished");

@@ -50,14 +50,74 @@ pub struct TargetOutcome {
     pub error: Option<String>,
 }
 
-/// The latest slot a policy ran (or skipped).
+/// What a policy run came to: every protected service instance backed up, some, none, or
+/// the slot skipped (a suspended policy). A run that finds nothing to back up is `Failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PolicyRunStatus {
+    /// Every target's backup was started.
+    Succeeded,
+    /// Some targets' backups were started, others not (each target's `error` says why).
+    PartiallyFailed,
+    /// No backup was started: every target failed, or the policy protects none.
+    Failed,
+    /// The slot did not run (a suspended policy).
+    Skipped,
+}
+
+impl PolicyRunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "Succeeded",
+            Self::PartiallyFailed => "PartiallyFailed",
+            Self::Failed => "Failed",
+            Self::Skipped => "Skipped",
+        }
+    }
+}
+
+/// The latest slot a policy ran (or skipped), and what the run came to: the policy run's
+/// record (policy runs have no record of their own; the policy keeps its last).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredPolicyRun")]
 pub struct PolicyRun {
     pub slot: Timestamp,
     pub ran_at: Timestamp,
+    pub status: PolicyRunStatus,
+    /// Why the run did not back up every target (`Failed`, `PartiallyFailed`, `Skipped`).
+    pub cause: Option<String>,
     /// Why the slot did not run (a suspended policy).
     pub skipped: Option<String>,
     pub targets: Vec<TargetOutcome>,
+}
+
+/// A policy run as stored: runs saved before runs had a status get theirs from their targets.
+#[derive(Deserialize)]
+struct StoredPolicyRun {
+    slot: Timestamp,
+    ran_at: Timestamp,
+    #[serde(default)]
+    status: Option<PolicyRunStatus>,
+    #[serde(default)]
+    cause: Option<String>,
+    skipped: Option<String>,
+    targets: Vec<TargetOutcome>,
+}
+
+impl From<StoredPolicyRun> for PolicyRun {
+    fn from(stored: StoredPolicyRun) -> Self {
+        let (status, cause) = match stored.status {
+            Some(status) => (status, stored.cause),
+            None => schedule::run_outcome(stored.skipped.as_deref(), &stored.targets),
+        };
+        PolicyRun {
+            slot: stored.slot,
+            ran_at: stored.ran_at,
+            status,
+            cause,
+            skipped: stored.skipped,
+            targets: stored.targets,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,6 +201,8 @@ pub struct TickSummary {
     pub policies_due: usize,
     pub backups_started: usize,
     pub policies_skipped: usize,
+    /// Runs that ended `Failed` or `PartiallyFailed` (counted by the PolicyRunFailed metric).
+    pub policies_failed: usize,
     /// Target failures of this tick (the run went on for the others).
     pub errors: Vec<TargetOutcome>,
     /// The tick stopped at its time budget; the next tick runs the policies left (their
@@ -417,7 +479,7 @@ impl PolicyService {
                     Err(e @ Error::Store(_)) => return Err(e),
                     Err(e) => {
                         warn!(service_instance_id = %target, error = %e, "policy target not backed up");
-                        let failed = schedule::target_outcome(target, Err(e.to_string()));
+                        let failed = schedule::target_failed(target, &e, self.backups.tag_key(), &self.home_region);
                         summary.errors.push(failed.clone());
                         failed
                     }
@@ -428,8 +490,26 @@ impl PolicyService {
         schedule::finish_run(&mut policy, run);
         match self.records.save(&mut policy).await {
             // Another tick ran this slot and moved the policy on first: nothing to do.
-            Err(Error::Conflict { .. }) => Ok(()),
-            other => other,
+            Err(Error::Conflict { .. }) => return Ok(()),
+            other => other?,
         }
+        let run = policy.last_run.as_ref().expect("finish_run keeps the run");
+        summary.policies_failed += usize::from(crate::metrics::policy_run_failed(run));
+        log_run(&policy, run);
+        Ok(())
+    }
+}
+
+/// One structured line per policy run, and its embedded-metric line (PolicyRunFailed), so a
+/// run that backed up fewer service instances than it protects raises an alarm.
+fn log_run(policy: &Policy, run: &PolicyRun) {
+    if run.status == PolicyRunStatus::Skipped {
+        return info!(policy_id = %policy.policy_id, slot = %run.slot, "policy run skipped");
+    }
+    crate::metrics::emit(&crate::metrics::policy_run_finished(policy, run));
+    if crate::metrics::policy_run_failed(run) {
+        warn!(policy_id = %policy.policy_id, slot = %run.slot, status = run.status.as_str(), cause = ?run.cause, "policy run failed");
+    } else {
+        info!(policy_id = %policy.policy_id, slot = %run.slot, targets = run.targets.len(), "policy run done");
     }
 }

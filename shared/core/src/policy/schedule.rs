@@ -9,7 +9,8 @@ use crate::model::Timestamp;
 use crate::validate::{self, MAX_RETENTION_DAYS};
 
 use super::{
-    Policy, PolicyRequest, PolicyRun, PolicyState, TargetOutcome, NO_DESTINATION_REGION, PERMANENT_RETENTION, SUSPENDED,
+    Policy, PolicyRequest, PolicyRun, PolicyRunStatus, PolicyState, TargetOutcome, NO_DESTINATION_REGION,
+    PERMANENT_RETENTION, SUSPENDED,
 };
 
 impl Policy {
@@ -58,13 +59,44 @@ impl Policy {
 pub fn plan_run(policy: &Policy, now: Timestamp) -> PolicyRun {
     let slot = policy.slot_at_or_before(now).max(policy.next_run_at);
     let skipped = (policy.state == PolicyState::Suspended).then(|| SUSPENDED.to_owned());
-    PolicyRun { slot, ran_at: now, skipped, targets: Vec::new() }
+    let (status, cause) = run_outcome(skipped.as_deref(), &[]);
+    PolicyRun { slot, ran_at: now, status, cause, skipped, targets: Vec::new() }
 }
 
-/// The run is over: it is the policy's last, and the next slot follows it.
-pub fn finish_run(policy: &mut Policy, run: PolicyRun) {
+/// The run is over: what it came to is written on it, it is the policy's last, and the next
+/// slot follows it.
+pub fn finish_run(policy: &mut Policy, mut run: PolicyRun) {
+    (run.status, run.cause) = run_outcome(run.skipped.as_deref(), &run.targets);
     policy.next_run_at = run.slot + policy.period();
     policy.last_run = Some(run);
+}
+
+/// Why a policy with no service instance attached backed nothing up.
+pub const NO_TARGETS: &str = "the policy protects no service instance (attach one: POST /policies/{id}/targets)";
+
+/// What a run came to, and its cause when it did not back up every target: skipped (a
+/// suspended policy), every target's backup started, some, or none — a run that finds
+/// nothing to back up (no target, or nothing tagged) fails with the cause.
+pub fn run_outcome(skipped: Option<&str>, targets: &[TargetOutcome]) -> (PolicyRunStatus, Option<String>) {
+    if let Some(why) = skipped {
+        return (PolicyRunStatus::Skipped, Some(why.to_owned()));
+    }
+    let failed: Vec<&TargetOutcome> = targets.iter().filter(|t| t.error.is_some()).collect();
+    let first =
+        failed.first().map(|t| format!("{}: {}", t.service_instance_id, t.error.as_deref().unwrap_or_default()));
+    match (targets.len(), failed.len()) {
+        (0, _) => (PolicyRunStatus::Failed, Some(NO_TARGETS.to_owned())),
+        (_, 0) => (PolicyRunStatus::Succeeded, None),
+        (1, 1) => (PolicyRunStatus::Failed, failed[0].error.clone()),
+        (all, n) if all == n => (
+            PolicyRunStatus::Failed,
+            Some(format!("none of {all} service instances was backed up; first: {}", first.unwrap_or_default())),
+        ),
+        (all, n) => (
+            PolicyRunStatus::PartiallyFailed,
+            Some(format!("{n} of {all} service instances were not backed up; first: {}", first.unwrap_or_default())),
+        ),
+    }
 }
 
 /// A target backed up (its backup id) or not (the cause), for the run's record.
@@ -79,6 +111,21 @@ pub fn target_outcome(service_instance_id: &str, outcome: Result<crate::ids::Bac
             TargetOutcome { service_instance_id: service_instance_id.to_owned(), backup_id: None, error: Some(cause) }
         }
     }
+}
+
+/// A target whose backup the run could not start, and the cause in a person's words: a
+/// service instance of which nothing carries the tag (the backup's discovery found no
+/// instance, volume or database) is "no resources tagged `<tag>=<id>` in `<region>`".
+pub fn target_failed(service_instance_id: &str, error: &Error, tag_key: &str, region: &str) -> TargetOutcome {
+    let cause = match error {
+        // The system caller owns every service instance: a backup of one that is not found
+        // found nothing carrying its tag.
+        Error::NotFound { what: "service instance", .. } => {
+            format!("no resources tagged {tag_key}={service_instance_id} in {region}")
+        }
+        other => other.to_string(),
+    };
+    target_outcome(service_instance_id, Err(cause))
 }
 
 pub(crate) struct PolicySettings {
@@ -182,37 +229,13 @@ impl PolicyRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::PolicyId;
-    use crate::policy::PolicyState;
+    use crate::fixtures::policy;
     use chrono::{TimeZone, Utc};
-
-    fn policy(start: Timestamp, hours: u32) -> Policy {
-        Policy {
-            policy_id: PolicyId::generate(),
-            name: "nightly".into(),
-            state: PolicyState::Active,
-            interval_hours: Some(hours),
-            interval_days: None,
-            start_time: start,
-            retention_days: 7,
-            destination_region: None,
-            destination_retention_days: None,
-            targets: vec![],
-            volume_ids: vec![],
-            next_run_at: start,
-            last_run: None,
-            created_at: start,
-            updated_at: start,
-            owners: Vec::new(),
-            changes: Vec::new(),
-            version: 1,
-        }
-    }
 
     #[test]
     fn slots_follow_the_start_time_and_interval() {
         let start = Utc.with_ymd_and_hms(2026, 11, 1, 2, 0, 0).unwrap();
-        let p = policy(start, 6);
+        let p = policy(start);
         assert_eq!(p.slot_at_or_after(start - Duration::days(3)), start);
         assert_eq!(p.slot_at_or_after(start), start);
         assert_eq!(p.slot_at_or_after(start + Duration::minutes(1)), start + Duration::hours(6));
@@ -224,7 +247,7 @@ mod tests {
     fn a_late_tick_runs_the_latest_missed_slot_once_and_moves_on() {
         // GIVEN a 6-hourly policy whose next slot was 13 hours ago (the tick was down)
         let start = Utc.with_ymd_and_hms(2026, 11, 1, 2, 0, 0).unwrap();
-        let mut p = policy(start, 6);
+        let mut p = policy(start);
         let now = start + Duration::hours(13);
         // WHEN the tick plans its run
         let run = plan_run(&p, now);
@@ -241,7 +264,7 @@ mod tests {
     fn a_suspended_policy_reports_its_slot_skipped() {
         // GIVEN a suspended policy that is due
         let start = Utc.with_ymd_and_hms(2026, 11, 1, 2, 0, 0).unwrap();
-        let mut p = policy(start, 6);
+        let mut p = policy(start);
         p.state = PolicyState::Suspended;
         // WHEN a tick plans its run THEN the slot is skipped with the seed's words
         let run = plan_run(&p, start);
@@ -252,9 +275,75 @@ mod tests {
     fn a_slots_backups_carry_the_same_client_token_on_every_tick() {
         // GIVEN a policy WHEN two ticks build the request of the same slot THEN the tokens match
         let start = Utc.with_ymd_and_hms(2026, 11, 1, 2, 0, 0).unwrap();
-        let p = policy(start, 6);
+        let p = policy(start);
         assert_eq!(p.backup_request(start).client_token, p.backup_request(start).client_token);
         assert_ne!(p.backup_request(start).client_token, p.backup_request(start + Duration::hours(6)).client_token);
+    }
+
+    fn ok(si: &str) -> TargetOutcome {
+        target_outcome(si, Ok(crate::ids::BackupId::generate()))
+    }
+
+    #[test]
+    fn a_run_that_finds_nothing_tagged_fails_with_the_cause() {
+        // GIVEN a policy protecting si-gone, of which nothing carries the tag any more
+        let start = Utc.with_ymd_and_hms(2026, 11, 1, 2, 0, 0).unwrap();
+        let mut p = policy(start);
+        p.targets = vec!["si-gone".into()];
+        let mut run = plan_run(&p, start);
+        // WHEN its backup's discovery finds nothing (the backup service's 404)
+        let refused = Error::not_found("service instance", "si-gone (no instance, volume or database carries its tag)");
+        run.targets.push(target_failed("si-gone", &refused, "service-instance-id", "us-east-1"));
+        finish_run(&mut p, run);
+        // THEN the run failed, saying what was looked for and where
+        let run = p.last_run.as_ref().unwrap();
+        assert_eq!(run.status, PolicyRunStatus::Failed);
+        assert_eq!(run.cause.as_deref(), Some("no resources tagged service-instance-id=si-gone in us-east-1"));
+        assert_eq!(run.targets[0].error, run.cause);
+        assert!(crate::metrics::policy_run_failed(run), "counted by PolicyRunFailed");
+        assert_eq!(crate::metrics::policy_run_finished(&p, run)["PolicyRunFailed"], 1);
+        // AND the next slot still follows
+        assert_eq!(p.next_run_at, start + Duration::hours(6));
+    }
+
+    #[test]
+    fn a_runs_outcome_follows_its_targets() {
+        // GIVEN runs of various targets THEN each comes to what its targets say
+        let failed = |si: &str| target_outcome(si, Err("This instance has been released.".into()));
+        assert_eq!(run_outcome(None, &[ok("si-1"), ok("si-2")]), (PolicyRunStatus::Succeeded, None));
+        let (status, cause) = run_outcome(None, &[ok("si-1"), failed("si-2"), failed("si-3")]);
+        assert_eq!(status, PolicyRunStatus::PartiallyFailed);
+        assert_eq!(
+            cause.as_deref(),
+            Some("2 of 3 service instances were not backed up; first: si-2: This instance has been released.")
+        );
+        let (status, cause) = run_outcome(None, &[failed("si-1"), failed("si-2")]);
+        assert_eq!(status, PolicyRunStatus::Failed);
+        assert!(cause.unwrap().starts_with("none of 2 service instances was backed up; first: si-1: "));
+        // AND a policy that protects nothing finds nothing to back up: a failure, saying so
+        assert_eq!(run_outcome(None, &[]), (PolicyRunStatus::Failed, Some(NO_TARGETS.to_owned())));
+        // AND a suspended policy's slot is skipped, not failed
+        assert_eq!(run_outcome(Some(SUSPENDED), &[]), (PolicyRunStatus::Skipped, Some(SUSPENDED.to_owned())));
+        // AND any other refusal is quoted as it is
+        let other =
+            target_failed("si-1", &Error::conflict("BackupAlreadyRunning", "backup bk-1 is still running"), "k", "r");
+        assert_eq!(other.error.as_deref(), Some("backup bk-1 is still running"));
+    }
+
+    #[test]
+    fn a_run_stored_before_runs_had_a_status_gets_it_from_its_targets() {
+        // GIVEN a last run as an older snapnest stored it, one of two targets failed
+        let stored = serde_json::json!({
+            "slot": "2026-11-20T02:00:00Z", "ran_at": "2026-11-20T02:00:41Z", "skipped": null,
+            "targets": [
+                {"service_instance_id": "si-1", "backup_id": "bk-1", "error": null},
+                {"service_instance_id": "si-2", "backup_id": null, "error": "refused"}
+            ]
+        });
+        // WHEN it is read THEN its status and cause are derived
+        let run: PolicyRun = serde_json::from_value(stored).unwrap();
+        assert_eq!(run.status, PolicyRunStatus::PartiallyFailed);
+        assert!(run.cause.unwrap().ends_with("first: si-2: refused"));
     }
 
     #[test]

@@ -100,7 +100,13 @@ impl ReplicationService {
                 if let Err(e) = self.records.save(&mut point).await {
                     warn!(%backup_id, error = %e, "replication progress not saved; the next run repeats it");
                 } else if let Some(replication) = point.replication.as_ref().filter(|r| r.status.is_terminal()) {
-                    info!(%backup_id, region = %replication.region, status = replication.status.as_str(), "replication finished");
+                    // ReplicationFailed ([`crate::metrics`]) raises the alarm on copies missing.
+                    crate::metrics::emit(&crate::metrics::replication_finished(&point, self.clock.now()));
+                    if crate::metrics::replication_failed(&point) {
+                        warn!(%backup_id, region = %replication.region, status = replication.status.as_str(), "replication failed");
+                    } else {
+                        info!(%backup_id, region = %replication.region, status = replication.status.as_str(), "replication finished");
+                    }
                 }
             }
         }

@@ -300,7 +300,13 @@ impl RestoreService {
         if record != saved {
             self.records.save(record).await?;
             if record.status.is_terminal() && !saved.status.is_terminal() {
-                info!(status = record.status.as_str(), error = ?record.error, "restore finished");
+                // RestoreFailed ([`crate::metrics`]) raises the alarm on a restore that failed.
+                crate::metrics::emit(&crate::metrics::restore_finished(record, self.clock.now()));
+                if crate::metrics::restore_failed(record) {
+                    warn!(status = record.status.as_str(), error = ?record.error, "restore failed");
+                } else {
+                    info!(status = record.status.as_str(), error = ?record.error, "restore finished");
+                }
             }
             if record.phase == RestorePhase::Done && saved.phase != RestorePhase::Done {
                 self.release_point(record).await;

@@ -511,6 +511,8 @@ pub fn policy() -> Value {
         "last_run": {
             "slot": "2026-11-20T02:00:00Z",
             "ran_at": "2026-11-20T02:00:41Z",
+            "status": "Succeeded",
+            "cause": null,
             "skipped": null,
             "targets": [
                 {

@@ -818,11 +818,27 @@ pub struct TargetOutcome {
     error: Option<String>,
 }
 
-/// The latest slot a policy ran (or skipped).
+/// What a policy run came to: every target's backup started (`Succeeded`), some
+/// (`PartiallyFailed`), none — every target failed, or the policy protects none — (`Failed`),
+/// or the slot not run (`Skipped`, a suspended policy).
+#[derive(ToSchema)]
+pub enum PolicyRunStatus {
+    Succeeded,
+    PartiallyFailed,
+    Failed,
+    Skipped,
+}
+
+/// The latest slot a policy ran (or skipped), and what the run came to.
 #[derive(ToSchema)]
 pub struct PolicyRun {
     slot: Timestamp,
     ran_at: Timestamp,
+    status: PolicyRunStatus,
+    /// Why the run did not back up every target, e.g. "no resources tagged
+    /// service-instance-id=si-demo in us-east-1".
+    #[schema(required = true)]
+    cause: Option<String>,
     /// Why the slot did not run ("The backup plan has been suspended.").
     #[schema(required = true)]
     skipped: Option<String>,

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use crate::figure;
 
 /// Each function and the sample event of `events/` it is invoked with.
-const FUNCTIONS: [(&str, &str); 8] = [
+const FUNCTIONS: [(&str, &str); 9] = [
     ("create-backup", "create-backup.json"),
     ("start-backup", "start-backup.json"),
     ("poll-status", "poll-status.json"),
@@ -23,6 +23,7 @@ const FUNCTIONS: [(&str, &str); 8] = [
     ("replicate", "replicate.json"),
     ("admin-api", "admin-api-list-jobs.json"),
     ("run-policies", "run-policies.json"),
+    ("publish-events", "publish-events.json"),
 ];
 
 /// What the runtime API saw: the first `next` (init done), then the invocation's answer
