@@ -1,18 +1,20 @@
 //! `--output table`: the API's answers as a person reads them. Every value shown comes from
 //! the answer as it is; `--output json` prints the answer whole.
 
-use comfy_table::presets::UTF8_BORDERS_ONLY;
+use comfy_table::presets::NOTHING;
 use comfy_table::{ContentArrangement, Table};
 use indicatif::HumanBytes;
 use serde_json::Value;
 
 use crate::wait::text;
 
+/// Columns as `kubectl get` prints them: one line per row, whatever the terminal's width,
+/// so every id stays whole and can be copied.
 fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table
-        .load_preset(UTF8_BORDERS_ONLY)
-        .set_content_arrangement(ContentArrangement::Dynamic)
+        .load_preset(NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(header.to_vec());
     table
 }

@@ -109,7 +109,7 @@ impl Progress {
         });
         let total = bars.add(ProgressBar::new(0));
         total.set_style(
-            ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} resources · {msg}")
+            ProgressStyle::with_template("{spinner} {prefix} [{bar:24}] {pos}/{len} resources · {wide_msg}")
                 .expect("a valid template")
                 .progress_chars("=> "),
         );
@@ -164,7 +164,7 @@ impl Progress {
             match item["progress"].as_u64() {
                 Some(percent) => {
                     bar.set_style(
-                        ProgressStyle::with_template("  {prefix:<28} [{bar:20}] {pos:>3}% {msg}")
+                        ProgressStyle::with_template("  {prefix:<28} [{bar:20}] {pos:>3}% {wide_msg}")
                             .expect("a valid template")
                             .progress_chars("=> "),
                     );
@@ -173,7 +173,7 @@ impl Progress {
                 }
                 None => {
                     bar.set_style(
-                        ProgressStyle::with_template("  {spinner} {prefix:<26} {msg}").expect("a valid template"),
+                        ProgressStyle::with_template("  {spinner} {prefix:<26} {wide_msg}").expect("a valid template"),
                     );
                     let step = item["step"].as_str().unwrap_or_default().replace('_', " ");
                     bar.set_message(if step.is_empty() { status.to_owned() } else { format!("{status} · {step}") });
