@@ -31,7 +31,8 @@ const TERMINAL = ['Succeeded', 'PartiallyFailed', 'Failed', 'Cancelled', 'Expire
 
 mkdirSync(artifacts, { recursive: true });
 
-// This machine has no internet: without these flags Chromium waits on its own services.
+// Without these flags Chromium calls its own services at start, which a machine without
+// internet access (a CI runner) waits on.
 const browser = await chromium.launch({
   executablePath,
   args: [
