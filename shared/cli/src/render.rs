@@ -12,10 +12,7 @@ use crate::wait::text;
 /// so every id stays whole and can be copied.
 fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
-    table
-        .load_preset(NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(header.to_vec());
+    table.load_preset(NOTHING).set_content_arrangement(ContentArrangement::Disabled).set_header(header.to_vec());
     table
 }
 
