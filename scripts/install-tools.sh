@@ -36,12 +36,15 @@ then
 fi
 # `npm ci` installs exactly the lock file; it runs again only when node_modules is missing
 # or was installed from another lock file.
+npm_ci_once() {
+    local dir="$1" stamp="$1/node_modules/.snapnest-package-lock.json"
+    if ! cmp -s "$dir/package-lock.json" "$stamp"; then
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+        cp "$dir/package-lock.json" "$stamp"
+    fi
+}
 iam="$root/tests/iam"
-stamp="$iam/node_modules/.snapnest-package-lock.json"
-if ! cmp -s "$iam/package-lock.json" "$stamp"; then
-    (cd "$iam" && npm ci --no-audit --no-fund --loglevel=error)
-    cp "$iam/package-lock.json" "$stamp"
-fi
+npm_ci_once "$iam"
 IAM_SIMULATE_VERSION="$(node -p "require('$iam/node_modules/@cloud-copilot/iam-simulate/package.json').version")"
 
 # Chromium for the console test: Debian's own package at this version (it is what the test
@@ -60,10 +63,6 @@ if [ ! -x /usr/bin/chromium ] \
     install_chromium || { $sudo apt-get update -qq && install_chromium; }
 fi
 console="$root/tests/console"
-stamp="$console/node_modules/.snapnest-package-lock.json"
-if ! cmp -s "$console/package-lock.json" "$stamp"; then
-    (cd "$console" && npm ci --no-audit --no-fund --loglevel=error)
-    cp "$console/package-lock.json" "$stamp"
-fi
+npm_ci_once "$console"
 PLAYWRIGHT_CORE_VERSION="$(node -p "require('$console/node_modules/playwright-core/package.json').version")"
 echo "tools ready in $venv/bin: cargo-lambda $CARGO_LAMBDA_VERSION, moto $MOTO_VERSION, cfn-lint $CFN_LINT_VERSION; iam-simulate $IAM_SIMULATE_VERSION in tests/iam; chromium $CHROMIUM_VERSION; playwright-core $PLAYWRIGHT_CORE_VERSION in tests/console" >&2

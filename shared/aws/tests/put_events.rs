@@ -4,14 +4,13 @@
 //! entries; a failed entry has an `ErrorCode` in the answer's `Entries`, in request order, and
 //! is counted in `FailedEntryCount`). moto takes every entry, so the refusals are scripted here.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_credential_types::Credentials;
-use aws_smithy_runtime_api::client::http::{http_client_fn, HttpConnector, HttpConnectorFuture, SharedHttpConnector};
+use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
@@ -51,13 +50,7 @@ impl HttpConnector for Capture {
 }
 
 fn bus(capture: &Capture) -> EventBridgeBus {
-    let capture_for_client = capture.clone();
-    let sdk = SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new("AKID", "SECRET", None, None, "test")))
-        .http_client(http_client_fn(move |_, _| SharedHttpConnector::new(capture_for_client.clone())))
-        .build();
+    let sdk = common::config_sending_to(capture.clone());
     EventBridgeBus::from_config(&sdk, "default").with_first_retry(Duration::from_millis(1))
 }
 

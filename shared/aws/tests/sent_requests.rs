@@ -2,12 +2,12 @@
 //! parameters, so where correctness depends on what AWS does with one, the parameter is
 //! asserted here on the wire.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_credential_types::Credentials;
-use aws_smithy_runtime_api::client::http::{http_client_fn, HttpConnector, HttpConnectorFuture, SharedHttpConnector};
+use aws_config::SdkConfig;
+use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
@@ -55,13 +55,7 @@ impl HttpConnector for Capture {
 }
 
 fn capturing_config(capture: &Capture) -> SdkConfig {
-    let capture = capture.clone();
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new("AKID", "SECRET", None, None, "test")))
-        .http_client(http_client_fn(move |_, _| SharedHttpConnector::new(capture.clone())))
-        .build()
+    common::config_sending_to(capture.clone())
 }
 
 /// The query-protocol parameters of a captured EC2 or RDS request.
@@ -708,13 +702,7 @@ impl HttpConnector for ChangedBlocks {
 #[tokio::test]
 async fn what_a_snapshot_adds_to_its_chain_is_its_changed_blocks_over_every_page() {
     let blocks = ChangedBlocks::default();
-    let connector = blocks.clone();
-    let config = SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new("AKID", "SECRET", None, None, "test")))
-        .http_client(http_client_fn(move |_, _| SharedHttpConnector::new(connector.clone())))
-        .build();
+    let config = common::config_sending_to(blocks.clone());
     let cloud = AwsProvider::new(&config).home();
     // EBS direct APIs, ListChangedBlocks: the blocks that differ, BlockSize bytes each.
     assert_eq!(cloud.changed_bytes("snap-0earlier", "snap-0later").await, Ok(3 * 524_288));

@@ -39,6 +39,15 @@ fn time(value: &Value, key: &str) -> String {
     }
 }
 
+/// A point's expiry: null means it is kept until deleted by hand.
+fn expires(point: &Value) -> String {
+    if point["expires_at"].is_null() {
+        "never".into()
+    } else {
+        time(point, "expires_at")
+    }
+}
+
 fn lines(pairs: &[(&str, String)]) -> String {
     let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     pairs.iter().filter(|(_, v)| v != "-").map(|(k, v)| format!("{k:<width$}  {v}\n")).collect()
@@ -64,7 +73,7 @@ pub fn backup(record: &Value) -> String {
         ("started", time(record, "started_at")),
         ("finished", time(record, "finished_at")),
         ("size", bytes(record, "snapshot_bytes")),
-        ("expires", if record["expires_at"].is_null() { "never".into() } else { time(record, "expires_at") }),
+        ("expires", expires(record)),
         ("replication", replication(record)),
         ("requested by", cell(record, "requested_by")),
     ]);
@@ -98,7 +107,7 @@ pub fn backup_page(page: &Value) -> String {
             time(point, "started_at"),
             time(point, "finished_at"),
             bytes(point, "snapshot_bytes"),
-            if point["expires_at"].is_null() { "never".into() } else { time(point, "expires_at") },
+            expires(point),
             replication(point),
             cell(&point["summary"], "headline"),
         ]);

@@ -1309,7 +1309,6 @@ pub fn derive_status(record: &mut RestoreRecord, now: Timestamp) {
 mod tests {
     use super::*;
     use crate::cloud::AttachedVolume;
-    use crate::ids::RestoreId;
     use chrono::Utc;
 
     const KEY: &str = "service-instance-id";
@@ -1359,33 +1358,12 @@ mod tests {
 
     fn restore(mode: RestoreMode, phase: RestorePhase, items: Vec<RestoreItem>) -> RestoreRecord {
         RestoreRecord {
-            restore_id: RestoreId::generate(),
-            backup_id: BackupId::generate(),
-            service_instance_id: "si-1".into(),
-            mode,
-            region: "us-east-1".into(),
             status: JobStatus::Running,
             phase,
-            phase_started_at: Some(Utc::now()),
             on_failure: OnFailure::Rollback,
             safety_backup: false,
-            safety_backup_id: None,
-            started_at: Utc::now(),
-            finished_at: None,
             items,
-            instances: Vec::new(),
-            stopped_instance_ids: Vec::new(),
-            service_changed: false,
-            rollback: None,
-            kept_until: None,
-            owners: Vec::new(),
-            lease: None,
-            error: None,
-            client_token: None,
-            requested_by: None,
-            changes: Vec::new(),
-            version: 1,
-            stored_rows: Default::default(),
+            ..crate::fixtures::restore_of(mode)
         }
     }
 
